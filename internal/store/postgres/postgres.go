@@ -1,0 +1,86 @@
+// Package postgres is the PostgreSQL storage backend (pgx v5), used when
+// several replicas serve one deployment.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/m2mauth/m2mauth/internal/store/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLockID is the advisory lock key that serialises migrators
+// ("m2mauth" in ASCII).
+const migrationLockID = 0x6d326d61757468
+
+// Flavor describes PostgreSQL to sqlstore.
+var Flavor = sqlstore.Flavor{
+	Name:                  "postgres",
+	MigrationLock:         fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockID),
+	IsUniqueViolation:     func(err error) bool { return hasCode(err, "23505") },
+	IsForeignKeyViolation: func(err error) bool { return hasCode(err, "23503") },
+}
+
+func hasCode(err error, code string) bool {
+	var e *pgconn.PgError
+	return errors.As(err, &e) && e.Code == code
+}
+
+// Store is a PostgreSQL-backed store.
+type Store struct {
+	*sqlstore.Store
+	pool *pgxpool.Pool
+}
+
+// Open connects to dsn (a postgres:// URL or key=value string) and applies
+// pending migrations.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors can echo the DSN, which may hold a password.
+		return nil, errors.New("open postgres: invalid connection string")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		pool.Close()
+		return nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	if _, err := Migrate(ctx, db); err != nil {
+		db.Close()
+		pool.Close()
+		return nil, err
+	}
+	return &Store{Store: sqlstore.New(db, Flavor), pool: pool}, nil
+}
+
+// Migrate applies pending migrations and reports how many it applied.
+func Migrate(ctx context.Context, db *sql.DB) (int, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return 0, err
+	}
+	return sqlstore.Migrate(ctx, db, Flavor, sub)
+}
+
+// Close closes the database and its pool.
+func (s *Store) Close() error {
+	err := s.Store.Close()
+	s.pool.Close()
+	return err
+}

@@ -1,0 +1,139 @@
+// Package store defines m2mauth's domain records (APIs, clients, their
+// secrets and grants, signing keys) and the Store interface every storage
+// backend implements. Backends live in sub-packages (sqlite, postgres) and
+// all pass the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors callers branch on. Backends wrap them with %w.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a uniqueness or reference constraint prevents the write
+	// (duplicate identifier, API still granted to a client, grant to a
+	// missing API).
+	ErrConflict = errors.New("conflict")
+)
+
+// API is a resource server that tokens are issued for. Its Identifier is the
+// value of the token's aud claim.
+type API struct {
+	ID            string
+	Identifier    string
+	Name          string
+	Scopes        []string
+	TokenLifetime time.Duration // 0: the server default
+	// Builtin names a server-managed API ("admin"); empty for user APIs.
+	Builtin   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Grant lets a client request tokens for one API with a subset of its scopes.
+type Grant struct {
+	Audience string // API identifier
+	Scopes   []string
+	// APITokenLifetime is the granted API's own token lifetime, filled in on
+	// reads so the token endpoint needs no second lookup. Ignored on writes.
+	APITokenLifetime time.Duration
+}
+
+// Secret is one client secret. Only its keyed hash is stored.
+type Secret struct {
+	ID         string
+	Hash       string // "alg$…", see package secret
+	Hint       string // a short, non-secret prefix to recognise it by
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never
+	LastUsedAt time.Time // zero: never used
+}
+
+// Client is an application that authenticates with the client-credentials
+// grant.
+type Client struct {
+	ID              string
+	Name            string
+	Description     string
+	DefaultAudience string        // empty: none
+	TokenLifetime   time.Duration // 0: the API's or the server default
+	Grants          []Grant
+	Secrets         []Secret
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Key states in a signing key's lifecycle.
+const (
+	KeyNext    = "next"    // published, not yet signing
+	KeyActive  = "active"  // signing (at most one)
+	KeyRetired = "retired" // published until its last token expires
+)
+
+// SigningKey is a token signing key. Private holds the private key encrypted
+// under the master key identified by MasterKeyID; it is never stored clear.
+type SigningKey struct {
+	KID         string
+	Alg         string
+	State       string
+	Private     []byte
+	PublicJWK   []byte // the public JWK as published in the JWKS
+	MasterKeyID string
+	CreatedAt   time.Time
+	ActivatedAt time.Time
+	RetiredAt   time.Time
+}
+
+// Bootstrap is what a first start creates: the built-in admin API and the
+// bootstrap admin client that may use it.
+type Bootstrap struct {
+	AdminAPI    API
+	AdminClient Client
+}
+
+// Store is the persistence interface. It is the one wide interface in the
+// project because the backend is chosen at run time.
+type Store interface {
+	// CreateAPI stores a new API. ErrConflict if the identifier is taken.
+	CreateAPI(ctx context.Context, api API) error
+	// GetAPI returns the API with this identifier.
+	GetAPI(ctx context.Context, identifier string) (API, error)
+	// ListAPIs returns every API ordered by identifier.
+	ListAPIs(ctx context.Context) ([]API, error)
+	// DeleteAPI removes an API. ErrConflict while a client holds a grant
+	// for it or when it is built in.
+	DeleteAPI(ctx context.Context, identifier string) error
+
+	// CreateClient stores a client with its grants and secrets in one
+	// transaction. ErrConflict if the id is taken or a grant names a
+	// missing API.
+	CreateClient(ctx context.Context, c Client) error
+	// GetClient returns a client with its grants and secrets.
+	GetClient(ctx context.Context, id string) (Client, error)
+	// ListClients returns every client (with grants and secrets) ordered by id.
+	ListClients(ctx context.Context) ([]Client, error)
+	// DeleteClient removes a client, its grants and its secrets.
+	DeleteClient(ctx context.Context, id string) error
+
+	// CreateSigningKey stores a key. A key in state active is stored only
+	// if no other key is active; created reports whether it was stored.
+	CreateSigningKey(ctx context.Context, k SigningKey) (created bool, err error)
+	// ListSigningKeys returns every key, newest first.
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+
+	// InitBootstrap creates the built-in admin API and the bootstrap admin
+	// client exactly once per database, even when several processes call
+	// it at once; created reports whether this call did it. Later calls
+	// only move the built-in API to b.AdminAPI.Identifier (the issuer may
+	// have changed), carrying its grants along.
+	InitBootstrap(ctx context.Context, b Bootstrap) (created bool, err error)
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the backend's resources.
+	Close() error
+}

@@ -1,0 +1,328 @@
+// Package storetest is the conformance suite every store.Store backend must
+// pass. Backends call Run from their own tests with a constructor that
+// returns an empty, migrated store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+// Opener returns a fresh, empty store. Calling it twice within one test must
+// return two handles on the same database (used to test concurrency between
+// processes).
+type Opener func(t *testing.T) (open func() store.Store)
+
+var t0 = time.Date(2026, 11, 22, 10, 30, 0, 123456000, time.UTC)
+
+// Run runs the whole suite.
+func Run(t *testing.T, newDB Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open func() store.Store)
+	}{
+		{"APIs", testAPIs},
+		{"Clients", testClients},
+		{"DeleteAPIInUse", testDeleteAPIInUse},
+		{"SigningKeys", testSigningKeys},
+		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
+		{"Bootstrap", testBootstrap},
+		{"BootstrapConcurrent", testBootstrapConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			open := newDB(t)
+			tc.fn(t, open)
+		})
+	}
+}
+
+func api(identifier string, scopes ...string) store.API {
+	return store.API{
+		ID: "api_" + identifier, Identifier: identifier, Name: "API " + identifier,
+		Scopes: scopes, TokenLifetime: 10 * time.Minute, CreatedAt: t0, UpdatedAt: t0,
+	}
+}
+
+func client(id string, grants ...store.Grant) store.Client {
+	if grants == nil {
+		grants = []store.Grant{}
+	}
+	return store.Client{
+		ID: id, Name: "client " + id, Description: "d", DefaultAudience: "",
+		TokenLifetime: 5 * time.Minute, Grants: grants,
+		Secrets: []store.Secret{{ID: "sec_" + id, Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
+		CreatedAt: t0, UpdatedAt: t0,
+	}
+}
+
+func testAPIs(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := api("https://orders.example", "orders:read", "orders:write")
+	if err := s.CreateAPI(ctx, a); err != nil {
+		t.Fatalf("CreateAPI: %v", err)
+	}
+	if err := s.CreateAPI(ctx, a); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate CreateAPI: got %v, want ErrConflict", err)
+	}
+	b := api("banking", "banking/read")
+	b.ID = "api_other"
+	b.TokenLifetime = 0
+	if err := s.CreateAPI(ctx, b); err != nil {
+		t.Fatalf("CreateAPI: %v", err)
+	}
+	got, err := s.GetAPI(ctx, a.Identifier)
+	if err != nil {
+		t.Fatalf("GetAPI: %v", err)
+	}
+	if diff := cmp.Diff(a, got); diff != "" {
+		t.Errorf("GetAPI mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := s.GetAPI(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetAPI(missing): got %v, want ErrNotFound", err)
+	}
+	list, err := s.ListAPIs(ctx)
+	if err != nil {
+		t.Fatalf("ListAPIs: %v", err)
+	}
+	if diff := cmp.Diff([]store.API{b, a}, list); diff != "" {
+		t.Errorf("ListAPIs mismatch (-want +got):\n%s", diff)
+	}
+	if err := s.DeleteAPI(ctx, a.Identifier); err != nil {
+		t.Fatalf("DeleteAPI: %v", err)
+	}
+	if err := s.DeleteAPI(ctx, a.Identifier); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeleteAPI twice: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetAPI(ctx, a.Identifier); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetAPI after delete: got %v, want ErrNotFound", err)
+	}
+}
+
+func testClients(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := api("https://orders.example", "orders:read", "orders:write")
+	if err := s.CreateAPI(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	c := client("m2mc_one", store.Grant{Audience: a.Identifier, Scopes: []string{"orders:read"}})
+	c.DefaultAudience = a.Identifier
+	c.Secrets = append(c.Secrets, store.Secret{ID: "sec_2", Hash: "hmac-sha256$def", Hint: "m2ms_de", CreatedAt: t0.Add(time.Second), LastUsedAt: t0.Add(2 * time.Second)})
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatalf("CreateClient: %v", err)
+	}
+	if err := s.CreateClient(ctx, c); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("duplicate CreateClient: got %v, want ErrConflict", err)
+	}
+	bad := client("m2mc_bad", store.Grant{Audience: "https://missing.example", Scopes: []string{"x"}})
+	if err := s.CreateClient(ctx, bad); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateClient with grant for missing API: got %v, want ErrConflict", err)
+	}
+	if _, err := s.GetClient(ctx, bad.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a failed CreateClient left a client behind: %v", err)
+	}
+	bare := client("m2mc_two")
+	bare.Secrets = []store.Secret{}
+	if err := s.CreateClient(ctx, bare); err != nil {
+		t.Fatalf("CreateClient without grants: %v", err)
+	}
+
+	want := c
+	want.Grants = []store.Grant{{Audience: a.Identifier, Scopes: []string{"orders:read"}, APITokenLifetime: a.TokenLifetime}}
+	got, err := s.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatalf("GetClient: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("GetClient mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := s.GetClient(ctx, "m2mc_missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetClient(missing): got %v, want ErrNotFound", err)
+	}
+	list, err := s.ListClients(ctx)
+	if err != nil {
+		t.Fatalf("ListClients: %v", err)
+	}
+	if diff := cmp.Diff([]store.Client{want, bare}, list); diff != "" {
+		t.Errorf("ListClients mismatch (-want +got):\n%s", diff)
+	}
+	if err := s.DeleteClient(ctx, c.ID); err != nil {
+		t.Fatalf("DeleteClient: %v", err)
+	}
+	if err := s.DeleteClient(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeleteClient twice: got %v, want ErrNotFound", err)
+	}
+	// The grant went with the client, so the API can now be deleted.
+	if err := s.DeleteAPI(ctx, a.Identifier); err != nil {
+		t.Errorf("DeleteAPI after its only client was deleted: %v", err)
+	}
+}
+
+func testDeleteAPIInUse(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := api("https://orders.example", "orders:read")
+	if err := s.CreateAPI(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, client("m2mc_x", store.Grant{Audience: a.Identifier, Scopes: []string{"orders:read"}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAPI(ctx, a.Identifier); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("DeleteAPI with a grant: got %v, want ErrConflict", err)
+	}
+	if _, err := s.GetAPI(ctx, a.Identifier); err != nil {
+		t.Errorf("API gone after refused delete: %v", err)
+	}
+}
+
+func key(kid, state string, created time.Time) store.SigningKey {
+	return store.SigningKey{
+		KID: kid, Alg: "RS256", State: state, Private: []byte{0, 1, 2, 0xff}, PublicJWK: []byte(`{"kid":"` + kid + `"}`),
+		MasterKeyID: "mk1", CreatedAt: created, ActivatedAt: created,
+	}
+}
+
+func testSigningKeys(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	k1 := key("k1", store.KeyActive, t0)
+	if created, err := s.CreateSigningKey(ctx, k1); err != nil || !created {
+		t.Fatalf("CreateSigningKey: created=%v err=%v", created, err)
+	}
+	if created, err := s.CreateSigningKey(ctx, key("k2", store.KeyActive, t0.Add(time.Second))); err != nil || created {
+		t.Fatalf("second active key: created=%v err=%v, want false, nil", created, err)
+	}
+	k3 := key("k3", store.KeyNext, t0.Add(time.Minute))
+	k3.ActivatedAt = time.Time{}
+	if created, err := s.CreateSigningKey(ctx, k3); err != nil || !created {
+		t.Fatalf("next key: created=%v err=%v", created, err)
+	}
+	keys, err := s.ListSigningKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]store.SigningKey{k3, k1}, keys); diff != "" {
+		t.Errorf("ListSigningKeys mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func testOneActiveConcurrent(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	const n = 8
+	stores := make([]store.Store, n)
+	for i := range stores {
+		stores[i] = open()
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	createdCount := 0
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created, err := stores[i].CreateSigningKey(ctx, key(fmt.Sprintf("k%d", i), store.KeyActive, t0))
+			if err != nil {
+				t.Errorf("CreateSigningKey: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if created {
+				createdCount++
+			}
+		}()
+	}
+	wg.Wait()
+	keys, err := stores[0].ListSigningKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if createdCount != 1 || len(keys) != 1 {
+		t.Errorf("%d concurrent creators of an active key: %d reported created, %d stored; want 1 and 1", n, createdCount, len(keys))
+	}
+}
+
+func bootstrap(issuer, clientID string) store.Bootstrap {
+	a := api(issuer+"/admin", "admin")
+	a.ID = "api_admin"
+	a.Builtin = "admin"
+	c := client(clientID, store.Grant{Audience: a.Identifier, Scopes: []string{"admin"}})
+	c.DefaultAudience = a.Identifier
+	return store.Bootstrap{AdminAPI: a, AdminClient: c}
+}
+
+func testBootstrap(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	created, err := s.InitBootstrap(ctx, bootstrap("http://one", "m2mc_admin1"))
+	if err != nil || !created {
+		t.Fatalf("first InitBootstrap: created=%v err=%v", created, err)
+	}
+	if err := s.DeleteAPI(ctx, "http://one/admin"); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("DeleteAPI(builtin): got %v, want ErrConflict", err)
+	}
+	// A later start with a new issuer moves the admin API and its grants.
+	created, err = s.InitBootstrap(ctx, bootstrap("http://two", "m2mc_admin2"))
+	if err != nil || created {
+		t.Fatalf("second InitBootstrap: created=%v err=%v, want false, nil", created, err)
+	}
+	if _, err := s.GetClient(ctx, "m2mc_admin2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second bootstrap created its client: %v", err)
+	}
+	c, err := s.GetClient(ctx, "m2mc_admin1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Grants) != 1 || c.Grants[0].Audience != "http://two/admin" {
+		t.Errorf("admin grant after issuer change: %+v, want audience http://two/admin", c.Grants)
+	}
+	if a, err := s.GetAPI(ctx, "http://two/admin"); err != nil || a.Builtin != "admin" {
+		t.Errorf("admin API after issuer change: %+v, %v", a, err)
+	}
+}
+
+func testBootstrapConcurrent(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	const n = 6
+	stores := make([]store.Store, n)
+	for i := range stores {
+		stores[i] = open()
+	}
+	var wg sync.WaitGroup
+	results := make([]bool, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created, err := stores[i].InitBootstrap(ctx, bootstrap("http://x", fmt.Sprintf("m2mc_admin%d", i)))
+			if err != nil {
+				t.Errorf("InitBootstrap: %v", err)
+			}
+			results[i] = created
+		}()
+	}
+	wg.Wait()
+	clients, err := stores[0].ListClients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createdCount := 0
+	for _, c := range results {
+		if c {
+			createdCount++
+		}
+	}
+	if createdCount != 1 || len(clients) != 1 {
+		t.Errorf("%d concurrent bootstraps: %d reported created, %d clients stored; want 1 and 1", n, createdCount, len(clients))
+	}
+}
