@@ -24,8 +24,10 @@ var migrations embed.FS
 // Flavor describes SQLite to sqlstore. Every transaction is BEGIN IMMEDIATE
 // (see Open), which serialises migrators without an extra lock.
 var Flavor = sqlstore.Flavor{
-	Name:                  "sqlite",
-	IsUniqueViolation:     func(err error) bool { return hasCode(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) },
+	Name: "sqlite",
+	IsUniqueViolation: func(err error) bool {
+		return hasCode(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+	},
 	IsForeignKeyViolation: func(err error) bool { return hasCode(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) },
 }
 

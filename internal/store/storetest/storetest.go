@@ -59,7 +59,7 @@ func client(id string, grants ...store.Grant) store.Client {
 	return store.Client{
 		ID: id, Name: "client " + id, Description: "d", DefaultAudience: "",
 		TokenLifetime: 5 * time.Minute, Grants: grants,
-		Secrets: []store.Secret{{ID: "sec_" + id, Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
+		Secrets:   []store.Secret{{ID: "sec_" + id, Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
 		CreatedAt: t0, UpdatedAt: t0,
 	}
 }
