@@ -132,6 +132,10 @@ type Store interface {
 	// have changed), carrying its grants along.
 	InitBootstrap(ctx context.Context, b Bootstrap) (created bool, err error)
 
+	// EnsureMeta stores value under key unless the key already has one,
+	// and returns the value stored; concurrent callers all see the winner's.
+	EnsureMeta(ctx context.Context, key, value string) (string, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.

@@ -46,20 +46,9 @@ type Store struct {
 // Open connects to dsn (a postgres:// URL or key=value string) and applies
 // pending migrations.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pool, db, err := connect(ctx, dsn)
 	if err != nil {
-		// pgx's parse errors can echo the DSN, which may hold a password.
-		return nil, errors.New("open postgres: invalid connection string")
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
-	}
-	db := stdlib.OpenDBFromPool(pool)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		pool.Close()
-		return nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+		return nil, err
 	}
 	if _, err := Migrate(ctx, db); err != nil {
 		db.Close()
@@ -67,6 +56,36 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{Store: sqlstore.New(db, Flavor), pool: pool}, nil
+}
+
+// MigrateDSN applies pending migrations to the database at dsn.
+func MigrateDSN(ctx context.Context, dsn string) (int, error) {
+	pool, db, err := connect(ctx, dsn)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	defer db.Close()
+	return Migrate(ctx, db)
+}
+
+func connect(ctx context.Context, dsn string) (*pgxpool.Pool, *sql.DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors can echo the DSN, which may hold a password.
+		return nil, nil, errors.New("open postgres: invalid connection string")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open postgres: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		pool.Close()
+		return nil, nil, fmt.Errorf("open postgres %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	return pool, db, nil
 }
 
 // Migrate applies pending migrations and reports how many it applied.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -47,6 +48,35 @@ func hasCode(err error, codes ...int) bool {
 // Open opens (creating if needed) the database file at path and applies
 // pending migrations.
 func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
+	db, err := openDB(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return sqlstore.New(db, Flavor), nil
+}
+
+// MigrateFile applies pending migrations to the database file at path.
+func MigrateFile(ctx context.Context, path string) (int, error) {
+	db, err := openDB(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	return Migrate(ctx, db)
+}
+
+func openDB(ctx context.Context, path string) (*sql.DB, error) {
+	// Create the file owner-only before SQLite does; its -wal and -shm files
+	// inherit the mode.
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("open sqlite: %w", err)
+	} else {
+		f.Close()
+	}
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)", "synchronous(FULL)"} {
 		q.Add("_pragma", p)
@@ -61,11 +91,7 @@ func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	if _, err := Migrate(ctx, db); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return sqlstore.New(db, Flavor), nil
+	return db, nil
 }
 
 // Migrate applies pending migrations and reports how many it applied.

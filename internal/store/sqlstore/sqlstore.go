@@ -245,12 +245,14 @@ func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) 
 	if err := rows.Err(); err != nil {
 		return store.Client{}, s.mapErr("get client", err)
 	}
-	if !found {
-		return store.Client{}, fmt.Errorf("get client: %w", store.ErrNotFound)
-	}
+	// The grants query runs even for an unknown client, so that an unknown
+	// client id costs the token endpoint the same as a wrong secret.
 	grants, err := s.grants(ctx, `WHERE g.client_id = $1`, id)
 	if err != nil {
 		return store.Client{}, err
+	}
+	if !found {
+		return store.Client{}, fmt.Errorf("get client: %w", store.ErrNotFound)
 	}
 	c.Grants = grants[id]
 	if c.Secrets == nil {
@@ -426,4 +428,14 @@ func (s *Store) InitBootstrap(ctx context.Context, b store.Bootstrap) (bool, err
 		return false, s.mapErr("bootstrap", err)
 	}
 	return created, nil
+}
+
+// EnsureMeta implements store.Store.
+func (s *Store) EnsureMeta(ctx context.Context, key, value string) (string, error) {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING`, key, value); err != nil {
+		return "", s.mapErr("ensure meta", err)
+	}
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = $1`, key).Scan(&v)
+	return v, s.mapErr("ensure meta", err)
 }

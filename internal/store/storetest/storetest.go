@@ -36,6 +36,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
 		{"Bootstrap", testBootstrap},
 		{"BootstrapConcurrent", testBootstrapConcurrent},
+		{"EnsureMeta", testEnsureMeta},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -324,5 +325,16 @@ func testBootstrapConcurrent(t *testing.T, open func() store.Store) {
 	}
 	if createdCount != 1 || len(clients) != 1 {
 		t.Errorf("%d concurrent bootstraps: %d reported created, %d clients stored; want 1 and 1", n, createdCount, len(clients))
+	}
+}
+
+func testEnsureMeta(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	if v, err := s.EnsureMeta(ctx, "k", "first"); err != nil || v != "first" {
+		t.Fatalf("EnsureMeta on empty: %q, %v; want first", v, err)
+	}
+	if v, err := s.EnsureMeta(ctx, "k", "second"); err != nil || v != "first" {
+		t.Fatalf("EnsureMeta again: %q, %v; want first (kept)", v, err)
 	}
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/server"
+)
+
+// connFlags locate the server and the admin credentials.
+type connFlags struct {
+	server, clientID, clientSecret, dataDir string
+}
+
+func (c *connFlags) register(f *flags) {
+	f.StringVar(&c.server, "server", "", "server base URL (default: from <data-dir>/admin.json)")
+	f.StringVar(&c.clientID, "client-id", "", "admin client id (default: from <data-dir>/admin.json)")
+	f.StringVar(&c.clientSecret, "client-secret", "", "admin client secret (default: from <data-dir>/admin.json); prefer the environment variable")
+	f.StringVar(&c.dataDir, "data-dir", "./m2mauth-data", "data directory holding admin.json")
+	f.setEnv("client-id", "M2MAUTH_ADMIN_CLIENT_ID")
+	f.setEnv("client-secret", "M2MAUTH_ADMIN_CLIENT_SECRET")
+}
+
+// adminClient calls the admin API with a token of the admin client.
+type adminClient struct {
+	base  string
+	http  *http.Client
+	token string
+}
+
+var httpClient = &http.Client{Timeout: 30 * time.Second}
+
+// connect resolves each setting from flags, then the environment (both done
+// by flags.parse), then admin.json, and gets an admin token.
+func (c *connFlags) connect(ctx context.Context) (*adminClient, error) {
+	var creds server.AdminCredentials
+	path := filepath.Join(c.dataDir, server.AdminFile)
+	if c.server == "" || c.clientID == "" || c.clientSecret == "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("no admin credentials: pass --server, --client-id and --client-secret (or set M2MAUTH_SERVER, M2MAUTH_ADMIN_CLIENT_ID, M2MAUTH_ADMIN_CLIENT_SECRET), or run from the directory where the server created %s: %w", path, err)
+		}
+		if err := json.Unmarshal(b, &creds); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if c.server != "" {
+		creds.Server = c.server
+	}
+	if c.clientID != "" {
+		creds.ClientID = c.clientID
+	}
+	if c.clientSecret != "" {
+		creds.ClientSecret = c.clientSecret
+	}
+	if creds.Server == "" || creds.ClientID == "" || creds.ClientSecret == "" {
+		return nil, errors.New("incomplete admin credentials: need a server URL, a client id and a client secret")
+	}
+	ac := &adminClient{base: strings.TrimRight(creds.Server, "/"), http: httpClient}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}
+	if creds.Audience != "" && c.server == "" {
+		form.Set("audience", creds.Audience)
+	}
+	tok, err := requestToken(ctx, ac.base+"/oauth/token", creds.ClientID, creds.ClientSecret, form)
+	if err != nil {
+		return nil, fmt.Errorf("admin login: %w", err)
+	}
+	ac.token = tok.AccessToken
+	return ac, nil
+}
+
+// tokenResponse is the RFC 6749 §5.1 success response.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope,omitempty"`
+}
+
+// requestToken posts a client-credentials request with HTTP Basic auth.
+func requestToken(ctx context.Context, endpoint, id, secret string, form url.Values) (*tokenResponse, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var oe struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &oe) == nil && oe.Error != "" {
+			return nil, fmt.Errorf("%s (HTTP %d): %s", oe.Error, resp.StatusCode, oe.Description)
+		}
+		return nil, fmt.Errorf("token endpoint answered HTTP %d", resp.StatusCode)
+	}
+	var tok tokenResponse
+	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
+		return nil, errors.New("token endpoint answered 200 without an access token")
+	}
+	return &tok, nil
+}
+
+// problem is the admin API's RFC 9457 error body.
+type problem struct {
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+// do sends a request to the admin API and decodes a JSON answer into out.
+func (a *adminClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var p problem
+		if json.Unmarshal(b, &p) != nil || p.Status == 0 {
+			return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+		}
+		msg := p.Title
+		if p.Detail != "" {
+			msg += ": " + p.Detail
+		}
+		for _, fe := range p.Errors {
+			msg += fmt.Sprintf("\n  %s: %s", fe.Field, fe.Message)
+		}
+		return errors.New(msg)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}

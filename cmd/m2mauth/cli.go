@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// exit codes
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// env is what a command may touch of the outside world.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands is every command of the binary; groups (api, client) dispatch
+// to their own sub-tables.
+func commands() []command {
+	return []command{
+		{"serve", "run the authorization server", runServe},
+		{"migrate", "apply pending database migrations and exit", runMigrate},
+		{"api", "manage APIs (resource servers): create, list, show, delete", group("api", apiCommands())},
+		{"client", "manage clients (applications): create, list, show, delete", group("client", clientCommands())},
+		{"token", "get an access token with the client-credentials grant", runToken},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// errUsage marks an error whose usage text has been printed.
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, e *env) int {
+	err := dispatch(ctx, e, "m2mauth", commands(), args)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errUsage):
+		return exitUsage
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	default:
+		fmt.Fprintln(e.stderr, "m2mauth:", err)
+		return exitError
+	}
+}
+
+func dispatch(ctx context.Context, e *env, prefix string, cmds []command, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		w := e.stdout
+		if len(args) == 0 {
+			w = e.stderr
+		}
+		fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", prefix)
+		for _, c := range cmds {
+			fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintf(w, "\nRun '%s <command> --help' for a command's flags and environment variables.\n", prefix)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	fmt.Fprintf(e.stderr, "%s: unknown command %q (run '%s --help')\n", prefix, args[0], prefix)
+	return errUsage
+}
+
+func group(name string, cmds []command) func(context.Context, *env, []string) error {
+	return func(ctx context.Context, e *env, args []string) error {
+		return dispatch(ctx, e, "m2mauth "+name, cmds, args)
+	}
+}
+
+// flags is a flag set whose flags also read environment variables.
+type flags struct {
+	*flag.FlagSet
+	e        *env
+	envNames map[string]string // flag name → variable
+	args     string            // positional arguments, for usage
+}
+
+// newFlags returns a flag set for "m2mauth <name>".
+func newFlags(e *env, name, args, summary string) *flags {
+	fs := flag.NewFlagSet("m2mauth "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := &flags{FlagSet: fs, e: e, envNames: map[string]string{}, args: args}
+	fs.Usage = func() {
+		w := e.stdout
+		fmt.Fprintf(w, "Usage: m2mauth %s [flags] %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", name, args, summary)
+		var names []string
+		fs.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
+		sort.Strings(names)
+		for _, n := range names {
+			fl := fs.Lookup(n)
+			typ, usage := flag.UnquoteUsage(fl)
+			def := ""
+			if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0s" {
+				def = fmt.Sprintf(" (default %s)", fl.DefValue)
+			}
+			fmt.Fprintf(w, "  --%s %s\n      $%s\n      %s%s\n", n, typ, f.envName(n), usage, def)
+		}
+	}
+	return f
+}
+
+// envName is the variable a flag reads: M2MAUTH_ + upper snake case,
+// unless overridden with setEnv.
+func (f *flags) envName(name string) string {
+	if v, ok := f.envNames[name]; ok {
+		return v
+	}
+	return "M2MAUTH_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+func (f *flags) setEnv(flagName, variable string) { f.envNames[flagName] = variable }
+
+// parse parses args, then fills every flag not given on the command line
+// from its environment variable. It returns the positional arguments.
+func (f *flags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
+	// Flags may follow positional arguments (m2mauth api show ID --json).
+	var rest []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				f.Usage()
+				return nil, err
+			}
+			fmt.Fprintf(f.e.stderr, "%s: %v (run '%s --help')\n", f.Name(), err, f.Name())
+			return nil, errUsage
+		}
+		args = f.Args()
+		if len(args) == 0 {
+			break
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	var err error
+	f.VisitAll(func(fl *flag.Flag) {
+		if set[fl.Name] || err != nil {
+			return
+		}
+		if v := f.e.getenv(f.envName(fl.Name)); v != "" {
+			if serr := fl.Value.Set(v); serr != nil {
+				err = fmt.Errorf("$%s: %v", f.envName(fl.Name), serr)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) < minArgs || (maxArgs >= 0 && len(rest) > maxArgs) {
+		fmt.Fprintf(f.e.stderr, "Usage: %s [flags] %s (run '%s --help')\n", f.Name(), f.args, f.Name())
+		return nil, errUsage
+	}
+	return rest, nil
+}
+
+func osEnv() *env { return &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv} }

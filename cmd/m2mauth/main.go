@@ -1,0 +1,17 @@
+// Command m2mauth is the machine-to-machine authorization server and its
+// management CLI. See README.md, or run `m2mauth --help`.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], osEnv())
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/server"
+	"github.com/m2mauth/m2mauth/internal/store/postgres"
+	"github.com/m2mauth/m2mauth/internal/store/sqlite"
+)
+
+// storageFlags registers the flags that locate the database.
+func storageFlags(f *flags, cfg *config.Config) {
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the SQLite database, master.key and admin.json")
+	f.StringVar(&cfg.Database, "database", cfg.Database, "database: empty for SQLite in the data dir, a SQLite file path, or a postgres:// URL")
+}
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	cfg := config.Default()
+	f := newFlags(e, "serve", "", "Runs the authorization server until SIGINT or SIGTERM. On first start it creates the\ndatabase, the signing key and a bootstrap admin client whose credentials it writes to\n<data-dir>/admin.json (mode 0600).")
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
+	f.StringVar(&cfg.Issuer, "issuer", "", "public base URL: the tokens' iss and every advertised URL (default http://<addr>)")
+	storageFlags(f, &cfg)
+	f.StringVar(&cfg.MasterKey, "master-key", "", "master key (32 bytes, base64 or hex) encrypting keys at rest; default: <data-dir>/master.key, created on first start. Prefer the environment variable")
+	f.StringVar(&cfg.SigningAlg, "signing-alg", cfg.SigningAlg, "signing algorithm of new keys")
+	f.DurationVar(&cfg.DefaultTokenLifetime, "token-lifetime", cfg.DefaultTokenLifetime, "token lifetime when neither the client nor the API sets one")
+	f.DurationVar(&cfg.MaxTokenLifetime, "max-token-lifetime", cfg.MaxTokenLifetime, "upper bound on every token's lifetime")
+	f.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", cfg.JWKSMaxAge, "Cache-Control max-age of the JWKS")
+	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish after a stop signal")
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := server.NewLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+	return server.Run(ctx, cfg, log)
+}
+
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	cfg := config.Default()
+	f := newFlags(e, "migrate", "", "Applies pending database migrations and exits. `serve` does this on start too;\nrun it on its own before rolling out a new version to several replicas.")
+	storageFlags(f, &cfg)
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	var applied int
+	var err error
+	if cfg.IsPostgres() {
+		applied, err = postgres.MigrateDSN(ctx, cfg.Database)
+	} else {
+		applied, err = sqlite.MigrateFile(ctx, cfg.SQLitePath())
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "applied %d migration(s); the schema is up to date\n", applied)
+	return nil
+}
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func runVersion(ctx context.Context, e *env, args []string) error {
+	f := newFlags(e, "version", "", "Prints the version.")
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	v := version
+	if v == "" {
+		v = "devel"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	fmt.Fprintln(e.stdout, "m2mauth", v)
+	return nil
+}

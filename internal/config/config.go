@@ -1,0 +1,100 @@
+// Package config holds the server's configuration: the Config struct, its
+// defaults and its validation. Flag and environment parsing live in the
+// command, not here.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is everything `m2mauth serve` needs.
+type Config struct {
+	Addr      string // listen address
+	Issuer    string // public base URL: iss and every advertised URL
+	DataDir   string
+	Database  string // "" (SQLite in DataDir), a file path, or postgres://…
+	MasterKey string // base64 or hex; "" to use <DataDir>/master.key
+
+	SigningAlg           string
+	DefaultTokenLifetime time.Duration
+	MaxTokenLifetime     time.Duration
+	JWKSMaxAge           time.Duration
+
+	LogLevel  string // debug, info, warn, error
+	LogFormat string // json, text
+
+	ShutdownTimeout time.Duration
+}
+
+// Default returns the defaults (the issuer is derived from Addr by Validate).
+func Default() Config {
+	return Config{
+		Addr:                 "127.0.0.1:8080",
+		DataDir:              "./m2mauth-data",
+		SigningAlg:           "RS256",
+		DefaultTokenLifetime: 15 * time.Minute,
+		MaxTokenLifetime:     24 * time.Hour,
+		JWKSMaxAge:           5 * time.Minute,
+		LogLevel:             "info",
+		LogFormat:            "json",
+		ShutdownTimeout:      15 * time.Second,
+	}
+}
+
+// Validate checks c and fills in derived values.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: want host:port", c.Addr))
+	}
+	if c.Issuer == "" {
+		c.Issuer = "http://" + c.Addr
+	}
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		errs = append(errs, fmt.Errorf("issuer %q: want an absolute http(s) URL without query or fragment", c.Issuer))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: required"))
+	}
+	if c.SigningAlg != "RS256" {
+		errs = append(errs, fmt.Errorf("signing-alg %q: supported: RS256", c.SigningAlg))
+	}
+	if c.DefaultTokenLifetime < time.Minute || c.DefaultTokenLifetime > c.MaxTokenLifetime {
+		errs = append(errs, fmt.Errorf("token-lifetime %s: want at least 1m and at most max-token-lifetime (%s)", c.DefaultTokenLifetime, c.MaxTokenLifetime))
+	}
+	if c.JWKSMaxAge < 0 || c.JWKSMaxAge > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("jwks-max-age %s: want 0 to 24h", c.JWKSMaxAge))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("log-format %q: want json or text", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// IsPostgres reports whether Database selects PostgreSQL.
+func (c *Config) IsPostgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
+// SQLitePath is the SQLite database file.
+func (c *Config) SQLitePath() string {
+	if c.Database != "" {
+		return strings.TrimPrefix(c.Database, "sqlite://")
+	}
+	return filepath.Join(c.DataDir, "m2mauth.db")
+}
+
+// AdminAudience is the identifier of the built-in admin API.
+func (c *Config) AdminAudience() string { return c.Issuer + "/admin" }

@@ -1,0 +1,133 @@
+// Package issuer builds and signs JWT access tokens as profiled by RFC 9068:
+// header typ "at+jwt" with the signing key's kid, and the claims iss, sub,
+// client_id, aud, iat, nbf, exp, jti and scope.
+package issuer
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/keys"
+)
+
+// signerSource yields the key that signs new tokens.
+type signerSource interface {
+	Signer() *keys.Signer
+}
+
+// Issuer signs access tokens. It is safe for concurrent use.
+type Issuer struct {
+	issuer  string
+	signers signerSource
+	now     func() time.Time
+	header  atomic.Pointer[cachedHeader]
+}
+
+type cachedHeader struct {
+	signer *keys.Signer
+	b64    string
+}
+
+// New returns an Issuer whose tokens carry iss = issuer.
+func New(issuer string, signers signerSource, now func() time.Time) *Issuer {
+	return &Issuer{issuer: issuer, signers: signers, now: now}
+}
+
+// Request is what a token is issued for; policy has already decided it.
+type Request struct {
+	ClientID string
+	Audience []string // one or more API identifiers
+	Scopes   []string
+	Lifetime time.Duration
+}
+
+// Token is a signed access token.
+type Token struct {
+	Raw       string
+	JTI       string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// claims is the RFC 9068 §2.2 claim set. aud is a string for one audience
+// and an array for several (RFC 7519 §4.1.3).
+type claims struct {
+	Iss      string `json:"iss"`
+	Sub      string `json:"sub"`
+	ClientID string `json:"client_id"`
+	Aud      any    `json:"aud"`
+	Iat      int64  `json:"iat"`
+	Nbf      int64  `json:"nbf"`
+	Exp      int64  `json:"exp"`
+	JTI      string `json:"jti"`
+	Scope    string `json:"scope,omitempty"`
+}
+
+// NewJTI returns a token id with 144 random bits.
+func NewJTI() string {
+	var b [18]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Issue builds and signs a token.
+func (i *Issuer) Issue(r Request) (Token, error) {
+	if len(r.Audience) == 0 {
+		return Token{}, errors.New("issue: no audience")
+	}
+	if r.Lifetime < time.Second {
+		return Token{}, errors.New("issue: lifetime under one second")
+	}
+	signer := i.signers.Signer()
+	now := i.now().Truncate(time.Second)
+	exp := now.Add(r.Lifetime.Truncate(time.Second))
+	c := claims{
+		Iss: i.issuer, Sub: r.ClientID, ClientID: r.ClientID,
+		Iat: now.Unix(), Nbf: now.Unix(), Exp: exp.Unix(),
+		JTI: NewJTI(), Scope: strings.Join(r.Scopes, " "),
+	}
+	if len(r.Audience) == 1 {
+		c.Aud = r.Audience[0]
+	} else {
+		c.Aud = r.Audience
+	}
+	payload, err := json.Marshal(c)
+	if err != nil {
+		return Token{}, fmt.Errorf("issue: %w", err)
+	}
+	header := i.headerFor(signer)
+	enc := base64.RawURLEncoding
+	buf := make([]byte, 0, len(header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
+	buf = append(buf, header...)
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, payload)
+	sig, err := signer.Sign(buf)
+	if err != nil {
+		return Token{}, fmt.Errorf("issue: %w", err)
+	}
+	buf = append(buf, '.')
+	buf = enc.AppendEncode(buf, sig)
+	return Token{Raw: string(buf), JTI: c.JTI, IssuedAt: now, ExpiresAt: exp}, nil
+}
+
+// headerFor returns the encoded JOSE header for signer, computing it once per
+// signing key.
+func (i *Issuer) headerFor(s *keys.Signer) string {
+	if h := i.header.Load(); h != nil && h.signer == s {
+		return h.b64
+	}
+	hdr, _ := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Typ string `json:"typ"`
+		Kid string `json:"kid"`
+	}{s.Alg(), "at+jwt", s.KID()})
+	h := &cachedHeader{signer: s, b64: base64.RawURLEncoding.EncodeToString(hdr)}
+	i.header.Store(h)
+	return h.b64
+}

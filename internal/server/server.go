@@ -1,0 +1,302 @@
+// Package server is the composition root of `m2mauth serve`: it builds every
+// dependency from a config.Config, holds the one table of routes, wraps them
+// in the common middleware, and runs the HTTP server with graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/issuer"
+	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/oauth"
+	"github.com/m2mauth/m2mauth/internal/secret"
+	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/store/postgres"
+	"github.com/m2mauth/m2mauth/internal/store/sqlite"
+	"github.com/m2mauth/m2mauth/verify"
+)
+
+// Server is a configured m2mauth instance.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	now     func() time.Time
+	store   store.Store
+	keys    *keys.Manager
+	handler http.Handler
+}
+
+// AdminFile is the name of the bootstrap credentials file in the data dir.
+const AdminFile = "admin.json"
+
+// AdminCredentials is the content of admin.json.
+type AdminCredentials struct {
+	Server        string `json:"server"`
+	TokenEndpoint string `json:"token_endpoint"`
+	ClientID      string `json:"client_id"`
+	ClientSecret  string `json:"client_secret"`
+	Audience      string `json:"audience"`
+	Scope         string `json:"scope"`
+}
+
+// New builds a Server: opens the store (migrating it), loads or creates the
+// keys, and bootstraps the admin API and client on first start. now is the
+// clock (nil: time.Now).
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{cfg: cfg, log: log, now: now}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+	if err := s.init(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	if cfg.IsPostgres() {
+		return postgres.Open(ctx, cfg.Database)
+	}
+	return sqlite.Open(ctx, cfg.SQLitePath())
+}
+
+func (s *Server) masterKey() (*keys.MasterKey, error) {
+	if s.cfg.MasterKey != "" {
+		return keys.ParseMasterKey(s.cfg.MasterKey)
+	}
+	path := filepath.Join(s.cfg.DataDir, "master.key")
+	mk, created, err := keys.LoadOrCreateMasterKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		s.log.Info("created master key", "path", path, "master_key_id", mk.ID())
+		if s.cfg.IsPostgres() {
+			s.log.Warn("the master key was generated into this data dir: every replica sharing the database needs the same key, so set M2MAUTH_MASTER_KEY on all of them", "path", path)
+		}
+	}
+	return mk, nil
+}
+
+// secretHasher loads the key that client secrets are hashed under. It is
+// random, created once per database, and stored sealed under the master
+// key, so rotating the master key does not invalidate secrets.
+func (s *Server) secretHasher(ctx context.Context, mk *keys.MasterKey) (*secret.Hasher, error) {
+	const name, aad = "secret_hash_key", "m2mauth secret hash key"
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	stored, err := s.store.EnsureMeta(ctx, name, mk.ID()+":"+base64.StdEncoding.EncodeToString(mk.Seal(raw, aad)))
+	if err != nil {
+		return nil, fmt.Errorf("secret hash key: %w", err)
+	}
+	id, enc, ok := cutLast(stored)
+	if !ok {
+		return nil, errors.New("secret hash key: corrupt record")
+	}
+	if id != mk.ID() {
+		return nil, fmt.Errorf("secret hash key is sealed under master key %s, but this server's master key is %s: start it with the master key the database was created with", id, mk.ID())
+	}
+	sealed, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		return nil, errors.New("secret hash key: corrupt record")
+	}
+	key, err := mk.Open(sealed, aad)
+	if err != nil {
+		return nil, fmt.Errorf("secret hash key: %w", err)
+	}
+	return secret.NewHasher(key), nil
+}
+
+func cutLast(s string) (before, after string, ok bool) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == ':' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+func (s *Server) init(ctx context.Context) error {
+	mk, err := s.masterKey()
+	if err != nil {
+		return err
+	}
+	s.keys = keys.NewManager(s.store, mk, s.cfg.SigningAlg, s.now, s.log)
+	if err := s.keys.Init(ctx); err != nil {
+		return err
+	}
+	hasher, err := s.secretHasher(ctx, mk)
+	if err != nil {
+		return err
+	}
+	mgmt := admin.NewService(s.store, hasher, s.now)
+	if err := s.bootstrap(ctx, mgmt); err != nil {
+		return err
+	}
+	iss := issuer.New(s.cfg.Issuer, s.keys, s.now)
+	tokens := oauth.NewService(s.store, hasher, iss, oauth.Policy{
+		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
+	}, s.now)
+	adminVerifier, err := verify.New(verify.Config{
+		Issuer: s.cfg.Issuer, Audience: s.cfg.AdminAudience(), Keys: localKeys{s.keys}, Now: s.now,
+	})
+	if err != nil {
+		return err
+	}
+	s.handler = s.routes(oauth.NewHandler(tokens, s.log), admin.NewHandler(mgmt, adminVerifier, s.log))
+	return nil
+}
+
+// localKeys lets verify use the server's own published keys.
+type localKeys struct{ m *keys.Manager }
+
+func (l localKeys) Key(_ context.Context, kid string) (crypto.PublicKey, string, error) {
+	k, ok := l.m.PublicKey(kid)
+	if !ok {
+		return nil, "", errors.New("unknown kid")
+	}
+	return k.Key, k.Alg, nil
+}
+
+func (s *Server) bootstrap(ctx context.Context, mgmt *admin.Service) error {
+	id, sec, created, err := mgmt.Bootstrap(ctx, s.cfg.AdminAudience())
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if !created {
+		return nil
+	}
+	path := filepath.Join(s.cfg.DataDir, AdminFile)
+	creds := AdminCredentials{
+		Server: s.cfg.Issuer, TokenEndpoint: s.cfg.Issuer + "/oauth/token",
+		ClientID: id, ClientSecret: sec, Audience: s.cfg.AdminAudience(), Scope: admin.AdminScope,
+	}
+	if err := writePrivateJSON(path, creds); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	s.log.Info("created the bootstrap admin client; its credentials are in the admin file (mode 0600)", "client_id", id, "path", path)
+	return nil
+}
+
+// writePrivateJSON writes v to path atomically with mode 0600.
+func writePrivateJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Handler returns the server's HTTP handler (routes and middleware).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close releases the store.
+func (s *Server) Close() error { return s.store.Close() }
+
+// HTTPServer returns an http.Server for h with timeouts on every phase.
+func HTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Serve serves on ln until ctx is done, then shuts down gracefully: it stops
+// accepting, lets in-flight requests finish (up to the shutdown timeout),
+// and closes the store.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := HTTPServer(s.handler, s.log)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info("m2mauth serving", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer,
+		"discovery", s.cfg.Issuer+"/.well-known/openid-configuration", "database", s.databaseName())
+	select {
+	case err := <-errc:
+		s.Close()
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		s.log.Info("stopped")
+	}
+	return err
+}
+
+func (s *Server) databaseName() string {
+	if s.cfg.IsPostgres() {
+		return "postgres"
+	}
+	return "sqlite:" + s.cfg.SQLitePath()
+}
+
+// Run builds the server, listens on cfg.Addr and serves until ctx is done.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	s, err := New(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		s.Close()
+		return err
+	}
+	return s.Serve(ctx, ln)
+}
