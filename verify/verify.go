@@ -145,7 +145,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if strings.Count(token, ".") != 2 {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
-	jws, err := jose.ParseSigned(token, v.algs)
+	jws, err := jose.ParseSignedCompact(token, v.algs)
 	if err != nil {
 		if strings.Contains(err.Error(), "unexpected signature algorithm") {
 			return nil, ErrAlgorithm

@@ -136,7 +136,7 @@ func TestManagerInitIsStableAndSealed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(input+"."+b64Bytes(sig), []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(input+"."+b64Bytes(sig), []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}

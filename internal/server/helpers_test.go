@@ -1,0 +1,238 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/config"
+)
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testServer is a running server on a loopback port.
+type testServer struct {
+	t     *testing.T
+	URL   string
+	cfg   config.Config
+	srv   *Server
+	logs  *syncBuffer
+	stop  func()
+	admin AdminCredentials
+	token string // admin access token
+}
+
+// testConfig returns a config with a fresh data dir.
+func testConfig(t *testing.T) config.Config {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.LogLevel = "debug"
+	return cfg
+}
+
+// startServer runs a server for cfg (Addr and Issuer are filled in from a
+// fresh loopback port unless cfg.Issuer is set) until the test ends or stop
+// is called.
+func startServer(t *testing.T, cfg config.Config) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Addr = ln.Addr().String()
+	if cfg.Issuer == "" {
+		cfg.Issuer = "http://" + cfg.Addr
+	}
+	logs := &syncBuffer{}
+	srv, err := New(context.Background(), cfg, NewLogger(logs, "json", cfg.LogLevel), nil)
+	if err != nil {
+		ln.Close()
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	ts := &testServer{t: t, URL: "http://" + cfg.Addr, cfg: cfg, srv: srv, logs: logs}
+	var once sync.Once
+	ts.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(ts.stop)
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, AdminFile)); err == nil {
+		if err := json.Unmarshal(b, &ts.admin); err != nil {
+			t.Fatal(err)
+		}
+		ts.token = ts.mustToken(ts.admin.ClientID, ts.admin.ClientSecret, url.Values{"scope": {"admin"}})
+	}
+	return ts
+}
+
+// post sends a request and returns the response with its body read.
+func (ts *testServer) do(req *http.Request) (*http.Response, []byte) {
+	ts.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	return resp, body
+}
+
+// tokenForm posts a form token request with Basic credentials (id != "").
+func (ts *testServer) tokenForm(id, secret string, form url.Values) (*http.Response, []byte) {
+	ts.t.Helper()
+	if form.Get("grant_type") == "" {
+		form.Set("grant_type", "client_credentials")
+	}
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if id != "" {
+		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	}
+	return ts.do(req)
+}
+
+type tokenResp struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope"`
+}
+
+func (ts *testServer) mustToken(id, secret string, form url.Values) string {
+	ts.t.Helper()
+	resp, body := ts.tokenForm(id, secret, form)
+	if resp.StatusCode != http.StatusOK {
+		ts.t.Fatalf("token: %d %s", resp.StatusCode, body)
+	}
+	var tr tokenResp
+	if err := json.Unmarshal(body, &tr); err != nil {
+		ts.t.Fatal(err)
+	}
+	return tr.AccessToken
+}
+
+// adminDo calls the admin API with the bootstrap admin's token.
+func (ts *testServer) adminDo(method, path string, in any) (*http.Response, []byte) {
+	ts.t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, ts.URL+path, body)
+	req.Header.Set("Authorization", "Bearer "+ts.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return ts.do(req)
+}
+
+func (ts *testServer) createAPI(identifier string, lifetime time.Duration, scopes ...string) {
+	ts.t.Helper()
+	resp, body := ts.adminDo(http.MethodPost, "/admin/v1/apis", admin.APIInput{
+		Identifier: identifier, Name: "API " + identifier, Scopes: scopes, TokenLifetimeSeconds: int64(lifetime / time.Second)})
+	if resp.StatusCode != http.StatusCreated {
+		ts.t.Fatalf("create API: %d %s", resp.StatusCode, body)
+	}
+}
+
+func (ts *testServer) createClient(in admin.ClientInput) (id, secret string) {
+	ts.t.Helper()
+	if in.Name == "" {
+		in.Name = "test client"
+	}
+	resp, body := ts.adminDo(http.MethodPost, "/admin/v1/clients", in)
+	if resp.StatusCode != http.StatusCreated {
+		ts.t.Fatalf("create client: %d %s", resp.StatusCode, body)
+	}
+	var c admin.ClientResource
+	if err := json.Unmarshal(body, &c); err != nil {
+		ts.t.Fatal(err)
+	}
+	return c.ClientID, c.ClientSecret
+}
+
+// jwks fetches the published key set.
+func (ts *testServer) jwks() jose.JSONWebKeySet {
+	ts.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/.well-known/jwks.json", nil)
+	resp, body := ts.do(req)
+	if resp.StatusCode != http.StatusOK {
+		ts.t.Fatalf("jwks: %d", resp.StatusCode)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		ts.t.Fatal(err)
+	}
+	return set
+}
+
+// verified is a token checked with go-jose, independently of our code.
+type verified struct {
+	header jose.Header
+	claims map[string]any
+}
+
+// verifyToken checks raw's RS256 signature against the server's JWKS with
+// go-jose and returns its header and claims.
+func (ts *testServer) verifyToken(raw string) verified {
+	ts.t.Helper()
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		ts.t.Fatalf("parse token: %v", err)
+	}
+	h := jws.Signatures[0].Protected
+	set := ts.jwks()
+	keys := set.Key(h.KeyID)
+	if len(keys) != 1 {
+		ts.t.Fatalf("kid %q: %d keys in the JWKS", h.KeyID, len(keys))
+	}
+	payload, err := jws.Verify(keys[0].Key)
+	if err != nil {
+		ts.t.Fatalf("signature does not verify against the JWKS: %v", err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		ts.t.Fatal(err)
+	}
+	return verified{header: h, claims: claims}
+}
