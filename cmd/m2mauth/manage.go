@@ -193,6 +193,7 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	var audience, scopes string
 	var grants grantFlag
 	var life time.Duration
+	var asEnv bool
 	f := newFlags(e, "client create", "", "Creates a client (an application using the client-credentials grant) and prints its\nclient_id and client_secret. The secret is shown only this once.")
 	f.StringVar(&in.Name, "name", "", "display name")
 	f.StringVar(&in.Description, "description", "", "description")
@@ -200,6 +201,7 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&scopes, "scopes", "", "space-separated scopes of --audience to grant")
 	f.Var(&grants, "grant", `additional grant AUDIENCE="SCOPE SCOPE…" (repeatable)`)
 	f.DurationVar(&life, "token-lifetime", 0, "lifetime of this client's tokens (default: the API's or the server's)")
+	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=… M2MAUTH_CLIENT_SECRET=…" lines for eval in a shell`)
 	conn.register(f)
 	out.register(f)
 	if _, err := f.parse(args, 0, 0); err != nil {
@@ -223,6 +225,11 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	}
 	if out.json {
 		return printJSON(e.stdout, c)
+	}
+	if asEnv {
+		// Ids and secrets are base32/base64url: safe inside single quotes.
+		fmt.Fprintf(e.stdout, "export M2MAUTH_CLIENT_ID='%s'\nexport M2MAUTH_CLIENT_SECRET='%s'\n", c.ClientID, c.ClientSecret)
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "client_id:     %s\nclient_secret: %s\n\nStore the secret now: it is not shown again.\n", c.ClientID, c.ClientSecret)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/oauth"
@@ -42,10 +43,34 @@ func (s *Server) routes(tokens *oauth.Handler, adm *admin.Handler) http.Handler 
 		table = append(table, route{r.Pattern, adm.Serve(r.Handle), admin.MaxBodyBytes})
 	}
 	mux := http.NewServeMux()
+	allowed := map[string][]string{} // path → methods, for 405 answers
+	var paths []string
 	for _, r := range table {
 		mux.Handle(r.pattern, limitBody(r.bodyLimit, r.handler))
+		if method, path, ok := strings.Cut(r.pattern, " "); ok {
+			if allowed[path] == nil {
+				paths = append(paths, path)
+			}
+			allowed[path] = append(allowed[path], method)
+		}
+	}
+	// A method-less pattern per path answers other methods with a JSON 405
+	// (without it the "/" fallback would answer 404).
+	for _, path := range paths {
+		mux.Handle(path, methodNotAllowed(allowed[path]))
 	}
 	return s.middleware(mux)
+}
+
+func methodNotAllowed(methods []string) http.Handler {
+	if slices.Contains(methods, http.MethodGet) {
+		methods = append(methods, http.MethodHead)
+	}
+	allow := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed", "error_description": "allowed: " + allow})
+	})
 }
 
 // limitBody caps the request body; reads beyond it fail with

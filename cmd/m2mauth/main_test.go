@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/server"
+)
+
+// startServer runs a server with its data dir at dir.
+func startServer(t *testing.T, dir string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Addr, cfg.DataDir = ln.Addr().String(), dir
+	srv, err := server.New(context.Background(), cfg, server.NewLogger(io.Discard, "json", "error"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = srv.Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + cfg.Addr
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// cli runs the binary's command line in-process with the given environment.
+func cli(t *testing.T, vars map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{stdout: &out, stderr: &errb, getenv: func(k string) string { return vars[k] }}
+	code := run(context.Background(), args, e)
+	return result{code, out.String(), errb.String()}
+}
+
+func TestCLIWorkflow(t *testing.T) {
+	dir := t.TempDir()
+	url := startServer(t, dir)
+	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
+
+	r := cli(t, vars, "api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read orders:write")
+	if r.code != 0 || !strings.Contains(r.stdout, "https://api.example.com") || !strings.Contains(r.stdout, "orders:read orders:write") {
+		t.Fatalf("api create: %+v", r)
+	}
+	r = cli(t, vars, "client", "create", "--name", "billing", "--audience", "https://api.example.com", "--scopes", "orders:read", "--json")
+	if r.code != 0 {
+		t.Fatalf("client create: %+v", r)
+	}
+	var c struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &c); err != nil || c.ClientID == "" || c.ClientSecret == "" {
+		t.Fatalf("client create --json: %q, %v", r.stdout, err)
+	}
+
+	r = cli(t, nil, "token", "--server", url, "--client-id", c.ClientID, "--client-secret", c.ClientSecret)
+	if r.code != 0 || strings.Count(strings.TrimSpace(r.stdout), ".") != 2 {
+		t.Fatalf("token: %+v", r)
+	}
+	// The same from the environment, with the whole response.
+	r = cli(t, map[string]string{"M2MAUTH_SERVER": url, "M2MAUTH_CLIENT_ID": c.ClientID, "M2MAUTH_CLIENT_SECRET": c.ClientSecret},
+		"token", "--scopes", "orders:read", "--json")
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		Scope       string `json:"scope"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &tok) != nil || tok.Scope != "orders:read" || tok.ExpiresIn != 900 {
+		t.Fatalf("token --json from env: %+v", r)
+	}
+	r = cli(t, nil, "token", "--server", url, "--client-id", c.ClientID, "--client-secret", c.ClientSecret, "--scopes", "orders:write")
+	if r.code != 1 || !strings.Contains(r.stderr, "invalid_scope") {
+		t.Fatalf("token with an ungranted scope: %+v", r)
+	}
+
+	r = cli(t, vars, "client", "create", "--name", "shell", "--audience", "https://api.example.com", "--env")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "export M2MAUTH_CLIENT_ID='m2mc_") || !strings.Contains(r.stdout, "export M2MAUTH_CLIENT_SECRET='m2ms_") {
+		t.Fatalf("client create --env: %+v", r)
+	}
+	shellID := strings.Split(r.stdout, "'")[1]
+
+	r = cli(t, vars, "client", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, c.ClientID) || !strings.Contains(r.stdout, "bootstrap admin") {
+		t.Fatalf("client list: %+v", r)
+	}
+	r = cli(t, vars, "client", "show", c.ClientID, "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"hint"`) || strings.Contains(r.stdout, c.ClientSecret) || strings.Contains(r.stdout, "client_secret") {
+		t.Fatalf("client show --json: %+v", r)
+	}
+	r = cli(t, vars, "api", "show", "https://api.example.com", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"identifier": "https://api.example.com"`) {
+		t.Fatalf("api show: %+v", r)
+	}
+	r = cli(t, vars, "api", "delete", "https://api.example.com")
+	if r.code != 1 || !strings.Contains(r.stderr, "Conflict") {
+		t.Fatalf("api delete while granted: %+v", r)
+	}
+	for _, id := range []string{c.ClientID, shellID} {
+		if r = cli(t, vars, "client", "delete", id); r.code != 0 {
+			t.Fatalf("client delete: %+v", r)
+		}
+	}
+	if r = cli(t, vars, "api", "delete", "https://api.example.com"); r.code != 0 {
+		t.Fatalf("api delete: %+v", r)
+	}
+	r = cli(t, vars, "client", "show", c.ClientID)
+	if r.code != 1 || !strings.Contains(r.stderr, "Not Found") {
+		t.Fatalf("show deleted client: %+v", r)
+	}
+	r = cli(t, vars, "api", "create", "--identifier", "has space", "--name", "")
+	if r.code != 1 || !strings.Contains(r.stderr, "identifier:") || !strings.Contains(r.stderr, "name:") {
+		t.Fatalf("invalid api create: %+v", r)
+	}
+}
+
+func TestCLIUsage(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		vars     map[string]string
+		wantCode int
+		wantOut  string
+		wantErr  string
+	}{
+		{"no command", nil, nil, 2, "", "Commands:"},
+		{"unknown command", []string{"frobnicate"}, nil, 2, "", `unknown command "frobnicate"`},
+		{"help", []string{"--help"}, nil, 0, "serve", ""},
+		{"serve help lists flags and variables", []string{"serve", "--help"}, nil, 0, "$M2MAUTH_DATA_DIR", ""},
+		{"admin flags read the admin variables", []string{"client", "list", "--help"}, nil, 0, "$M2MAUTH_ADMIN_CLIENT_SECRET", ""},
+		{"token flags read the client variables", []string{"token", "--help"}, nil, 0, "$M2MAUTH_CLIENT_SECRET", ""},
+		{"unknown flag", []string{"api", "list", "--nope"}, nil, 2, "", "flag provided but not defined"},
+		{"missing positional", []string{"client", "show"}, nil, 2, "", "Usage: m2mauth client show"},
+		{"no admin credentials", []string{"api", "list", "--data-dir", "/nonexistent"}, nil, 1, "", "no admin credentials"},
+		{"bad duration from env", []string{"serve"}, map[string]string{"M2MAUTH_TOKEN_LIFETIME": "soon"}, 1, "", "$M2MAUTH_TOKEN_LIFETIME"},
+		{"invalid config", []string{"serve", "--addr", "nope", "--log-level", "loud"}, nil, 1, "", "log-level"},
+		{"version", []string{"version"}, nil, 0, "m2mauth ", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := cli(t, tc.vars, tc.args...)
+			if r.code != tc.wantCode || !strings.Contains(r.stdout, tc.wantOut) || !strings.Contains(r.stderr, tc.wantErr) {
+				t.Fatalf("got %+v; want code %d, stdout ~ %q, stderr ~ %q", r, tc.wantCode, tc.wantOut, tc.wantErr)
+			}
+		})
+	}
+}
