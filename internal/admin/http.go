@@ -1,12 +1,16 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,12 +31,23 @@ type Handler struct {
 	svc      *Service
 	verifier tokenVerifier
 	log      *slog.Logger
+	// flush, when set, writes pending secret last-use times before reads,
+	// so that reads show them.
+	flush func(context.Context) error
 }
 
 // NewHandler returns a Handler; verifier must accept only tokens for the
-// admin audience.
-func NewHandler(svc *Service, v tokenVerifier, log *slog.Logger) *Handler {
-	return &Handler{svc: svc, verifier: v, log: log}
+// admin audience. flush may be nil.
+func NewHandler(svc *Service, v tokenVerifier, log *slog.Logger, flush func(context.Context) error) *Handler {
+	return &Handler{svc: svc, verifier: v, log: log, flush: flush}
+}
+
+func (h *Handler) beforeRead(ctx context.Context) {
+	if h.flush != nil {
+		if err := h.flush(ctx); err != nil {
+			h.log.WarnContext(ctx, "flush secret last-use times", "error", err)
+		}
+	}
 }
 
 // Route is one admin route.
@@ -47,11 +62,17 @@ func (h *Handler) Routes() []Route {
 		{"GET /admin/v1/apis", h.listAPIs},
 		{"POST /admin/v1/apis", h.createAPI},
 		{"GET /admin/v1/apis/{identifier}", h.getAPI},
+		{"PATCH /admin/v1/apis/{identifier}", h.patchAPI},
+		{"PUT /admin/v1/apis/{identifier}", h.putAPI},
 		{"DELETE /admin/v1/apis/{identifier}", h.deleteAPI},
 		{"GET /admin/v1/clients", h.listClients},
 		{"POST /admin/v1/clients", h.createClient},
 		{"GET /admin/v1/clients/{id}", h.getClient},
+		{"PATCH /admin/v1/clients/{id}", h.patchClient},
+		{"PUT /admin/v1/clients/{id}", h.putClient},
 		{"DELETE /admin/v1/clients/{id}", h.deleteClient},
+		{"POST /admin/v1/clients/{id}/secrets", h.rotateSecret},
+		{"DELETE /admin/v1/clients/{id}/secrets/{secret_id}", h.revokeSecret},
 	}
 }
 
@@ -125,6 +146,8 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		p.Status, p.Detail, p.Errors = http.StatusBadRequest, "the request has invalid fields", ve.Fields
 	case errors.As(err, &syn):
 		p.Status, p.Detail = syn.status, syn.detail
+	case errors.Is(err, ErrPreconditionFailed):
+		p.Status, p.Detail = http.StatusPreconditionFailed, err.Error()
 	case errors.Is(err, store.ErrNotFound):
 		p.Status, p.Detail = http.StatusNotFound, "no such resource"
 	case errors.As(err, &ce):
@@ -149,10 +172,15 @@ func (e *requestError) Error() string { return e.detail }
 
 // decode reads a strict JSON body into v.
 func decode(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/merge-patch+json") {
 		return &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
 	}
-	dec := json.NewDecoder(r.Body)
+	return decodeReader(r.Body, v)
+}
+
+// decodeReader decodes exactly one JSON value from body into v, strictly.
+func decodeReader(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
@@ -194,6 +222,7 @@ type APIResource struct {
 	Scopes               []string  `json:"scopes"`
 	TokenLifetimeSeconds int64     `json:"token_lifetime_seconds"`
 	Builtin              bool      `json:"builtin"`
+	Version              int64     `json:"version"`
 	CreatedAt            time.Time `json:"created_at"`
 	UpdatedAt            time.Time `json:"updated_at"`
 }
@@ -201,34 +230,40 @@ type APIResource struct {
 func apiResource(a store.API) APIResource {
 	return APIResource{
 		ID: a.ID, Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes,
-		TokenLifetimeSeconds: int64(a.TokenLifetime / time.Second), Builtin: a.Builtin != "",
+		TokenLifetimeSeconds: int64(a.TokenLifetime / time.Second), Builtin: a.Builtin != "", Version: a.Version,
 		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	}
 }
 
 // SecretResource describes a client secret; the secret itself is never shown
-// after creation.
+// after it was created.
 type SecretResource struct {
 	ID         string     `json:"id"`
 	Hint       string     `json:"hint"`
+	Status     string     `json:"status"` // active, expiring, expired
 	CreatedAt  time.Time  `json:"created_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
 }
 
-// ClientResource is a client as the admin API shows it. ClientSecret is set
-// only in the response that created it.
+// ClientResource is a client as the admin API shows it. ClientSecret and
+// SecretID are set only in the response that created the secret.
 type ClientResource struct {
-	ClientID             string           `json:"client_id"`
-	ClientSecret         string           `json:"client_secret,omitempty"`
-	Name                 string           `json:"name"`
-	Description          string           `json:"description"`
-	Grants               []GrantInput     `json:"grants"`
-	DefaultAudience      string           `json:"default_audience"`
-	TokenLifetimeSeconds int64            `json:"token_lifetime_seconds"`
-	Secrets              []SecretResource `json:"secrets"`
-	CreatedAt            time.Time        `json:"created_at"`
-	UpdatedAt            time.Time        `json:"updated_at"`
+	ClientID             string            `json:"client_id"`
+	ClientSecret         string            `json:"client_secret,omitempty"`
+	SecretID             string            `json:"secret_id,omitempty"`
+	Name                 string            `json:"name"`
+	Description          string            `json:"description"`
+	Grants               []GrantInput      `json:"grants"`
+	DefaultAudience      string            `json:"default_audience"`
+	TokenLifetimeSeconds int64             `json:"token_lifetime_seconds"`
+	Disabled             bool              `json:"disabled"`
+	CustomClaims         map[string]any    `json:"custom_claims"`
+	Metadata             map[string]string `json:"metadata"`
+	Secrets              []SecretResource  `json:"secrets"`
+	Version              int64             `json:"version"`
+	CreatedAt            time.Time         `json:"created_at"`
+	UpdatedAt            time.Time         `json:"updated_at"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -238,35 +273,112 @@ func optTime(t time.Time) *time.Time {
 	return &t
 }
 
-func clientResource(c store.Client) ClientResource {
+func clientResource(c store.Client, now time.Time) ClientResource {
 	out := ClientResource{
 		ClientID: c.ID, Name: c.Name, Description: c.Description, DefaultAudience: c.DefaultAudience,
-		TokenLifetimeSeconds: int64(c.TokenLifetime / time.Second), CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
-		Grants: []GrantInput{}, Secrets: []SecretResource{},
+		TokenLifetimeSeconds: int64(c.TokenLifetime / time.Second), Disabled: c.Disabled,
+		CustomClaims: c.CustomClaims, Metadata: c.Metadata, Version: c.Version,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Grants: []GrantInput{}, Secrets: []SecretResource{},
+	}
+	if out.CustomClaims == nil {
+		out.CustomClaims = map[string]any{}
+	}
+	if out.Metadata == nil {
+		out.Metadata = map[string]string{}
 	}
 	for _, g := range c.Grants {
 		out.Grants = append(out.Grants, GrantInput{Audience: g.Audience, Scopes: g.Scopes})
 	}
 	for _, s := range c.Secrets {
-		out.Secrets = append(out.Secrets, SecretResource{ID: s.ID, Hint: s.Hint, CreatedAt: s.CreatedAt,
+		status := "active"
+		switch {
+		case !s.Live(now):
+			status = "expired"
+		case !s.ExpiresAt.IsZero():
+			status = "expiring"
+		}
+		out.Secrets = append(out.Secrets, SecretResource{ID: s.ID, Hint: s.Hint, Status: status, CreatedAt: s.CreatedAt,
 			ExpiresAt: optTime(s.ExpiresAt), LastUsedAt: optTime(s.LastUsedAt)})
 	}
 	return out
 }
 
-type list[T any] struct {
-	Items []T `json:"items"`
+// ListResponse is one page of a listing.
+type ListResponse[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-// ---- handlers ----
+// listOptions reads ?limit, ?cursor, ?name and ?audience.
+func listOptions(r *http.Request) (store.ListOptions, error) {
+	q := r.URL.Query()
+	var opts store.ListOptions
+	var v ValidationError
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > MaxPageSize {
+			v.add("limit", "must be a number from 1 to %d", MaxPageSize)
+		}
+		opts.Limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		after, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			v.add("cursor", "is not a cursor this server returned")
+		}
+		opts.After = string(after)
+	}
+	opts.NameContains = q.Get("name")
+	opts.Audience = q.Get("audience")
+	return opts, v.err()
+}
+
+func cursor(key string) string {
+	if key == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(key))
+}
+
+func (h *Handler) writeResource(w http.ResponseWriter, status int, version int64, v any) {
+	w.Header().Set("ETag", ETag(version))
+	writeJSON(w, status, "application/json", v)
+}
+
+// decodePatch reads a merge-patch body (RFC 7396) into p: members set to
+// null are replaced by the empty value named in empties.
+func decodePatch(r *http.Request, p any, empties map[string]string) error {
+	var members map[string]json.RawMessage
+	if err := decode(r, &members); err != nil {
+		return err
+	}
+	if members == nil {
+		return &requestError{http.StatusBadRequest, "the body must be a JSON object"}
+	}
+	for k, v := range members {
+		if string(v) == "null" {
+			if empty, ok := empties[k]; ok {
+				members[k] = json.RawMessage(empty)
+			}
+		}
+	}
+	b, _ := json.Marshal(members)
+	return decodeReader(bytes.NewReader(b), p)
+}
+
+// ---- API handlers ----
 
 func (h *Handler) listAPIs(w http.ResponseWriter, r *http.Request) error {
-	apis, err := h.svc.ListAPIs(r.Context())
+	opts, err := listOptions(r)
 	if err != nil {
 		return err
 	}
-	out := list[APIResource]{Items: make([]APIResource, 0, len(apis))}
-	for _, a := range apis {
+	page, err := h.svc.ListAPIs(r.Context(), opts)
+	if err != nil {
+		return err
+	}
+	out := ListResponse[APIResource]{Items: make([]APIResource, 0, len(page.Items)), NextCursor: cursor(page.NextCursor)}
+	for _, a := range page.Items {
 		out.Items = append(out.Items, apiResource(a))
 	}
 	writeJSON(w, http.StatusOK, "application/json", out)
@@ -283,7 +395,8 @@ func (h *Handler) createAPI(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.log.InfoContext(r.Context(), "api created", "identifier", a.Identifier)
-	writeJSON(w, http.StatusCreated, "application/json", apiResource(a))
+	w.Header().Set("Location", "/admin/v1/apis/"+url.PathEscape(a.Identifier))
+	h.writeResource(w, http.StatusCreated, a.Version, apiResource(a))
 	return nil
 }
 
@@ -292,28 +405,75 @@ func (h *Handler) getAPI(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, "application/json", apiResource(a))
+	h.writeResource(w, http.StatusOK, a.Version, apiResource(a))
+	return nil
+}
+
+var apiEmpties = map[string]string{"name": `""`, "scopes": `[]`, "token_lifetime_seconds": `0`}
+
+func (h *Handler) patchAPI(w http.ResponseWriter, r *http.Request) error {
+	var p APIPatch
+	if err := decodePatch(r, &p, apiEmpties); err != nil {
+		return err
+	}
+	return h.updateAPI(w, r, p)
+}
+
+func (h *Handler) putAPI(w http.ResponseWriter, r *http.Request) error {
+	var in APIInput
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if in.Identifier != "" && in.Identifier != r.PathValue("identifier") {
+		return &ValidationError{Fields: []FieldError{{"identifier", "cannot change; create a new API instead"}}}
+	}
+	scopes := in.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return h.updateAPI(w, r, APIPatch{Name: &in.Name, Scopes: &scopes, TokenLifetimeSeconds: &in.TokenLifetimeSeconds})
+}
+
+func (h *Handler) updateAPI(w http.ResponseWriter, r *http.Request, p APIPatch) error {
+	a, err := h.svc.UpdateAPI(r.Context(), r.PathValue("identifier"), r.Header.Get("If-Match"), p)
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "api updated", "identifier", a.Identifier, "version", a.Version)
+	h.writeResource(w, http.StatusOK, a.Version, apiResource(a))
 	return nil
 }
 
 func (h *Handler) deleteAPI(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("identifier")
-	if err := h.svc.DeleteAPI(r.Context(), id); err != nil {
+	force := r.URL.Query().Get("force")
+	if force != "" && force != "true" && force != "false" {
+		return &ValidationError{Fields: []FieldError{{"force", "must be true or false"}}}
+	}
+	if err := h.svc.DeleteAPI(r.Context(), id, r.Header.Get("If-Match"), force == "true"); err != nil {
 		return err
 	}
-	h.log.InfoContext(r.Context(), "api deleted", "identifier", id)
+	h.log.InfoContext(r.Context(), "api deleted", "identifier", id, "force", force == "true")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
+// ---- client handlers ----
+
 func (h *Handler) listClients(w http.ResponseWriter, r *http.Request) error {
-	clients, err := h.svc.ListClients(r.Context())
+	opts, err := listOptions(r)
 	if err != nil {
 		return err
 	}
-	out := list[ClientResource]{Items: make([]ClientResource, 0, len(clients))}
-	for _, c := range clients {
-		out.Items = append(out.Items, clientResource(c))
+	h.beforeRead(r.Context())
+	page, err := h.svc.ListClients(r.Context(), opts)
+	if err != nil {
+		return err
+	}
+	now := h.svc.now()
+	out := ListResponse[ClientResource]{Items: make([]ClientResource, 0, len(page.Items)), NextCursor: cursor(page.NextCursor)}
+	for _, c := range page.Items {
+		out.Items = append(out.Items, clientResource(c, now))
 	}
 	writeJSON(w, http.StatusOK, "application/json", out)
 	return nil
@@ -324,32 +484,119 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
+	imported := in.ClientSecret != ""
 	c, plain, err := h.svc.CreateClient(r.Context(), in)
 	if err != nil {
 		return err
 	}
-	h.log.InfoContext(r.Context(), "client created", "client_id", c.ID)
-	res := clientResource(c)
-	res.ClientSecret = plain
-	writeJSON(w, http.StatusCreated, "application/json", res)
+	h.log.InfoContext(r.Context(), "client created", "client_id", c.ID, "imported_secret", imported)
+	res := clientResource(c, h.svc.now())
+	if !imported {
+		res.ClientSecret = plain // an imported secret is the caller's already
+	}
+	res.SecretID = c.Secrets[0].ID
+	w.Header().Set("Location", "/admin/v1/clients/"+url.PathEscape(c.ID))
+	h.writeResource(w, http.StatusCreated, c.Version, res)
 	return nil
 }
 
 func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
+	h.beforeRead(r.Context())
 	c, err := h.svc.GetClient(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, "application/json", clientResource(c))
+	h.writeResource(w, http.StatusOK, c.Version, clientResource(c, h.svc.now()))
+	return nil
+}
+
+var clientEmpties = map[string]string{"name": `""`, "description": `""`, "grants": `[]`, "default_audience": `""`,
+	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`}
+
+func (h *Handler) patchClient(w http.ResponseWriter, r *http.Request) error {
+	var p ClientPatch
+	if err := decodePatch(r, &p, clientEmpties); err != nil {
+		return err
+	}
+	return h.updateClient(w, r, p)
+}
+
+func (h *Handler) putClient(w http.ResponseWriter, r *http.Request) error {
+	var in ClientInput
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	var v ValidationError
+	if in.ClientID != "" && in.ClientID != r.PathValue("id") {
+		v.add("client_id", "cannot change")
+	}
+	if in.ClientSecret != "" {
+		v.add("client_secret", "cannot be set here; rotate the secret instead")
+	}
+	if err := v.err(); err != nil {
+		return err
+	}
+	return h.updateClient(w, r, in.Patch())
+}
+
+func (h *Handler) updateClient(w http.ResponseWriter, r *http.Request, p ClientPatch) error {
+	c, err := h.svc.UpdateClient(r.Context(), r.PathValue("id"), r.Header.Get("If-Match"), p)
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "client updated", "client_id", c.ID, "version", c.Version, "disabled", c.Disabled)
+	h.writeResource(w, http.StatusOK, c.Version, clientResource(c, h.svc.now()))
 	return nil
 }
 
 func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := h.svc.DeleteClient(r.Context(), id); err != nil {
+	if err := h.svc.DeleteClient(r.Context(), id, r.Header.Get("If-Match")); err != nil {
 		return err
 	}
 	h.log.InfoContext(r.Context(), "client deleted", "client_id", id)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// RotateRequest is the optional body of a rotation.
+type RotateRequest struct {
+	// GraceSeconds is how long the previous secret keeps working; absent
+	// means the default (24 h), 0 means it stops at once.
+	GraceSeconds *int64 `json:"grace_seconds"`
+}
+
+func (h *Handler) rotateSecret(w http.ResponseWriter, r *http.Request) error {
+	var in RotateRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &in); err != nil {
+			return err
+		}
+	}
+	grace := DefaultGrace
+	if in.GraceSeconds != nil {
+		if *in.GraceSeconds < 0 || *in.GraceSeconds > 90*24*3600 {
+			return &ValidationError{Fields: []FieldError{{"grace_seconds", "must be between 0 and 90 days"}}}
+		}
+		grace = time.Duration(*in.GraceSeconds) * time.Second
+	}
+	c, added, plain, err := h.svc.RotateSecret(r.Context(), r.PathValue("id"), r.Header.Get("If-Match"), grace)
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "client secret rotated", "client_id", c.ID, "secret_id", added.ID, "grace", grace.String())
+	res := clientResource(c, h.svc.now())
+	res.ClientSecret, res.SecretID = plain, added.ID
+	h.writeResource(w, http.StatusCreated, c.Version, res)
+	return nil
+}
+
+func (h *Handler) revokeSecret(w http.ResponseWriter, r *http.Request) error {
+	c, err := h.svc.RevokeSecret(r.Context(), r.PathValue("id"), r.Header.Get("If-Match"), r.PathValue("secret_id"))
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "client secret revoked", "client_id", c.ID, "secret_id", r.PathValue("secret_id"))
+	h.writeResource(w, http.StatusOK, c.Version, clientResource(c, h.svc.now()))
 	return nil
 }

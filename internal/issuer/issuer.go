@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,8 @@ type Request struct {
 	Audience []string // one or more API identifiers
 	Scopes   []string
 	Lifetime time.Duration
+	// Extra are static custom claims; registered claims always win.
+	Extra map[string]any
 }
 
 // Token is a signed access token.
@@ -101,6 +104,11 @@ func (i *Issuer) Issue(r Request) (Token, error) {
 	if err != nil {
 		return Token{}, fmt.Errorf("issue: %w", err)
 	}
+	if len(r.Extra) > 0 {
+		if payload, err = appendExtra(payload, r.Extra); err != nil {
+			return Token{}, fmt.Errorf("issue: %w", err)
+		}
+	}
 	header := i.headerFor(signer)
 	enc := base64.RawURLEncoding
 	buf := make([]byte, 0, len(header)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(512))
@@ -130,4 +138,33 @@ func (i *Issuer) headerFor(s *keys.Signer) string {
 	h := &cachedHeader{signer: s, b64: base64.RawURLEncoding.EncodeToString(hdr)}
 	i.header.Store(h)
 	return h.b64
+}
+
+// registered are the claims custom claims can never set.
+var registered = map[string]bool{"iss": true, "sub": true, "client_id": true, "aud": true, "iat": true,
+	"nbf": true, "exp": true, "jti": true, "scope": true}
+
+// appendExtra adds the custom claims to the encoded claim set, in key order,
+// skipping registered names.
+func appendExtra(payload []byte, extra map[string]any) ([]byte, error) {
+	names := make([]string, 0, len(extra))
+	for k := range extra {
+		if !registered[k] {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	out := payload[:len(payload)-1] // drop the closing brace
+	for _, k := range names {
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		vb, err := json.Marshal(extra[k])
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(append(append(out, ','), kb...), ':'), vb...)
+	}
+	return append(out, '}'), nil
 }

@@ -36,11 +36,13 @@ type Service struct {
 	issuer  tokenIssuer
 	policy  Policy
 	now     func() time.Time
+	usage   *UsageRecorder
 }
 
-// NewService returns a Service.
-func NewService(clients clientGetter, hasher *secret.Hasher, iss tokenIssuer, policy Policy, now func() time.Time) *Service {
-	return &Service{clients: clients, hasher: hasher, issuer: iss, policy: policy, now: now}
+// NewService returns a Service. usage (may be nil) learns which secret each
+// successful authentication used.
+func NewService(clients clientGetter, hasher *secret.Hasher, iss tokenIssuer, policy Policy, now func() time.Time, usage *UsageRecorder) *Service {
+	return &Service{clients: clients, hasher: hasher, issuer: iss, policy: policy, now: now, usage: usage}
 }
 
 // TokenResponse is an issued access token with what every surface reports.
@@ -65,7 +67,7 @@ func (s *Service) Token(ctx context.Context, req *TokenRequest) (*TokenResponse,
 	if e != nil {
 		return nil, e
 	}
-	tok, err := s.issuer.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime})
+	tok, err := s.issuer.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims})
 	if err != nil {
 		return nil, ErrServer(err)
 	}
@@ -80,8 +82,9 @@ func (s *Service) Token(ctx context.Context, req *TokenRequest) (*TokenResponse,
 
 // Authenticate checks a client's id and secret (RFC 6749 §2.3.1). Every
 // failure is the same invalid_client answer after the same work: a store
-// lookup and one keyed hash. A database failure is ErrUnavailable, never
-// invalid_client.
+// lookup and one keyed hash per live secret. A database failure is
+// ErrUnavailable, never invalid_client. A disabled client is refused even
+// with the right secret.
 func (s *Service) Authenticate(ctx context.Context, id, sec string) (store.Client, *Error) {
 	if len(sec) > maxCredentialLen {
 		sec = sec[:maxCredentialLen]
@@ -99,21 +102,27 @@ func (s *Service) Authenticate(ctx context.Context, id, sec string) (store.Clien
 		return store.Client{}, ErrUnavailable(err)
 	}
 	now := s.now()
-	ok, tried := false, false
+	matched, tried := "", false
 	for _, cs := range c.Secrets {
-		if !cs.ExpiresAt.IsZero() && !now.Before(cs.ExpiresAt) {
+		if !cs.Live(now) {
 			continue
 		}
 		tried = true
 		if s.hasher.Verify(sec, cs.Hash) {
-			ok = true
+			matched = cs.ID
 		}
 	}
 	if !tried {
 		s.hasher.VerifyNothing(sec)
 	}
-	if !ok {
+	if matched == "" {
 		return store.Client{}, errInvalidClient()
+	}
+	if c.Disabled {
+		return store.Client{}, newError(http.StatusUnauthorized, CodeInvalidClient, "the client is disabled")
+	}
+	if s.usage != nil {
+		s.usage.Record(matched, now)
 	}
 	return c, nil
 }

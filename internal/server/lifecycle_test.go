@@ -18,6 +18,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
 	"github.com/m2mauth/m2mauth/internal/store/postgres/pgtest"
 )
@@ -101,7 +102,7 @@ func TestConcurrentFirstStartPostgres(t *testing.T) {
 	}
 	defer st.Close()
 	ks, _ := st.ListSigningKeys(context.Background())
-	clients, _ := st.ListClients(context.Background())
+	clients, _ := st.ListClients(context.Background(), store.ListOptions{})
 	if len(ks) != 1 || len(clients) != 1 || written != 1 {
 		t.Fatalf("after %d concurrent first starts: %d keys, %d clients, %d admin.json files; want 1, 1, 1", n, len(ks), len(clients), written)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/oauth"
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // route is one row of the routes table.
@@ -116,7 +117,7 @@ type metadata struct {
 }
 
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
-	apis, err := s.store.ListAPIs(r.Context())
+	apis, err := s.store.ListAPIs(r.Context(), store.ListOptions{})
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "discovery: list APIs", "error", err)
 		w.Header().Set("Retry-After", "1")

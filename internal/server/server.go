@@ -16,9 +16,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/clientcache"
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/keys"
@@ -27,6 +30,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
 	"github.com/m2mauth/m2mauth/internal/store/sqlite"
+	"github.com/m2mauth/m2mauth/internal/store/sqlstore"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -37,8 +41,21 @@ type Server struct {
 	now     func() time.Time
 	store   store.Store
 	keys    *keys.Manager
+	clients *clientcache.Cache
+	usage   *oauth.UsageRecorder
 	handler http.Handler
+
+	// background work (change feed, usage flushing) runs until Close
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
 }
+
+// Intervals of the background work.
+const (
+	usageFlushInterval = 5 * time.Second
+	clientCacheTTL     = 30 * time.Second
+	clientCacheMax     = 100_000
+)
 
 // AdminFile is the name of the bootstrap credentials file in the data dir.
 const AdminFile = "admin.json"
@@ -155,23 +172,91 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	mgmt := admin.NewService(s.store, hasher, s.now)
+	s.clients = clientcache.New(s.store, clientCacheTTL, clientCacheMax, s.now)
+	s.usage = oauth.NewUsageRecorder()
+	mgmt := admin.NewService(s.store, hasher, s.now, s.clients)
 	if err := s.bootstrap(ctx, mgmt); err != nil {
 		return err
 	}
 	iss := issuer.New(s.cfg.Issuer, s.keys, s.now)
-	tokens := oauth.NewService(s.store, hasher, iss, oauth.Policy{
+	tokens := oauth.NewService(s.clients, hasher, iss, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
-	}, s.now)
+	}, s.now, s.usage)
 	adminVerifier, err := verify.New(verify.Config{
 		Issuer: s.cfg.Issuer, Audience: s.cfg.AdminAudience(), Keys: localKeys{s.keys}, Now: s.now,
 	})
 	if err != nil {
 		return err
 	}
-	s.handler = s.routes(oauth.NewHandler(tokens, s.log), admin.NewHandler(mgmt, adminVerifier, s.log))
+	s.handler = s.routes(oauth.NewHandler(tokens, s.log), admin.NewHandler(mgmt, adminVerifier, s.log, s.flushUsage))
+	s.startBackground()
 	return nil
 }
+
+// changeFeed is a store that announces changes made through any replica.
+type changeFeed interface {
+	Listen(ctx context.Context, onChange func(change string), onState func(connected bool, err error))
+}
+
+// startBackground starts the change feed (when the store has one) and the
+// periodic flush of secret last-use times.
+func (s *Server) startBackground() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBackground = cancel
+	if feed, ok := s.store.(changeFeed); ok {
+		// Until the feed is connected, other replicas' changes could be
+		// missed: do not cache.
+		s.clients.SetEnabled(false)
+		connected := make(chan struct{})
+		var once sync.Once
+		s.background.Add(1)
+		go func() {
+			defer s.background.Done()
+			feed.Listen(ctx, s.applyChange, func(up bool, err error) {
+				s.clients.SetEnabled(up)
+				if up {
+					s.log.Info("change feed connected; client cache on")
+					once.Do(func() { close(connected) })
+				} else {
+					s.log.Warn("change feed lost; client cache off until it reconnects", "error", err)
+				}
+			})
+		}()
+		// Start with the cache on when the feed connects quickly (it
+		// normally does); otherwise serve uncached until it does.
+		select {
+		case <-connected:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		t := time.NewTicker(usageFlushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.flushUsage(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("flush secret last-use times", "error", err)
+				}
+			}
+		}
+	}()
+}
+
+// applyChange invalidates what a change announced by any replica affects.
+func (s *Server) applyChange(change string) {
+	if id, ok := strings.CutPrefix(change, sqlstore.ChangeClientPrefix); ok {
+		s.clients.Invalidate(id)
+		return
+	}
+	s.clients.InvalidateAll()
+}
+
+func (s *Server) flushUsage(ctx context.Context) error { return s.usage.Flush(ctx, s.store) }
 
 // localKeys lets verify use the server's own published keys.
 type localKeys struct{ m *keys.Manager }
@@ -236,8 +321,20 @@ func writePrivateJSON(path string, v any) error {
 // Handler returns the server's HTTP handler (routes and middleware).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close releases the store.
-func (s *Server) Close() error { return s.store.Close() }
+// Close stops the background work, writes pending last-use times and
+// releases the store.
+func (s *Server) Close() error {
+	if s.stopBackground != nil {
+		s.stopBackground()
+		s.background.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.flushUsage(ctx); err != nil {
+			s.log.Warn("flush secret last-use times", "error", err)
+		}
+		cancel()
+	}
+	return s.store.Close()
+}
 
 // HTTPServer returns an http.Server for h with timeouts on every phase.
 func HTTPServer(h http.Handler, log *slog.Logger) *http.Server {

@@ -29,7 +29,9 @@ type API struct {
 	Scopes        []string
 	TokenLifetime time.Duration // 0: the server default
 	// Builtin names a server-managed API ("admin"); empty for user APIs.
-	Builtin   string
+	Builtin string
+	// Version increases with every change (optimistic concurrency).
+	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -61,10 +63,30 @@ type Client struct {
 	Description     string
 	DefaultAudience string        // empty: none
 	TokenLifetime   time.Duration // 0: the API's or the server default
-	Grants          []Grant
-	Secrets         []Secret
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	Disabled        bool
+	// CustomClaims are static claims added to every token; they never
+	// override registered claims.
+	CustomClaims map[string]any
+	Metadata     map[string]string
+	Grants       []Grant
+	Secrets      []Secret
+	// Version increases with every change (optimistic concurrency).
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Live reports whether the secret authenticates at instant now.
+func (s Secret) Live(now time.Time) bool { return s.ExpiresAt.IsZero() || now.Before(s.ExpiresAt) }
+
+// ListOptions pages and filters a listing. Results are ordered by key (a
+// client's id, an API's identifier); After is the last key of the previous
+// page.
+type ListOptions struct {
+	Limit        int    // 0: no limit
+	After        string // exclusive lower bound on the key
+	NameContains string // case-insensitive substring of the name
+	Audience     string // clients only: holding a grant for this API
 }
 
 // Key states in a signing key's lifecycle.
@@ -102,22 +124,36 @@ type Store interface {
 	CreateAPI(ctx context.Context, api API) error
 	// GetAPI returns the API with this identifier.
 	GetAPI(ctx context.Context, identifier string) (API, error)
-	// ListAPIs returns every API ordered by identifier.
-	ListAPIs(ctx context.Context) ([]API, error)
-	// DeleteAPI removes an API. ErrConflict while a client holds a grant
-	// for it or when it is built in.
-	DeleteAPI(ctx context.Context, identifier string) error
+	// ListAPIs returns APIs ordered by identifier.
+	ListAPIs(ctx context.Context, opts ListOptions) ([]API, error)
+	// UpdateAPI applies fn to the API inside a transaction that holds it
+	// locked, and stores the result with Version+1. fn may return an error
+	// to abort. The identifier cannot change. Scopes removed from the API
+	// are removed from every grant.
+	UpdateAPI(ctx context.Context, identifier string, fn func(*API) error) (API, error)
+	// DeleteAPI removes an API. ErrConflict when it is built in, or while
+	// a client holds a grant for it unless force, which removes the grants.
+	DeleteAPI(ctx context.Context, identifier string, force bool) error
 
 	// CreateClient stores a client with its grants and secrets in one
-	// transaction. ErrConflict if the id is taken or a grant names a
-	// missing API.
+	// transaction. ErrConflict if the id is or ever was taken, or a grant
+	// names a missing API.
 	CreateClient(ctx context.Context, c Client) error
 	// GetClient returns a client with its grants and secrets.
 	GetClient(ctx context.Context, id string) (Client, error)
-	// ListClients returns every client (with grants and secrets) ordered by id.
-	ListClients(ctx context.Context) ([]Client, error)
-	// DeleteClient removes a client, its grants and its secrets.
+	// ListClients returns clients (with grants and secrets) ordered by id.
+	ListClients(ctx context.Context, opts ListOptions) ([]Client, error)
+	// UpdateClient applies fn to the client inside a transaction that holds
+	// it locked, and stores the result (fields, grants, secrets) with
+	// Version+1. fn may return an error to abort. The id cannot change and
+	// secrets' LastUsedAt is not written (see TouchSecrets).
+	UpdateClient(ctx context.Context, id string, fn func(*Client) error) (Client, error)
+	// DeleteClient removes a client, its grants and its secrets, and
+	// records its id so that it is never used again.
 	DeleteClient(ctx context.Context, id string) error
+	// TouchSecrets records when secrets were last used (batched; ids that no
+	// longer exist are ignored, and a time never moves backwards).
+	TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error
 
 	// CreateSigningKey stores a key. A key in state active is stored only
 	// if no other key is active; created reports whether it was stored.

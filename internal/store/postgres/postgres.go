@@ -24,10 +24,17 @@ var migrations embed.FS
 // ("m2mauth" in ASCII).
 const migrationLockID = 0x6d326d61757468
 
+// Channel is the LISTEN/NOTIFY channel on which changes to clients and APIs
+// are announced to every replica.
+const Channel = "m2mauth_changes"
+
 // Flavor describes PostgreSQL to sqlstore.
 var Flavor = sqlstore.Flavor{
 	Name:                  "postgres",
 	MigrationLock:         fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockID),
+	ForUpdate:             " FOR UPDATE",
+	Notify:                "SELECT pg_notify('" + Channel + "', $1)",
+	Contains:              func(col, param string) string { return "strpos(lower(" + col + "), lower(" + param + ")) > 0" },
 	IsUniqueViolation:     func(err error) bool { return hasCode(err, "23505") },
 	IsForeignKeyViolation: func(err error) bool { return hasCode(err, "23503") },
 }

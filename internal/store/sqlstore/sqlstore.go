@@ -6,8 +6,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,10 +22,26 @@ type Flavor struct {
 	// MigrationLock is run first inside every migration transaction to
 	// serialise concurrent migrators ("" when the transaction itself locks).
 	MigrationLock string
+	// ForUpdate is appended to a SELECT to lock the rows it reads until the
+	// transaction ends ("" when every transaction holds the write lock).
+	ForUpdate string
+	// Notify, when set, is run with one argument (the change) inside every
+	// transaction that changes a client or an API, so that other replicas
+	// learn of the change when it commits.
+	Notify string
+	// Contains returns a condition: the text column contains the text
+	// parameter, case-insensitively.
+	Contains func(column, param string) string
 	// IsUniqueViolation and IsForeignKeyViolation classify driver errors.
 	IsUniqueViolation     func(error) bool
 	IsForeignKeyViolation func(error) bool
 }
+
+// Change payloads sent through Flavor.Notify.
+const (
+	ChangeClientPrefix = "client:" // + client id
+	ChangeAPIPrefix    = "api:"    // + API identifier
+)
 
 // Store is a store.Store backed by a SQL database.
 type Store struct {
@@ -50,6 +68,8 @@ func (s *Store) mapErr(op string, err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("%s: %w", op, err)
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	case s.f.IsUniqueViolation(err), s.f.IsForeignKeyViolation(err):
@@ -83,6 +103,13 @@ func splitScopes(s string) []string {
 	return strings.Split(s, " ")
 }
 
+// querier is what reads need: the database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // inTx runs fn in a transaction, committing when it returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -96,28 +123,62 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+func (s *Store) notify(ctx context.Context, q querier, change string) error {
+	if s.f.Notify == "" {
+		return nil
+	}
+	_, err := q.ExecContext(ctx, s.f.Notify, change)
+	return err
+}
+
+// args builds a positional argument list for dynamic SQL.
+type args []any
+
+func (a *args) add(v any) string {
+	*a = append(*a, v)
+	return "$" + strconv.Itoa(len(*a))
+}
+
+// page appends the filter, order and limit common to listings.
+func (s *Store) page(q *strings.Builder, a *args, key, name string, opts store.ListOptions, extra []string) {
+	conds := extra
+	if opts.After != "" {
+		conds = append(conds, key+" > "+a.add(opts.After))
+	}
+	if opts.NameContains != "" {
+		conds = append(conds, s.f.Contains(name, a.add(opts.NameContains)))
+	}
+	if len(conds) > 0 {
+		q.WriteString(" WHERE " + strings.Join(conds, " AND "))
+	}
+	q.WriteString(" ORDER BY " + key)
+	if opts.Limit > 0 {
+		q.WriteString(" LIMIT " + a.add(opts.Limit))
+	}
+}
+
 // ---- APIs ----
 
-const apiColumns = `id, identifier, name, scopes, token_lifetime_ms, COALESCE(builtin, ''), created_at, updated_at`
+const apiColumns = `id, identifier, name, scopes, token_lifetime_ms, COALESCE(builtin, ''), version, created_at, updated_at`
 
 func scanAPI(row interface{ Scan(...any) error }) (store.API, error) {
 	var a store.API
 	var scopes string
 	var lifetimeMS, created, updated int64
-	err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetimeMS, &a.Builtin, &created, &updated)
+	err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetimeMS, &a.Builtin, &a.Version, &created, &updated)
 	a.Scopes = splitScopes(scopes)
 	a.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
 	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
 	return a, err
 }
 
-func insertAPI(ctx context.Context, ex execer, a store.API) error {
+func insertAPI(ctx context.Context, q querier, a store.API) error {
 	var builtin any
 	if a.Builtin != "" {
 		builtin = a.Builtin
 	}
-	_, err := ex.ExecContext(ctx, `INSERT INTO apis (id, identifier, name, scopes, token_lifetime_ms, builtin, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	_, err := q.ExecContext(ctx, `INSERT INTO apis (id, identifier, name, scopes, token_lifetime_ms, builtin, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)`,
 		a.ID, a.Identifier, a.Name, joinScopes(a.Scopes), a.TokenLifetime.Milliseconds(), builtin, micros(a.CreatedAt), micros(a.UpdatedAt))
 	return err
 }
@@ -134,108 +195,255 @@ func (s *Store) GetAPI(ctx context.Context, identifier string) (store.API, error
 }
 
 // ListAPIs implements store.Store.
-func (s *Store) ListAPIs(ctx context.Context) ([]store.API, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+apiColumns+` FROM apis ORDER BY identifier`)
+func (s *Store) ListAPIs(ctx context.Context, opts store.ListOptions) ([]store.API, error) {
+	var q strings.Builder
+	var a args
+	q.WriteString(`SELECT ` + apiColumns + ` FROM apis`)
+	s.page(&q, &a, "identifier", "name", opts, nil)
+	rows, err := s.db.QueryContext(ctx, q.String(), a...)
 	if err != nil {
 		return nil, s.mapErr("list apis", err)
 	}
 	defer rows.Close()
 	apis := []store.API{}
 	for rows.Next() {
-		a, err := scanAPI(rows)
+		api, err := scanAPI(rows)
 		if err != nil {
 			return nil, s.mapErr("list apis", err)
 		}
-		apis = append(apis, a)
+		apis = append(apis, api)
 	}
 	return apis, s.mapErr("list apis", rows.Err())
 }
 
-// DeleteAPI implements store.Store.
-func (s *Store) DeleteAPI(ctx context.Context, identifier string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		var builtin string
-		err := tx.QueryRowContext(ctx, `SELECT COALESCE(builtin, '') FROM apis WHERE identifier = $1`, identifier).Scan(&builtin)
+// UpdateAPI implements store.Store.
+func (s *Store) UpdateAPI(ctx context.Context, identifier string, fn func(*store.API) error) (store.API, error) {
+	var out store.API
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := scanAPI(tx.QueryRowContext(ctx, `SELECT `+apiColumns+` FROM apis WHERE identifier = $1`+s.f.ForUpdate, identifier))
 		if err != nil {
-			return s.mapErr("delete api", err)
+			return err
 		}
-		if builtin != "" {
-			return fmt.Errorf("delete api: %w: the %s API is built in", store.ErrConflict, builtin)
+		next := cur
+		next.Scopes = append([]string(nil), cur.Scopes...)
+		if err := fn(&next); err != nil {
+			return err
 		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM client_grants WHERE api_identifier = $1`, identifier).Scan(&n); err != nil {
-			return s.mapErr("delete api", err)
+		if next.Identifier != cur.Identifier || next.ID != cur.ID || next.Builtin != cur.Builtin {
+			return fmt.Errorf("%w: an API's identifier cannot change", store.ErrConflict)
 		}
-		if n > 0 {
-			return fmt.Errorf("delete api: %w: %d client(s) hold a grant for it", store.ErrConflict, n)
+		next.Version = cur.Version + 1
+		if _, err := tx.ExecContext(ctx, `UPDATE apis SET name = $1, scopes = $2, token_lifetime_ms = $3, version = $4, updated_at = $5 WHERE identifier = $6`,
+			next.Name, joinScopes(next.Scopes), next.TokenLifetime.Milliseconds(), next.Version, micros(next.UpdatedAt), identifier); err != nil {
+			return err
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM apis WHERE identifier = $1`, identifier)
-		return s.mapErr("delete api", err)
+		if err := pruneGrants(ctx, tx, identifier, next.Scopes); err != nil {
+			return err
+		}
+		out = next
+		return s.notify(ctx, tx, ChangeAPIPrefix+identifier)
 	})
+	return out, s.mapErr("update api", err)
 }
 
-// ---- clients ----
-
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func insertClient(ctx context.Context, ex execer, c store.Client) error {
-	_, err := ex.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), micros(c.CreatedAt), micros(c.UpdatedAt))
+// pruneGrants removes from every grant for api the scopes it no longer
+// defines, bumping the version of each client it changes.
+func pruneGrants(ctx context.Context, tx *sql.Tx, api string, defined []string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT client_id, scopes FROM client_grants WHERE api_identifier = $1`, api)
 	if err != nil {
 		return err
 	}
-	for _, g := range c.Grants {
-		if _, err := ex.ExecContext(ctx, `INSERT INTO client_grants (client_id, api_identifier, scopes) VALUES ($1, $2, $3)`,
-			c.ID, g.Audience, joinScopes(g.Scopes)); err != nil {
+	type change struct{ client, scopes string }
+	var changes []change
+	for rows.Next() {
+		var c, scopes string
+		if err := rows.Scan(&c, &scopes); err != nil {
+			rows.Close()
 			return err
 		}
+		var kept []string
+		for _, sc := range splitScopes(scopes) {
+			for _, d := range defined {
+				if sc == d {
+					kept = append(kept, sc)
+					break
+				}
+			}
+		}
+		if joined := joinScopes(kept); joined != scopes {
+			changes = append(changes, change{c, joined})
+		}
 	}
-	for _, sec := range c.Secrets {
-		if _, err := ex.ExecContext(ctx, `INSERT INTO client_secrets (id, client_id, hash, hint, created_at, expires_at, last_used_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			sec.ID, c.ID, sec.Hash, sec.Hint, micros(sec.CreatedAt), micros(sec.ExpiresAt), micros(sec.LastUsedAt)); err != nil {
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if _, err := tx.ExecContext(ctx, `UPDATE client_grants SET scopes = $1 WHERE client_id = $2 AND api_identifier = $3`, c.scopes, c.client, api); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET version = version + 1 WHERE id = $1`, c.client); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// CreateClient implements store.Store.
-func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
-	return s.mapErr("create client", s.inTx(ctx, func(tx *sql.Tx) error { return insertClient(ctx, tx, c) }))
+// DeleteAPI implements store.Store.
+func (s *Store) DeleteAPI(ctx context.Context, identifier string, force bool) error {
+	return s.mapErr("delete api", s.inTx(ctx, func(tx *sql.Tx) error {
+		var builtin string
+		err := tx.QueryRowContext(ctx, `SELECT COALESCE(builtin, '') FROM apis WHERE identifier = $1`+s.f.ForUpdate, identifier).Scan(&builtin)
+		if err != nil {
+			return err
+		}
+		if builtin != "" {
+			return fmt.Errorf("%w: the %s API is built in", store.ErrConflict, builtin)
+		}
+		if force {
+			if _, err := tx.ExecContext(ctx, `UPDATE clients SET version = version + 1, default_audience = CASE WHEN default_audience = $1 THEN '' ELSE default_audience END
+				WHERE id IN (SELECT client_id FROM client_grants WHERE api_identifier = $1)`, identifier); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE api_identifier = $1`, identifier); err != nil {
+				return err
+			}
+		} else {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM client_grants WHERE api_identifier = $1`, identifier).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("%w: %d client(s) hold a grant for it", store.ErrConflict, n)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM apis WHERE identifier = $1`, identifier); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, ChangeAPIPrefix+identifier)
+	}))
 }
 
-const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.created_at, c.updated_at`
+// ---- clients ----
 
-// GetClient implements store.Store. It is on the token hot path: one query
-// for the client with its secrets, one for its grants with their APIs'
-// lifetimes.
+func marshalMap[M ~map[string]V, V any](m M) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func insertClient(ctx context.Context, q querier, c store.Client) error {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM client_tombstones WHERE id = $1`, c.ID).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: client id %s belonged to a deleted client", store.ErrConflict, c.ID)
+	}
+	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, custom_claims, metadata, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10)`,
+		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled,
+		marshalMap(c.CustomClaims), marshalMap(c.Metadata), micros(c.CreatedAt), micros(c.UpdatedAt))
+	if err != nil {
+		return err
+	}
+	if err := insertGrants(ctx, q, c.ID, c.Grants); err != nil {
+		return err
+	}
+	for _, sec := range c.Secrets {
+		if err := insertSecret(ctx, q, c.ID, sec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertGrants(ctx context.Context, q querier, clientID string, grants []store.Grant) error {
+	for _, g := range grants {
+		if _, err := q.ExecContext(ctx, `INSERT INTO client_grants (client_id, api_identifier, scopes) VALUES ($1, $2, $3)`,
+			clientID, g.Audience, joinScopes(g.Scopes)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertSecret(ctx context.Context, q querier, clientID string, sec store.Secret) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO client_secrets (id, client_id, hash, hint, created_at, expires_at, last_used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		sec.ID, clientID, sec.Hash, sec.Hint, micros(sec.CreatedAt), micros(sec.ExpiresAt), micros(sec.LastUsedAt))
+	return err
+}
+
+// CreateClient implements store.Store.
+func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
+	return s.mapErr("create client", s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := insertClient(ctx, tx, c); err != nil {
+			return err
+		}
+		// Replicas may hold "no such client" for this id.
+		return s.notify(ctx, tx, ChangeClientPrefix+c.ID)
+	}))
+}
+
+const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.custom_claims, c.metadata, c.version, c.created_at, c.updated_at`
+
+func scanClient(row interface{ Scan(...any) error }, extra ...any) (store.Client, error) {
+	var c store.Client
+	var lifetimeMS, created, updated int64
+	var claims, meta string
+	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &claims, &meta, &c.Version, &created, &updated}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return c, err
+	}
+	c.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
+	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	c.Grants, c.Secrets = []store.Grant{}, []store.Secret{}
+	if claims != "{}" {
+		if err := json.Unmarshal([]byte(claims), &c.CustomClaims); err != nil {
+			return c, fmt.Errorf("client %s custom claims: %w", c.ID, err)
+		}
+	}
+	if meta != "{}" {
+		if err := json.Unmarshal([]byte(meta), &c.Metadata); err != nil {
+			return c, fmt.Errorf("client %s metadata: %w", c.ID, err)
+		}
+	}
+	return c, nil
+}
+
+// GetClient implements store.Store. It is on the token hot path (on a cache
+// miss): one query for the client with its secrets, one for its grants with
+// their APIs' lifetimes.
 func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+`,
+	c, err := s.getClient(ctx, s.db, id, "")
+	return c, s.mapErr("get client", err)
+}
+
+func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (store.Client, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+clientColumns+`,
 			COALESCE(s.id, ''), COALESCE(s.hash, ''), COALESCE(s.hint, ''),
 			COALESCE(s.created_at, 0), COALESCE(s.expires_at, 0), COALESCE(s.last_used_at, 0)
 		FROM clients c LEFT JOIN client_secrets s ON s.client_id = c.id
-		WHERE c.id = $1 ORDER BY s.created_at, s.id`, id)
+		WHERE c.id = $1 ORDER BY s.created_at, s.id`+lock, id)
 	if err != nil {
-		return store.Client{}, s.mapErr("get client", err)
+		return store.Client{}, err
 	}
 	var c store.Client
 	found := false
 	for rows.Next() {
-		var lifetimeMS, created, updated int64
 		var sec store.Secret
 		var sCreated, sExpires, sUsed int64
-		if err := rows.Scan(&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &created, &updated,
-			&sec.ID, &sec.Hash, &sec.Hint, &sCreated, &sExpires, &sUsed); err != nil {
+		row, err := scanClient(rows, &sec.ID, &sec.Hash, &sec.Hint, &sCreated, &sExpires, &sUsed)
+		if err != nil {
 			rows.Close()
-			return store.Client{}, s.mapErr("get client", err)
+			return store.Client{}, err
 		}
-		found = true
-		c.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
-		c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+		if !found {
+			c, found = row, true
+		}
 		if sec.ID != "" {
 			sec.CreatedAt, sec.ExpiresAt, sec.LastUsedAt = fromMicros(sCreated), fromMicros(sExpires), fromMicros(sUsed)
 			c.Secrets = append(c.Secrets, sec)
@@ -243,87 +451,104 @@ func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) 
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return store.Client{}, s.mapErr("get client", err)
+		return store.Client{}, err
 	}
 	// The grants query runs even for an unknown client, so that an unknown
 	// client id costs the token endpoint the same as a wrong secret.
-	grants, err := s.grants(ctx, `WHERE g.client_id = $1`, id)
+	grants, err := loadGrants(ctx, q, []string{id})
 	if err != nil {
 		return store.Client{}, err
 	}
 	if !found {
-		return store.Client{}, fmt.Errorf("get client: %w", store.ErrNotFound)
+		return store.Client{}, store.ErrNotFound
 	}
-	c.Grants = grants[id]
-	if c.Secrets == nil {
-		c.Secrets = []store.Secret{}
-	}
-	if c.Grants == nil {
-		c.Grants = []store.Grant{}
+	if g := grants[id]; g != nil {
+		c.Grants = g
 	}
 	return c, nil
 }
 
-// grants loads grants (with their API's lifetime) keyed by client id.
-func (s *Store) grants(ctx context.Context, where string, args ...any) (map[string][]store.Grant, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.client_id, g.api_identifier, g.scopes, a.token_lifetime_ms
-		FROM client_grants g JOIN apis a ON a.identifier = g.api_identifier `+where+`
-		ORDER BY g.client_id, g.api_identifier`, args...)
+// inList returns "($n, $n+1, …)" for ids.
+func inList(a *args, ids []string) string {
+	ph := make([]string, len(ids))
+	for i, id := range ids {
+		ph[i] = a.add(id)
+	}
+	return "(" + strings.Join(ph, ", ") + ")"
+}
+
+// loadGrants loads the grants (with their API's lifetime) of clients.
+func loadGrants(ctx context.Context, q querier, clientIDs []string) (map[string][]store.Grant, error) {
+	out := map[string][]store.Grant{}
+	if len(clientIDs) == 0 {
+		return out, nil
+	}
+	var a args
+	rows, err := q.QueryContext(ctx, `SELECT g.client_id, g.api_identifier, g.scopes, a.token_lifetime_ms
+		FROM client_grants g JOIN apis a ON a.identifier = g.api_identifier
+		WHERE g.client_id IN `+inList(&a, clientIDs)+` ORDER BY g.client_id, g.api_identifier`, a...)
 	if err != nil {
-		return nil, s.mapErr("get grants", err)
+		return nil, err
 	}
 	defer rows.Close()
-	out := map[string][]store.Grant{}
 	for rows.Next() {
 		var clientID, scopes string
 		var g store.Grant
 		var lifetimeMS int64
 		if err := rows.Scan(&clientID, &g.Audience, &scopes, &lifetimeMS); err != nil {
-			return nil, s.mapErr("get grants", err)
+			return nil, err
 		}
 		g.Scopes = splitScopes(scopes)
 		g.APITokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
 		out[clientID] = append(out[clientID], g)
 	}
-	return out, s.mapErr("get grants", rows.Err())
+	return out, rows.Err()
 }
 
 // ListClients implements store.Store.
-func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients c ORDER BY c.id`)
+func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]store.Client, error) {
+	var q strings.Builder
+	var a args
+	var extra []string
+	if opts.Audience != "" {
+		extra = append(extra, `EXISTS (SELECT 1 FROM client_grants g WHERE g.client_id = c.id AND g.api_identifier = `+a.add(opts.Audience)+`)`)
+	}
+	q.WriteString(`SELECT ` + clientColumns + ` FROM clients c`)
+	s.page(&q, &a, "c.id", "c.name", opts, extra)
+	rows, err := s.db.QueryContext(ctx, q.String(), a...)
 	if err != nil {
 		return nil, s.mapErr("list clients", err)
 	}
 	clients := []store.Client{}
+	var ids []string
 	index := map[string]int{}
 	for rows.Next() {
-		var c store.Client
-		var lifetimeMS, created, updated int64
-		if err := rows.Scan(&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &created, &updated); err != nil {
+		c, err := scanClient(rows)
+		if err != nil {
 			rows.Close()
 			return nil, s.mapErr("list clients", err)
 		}
-		c.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
-		c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
-		c.Grants, c.Secrets = []store.Grant{}, []store.Secret{}
 		index[c.ID] = len(clients)
+		ids = append(ids, c.ID)
 		clients = append(clients, c)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, s.mapErr("list clients", err)
 	}
-	grants, err := s.grants(ctx, "")
+	if len(ids) == 0 {
+		return clients, nil
+	}
+	grants, err := loadGrants(ctx, s.db, ids)
 	if err != nil {
-		return nil, err
+		return nil, s.mapErr("list clients", err)
 	}
 	for id, gs := range grants {
-		if i, ok := index[id]; ok {
-			clients[i].Grants = gs
-		}
+		clients[index[id]].Grants = gs
 	}
+	var sa args
 	srows, err := s.db.QueryContext(ctx, `SELECT client_id, id, hash, hint, created_at, expires_at, last_used_at
-		FROM client_secrets ORDER BY client_id, created_at, id`)
+		FROM client_secrets WHERE client_id IN `+inList(&sa, ids)+` ORDER BY client_id, created_at, id`, sa...)
 	if err != nil {
 		return nil, s.mapErr("list clients", err)
 	}
@@ -336,25 +561,143 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 			return nil, s.mapErr("list clients", err)
 		}
 		sec.CreatedAt, sec.ExpiresAt, sec.LastUsedAt = fromMicros(created), fromMicros(expires), fromMicros(used)
-		if i, ok := index[clientID]; ok {
-			clients[i].Secrets = append(clients[i].Secrets, sec)
-		}
+		clients[index[clientID]].Secrets = append(clients[index[clientID]].Secrets, sec)
 	}
 	return clients, s.mapErr("list clients", srows.Err())
 }
 
-// DeleteClient implements store.Store.
-func (s *Store) DeleteClient(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
-	if err != nil {
-		return s.mapErr("delete client", err)
+// UpdateClient implements store.Store.
+func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Client) error) (store.Client, error) {
+	var out store.Client
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Lock the client row first: concurrent updates of one client
+		// run one after the other, each seeing the previous one's result.
+		var version int64
+		if err := tx.QueryRowContext(ctx, `SELECT version FROM clients WHERE id = $1`+s.f.ForUpdate, id).Scan(&version); err != nil {
+			return err
+		}
+		cur, err := s.getClient(ctx, tx, id, "")
+		if err != nil {
+			return err
+		}
+		next := cloneClient(cur)
+		if err := fn(&next); err != nil {
+			return err
+		}
+		if next.ID != cur.ID {
+			return fmt.Errorf("%w: a client's id cannot change", store.ErrConflict)
+		}
+		next.Version = cur.Version + 1
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = $1, description = $2, default_audience = $3, token_lifetime_ms = $4,
+				disabled = $5, custom_claims = $6, metadata = $7, version = $8, updated_at = $9 WHERE id = $10`,
+			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled,
+			marshalMap(next.CustomClaims), marshalMap(next.Metadata), next.Version, micros(next.UpdatedAt), id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE client_id = $1`, id); err != nil {
+			return err
+		}
+		if err := insertGrants(ctx, tx, id, next.Grants); err != nil {
+			return err
+		}
+		if err := syncSecrets(ctx, tx, id, cur.Secrets, next.Secrets); err != nil {
+			return err
+		}
+		if out, err = s.getClient(ctx, tx, id, ""); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, ChangeClientPrefix+id)
+	})
+	return out, s.mapErr("update client", err)
+}
+
+// syncSecrets writes the difference between two secret lists: removed
+// secrets are deleted, new ones inserted, and existing ones get their new
+// expiry (their hash and hint never change).
+func syncSecrets(ctx context.Context, tx *sql.Tx, clientID string, before, after []store.Secret) error {
+	old := map[string]store.Secret{}
+	for _, s := range before {
+		old[s.ID] = s
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return s.mapErr("delete client", err)
-	} else if n == 0 {
-		return fmt.Errorf("delete client: %w", store.ErrNotFound)
+	for _, s := range after {
+		prev, ok := old[s.ID]
+		delete(old, s.ID)
+		switch {
+		case !ok:
+			if err := insertSecret(ctx, tx, clientID, s); err != nil {
+				return err
+			}
+		case !prev.ExpiresAt.Equal(s.ExpiresAt):
+			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET expires_at = $1 WHERE id = $2 AND client_id = $3`,
+				micros(s.ExpiresAt), s.ID, clientID); err != nil {
+				return err
+			}
+		}
+	}
+	for id := range old {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM client_secrets WHERE id = $1 AND client_id = $2`, id, clientID); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+func cloneClient(c store.Client) store.Client {
+	out := c
+	out.Grants = make([]store.Grant, len(c.Grants))
+	for i, g := range c.Grants {
+		out.Grants[i] = store.Grant{Audience: g.Audience, Scopes: append([]string(nil), g.Scopes...), APITokenLifetime: g.APITokenLifetime}
+	}
+	out.Secrets = append([]store.Secret(nil), c.Secrets...)
+	if c.CustomClaims != nil {
+		out.CustomClaims = make(map[string]any, len(c.CustomClaims))
+		for k, v := range c.CustomClaims {
+			out.CustomClaims[k] = v
+		}
+	}
+	if c.Metadata != nil {
+		out.Metadata = make(map[string]string, len(c.Metadata))
+		for k, v := range c.Metadata {
+			out.Metadata[k] = v
+		}
+	}
+	return out
+}
+
+// DeleteClient implements store.Store.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	return s.mapErr("delete client", s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO client_tombstones (id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+			id, time.Now().UnixMicro()); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, ChangeClientPrefix+id)
+	}))
+}
+
+// TouchSecrets implements store.Store. Last-use times are not propagated to
+// other replicas: they are informational and never affect authentication.
+func (s *Store) TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error {
+	if len(lastUsed) == 0 {
+		return nil
+	}
+	return s.mapErr("touch secrets", s.inTx(ctx, func(tx *sql.Tx) error {
+		for id, t := range lastUsed {
+			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, micros(t), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
 }
 
 // ---- signing keys ----
@@ -397,7 +740,7 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 	return keys, s.mapErr("list signing keys", rows.Err())
 }
 
-// ---- bootstrap ----
+// ---- bootstrap and meta ----
 
 // InitBootstrap implements store.Store. The insert into meta is the claim:
 // under concurrency exactly one transaction inserts the row; the others wait

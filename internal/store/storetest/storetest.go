@@ -37,6 +37,13 @@ func Run(t *testing.T, newDB Opener) {
 		{"Bootstrap", testBootstrap},
 		{"BootstrapConcurrent", testBootstrapConcurrent},
 		{"EnsureMeta", testEnsureMeta},
+		{"UpdateClient", testUpdateClient},
+		{"UpdateClientConcurrent", testUpdateClientConcurrent},
+		{"UpdateAPIPrunesGrants", testUpdateAPIPrunesGrants},
+		{"DeleteAPIForce", testDeleteAPIForce},
+		{"ClientIDsAreNeverReused", testTombstones},
+		{"Paging", testPaging},
+		{"TouchSecrets", testTouchSecrets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +56,7 @@ func Run(t *testing.T, newDB Opener) {
 func api(identifier string, scopes ...string) store.API {
 	return store.API{
 		ID: "api_" + identifier, Identifier: identifier, Name: "API " + identifier,
-		Scopes: scopes, TokenLifetime: 10 * time.Minute, CreatedAt: t0, UpdatedAt: t0,
+		Scopes: scopes, TokenLifetime: 10 * time.Minute, Version: 1, CreatedAt: t0, UpdatedAt: t0,
 	}
 }
 
@@ -61,6 +68,7 @@ func client(id string, grants ...store.Grant) store.Client {
 		ID: id, Name: "client " + id, Description: "d", DefaultAudience: "",
 		TokenLifetime: 5 * time.Minute, Grants: grants,
 		Secrets:   []store.Secret{{ID: "sec_" + id, Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
+		Version:   1,
 		CreatedAt: t0, UpdatedAt: t0,
 	}
 }
@@ -91,17 +99,17 @@ func testAPIs(t *testing.T, open func() store.Store) {
 	if _, err := s.GetAPI(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetAPI(missing): got %v, want ErrNotFound", err)
 	}
-	list, err := s.ListAPIs(ctx)
+	list, err := s.ListAPIs(ctx, store.ListOptions{})
 	if err != nil {
 		t.Fatalf("ListAPIs: %v", err)
 	}
 	if diff := cmp.Diff([]store.API{b, a}, list); diff != "" {
 		t.Errorf("ListAPIs mismatch (-want +got):\n%s", diff)
 	}
-	if err := s.DeleteAPI(ctx, a.Identifier); err != nil {
+	if err := s.DeleteAPI(ctx, a.Identifier, false); err != nil {
 		t.Fatalf("DeleteAPI: %v", err)
 	}
-	if err := s.DeleteAPI(ctx, a.Identifier); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteAPI(ctx, a.Identifier, false); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("DeleteAPI twice: got %v, want ErrNotFound", err)
 	}
 	if _, err := s.GetAPI(ctx, a.Identifier); !errors.Is(err, store.ErrNotFound) {
@@ -150,7 +158,7 @@ func testClients(t *testing.T, open func() store.Store) {
 	if _, err := s.GetClient(ctx, "m2mc_missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetClient(missing): got %v, want ErrNotFound", err)
 	}
-	list, err := s.ListClients(ctx)
+	list, err := s.ListClients(ctx, store.ListOptions{})
 	if err != nil {
 		t.Fatalf("ListClients: %v", err)
 	}
@@ -164,7 +172,7 @@ func testClients(t *testing.T, open func() store.Store) {
 		t.Errorf("DeleteClient twice: got %v, want ErrNotFound", err)
 	}
 	// The grant went with the client, so the API can now be deleted.
-	if err := s.DeleteAPI(ctx, a.Identifier); err != nil {
+	if err := s.DeleteAPI(ctx, a.Identifier, false); err != nil {
 		t.Errorf("DeleteAPI after its only client was deleted: %v", err)
 	}
 }
@@ -179,7 +187,7 @@ func testDeleteAPIInUse(t *testing.T, open func() store.Store) {
 	if err := s.CreateClient(ctx, client("m2mc_x", store.Grant{Audience: a.Identifier, Scopes: []string{"orders:read"}})); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAPI(ctx, a.Identifier); !errors.Is(err, store.ErrConflict) {
+	if err := s.DeleteAPI(ctx, a.Identifier, false); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("DeleteAPI with a grant: got %v, want ErrConflict", err)
 	}
 	if _, err := s.GetAPI(ctx, a.Identifier); err != nil {
@@ -269,7 +277,7 @@ func testBootstrap(t *testing.T, open func() store.Store) {
 	if err != nil || !created {
 		t.Fatalf("first InitBootstrap: created=%v err=%v", created, err)
 	}
-	if err := s.DeleteAPI(ctx, "http://one/admin"); !errors.Is(err, store.ErrConflict) {
+	if err := s.DeleteAPI(ctx, "http://one/admin", false); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("DeleteAPI(builtin): got %v, want ErrConflict", err)
 	}
 	// A later start with a new issuer moves the admin API and its grants.
@@ -313,7 +321,7 @@ func testBootstrapConcurrent(t *testing.T, open func() store.Store) {
 		}()
 	}
 	wg.Wait()
-	clients, err := stores[0].ListClients(ctx)
+	clients, err := stores[0].ListClients(ctx, store.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,5 +344,272 @@ func testEnsureMeta(t *testing.T, open func() store.Store) {
 	}
 	if v, err := s.EnsureMeta(ctx, "k", "second"); err != nil || v != "first" {
 		t.Fatalf("EnsureMeta again: %q, %v; want first (kept)", v, err)
+	}
+}
+
+func testUpdateClient(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := api("https://a", "r", "w")
+	b := api("https://b", "x")
+	b.ID = "api_b"
+	for _, x := range []store.API{a, b} {
+		if err := s.CreateAPI(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := client("m2mc_u", store.Grant{Audience: a.Identifier, Scopes: []string{"r"}})
+	c.Secrets = append(c.Secrets, store.Secret{ID: "sec_old", Hash: "h2", Hint: "m2ms_x", CreatedAt: t0})
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	t1 := t0.Add(time.Hour)
+	got, err := s.UpdateClient(ctx, c.ID, func(c *store.Client) error {
+		c.Name, c.Description, c.Disabled = "renamed", "new", true
+		c.TokenLifetime = time.Minute
+		c.CustomClaims = map[string]any{"tenant": "acme", "tier": float64(2)}
+		c.Metadata = map[string]string{"team": "billing"}
+		c.Grants = []store.Grant{{Audience: b.Identifier, Scopes: []string{"x"}}, {Audience: a.Identifier, Scopes: []string{"r", "w"}}}
+		c.DefaultAudience = b.Identifier
+		c.Secrets[0].ExpiresAt = t1                                                                               // keep, new expiry
+		c.Secrets = append(c.Secrets[:1], store.Secret{ID: "sec_new", Hash: "h3", Hint: "m2ms_n", CreatedAt: t1}) // drop sec_old, add one
+		c.UpdatedAt = t1
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateClient: %v", err)
+	}
+	again, err := s.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, again); diff != "" {
+		t.Errorf("UpdateClient's result differs from a fresh read (-returned +read):\n%s", diff)
+	}
+	want := c
+	want.Name, want.Description, want.Disabled, want.TokenLifetime = "renamed", "new", true, time.Minute
+	want.CustomClaims = map[string]any{"tenant": "acme", "tier": float64(2)}
+	want.Metadata = map[string]string{"team": "billing"}
+	want.DefaultAudience = b.Identifier
+	want.Grants = []store.Grant{{Audience: a.Identifier, Scopes: []string{"r", "w"}, APITokenLifetime: a.TokenLifetime}, {Audience: b.Identifier, Scopes: []string{"x"}, APITokenLifetime: b.TokenLifetime}}
+	want.Secrets = []store.Secret{{ID: "sec_m2mc_u", Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t1}, {ID: "sec_new", Hash: "h3", Hint: "m2ms_n", CreatedAt: t1}}
+	want.Version, want.UpdatedAt = 2, t1
+	if diff := cmp.Diff(want, again); diff != "" {
+		t.Errorf("after update (-want +got):\n%s", diff)
+	}
+
+	// An error from fn aborts the whole change.
+	boom := errors.New("boom")
+	if _, err := s.UpdateClient(ctx, c.ID, func(c *store.Client) error { c.Name = "lost"; return boom }); !errors.Is(err, boom) {
+		t.Errorf("fn error: got %v", err)
+	}
+	if got, _ := s.GetClient(ctx, c.ID); got.Name != "renamed" || got.Version != 2 {
+		t.Errorf("aborted update was applied: %q v%d", got.Name, got.Version)
+	}
+	if _, err := s.UpdateClient(ctx, c.ID, func(c *store.Client) error { c.ID = "other"; return nil }); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("id change: got %v, want ErrConflict", err)
+	}
+	if _, err := s.UpdateClient(ctx, "m2mc_missing", func(*store.Client) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing client: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.UpdateClient(ctx, c.ID, func(c *store.Client) error {
+		c.Grants = append(c.Grants, store.Grant{Audience: "https://missing", Scopes: []string{}})
+		return nil
+	}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("grant to a missing API: got %v, want ErrConflict", err)
+	}
+}
+
+// Concurrent updates of one client never lose each other's changes.
+func testUpdateClientConcurrent(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	const n = 12
+	stores := make([]store.Store, 4)
+	for i := range stores {
+		stores[i] = open()
+	}
+	if err := stores[0].CreateClient(ctx, client("m2mc_c")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := stores[i%len(stores)].UpdateClient(ctx, "m2mc_c", func(c *store.Client) error {
+				c.Secrets = append(c.Secrets, store.Secret{ID: fmt.Sprintf("sec_%02d", i), Hash: "h", Hint: "m", CreatedAt: t0})
+				return nil
+			})
+			if err != nil {
+				t.Errorf("update %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	c, err := stores[0].GetClient(ctx, "m2mc_c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Secrets) != n+1 || c.Version != n+1 {
+		t.Errorf("after %d concurrent updates: %d secrets, version %d; want %d and %d", n, len(c.Secrets), c.Version, n+1, n+1)
+	}
+}
+
+func testUpdateAPIPrunesGrants(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := api("https://a", "r", "w", "x")
+	if err := s.CreateAPI(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, client("m2mc_p", store.Grant{Audience: a.Identifier, Scopes: []string{"r", "w"}})); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.UpdateAPI(ctx, a.Identifier, func(a *store.API) error {
+		a.Name, a.Scopes, a.TokenLifetime = "renamed", []string{"r", "x", "new"}, time.Hour
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != 2 || got.Name != "renamed" {
+		t.Errorf("UpdateAPI returned %+v", got)
+	}
+	if fresh, _ := s.GetAPI(ctx, a.Identifier); !cmp.Equal(got, fresh) {
+		t.Errorf("returned %+v, read %+v", got, fresh)
+	}
+	c, _ := s.GetClient(ctx, "m2mc_p")
+	if len(c.Grants) != 1 || !cmp.Equal(c.Grants[0].Scopes, []string{"r"}) || c.Grants[0].APITokenLifetime != time.Hour || c.Version != 2 {
+		t.Errorf("grant after removing scope w: %+v (client v%d), want [r], 1h, v2", c.Grants, c.Version)
+	}
+	if _, err := s.UpdateAPI(ctx, a.Identifier, func(a *store.API) error { a.Identifier = "https://b"; return nil }); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("identifier change: %v", err)
+	}
+	if _, err := s.UpdateAPI(ctx, "https://none", func(*store.API) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing API: %v", err)
+	}
+}
+
+func testDeleteAPIForce(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a, b := api("https://a", "r"), api("https://b", "r")
+	b.ID = "api_b"
+	for _, x := range []store.API{a, b} {
+		if err := s.CreateAPI(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := client("m2mc_f", store.Grant{Audience: a.Identifier, Scopes: []string{"r"}}, store.Grant{Audience: b.Identifier, Scopes: []string{"r"}})
+	c.DefaultAudience = a.Identifier
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAPI(ctx, a.Identifier, true); err != nil {
+		t.Fatalf("forced delete: %v", err)
+	}
+	got, _ := s.GetClient(ctx, c.ID)
+	if len(got.Grants) != 1 || got.Grants[0].Audience != b.Identifier || got.DefaultAudience != "" || got.Version != 2 {
+		t.Errorf("client after forced delete: grants %+v default %q v%d", got.Grants, got.DefaultAudience, got.Version)
+	}
+}
+
+func testTombstones(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	if err := s.CreateClient(ctx, client("m2mc_t")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteClient(ctx, "m2mc_t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, client("m2mc_t")); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("re-creating a deleted id: got %v, want ErrConflict", err)
+	}
+}
+
+func testPaging(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := api("https://a", "r")
+	if err := s.CreateAPI(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"Billing", "billing-eu", "orders", "Shipping", "bill-old"} {
+		c := client(fmt.Sprintf("m2mc_%d", i))
+		c.Name = name
+		if i%2 == 0 {
+			c.Grants = []store.Grant{{Audience: a.Identifier, Scopes: []string{"r"}}}
+		}
+		if err := s.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(cs []store.Client) []string {
+		out := []string{}
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		opts store.ListOptions
+		want []string
+	}{
+		{"first page", store.ListOptions{Limit: 2}, []string{"m2mc_0", "m2mc_1"}},
+		{"second page", store.ListOptions{Limit: 2, After: "m2mc_1"}, []string{"m2mc_2", "m2mc_3"}},
+		{"last page", store.ListOptions{Limit: 2, After: "m2mc_3"}, []string{"m2mc_4"}},
+		{"past the end", store.ListOptions{Limit: 2, After: "m2mc_4"}, []string{}},
+		{"name contains, any case", store.ListOptions{NameContains: "BILLING"}, []string{"m2mc_0", "m2mc_1"}},
+		{"audience", store.ListOptions{Audience: a.Identifier}, []string{"m2mc_0", "m2mc_2", "m2mc_4"}},
+		{"audience and name, paged", store.ListOptions{Audience: a.Identifier, NameContains: "bill", Limit: 1, After: "m2mc_0"}, []string{"m2mc_4"}},
+		{"name with LIKE wildcards is literal", store.ListOptions{NameContains: "%"}, []string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.ListClients(ctx, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, ids(got)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			for _, c := range got {
+				if len(c.Secrets) != 1 {
+					t.Errorf("%s: %d secrets loaded", c.ID, len(c.Secrets))
+				}
+			}
+		})
+	}
+	apis, err := s.ListAPIs(ctx, store.ListOptions{NameContains: "api https://a"})
+	if err != nil || len(apis) != 1 {
+		t.Errorf("ListAPIs by name: %v %v", apis, err)
+	}
+}
+
+func testTouchSecrets(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	if err := s.CreateClient(ctx, client("m2mc_x")); err != nil {
+		t.Fatal(err)
+	}
+	t1, t2 := t0.Add(time.Minute), t0.Add(2*time.Minute)
+	if err := s.TouchSecrets(ctx, map[string]time.Time{"sec_m2mc_x": t2, "sec_gone": t1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchSecrets(ctx, map[string]time.Time{"sec_m2mc_x": t1}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := s.GetClient(ctx, "m2mc_x")
+	if !c.Secrets[0].LastUsedAt.Equal(t2) {
+		t.Errorf("last used %v, want %v (never backwards)", c.Secrets[0].LastUsedAt, t2)
+	}
+	// UpdateClient never writes last-use times back.
+	if _, err := s.UpdateClient(ctx, "m2mc_x", func(c *store.Client) error { c.Secrets[0].LastUsedAt = time.Time{}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.GetClient(ctx, "m2mc_x"); !c.Secrets[0].LastUsedAt.Equal(t2) {
+		t.Errorf("UpdateClient overwrote last_used_at")
 	}
 }

@@ -1,0 +1,138 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/oauth"
+	"github.com/m2mauth/m2mauth/internal/secret"
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+// APIInput creates an API, or replaces its mutable fields (PUT).
+type APIInput struct {
+	Identifier           string   `json:"identifier"`
+	Name                 string   `json:"name"`
+	Scopes               []string `json:"scopes"`
+	TokenLifetimeSeconds int64    `json:"token_lifetime_seconds"`
+}
+
+// APIPatch changes the fields it sets (RFC 7396 merge patch semantics).
+type APIPatch struct {
+	Name                 *string   `json:"name,omitempty"`
+	Scopes               *[]string `json:"scopes,omitempty"`
+	TokenLifetimeSeconds *int64    `json:"token_lifetime_seconds,omitempty"`
+}
+
+func validateAPI(v *ValidationError, a *store.API) {
+	checkText(v, "name", a.Name, true, maxNameLen)
+	a.Scopes = dedupe(a.Scopes)
+	if len(a.Scopes) > maxScopes {
+		v.add("scopes", "at most %d scopes", maxScopes)
+	}
+	for _, sc := range a.Scopes {
+		if !oauth.ValidScopeToken(sc) {
+			v.add("scopes", "%q is not a valid scope: use printable ASCII without spaces, quotes or backslashes", sc)
+		}
+	}
+}
+
+// CreateAPI validates and stores a new API.
+func (s *Service) CreateAPI(ctx context.Context, in APIInput) (store.API, error) {
+	var v ValidationError
+	if !validIdentifier(in.Identifier) {
+		v.add("identifier", "is required: up to %d printable ASCII characters without spaces, e.g. https://api.example.com", maxIdentifierLen)
+	}
+	now := s.now().UTC()
+	a := store.API{
+		ID: secret.NewID("api_"), Identifier: in.Identifier, Name: in.Name, Scopes: in.Scopes,
+		TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second, Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	validateAPI(&v, &a)
+	checkLifetime(&v, "token_lifetime_seconds", in.TokenLifetimeSeconds)
+	if err := v.err(); err != nil {
+		return store.API{}, err
+	}
+	if err := s.store.CreateAPI(ctx, a); err != nil {
+		return store.API{}, mapConflict(err, fmt.Sprintf("an API with identifier %q already exists", in.Identifier))
+	}
+	return a, nil
+}
+
+// GetAPI returns one API.
+func (s *Service) GetAPI(ctx context.Context, identifier string) (store.API, error) {
+	return s.store.GetAPI(ctx, identifier)
+}
+
+// ListAPIs returns one page of APIs.
+func (s *Service) ListAPIs(ctx context.Context, opts store.ListOptions) (Page[store.API], error) {
+	limit := clampLimit(opts.Limit)
+	opts.Limit = limit + 1
+	apis, err := s.store.ListAPIs(ctx, opts)
+	if err != nil {
+		return Page[store.API]{}, err
+	}
+	return pageOf(apis, limit, func(a store.API) string { return a.Identifier }), nil
+}
+
+// UpdateAPI applies a patch to an API. Removing a scope removes it from
+// every client's grant.
+func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p APIPatch) (store.API, error) {
+	a, err := s.store.UpdateAPI(ctx, identifier, func(a *store.API) error {
+		if err := checkMatch(ifMatch, a.Version); err != nil {
+			return err
+		}
+		if a.Builtin != "" {
+			return &ConflictError{"the " + a.Builtin + " API is built in and cannot be changed"}
+		}
+		if p.Name != nil {
+			a.Name = *p.Name
+		}
+		if p.Scopes != nil {
+			a.Scopes = *p.Scopes
+		}
+		var v ValidationError
+		if p.TokenLifetimeSeconds != nil {
+			checkLifetime(&v, "token_lifetime_seconds", *p.TokenLifetimeSeconds)
+			a.TokenLifetime = time.Duration(*p.TokenLifetimeSeconds) * time.Second
+		}
+		validateAPI(&v, a)
+		if err := v.err(); err != nil {
+			return err
+		}
+		a.UpdatedAt = s.now().UTC()
+		return nil
+	})
+	if err != nil {
+		return store.API{}, err
+	}
+	// Grants and lifetimes of any number of clients may have changed.
+	s.inval.InvalidateAll()
+	return a, nil
+}
+
+// DeleteAPI deletes an API. Without force it is refused while a client holds
+// a grant for it; with force those grants are removed too.
+func (s *Service) DeleteAPI(ctx context.Context, identifier, ifMatch string, force bool) error {
+	api, err := s.store.GetAPI(ctx, identifier)
+	if err != nil {
+		return err
+	}
+	if err := checkMatch(ifMatch, api.Version); err != nil {
+		return err
+	}
+	if api.Builtin != "" {
+		return &ConflictError{"the " + api.Builtin + " API is built in and cannot be deleted"}
+	}
+	err = s.store.DeleteAPI(ctx, identifier, force)
+	if errors.Is(err, store.ErrConflict) {
+		return &ConflictError{"clients hold grants for this API: remove their grants first, or delete with force"}
+	}
+	if err != nil {
+		return err
+	}
+	s.inval.InvalidateAll()
+	return nil
+}

@@ -1,0 +1,377 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/m2mauth/m2mauth/internal/secret"
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+// GrantInput grants a client an API's scopes.
+type GrantInput struct {
+	Audience string   `json:"audience"`
+	Scopes   []string `json:"scopes"`
+}
+
+// ClientInput creates a client, or replaces its mutable fields (PUT).
+// ClientID and ClientSecret import existing credentials (a client migrating
+// from another server keeps them); both are otherwise generated.
+type ClientInput struct {
+	ClientID             string            `json:"client_id,omitempty"`
+	ClientSecret         string            `json:"client_secret,omitempty"`
+	Name                 string            `json:"name"`
+	Description          string            `json:"description"`
+	Grants               []GrantInput      `json:"grants"`
+	DefaultAudience      string            `json:"default_audience"`
+	TokenLifetimeSeconds int64             `json:"token_lifetime_seconds"`
+	CustomClaims         map[string]any    `json:"custom_claims,omitempty"`
+	Metadata             map[string]string `json:"metadata,omitempty"`
+	Disabled             bool              `json:"disabled"`
+}
+
+// ClientPatch changes the fields it sets (RFC 7396 merge patch; the HTTP
+// layer turns a null into the field's empty value).
+type ClientPatch struct {
+	Name                 *string            `json:"name,omitempty"`
+	Description          *string            `json:"description,omitempty"`
+	Grants               *[]GrantInput      `json:"grants,omitempty"`
+	DefaultAudience      *string            `json:"default_audience,omitempty"`
+	TokenLifetimeSeconds *int64             `json:"token_lifetime_seconds,omitempty"`
+	CustomClaims         *map[string]any    `json:"custom_claims,omitempty"`
+	Metadata             *map[string]string `json:"metadata,omitempty"`
+	Disabled             *bool              `json:"disabled,omitempty"`
+}
+
+// Patch returns the patch that makes a client match in (PUT semantics).
+func (in ClientInput) Patch() ClientPatch {
+	grants := in.Grants
+	if grants == nil {
+		grants = []GrantInput{}
+	}
+	return ClientPatch{
+		Name: &in.Name, Description: &in.Description, Grants: &grants, DefaultAudience: &in.DefaultAudience,
+		TokenLifetimeSeconds: &in.TokenLifetimeSeconds, CustomClaims: &in.CustomClaims, Metadata: &in.Metadata, Disabled: &in.Disabled,
+	}
+}
+
+// registeredClaims may never be set as custom claims (RFC 7519 §4.1,
+// RFC 9068 §2.2, and JOSE-sensitive names).
+var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "scp",
+	"auth_time", "acr", "amr", "cnf", "act", "may_act", "typ", "azp", "roles", "groups", "entitlements"}
+
+// resolveGrants checks each grant against its API.
+func (s *Service) resolveGrants(ctx context.Context, v *ValidationError, in []GrantInput) ([]store.Grant, error) {
+	if len(in) > maxGrants {
+		v.add("grants", "at most %d grants", maxGrants)
+		return nil, nil
+	}
+	grants := make([]store.Grant, 0, len(in))
+	for i, g := range in {
+		field := fmt.Sprintf("grants[%d]", i)
+		if slices.ContainsFunc(in[:i], func(o GrantInput) bool { return o.Audience == g.Audience }) {
+			v.add(field+".audience", "API %q is granted twice", g.Audience)
+			continue
+		}
+		api, err := s.store.GetAPI(ctx, g.Audience)
+		if err != nil {
+			if isNotFound(err) {
+				v.add(field+".audience", "no API has identifier %q", g.Audience)
+				continue
+			}
+			return nil, err
+		}
+		scopes := dedupe(g.Scopes)
+		for _, sc := range scopes {
+			if !slices.Contains(api.Scopes, sc) {
+				v.add(field+".scopes", "API %q does not define scope %q", g.Audience, sc)
+			}
+		}
+		grants = append(grants, store.Grant{Audience: g.Audience, Scopes: scopes})
+	}
+	return grants, nil
+}
+
+// validateClient checks a client's final state.
+func validateClient(v *ValidationError, c *store.Client) {
+	checkText(v, "name", c.Name, true, maxNameLen)
+	checkText(v, "description", c.Description, false, maxDescLen)
+	if c.DefaultAudience != "" && !slices.ContainsFunc(c.Grants, func(g store.Grant) bool { return g.Audience == c.DefaultAudience }) {
+		v.add("default_audience", "must be one of the granted APIs")
+	}
+	for name := range c.CustomClaims {
+		if slices.Contains(registeredClaims, name) || name == "" {
+			v.add("custom_claims", "%q is a registered claim and cannot be set", name)
+		}
+	}
+	if b, _ := json.Marshal(c.CustomClaims); len(b) > maxClaimsJSON {
+		v.add("custom_claims", "at most %d bytes of JSON", maxClaimsJSON)
+	}
+	if len(c.Metadata) > maxMetadata {
+		v.add("metadata", "at most %d entries", maxMetadata)
+	}
+	for k, val := range c.Metadata {
+		if k == "" || utf8.RuneCountInString(k)+utf8.RuneCountInString(val) > maxMetadataLen || !utf8.ValidString(k+val) {
+			v.add("metadata", "keys must be non-empty and each entry at most %d characters of UTF-8", maxMetadataLen)
+			break
+		}
+	}
+}
+
+// CreateClient validates and stores a new client and returns its secret in
+// clear: the only time it is available.
+func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Client, string, error) {
+	var v ValidationError
+	id, plain := in.ClientID, in.ClientSecret
+	if id != "" {
+		if !validIdentifier(id) || len(id) > 128 || strings.HasPrefix(id, secret.SecretPrefix) {
+			v.add("client_id", "must be 1 to 128 printable ASCII characters without spaces")
+		}
+	} else {
+		id = secret.NewID(secret.ClientIDPrefix)
+		if plain != "" {
+			v.add("client_secret", "an imported secret needs the client_id it belongs to")
+		}
+	}
+	if plain != "" {
+		if len(plain) < MinImportedSecretLen || len(plain) > 512 || strings.ContainsFunc(plain, func(r rune) bool { return r <= 0x20 || r == 0x7f }) {
+			v.add("client_secret", "an imported secret must be %d to 512 printable characters without spaces", MinImportedSecretLen)
+		}
+	} else {
+		plain = secret.Generate()
+	}
+	checkLifetime(&v, "token_lifetime_seconds", in.TokenLifetimeSeconds)
+	grants, err := s.resolveGrants(ctx, &v, in.Grants)
+	if err != nil {
+		return store.Client{}, "", err
+	}
+	now := s.now().UTC()
+	c := store.Client{
+		ID: id, Name: in.Name, Description: in.Description,
+		DefaultAudience: in.DefaultAudience, TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second,
+		Disabled: in.Disabled, CustomClaims: in.CustomClaims, Metadata: in.Metadata,
+		Grants:  grants,
+		Secrets: []store.Secret{s.newSecret(plain, now)},
+		Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	validateClient(&v, &c)
+	if err := v.err(); err != nil {
+		return store.Client{}, "", err
+	}
+	if err := s.store.CreateClient(ctx, c); err != nil {
+		return store.Client{}, "", mapConflict(err, "the client id is taken (ids of deleted clients are never reused), or a granted API was deleted meanwhile")
+	}
+	s.inval.Invalidate(c.ID)
+	return c, plain, nil
+}
+
+func (s *Service) newSecret(plain string, now time.Time) store.Secret {
+	return store.Secret{ID: secret.NewID("sec_"), Hash: s.hasher.Hash(plain), Hint: secret.Hint(plain), CreatedAt: now}
+}
+
+// GetClient returns one client.
+func (s *Service) GetClient(ctx context.Context, id string) (store.Client, error) {
+	return s.store.GetClient(ctx, id)
+}
+
+// ListClients returns one page of clients.
+func (s *Service) ListClients(ctx context.Context, opts store.ListOptions) (Page[store.Client], error) {
+	limit := clampLimit(opts.Limit)
+	opts.Limit = limit + 1
+	clients, err := s.store.ListClients(ctx, opts)
+	if err != nil {
+		return Page[store.Client]{}, err
+	}
+	return pageOf(clients, limit, func(c store.Client) string { return c.ID }), nil
+}
+
+// UpdateClient applies a patch to a client.
+func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p ClientPatch) (store.Client, error) {
+	var v ValidationError
+	var grants []store.Grant
+	if p.Grants != nil {
+		var err error
+		if grants, err = s.resolveGrants(ctx, &v, *p.Grants); err != nil {
+			return store.Client{}, err
+		}
+	}
+	if p.TokenLifetimeSeconds != nil {
+		checkLifetime(&v, "token_lifetime_seconds", *p.TokenLifetimeSeconds)
+	}
+	if err := v.err(); err != nil {
+		return store.Client{}, err
+	}
+	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+		if err := checkMatch(ifMatch, c.Version); err != nil {
+			return err
+		}
+		if p.Name != nil {
+			c.Name = *p.Name
+		}
+		if p.Description != nil {
+			c.Description = *p.Description
+		}
+		if p.Grants != nil {
+			c.Grants = grants
+		}
+		if p.DefaultAudience != nil {
+			c.DefaultAudience = *p.DefaultAudience
+		}
+		if p.TokenLifetimeSeconds != nil {
+			c.TokenLifetime = time.Duration(*p.TokenLifetimeSeconds) * time.Second
+		}
+		if p.CustomClaims != nil {
+			c.CustomClaims = *p.CustomClaims
+		}
+		if p.Metadata != nil {
+			c.Metadata = *p.Metadata
+		}
+		if p.Disabled != nil {
+			c.Disabled = *p.Disabled
+		}
+		var v ValidationError
+		validateClient(&v, c)
+		if err := v.err(); err != nil {
+			return err
+		}
+		c.UpdatedAt = s.now().UTC()
+		return nil
+	})
+	if err != nil {
+		return store.Client{}, mapConflict(err, "a granted API was deleted meanwhile")
+	}
+	s.inval.Invalidate(id)
+	return c, nil
+}
+
+// RotateSecret adds a new secret (returned in clear, once) and makes the
+// client's other live secrets expire after grace (0: at once). A client
+// holds at most MaxLiveSecrets live secrets: while a rotated-out secret is
+// still in its grace period, another rotation is refused with a conflict.
+// Concurrent rotations of one client are serialised by the store, so exactly
+// one of them wins.
+func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace time.Duration) (store.Client, store.Secret, string, error) {
+	if grace < 0 || grace > 90*24*time.Hour {
+		return store.Client{}, store.Secret{}, "", &ValidationError{Fields: []FieldError{{"grace_seconds", "must be between 0 and 90 days"}}}
+	}
+	plain := secret.Generate()
+	var added store.Secret
+	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+		if err := checkMatch(ifMatch, c.Version); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		live := 0
+		var until time.Time
+		for _, sec := range c.Secrets {
+			if sec.Live(now) {
+				live++
+				if !sec.ExpiresAt.IsZero() && (until.IsZero() || sec.ExpiresAt.Before(until)) {
+					until = sec.ExpiresAt
+				}
+			}
+		}
+		if live >= MaxLiveSecrets {
+			msg := fmt.Sprintf("the client already has %d live secrets: revoke one first", live)
+			if !until.IsZero() {
+				msg += ", or wait until " + until.Format(time.RFC3339) + " when the rotated-out one expires"
+			}
+			return &ConflictError{msg}
+		}
+		expire := now.Add(grace)
+		kept := c.Secrets[:0]
+		for _, sec := range c.Secrets {
+			// Secrets that expired long ago are dropped to keep the list short.
+			if !sec.ExpiresAt.IsZero() && sec.ExpiresAt.Before(now.Add(-30*24*time.Hour)) {
+				continue
+			}
+			if sec.Live(now) && (sec.ExpiresAt.IsZero() || sec.ExpiresAt.After(expire)) {
+				sec.ExpiresAt = expire
+			}
+			kept = append(kept, sec)
+		}
+		added = s.newSecret(plain, now)
+		c.Secrets = append(kept, added)
+		c.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return store.Client{}, store.Secret{}, "", err
+	}
+	s.inval.Invalidate(id)
+	return c, added, plain, nil
+}
+
+// RevokeSecret removes one secret at once.
+func (s *Service) RevokeSecret(ctx context.Context, id, ifMatch, secretID string) (store.Client, error) {
+	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+		if err := checkMatch(ifMatch, c.Version); err != nil {
+			return err
+		}
+		i := slices.IndexFunc(c.Secrets, func(sec store.Secret) bool { return sec.ID == secretID })
+		if i < 0 {
+			return fmt.Errorf("secret %s: %w", secretID, store.ErrNotFound)
+		}
+		c.Secrets = slices.Delete(c.Secrets, i, i+1)
+		c.UpdatedAt = s.now().UTC()
+		return nil
+	})
+	if err != nil {
+		return store.Client{}, err
+	}
+	s.inval.Invalidate(id)
+	return c, nil
+}
+
+// DeleteClient deletes a client and its secrets; its id is never reused.
+func (s *Service) DeleteClient(ctx context.Context, id, ifMatch string) error {
+	if ifMatch != "" {
+		c, err := s.store.GetClient(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := checkMatch(ifMatch, c.Version); err != nil {
+			return err
+		}
+	}
+	if err := s.store.DeleteClient(ctx, id); err != nil {
+		return err
+	}
+	s.inval.Invalidate(id)
+	return nil
+}
+
+// Built-in admin API: its scope, and the Builtin tag of its row.
+const (
+	AdminScope   = "admin"
+	adminBuiltin = "admin"
+)
+
+// Bootstrap creates the built-in admin API (identifier adminAudience) and
+// the bootstrap admin client, once per database. It returns the client's
+// credentials when this call created them; created is false when they
+// already existed (made by an earlier start or another replica).
+func (s *Service) Bootstrap(ctx context.Context, adminAudience string) (clientID, clientSecret string, created bool, err error) {
+	now := s.now().UTC()
+	plain := secret.Generate()
+	api := store.API{
+		ID: secret.NewID("api_"), Identifier: adminAudience, Name: "m2mauth admin API",
+		Scopes: []string{AdminScope}, TokenLifetime: 15 * time.Minute, Builtin: adminBuiltin, Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	c := store.Client{
+		ID: secret.NewID(secret.ClientIDPrefix), Name: "bootstrap admin", Description: "created on first start; manages this server",
+		DefaultAudience: adminAudience, Grants: []store.Grant{{Audience: adminAudience, Scopes: []string{AdminScope}}},
+		Secrets: []store.Secret{s.newSecret(plain, now)},
+		Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	created, err = s.store.InitBootstrap(ctx, store.Bootstrap{AdminAPI: api, AdminClient: c})
+	if err != nil || !created {
+		return "", "", false, err
+	}
+	return c.ID, plain, true, nil
+}
