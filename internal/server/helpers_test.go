@@ -64,6 +64,32 @@ func testConfig(t *testing.T) config.Config {
 // is called.
 func startServer(t *testing.T, cfg config.Config) *testServer {
 	t.Helper()
+	return startServerClock(t, cfg, nil)
+}
+
+// fakeClock is a settable clock for the server under test.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// startServerClock is startServer with the server's clock (nil: real time).
+func startServerClock(t *testing.T, cfg config.Config, now func() time.Time) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +99,7 @@ func startServer(t *testing.T, cfg config.Config) *testServer {
 		cfg.Issuer = "http://" + cfg.Addr
 	}
 	logs := &syncBuffer{}
-	srv, err := New(context.Background(), cfg, NewLogger(logs, "json", cfg.LogLevel), nil)
+	srv, err := New(context.Background(), cfg, NewLogger(logs, "json", cfg.LogLevel), now)
 	if err != nil {
 		ln.Close()
 		t.Fatalf("New: %v", err)
@@ -96,9 +122,15 @@ func startServer(t *testing.T, cfg config.Config) *testServer {
 		if err := json.Unmarshal(b, &ts.admin); err != nil {
 			t.Fatal(err)
 		}
-		ts.token = ts.mustToken(ts.admin.ClientID, ts.admin.ClientSecret, url.Values{"scope": {"admin"}})
+		ts.login()
 	}
 	return ts
+}
+
+// login gets a fresh admin token (the clock may have moved past the last).
+func (ts *testServer) login() {
+	ts.t.Helper()
+	ts.token = ts.mustToken(ts.admin.ClientID, ts.admin.ClientSecret, url.Values{"scope": {"admin"}})
 }
 
 // post sends a request and returns the response with its body read.
@@ -150,12 +182,16 @@ func (ts *testServer) mustToken(id, secret string, form url.Values) string {
 	return tr.AccessToken
 }
 
-// adminDo calls the admin API with the bootstrap admin's token.
-func (ts *testServer) adminDo(method, path string, in any) (*http.Response, []byte) {
+// adminDo calls the admin API with the bootstrap admin's token. Extra
+// headers come in name, value pairs.
+func (ts *testServer) adminDo(method, path string, in any, headers ...string) (*http.Response, []byte) {
 	ts.t.Helper()
 	var body io.Reader
 	if in != nil {
 		b, _ := json.Marshal(in)
+		if raw, ok := in.(string); ok {
+			b = []byte(raw)
+		}
 		body = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, ts.URL+path, body)
@@ -163,7 +199,33 @@ func (ts *testServer) adminDo(method, path string, in any) (*http.Response, []by
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	return ts.do(req)
+}
+
+// client reads a client through the admin API.
+func (ts *testServer) client(id string) (admin.ClientResource, string) {
+	ts.t.Helper()
+	resp, body := ts.adminDo(http.MethodGet, "/admin/v1/clients/"+id, nil)
+	if resp.StatusCode != http.StatusOK {
+		ts.t.Fatalf("get client: %d %s", resp.StatusCode, body)
+	}
+	var c admin.ClientResource
+	if err := json.Unmarshal(body, &c); err != nil {
+		ts.t.Fatal(err)
+	}
+	return c, resp.Header.Get("ETag")
+}
+
+// tokenStatus returns the status of a client-credentials request.
+func (ts *testServer) tokenStatus(id, secret string, form url.Values) (int, string) {
+	ts.t.Helper()
+	resp, body := ts.tokenForm(id, secret, form)
+	var e struct{ Error string }
+	_ = json.Unmarshal(body, &e)
+	return resp.StatusCode, e.Error
 }
 
 func (ts *testServer) createAPI(identifier string, lifetime time.Duration, scopes ...string) {
