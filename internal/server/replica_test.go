@@ -178,4 +178,3 @@ func TestReplicaPropagationPostgres(t *testing.T) {
 		t.Logf("%s: B answered accordingly after %s", st.name, took.Round(time.Millisecond))
 	}
 }
-
