@@ -36,6 +36,9 @@ func (s *Server) routes(tokens *oauth.Handler, adm *admin.Handler) http.Handler 
 		{"GET /.well-known/openid-configuration", http.HandlerFunc(s.discovery), 0},
 		{"GET /.well-known/oauth-authorization-server", http.HandlerFunc(s.discovery), 0},
 
+		// The admin API's description (its routes are added below).
+		{"GET /admin/v1/openapi.json", http.HandlerFunc(admin.ServeOpenAPI), 0},
+
 		{"GET /healthz", http.HandlerFunc(s.healthz), 0},
 		{"GET /readyz", http.HandlerFunc(s.readyz), 0},
 		{"/", http.HandlerFunc(notFound), 0},
