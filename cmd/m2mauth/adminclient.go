@@ -22,13 +22,17 @@ type connFlags struct {
 	server, clientID, clientSecret, dataDir string
 }
 
-func (c *connFlags) register(f *flags) {
+func (c *connFlags) register(f *flags) { c.registerAs(f, "") }
+
+// registerAs registers the flags with a name prefix for the credential
+// flags (commands whose own --client-id means something else use "admin-").
+func (c *connFlags) registerAs(f *flags, prefix string) {
 	f.StringVar(&c.server, "server", "", "server base URL (default: from <data-dir>/admin.json)")
-	f.StringVar(&c.clientID, "client-id", "", "admin client id (default: from <data-dir>/admin.json)")
-	f.StringVar(&c.clientSecret, "client-secret", "", "admin client secret (default: from <data-dir>/admin.json); prefer the environment variable")
+	f.StringVar(&c.clientID, prefix+"client-id", "", "admin client id (default: from <data-dir>/admin.json)")
+	f.StringVar(&c.clientSecret, prefix+"client-secret", "", "admin client secret (default: from <data-dir>/admin.json); prefer the environment variable")
 	f.StringVar(&c.dataDir, "data-dir", "./m2mauth-data", "data directory holding admin.json")
-	f.setEnv("client-id", "M2MAUTH_ADMIN_CLIENT_ID")
-	f.setEnv("client-secret", "M2MAUTH_ADMIN_CLIENT_SECRET")
+	f.setEnv(prefix+"client-id", "M2MAUTH_ADMIN_CLIENT_ID")
+	f.setEnv(prefix+"client-secret", "M2MAUTH_ADMIN_CLIENT_SECRET")
 }
 
 // adminClient calls the admin API with a token of the admin client.
@@ -134,6 +138,11 @@ type problem struct {
 
 // do sends a request to the admin API and decodes a JSON answer into out.
 func (a *adminClient) do(ctx context.Context, method, path string, in, out any) error {
+	return a.doIfMatch(ctx, method, path, "", in, out)
+}
+
+// doIfMatch is do with an If-Match precondition ("" for none).
+func (a *adminClient) doIfMatch(ctx context.Context, method, path, ifMatch string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -147,6 +156,12 @@ func (a *adminClient) do(ctx context.Context, method, path string, in, out any) 
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+a.token)
+	if ifMatch != "" {
+		if !strings.HasPrefix(ifMatch, `"`) {
+			ifMatch = `"` + ifMatch + `"`
+		}
+		req.Header.Set("If-Match", ifMatch)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

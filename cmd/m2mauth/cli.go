@@ -36,8 +36,10 @@ func commands() []command {
 	return []command{
 		{"serve", "run the authorization server", runServe},
 		{"migrate", "apply pending database migrations and exit", runMigrate},
-		{"api", "manage APIs (resource servers): create, list, show, delete", group("api", apiCommands())},
-		{"client", "manage clients (applications): create, list, show, delete", group("client", clientCommands())},
+		{"api", "manage APIs (resource servers): create, list, show, update, delete", group("api", apiCommands())},
+		{"client", "manage clients (applications): create, update, rotate-secret, import, …", group("client", clientCommands())},
+		{"apply", "make the server match a configuration file (-f m2mauth.yaml)", runApply},
+		{"export", "write the server's APIs and clients as a configuration file", runExport},
 		{"token", "get an access token with the client-credentials grant", runToken},
 		{"version", "print the version", runVersion},
 	}

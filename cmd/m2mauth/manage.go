@@ -50,7 +50,8 @@ func apiCommands() []command {
 		{"create", "create an API", apiCreate},
 		{"list", "list APIs", apiList},
 		{"show", "show one API", apiShow},
-		{"delete", "delete an API no client is granted", apiDelete},
+		{"update", "change an API's name, scopes or token lifetime", apiUpdate},
+		{"delete", "delete an API (--force also removes the grants for it)", apiDelete},
 	}
 }
 
@@ -101,7 +102,9 @@ func printAPIs(w io.Writer, out output, apis ...admin.APIResource) error {
 func apiList(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
-	f := newFlags(e, "api list", "", "Lists every API.")
+	var name string
+	f := newFlags(e, "api list", "", "Lists every API (all pages).")
+	f.StringVar(&name, "name", "", "only APIs whose name contains this (any case)")
 	conn.register(f)
 	out.register(f)
 	if _, err := f.parse(args, 0, 0); err != nil {
@@ -111,14 +114,36 @@ func apiList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var l struct{ Items []admin.APIResource }
-	if err := ac.do(ctx, http.MethodGet, "/admin/v1/apis", nil, &l); err != nil {
+	items, err := listAll[admin.APIResource](ctx, ac, "/admin/v1/apis", url.Values{"name": {name}})
+	if err != nil {
 		return err
 	}
 	if out.json {
-		return printJSON(e.stdout, l.Items)
+		return printJSON(e.stdout, items)
 	}
-	return printAPIs(e.stdout, out, l.Items...)
+	return printAPIs(e.stdout, out, items...)
+}
+
+// listAll follows next_cursor through every page of a listing.
+func listAll[T any](ctx context.Context, ac *adminClient, path string, q url.Values) ([]T, error) {
+	items := []T{}
+	for k, v := range q {
+		if len(v) == 0 || v[0] == "" {
+			delete(q, k)
+		}
+	}
+	q.Set("limit", "1000")
+	for {
+		var page admin.ListResponse[T]
+		if err := ac.do(ctx, http.MethodGet, path+"?"+q.Encode(), nil, &page); err != nil {
+			return nil, err
+		}
+		items = append(items, page.Items...)
+		if page.NextCursor == "" {
+			return items, nil
+		}
+		q.Set("cursor", page.NextCursor)
+	}
 }
 
 func apiShow(ctx context.Context, e *env, args []string) error {
@@ -144,7 +169,9 @@ func apiShow(ctx context.Context, e *env, args []string) error {
 
 func apiDelete(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
-	f := newFlags(e, "api delete", "IDENTIFIER", "Deletes an API. Refused while a client holds a grant for it.")
+	var force bool
+	f := newFlags(e, "api delete", "IDENTIFIER", "Deletes an API. Refused while a client holds a grant for it, unless --force, which removes those grants.")
+	f.BoolVar(&force, "force", false, "also remove every client's grant for the API")
 	conn.register(f)
 	pos, err := f.parse(args, 1, 1)
 	if err != nil {
@@ -154,7 +181,11 @@ func apiDelete(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := ac.do(ctx, http.MethodDelete, "/admin/v1/apis/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+	path := "/admin/v1/apis/" + url.PathEscape(pos[0])
+	if force {
+		path += "?force=true"
+	}
+	if err := ac.do(ctx, http.MethodDelete, path, nil, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "deleted API %s\n", pos[0])
@@ -168,6 +199,12 @@ func clientCommands() []command {
 		{"create", "create a client and print its secret (shown only once)", clientCreate},
 		{"list", "list clients", clientList},
 		{"show", "show one client", clientShow},
+		{"update", "change a client's name, grants, lifetime, claims or metadata", clientUpdate},
+		{"disable", "refuse the client's token requests until enabled", clientDisable},
+		{"enable", "accept the client's token requests again", clientEnable},
+		{"rotate-secret", "create a new secret; the old one expires after --grace", clientRotateSecret},
+		{"revoke-secret", "revoke one secret at once", clientRevokeSecret},
+		{"import", "create a client with an existing client id and secret", clientImport},
 		{"delete", "delete a client and its secrets", clientDelete},
 	}
 }
@@ -242,15 +279,22 @@ func printClients(w io.Writer, clients []admin.ClientResource) {
 		for _, g := range c.Grants {
 			gs = append(gs, g.Audience+"="+strings.Join(g.Scopes, " "))
 		}
-		rows = append(rows, []string{c.ClientID, c.Name, strings.Join(gs, "; "), fmt.Sprint(len(c.Secrets)), c.CreatedAt.Format(time.RFC3339)})
+		status := "enabled"
+		if c.Disabled {
+			status = "disabled"
+		}
+		rows = append(rows, []string{c.ClientID, c.Name, status, strings.Join(gs, "; "), fmt.Sprint(len(c.Secrets)), c.CreatedAt.Format(time.RFC3339)})
 	}
-	table(w, "CLIENT ID\tNAME\tGRANTS\tSECRETS\tCREATED", rows)
+	table(w, "CLIENT ID\tNAME\tSTATUS\tGRANTS\tSECRETS\tCREATED", rows)
 }
 
 func clientList(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
-	f := newFlags(e, "client list", "", "Lists every client (never their secrets).")
+	var name, audience string
+	f := newFlags(e, "client list", "", "Lists every client (all pages; never their secrets).")
+	f.StringVar(&name, "name", "", "only clients whose name contains this (any case)")
+	f.StringVar(&audience, "audience", "", "only clients granted this API")
 	conn.register(f)
 	out.register(f)
 	if _, err := f.parse(args, 0, 0); err != nil {
@@ -260,14 +304,14 @@ func clientList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var l struct{ Items []admin.ClientResource }
-	if err := ac.do(ctx, http.MethodGet, "/admin/v1/clients", nil, &l); err != nil {
+	items, err := listAll[admin.ClientResource](ctx, ac, "/admin/v1/clients", url.Values{"name": {name}, "audience": {audience}})
+	if err != nil {
 		return err
 	}
 	if out.json {
-		return printJSON(e.stdout, l.Items)
+		return printJSON(e.stdout, items)
 	}
-	printClients(e.stdout, l.Items)
+	printClients(e.stdout, items)
 	return nil
 }
 
@@ -292,8 +336,21 @@ func clientShow(ctx context.Context, e *env, args []string) error {
 	if out.json {
 		return printJSON(e.stdout, c)
 	}
-	fmt.Fprintf(e.stdout, "client_id:        %s\nname:             %s\ndescription:      %s\ndefault audience: %s\ntoken lifetime:   %s\ncreated:          %s\n\n",
-		c.ClientID, c.Name, c.Description, c.DefaultAudience, lifetime(c.TokenLifetimeSeconds), c.CreatedAt.Format(time.RFC3339))
+	status := "enabled"
+	if c.Disabled {
+		status = "disabled"
+	}
+	fmt.Fprintf(e.stdout, "client_id:        %s\nname:             %s\nstatus:           %s\ndescription:      %s\ndefault audience: %s\ntoken lifetime:   %s\nversion (ETag):   %d\ncreated:          %s\n",
+		c.ClientID, c.Name, status, c.Description, c.DefaultAudience, lifetime(c.TokenLifetimeSeconds), c.Version, c.CreatedAt.Format(time.RFC3339))
+	if len(c.CustomClaims) > 0 {
+		b, _ := json.Marshal(c.CustomClaims)
+		fmt.Fprintf(e.stdout, "custom claims:    %s\n", b)
+	}
+	if len(c.Metadata) > 0 {
+		b, _ := json.Marshal(c.Metadata)
+		fmt.Fprintf(e.stdout, "metadata:         %s\n", b)
+	}
+	fmt.Fprintln(e.stdout)
 	rows := [][]string{}
 	for _, g := range c.Grants {
 		rows = append(rows, []string{g.Audience, strings.Join(g.Scopes, " ")})
@@ -302,9 +359,9 @@ func clientShow(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintln(e.stdout)
 	rows = rows[:0]
 	for _, s := range c.Secrets {
-		rows = append(rows, []string{s.ID, s.Hint + "…", s.CreatedAt.Format(time.RFC3339), timeOrDash(s.ExpiresAt), timeOrDash(s.LastUsedAt)})
+		rows = append(rows, []string{s.ID, s.Hint + "…", s.Status, s.CreatedAt.Format(time.RFC3339), timeOrDash(s.ExpiresAt), timeOrDash(s.LastUsedAt)})
 	}
-	table(e.stdout, "SECRET ID\tHINT\tCREATED\tEXPIRES\tLAST USED", rows)
+	table(e.stdout, "SECRET ID\tHINT\tSTATUS\tCREATED\tEXPIRES\tLAST USED", rows)
 	return nil
 }
 

@@ -13,10 +13,6 @@ import (
 	"github.com/m2mauth/m2mauth/internal/admin"
 )
 
-type rotated struct {
-	admin.ClientResource
-}
-
 func (ts *testServer) rotate(id string, body any, headers ...string) (int, admin.ClientResource) {
 	ts.t.Helper()
 	resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients/"+id+"/secrets", body, headers...)
