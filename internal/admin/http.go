@@ -568,8 +568,15 @@ type RotateRequest struct {
 
 func (h *Handler) rotateSecret(w http.ResponseWriter, r *http.Request) error {
 	var in RotateRequest
-	if r.ContentLength != 0 {
-		if err := decode(r, &in); err != nil {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return &requestError{http.StatusRequestEntityTooLarge, "the request body is too large"}
+	}
+	if len(bytes.TrimSpace(body)) > 0 { // the body is optional
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			return &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
+		}
+		if err := decodeReader(bytes.NewReader(body), &in); err != nil {
 			return err
 		}
 	}
