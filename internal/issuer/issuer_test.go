@@ -1,0 +1,93 @@
+package issuer
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/store/sqlite"
+)
+
+func TestIssue(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	mk, _ := keys.ParseMasterKey(keys.GenerateMasterKeyText())
+	now := time.Date(2026, 11, 22, 10, 0, 0, 700e6, time.UTC)
+	km := keys.NewManager(st, mk, keys.RS256, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := km.Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	iss := New("https://issuer", km, func() time.Time { return now })
+
+	tests := []struct {
+		name  string
+		req   Request
+		check func(t *testing.T, hdr, claims map[string]any)
+	}{
+		{"one audience is a string", Request{ClientID: "c", Audience: []string{"a"}, Scopes: []string{"x", "y"}, Lifetime: 15 * time.Minute},
+			func(t *testing.T, hdr, c map[string]any) {
+				if c["aud"] != "a" || c["scope"] != "x y" || c["iat"] != float64(now.Unix()) || c["exp"] != float64(now.Unix()+900) {
+					t.Errorf("claims %v", c)
+				}
+				if hdr["typ"] != "at+jwt" || hdr["alg"] != "RS256" || hdr["kid"] != km.Signer().KID() {
+					t.Errorf("header %v", hdr)
+				}
+			}},
+		{"several audiences are an array; no scope member when empty", Request{ClientID: "c", Audience: []string{"a", "b"}, Lifetime: time.Minute},
+			func(t *testing.T, _, c map[string]any) {
+				if aud, _ := c["aud"].([]any); len(aud) != 2 {
+					t.Errorf("aud %v", c["aud"])
+				}
+				if _, ok := c["scope"]; ok {
+					t.Error("empty scope was written")
+				}
+			}},
+		{"custom claims never override registered ones", Request{ClientID: "c", Audience: []string{"a"}, Lifetime: time.Minute,
+			Extra: map[string]any{"tenant": "acme", "sub": "evil", "iss": "evil", "exp": 1, "nested": map[string]any{"k": []int{1}}}},
+			func(t *testing.T, _, c map[string]any) {
+				if c["tenant"] != "acme" || c["sub"] != "c" || c["iss"] != "https://issuer" || c["exp"] == float64(1) || c["nested"] == nil {
+					t.Errorf("claims %v", c)
+				}
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := iss.Issue(tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := strings.Split(tok.Raw, ".")
+			if len(parts) != 3 {
+				t.Fatalf("%d parts", len(parts))
+			}
+			var hdr, claims map[string]any
+			for i, v := range []*map[string]any{&hdr, &claims} {
+				b, err := base64.RawURLEncoding.DecodeString(parts[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Duplicate member names would be a forgery vector: none.
+				if strings.Count(string(b), `"sub"`) > 1 {
+					t.Fatalf("duplicate sub in %s", b)
+				}
+				if err := json.Unmarshal(b, v); err != nil {
+					t.Fatalf("part %d: %v", i, err)
+				}
+			}
+			tc.check(t, hdr, claims)
+		})
+	}
+	if _, err := iss.Issue(Request{ClientID: "c", Lifetime: time.Minute}); err == nil {
+		t.Error("a token without audience was issued")
+	}
+}
