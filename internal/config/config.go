@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,6 +26,12 @@ type Config struct {
 	DefaultTokenLifetime time.Duration
 	MaxTokenLifetime     time.Duration
 	JWKSMaxAge           time.Duration
+	// KeyRotationPeriod is how long a signing key signs before the next
+	// takes over (0: no automatic rotation). KeyPrepublish is how long a new
+	// key is published before it signs; it must be at least twice the JWKS
+	// max-age, so that every verifier caching the JWKS has it in time.
+	KeyRotationPeriod time.Duration
+	KeyPrepublish     time.Duration
 
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
@@ -41,6 +48,8 @@ func Default() Config {
 		DefaultTokenLifetime: 15 * time.Minute,
 		MaxTokenLifetime:     24 * time.Hour,
 		JWKSMaxAge:           5 * time.Minute,
+		KeyRotationPeriod:    30 * 24 * time.Hour,
+		KeyPrepublish:        time.Hour,
 		LogLevel:             "info",
 		LogFormat:            "json",
 		ShutdownTimeout:      15 * time.Second,
@@ -63,8 +72,14 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir: required"))
 	}
-	if c.SigningAlg != "RS256" {
-		errs = append(errs, fmt.Errorf("signing-alg %q: supported: RS256", c.SigningAlg))
+	if !slices.Contains(SigningAlgs, c.SigningAlg) {
+		errs = append(errs, fmt.Errorf("signing-alg %q: supported: %s", c.SigningAlg, strings.Join(SigningAlgs, ", ")))
+	}
+	if c.KeyPrepublish < 2*c.JWKSMaxAge {
+		errs = append(errs, fmt.Errorf("key-prepublish %s: must be at least twice jwks-max-age (%s), so verifiers see a key before it signs", c.KeyPrepublish, c.JWKSMaxAge))
+	}
+	if c.KeyRotationPeriod != 0 && c.KeyRotationPeriod <= c.KeyPrepublish {
+		errs = append(errs, fmt.Errorf("key-rotation-period %s: must be 0 (off) or longer than key-prepublish (%s)", c.KeyRotationPeriod, c.KeyPrepublish))
 	}
 	if c.DefaultTokenLifetime < time.Minute || c.DefaultTokenLifetime > c.MaxTokenLifetime {
 		errs = append(errs, fmt.Errorf("token-lifetime %s: want at least 1m and at most max-token-lifetime (%s)", c.DefaultTokenLifetime, c.MaxTokenLifetime))
@@ -82,6 +97,13 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// SigningAlgs are the supported signing algorithms.
+var SigningAlgs = []string{"RS256", "PS256", "ES256", "EdDSA"}
+
+// KeyRetention is how long a retired signing key stays published: until the
+// longest token it can have signed has expired, plus leeway for clock skew.
+func (c *Config) KeyRetention() time.Duration { return c.MaxTokenLifetime + 5*time.Minute }
 
 // IsPostgres reports whether Database selects PostgreSQL.
 func (c *Config) IsPostgres() bool {

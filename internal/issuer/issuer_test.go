@@ -23,7 +23,7 @@ func TestIssue(t *testing.T) {
 	defer st.Close()
 	mk, _ := keys.ParseMasterKey(keys.GenerateMasterKeyText())
 	now := time.Date(2026, 11, 22, 10, 0, 0, 700e6, time.UTC)
-	km := keys.NewManager(st, mk, keys.RS256, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	km := keys.NewManager(st, mk, keys.Policy{Alg: keys.RS256}, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := km.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -110,11 +110,11 @@ func TestManagerInitIsStableAndSealed(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	now := func() time.Time { return time.Unix(1_800_000_000, 0) }
 
-	m1 := NewManager(openStore(t, path), mk, RS256, now, log)
+	m1 := NewManager(openStore(t, path), mk, Policy{Alg: RS256}, now, log)
 	if err := m1.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	m2 := NewManager(openStore(t, path), mk, RS256, now, log)
+	m2 := NewManager(openStore(t, path), mk, Policy{Alg: RS256}, now, log)
 	if err := m2.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestManagerInitIsStableAndSealed(t *testing.T) {
 
 	// Another master key cannot start on this database, and says why.
 	other, _ := ParseMasterKey(GenerateMasterKeyText())
-	err = NewManager(openStore(t, path), other, RS256, now, log).Init(ctx)
+	err = NewManager(openStore(t, path), other, Policy{Alg: RS256}, now, log).Init(ctx)
 	if err == nil || !strings.Contains(err.Error(), "master key") {
 		t.Fatalf("Init with the wrong master key: %v", err)
 	}

@@ -1,30 +1,34 @@
 package keys
 
 import (
-	"bytes"
-	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
-	"sync/atomic"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-
-	"github.com/m2mauth/m2mauth/internal/store"
 )
 
-// Supported signing algorithms.
+// Supported signing algorithms (RFC 7518 §3, RFC 8037).
 const (
-	RS256 = "RS256"
+	RS256 = "RS256" // RSASSA-PKCS1-v1_5, SHA-256, RSA-2048
+	PS256 = "PS256" // RSASSA-PSS, SHA-256, RSA-2048
+	ES256 = "ES256" // ECDSA P-256, SHA-256
+	EdDSA = "EdDSA" // Ed25519
 )
+
+// Algorithms lists the supported algorithms.
+var Algorithms = []string{RS256, PS256, ES256, EdDSA}
+
+// ValidAlg reports whether alg is supported.
+func ValidAlg(alg string) bool { return slices.Contains(Algorithms, alg) }
 
 // Signer signs JWS signing inputs with one private key. It is immutable and
 // safe for concurrent use.
@@ -40,12 +44,29 @@ func (s *Signer) KID() string { return s.kid }
 // Alg returns the JWS algorithm name.
 func (s *Signer) Alg() string { return s.alg }
 
-// Sign returns the JWS signature over signingInput (RFC 7515 §5.1).
+// Sign returns the JWS signature over signingInput (RFC 7515 §5.1), in the
+// encoding RFC 7518 §3 prescribes for the algorithm.
 func (s *Signer) Sign(signingInput []byte) ([]byte, error) {
-	h := sha256.Sum256(signingInput)
 	switch k := s.key.(type) {
 	case *rsa.PrivateKey:
+		h := sha256.Sum256(signingInput)
+		if s.alg == PS256 {
+			return rsa.SignPSS(rand.Reader, k, crypto.SHA256, h[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+		}
 		return rsa.SignPKCS1v15(nil, k, crypto.SHA256, h[:])
+	case *ecdsa.PrivateKey:
+		h := sha256.Sum256(signingInput)
+		r, sv, err := ecdsa.Sign(rand.Reader, k, h[:])
+		if err != nil {
+			return nil, err
+		}
+		// JWS wants r || s, each left-padded to the curve size (RFC 7518 §3.4).
+		out := make([]byte, 64)
+		r.FillBytes(out[:32])
+		sv.FillBytes(out[32:])
+		return out, nil
+	case ed25519.PrivateKey:
+		return ed25519.Sign(k, signingInput), nil
 	}
 	return nil, fmt.Errorf("sign: unsupported key type %T", s.key)
 }
@@ -59,14 +80,20 @@ type PublicKey struct {
 // generate creates a new private key for alg.
 func generate(alg string) (crypto.Signer, error) {
 	switch alg {
-	case RS256:
+	case RS256, PS256:
 		return rsa.GenerateKey(rand.Reader, 2048)
+	case ES256:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case EdDSA:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		return priv, err
 	}
 	return nil, fmt.Errorf("unsupported signing algorithm %q", alg)
 }
 
 // publicJWK returns the key's public JWK and its RFC 7638 thumbprint, which
-// is used as the kid.
+// is used as the kid: it is derived from the key, so it never collides and
+// anyone can recompute it.
 func publicJWK(priv crypto.Signer, alg string) (kid string, jwk []byte, err error) {
 	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: alg, Use: "sig"}
 	tp, err := pub.Thumbprint(crypto.SHA256)
@@ -80,156 +107,40 @@ func publicJWK(priv crypto.Signer, alg string) (kid string, jwk []byte, err erro
 
 func sealAAD(kid string) string { return "m2mauth signing key " + kid }
 
-// keyStore is what the Manager needs from the store.
-type keyStore interface {
-	CreateSigningKey(ctx context.Context, k store.SigningKey) (bool, error)
-	ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
-}
-
-// Manager holds the signing key in use and the published key set.
-type Manager struct {
-	store  keyStore
-	master *MasterKey
-	alg    string
-	now    func() time.Time
-	log    *slog.Logger
-	cur    atomic.Pointer[keySet]
-}
-
-type keySet struct {
-	active *Signer
-	public map[string]PublicKey
-	jwks   []byte
-	etag   string
-}
-
-// NewManager returns a Manager; call Init before use.
-func NewManager(st keyStore, master *MasterKey, alg string, now func() time.Time, log *slog.Logger) *Manager {
-	return &Manager{store: st, master: master, alg: alg, now: now, log: log}
-}
-
-// Init loads the keys, creating the first signing key when the store has
-// none. Several processes may call it at once on one database: exactly one
-// key becomes active and every process loads that one.
-func (m *Manager) Init(ctx context.Context) error {
-	if err := m.Reload(ctx); err == nil {
-		return nil
-	} else if !errors.Is(err, errNoActiveKey) {
-		return err
-	}
-	priv, err := generate(m.alg)
+// newKey generates a key for alg and seals it under master.
+func newKey(alg string, master *MasterKey) (kid string, sealed, jwk []byte, err error) {
+	priv, err := generate(alg)
 	if err != nil {
-		return fmt.Errorf("init signing key: %w", err)
+		return "", nil, nil, err
 	}
-	kid, jwk, err := publicJWK(priv, m.alg)
+	kid, jwk, err = publicJWK(priv, alg)
 	if err != nil {
-		return fmt.Errorf("init signing key: %w", err)
+		return "", nil, nil, err
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return fmt.Errorf("init signing key: %w", err)
+		return "", nil, nil, err
 	}
-	now := m.now().UTC()
-	created, err := m.store.CreateSigningKey(ctx, store.SigningKey{
-		KID: kid, Alg: m.alg, State: store.KeyActive,
-		Private: m.master.Seal(der, sealAAD(kid)), PublicJWK: jwk, MasterKeyID: m.master.ID(),
-		CreatedAt: now, ActivatedAt: now,
-	})
-	if err != nil {
-		return fmt.Errorf("init signing key: %w", err)
-	}
-	if created {
-		m.log.Info("created signing key", "kid", kid, "alg", m.alg)
-	}
-	return m.Reload(ctx)
+	return kid, master.Seal(der, sealAAD(kid)), jwk, nil
 }
 
-var errNoActiveKey = errors.New("no active signing key")
-
-// Reload reads the keys from the store and swaps them in atomically.
-func (m *Manager) Reload(ctx context.Context) error {
-	rows, err := m.store.ListSigningKeys(ctx)
+// openSigner decrypts a stored key.
+func openSigner(master *MasterKey, kid, alg, masterKeyID string, sealed []byte) (*Signer, error) {
+	if masterKeyID != master.ID() {
+		return nil, fmt.Errorf("signing key %s is sealed under master key %s, but this server's master key is %s: start it with the master key the database was created with (or run m2mauth key rewrap)",
+			kid, masterKeyID, master.ID())
+	}
+	der, err := master.Open(sealed, sealAAD(kid))
 	if err != nil {
-		return fmt.Errorf("load signing keys: %w", err)
-	}
-	ks := &keySet{public: map[string]PublicKey{}}
-	var jwks bytes.Buffer
-	jwks.WriteString(`{"keys":[`)
-	for _, r := range rows {
-		var jwk jose.JSONWebKey
-		if err := jwk.UnmarshalJSON(r.PublicJWK); err != nil {
-			return fmt.Errorf("load signing key %s: public JWK: %w", r.KID, err)
-		}
-		if len(ks.public) > 0 {
-			jwks.WriteByte(',')
-		}
-		jwks.Write(r.PublicJWK)
-		ks.public[r.KID] = PublicKey{Key: jwk.Key, Alg: r.Alg}
-		if r.State != store.KeyActive {
-			continue
-		}
-		signer, err := m.open(r)
-		if err != nil {
-			return err
-		}
-		ks.active = signer
-	}
-	jwks.WriteString(`]}`)
-	if ks.active == nil {
-		return errNoActiveKey
-	}
-	ks.jwks = jwks.Bytes()
-	sum := sha256.Sum256(ks.jwks)
-	ks.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`
-	m.cur.Store(ks)
-	return nil
-}
-
-func (m *Manager) open(r store.SigningKey) (*Signer, error) {
-	if r.MasterKeyID != m.master.ID() {
-		return nil, fmt.Errorf("signing key %s is sealed under master key %s, but this server's master key is %s: start it with the master key the database was created with",
-			r.KID, r.MasterKeyID, m.master.ID())
-	}
-	der, err := m.master.Open(r.Private, sealAAD(r.KID))
-	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", r.KID, err)
+		return nil, fmt.Errorf("signing key %s: %w", kid, err)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", r.KID, err)
+		return nil, fmt.Errorf("signing key %s: %w", kid, err)
 	}
 	priv, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("signing key %s: unsupported key type %T", r.KID, k)
+		return nil, fmt.Errorf("signing key %s: unsupported key type %T", kid, k)
 	}
-	return &Signer{kid: r.KID, alg: r.Alg, key: priv}, nil
-}
-
-// Signer returns the key that signs new tokens.
-func (m *Manager) Signer() *Signer { return m.cur.Load().active }
-
-// JWKS returns the published JWK Set document and its ETag.
-func (m *Manager) JWKS() (body []byte, etag string) {
-	ks := m.cur.Load()
-	return ks.jwks, ks.etag
-}
-
-// PublicKey returns the published key with this kid.
-func (m *Manager) PublicKey(kid string) (PublicKey, bool) {
-	k, ok := m.cur.Load().public[kid]
-	return k, ok
-}
-
-// Algorithms returns the algorithms of the published keys, for discovery.
-func (m *Manager) Algorithms() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range m.cur.Load().public {
-		if !seen[k.Alg] {
-			seen[k.Alg] = true
-			out = append(out, k.Alg)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return &Signer{kid: kid, alg: alg, key: priv}, nil
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store/postgres/pgtest"
 )
 
@@ -32,11 +34,11 @@ func benchServer(b *testing.B, cfg config.Config) (http.Handler, func() *http.Re
 	if err != nil {
 		b.Fatal(err)
 	}
-	hasher, err := srv.secretHasher(context.Background(), mk)
+	hashKey, err := keys.SecretHashKey(context.Background(), srv.store, mk)
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := admin.NewService(srv.store, hasher, srv.now, nil)
+	svc := admin.NewService(srv.store, secret.NewHasher(hashKey), srv.now, nil)
 	if _, err := svc.CreateAPI(context.Background(), admin.APIInput{Identifier: ordersAPI, Name: "orders", Scopes: []string{"orders:read", "orders:write"}}); err != nil {
 		b.Fatal(err)
 	}

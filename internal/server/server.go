@@ -6,8 +6,6 @@ package server
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,8 +51,11 @@ type Server struct {
 // Intervals of the background work.
 const (
 	usageFlushInterval = 5 * time.Second
-	clientCacheTTL     = 30 * time.Second
-	clientCacheMax     = 100_000
+	// Key maintenance runs this often on every replica; the switch of
+	// signing key itself happens at the activation instant regardless.
+	keyMaintainInterval = 10 * time.Second
+	clientCacheTTL      = 30 * time.Second
+	clientCacheMax      = 100_000
 )
 
 // AdminFile is the name of the bootstrap credentials file in the data dir.
@@ -121,57 +122,23 @@ func (s *Server) masterKey() (*keys.MasterKey, error) {
 	return mk, nil
 }
 
-// secretHasher loads the key that client secrets are hashed under. It is
-// random, created once per database, and stored sealed under the master
-// key, so rotating the master key does not invalidate secrets.
-func (s *Server) secretHasher(ctx context.Context, mk *keys.MasterKey) (*secret.Hasher, error) {
-	const name, aad = "secret_hash_key", "m2mauth secret hash key"
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	stored, err := s.store.EnsureMeta(ctx, name, mk.ID()+":"+base64.StdEncoding.EncodeToString(mk.Seal(raw, aad)))
-	if err != nil {
-		return nil, fmt.Errorf("secret hash key: %w", err)
-	}
-	id, enc, ok := cutLast(stored)
-	if !ok {
-		return nil, errors.New("secret hash key: corrupt record")
-	}
-	if id != mk.ID() {
-		return nil, fmt.Errorf("secret hash key is sealed under master key %s, but this server's master key is %s: start it with the master key the database was created with", id, mk.ID())
-	}
-	sealed, err := base64.StdEncoding.DecodeString(enc)
-	if err != nil {
-		return nil, errors.New("secret hash key: corrupt record")
-	}
-	key, err := mk.Open(sealed, aad)
-	if err != nil {
-		return nil, fmt.Errorf("secret hash key: %w", err)
-	}
-	return secret.NewHasher(key), nil
-}
-
-func cutLast(s string) (before, after string, ok bool) {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == ':' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return "", "", false
-}
-
 func (s *Server) init(ctx context.Context) error {
 	mk, err := s.masterKey()
 	if err != nil {
 		return err
 	}
-	s.keys = keys.NewManager(s.store, mk, s.cfg.SigningAlg, s.now, s.log)
+	s.keys = keys.NewManager(s.store, mk, keys.Policy{
+		Alg: s.cfg.SigningAlg, RotationPeriod: s.cfg.KeyRotationPeriod,
+		Prepublish: s.cfg.KeyPrepublish, Retention: s.cfg.KeyRetention(),
+	}, s.now, s.log)
 	if err := s.keys.Init(ctx); err != nil {
 		return err
 	}
-	hasher, err := s.secretHasher(ctx, mk)
+	hashKey, err := keys.SecretHashKey(ctx, s.store, mk)
 	if err != nil {
 		return err
 	}
+	hasher := secret.NewHasher(hashKey)
 	s.clients = clientcache.New(s.store, clientCacheTTL, clientCacheMax, s.now)
 	s.usage = oauth.NewUsageRecorder()
 	mgmt := admin.NewService(s.store, hasher, s.now, s.clients)
@@ -232,6 +199,22 @@ func (s *Server) startBackground() {
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
+		t := time.NewTicker(keyMaintainInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := s.keys.Maintain(ctx); err != nil && ctx.Err() == nil {
+					s.log.Error("signing key maintenance", "error", err)
+				}
+			}
+		}
+	}()
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
 		t := time.NewTicker(usageFlushInterval)
 		defer t.Stop()
 		for {
@@ -251,6 +234,12 @@ func (s *Server) startBackground() {
 func (s *Server) applyChange(change string) {
 	if id, ok := strings.CutPrefix(change, sqlstore.ChangeClientPrefix); ok {
 		s.clients.Invalidate(id)
+		return
+	}
+	if change == sqlstore.ChangeKeys {
+		if err := s.keys.Reload(context.Background()); err != nil {
+			s.log.Error("reload signing keys", "error", err)
+		}
 		return
 	}
 	s.clients.InvalidateAll()

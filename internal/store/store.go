@@ -106,8 +106,26 @@ type SigningKey struct {
 	PublicJWK   []byte // the public JWK as published in the JWKS
 	MasterKeyID string
 	CreatedAt   time.Time
+	ActivateAt  time.Time // next keys: when it starts signing
 	ActivatedAt time.Time
 	RetiredAt   time.Time
+	RemoveAt    time.Time // retired keys: when it is unpublished
+}
+
+// KeyUpdate is a change to the signing keys made in one transaction:
+// deletions first, then updates (keys leaving the active state before the
+// one entering it), then inserts. Meta entries are set too (for re-sealed
+// secrets).
+type KeyUpdate struct {
+	Insert []SigningKey
+	Update []SigningKey
+	Delete []string
+	Meta   map[string]string
+}
+
+// Empty reports whether the update changes nothing.
+func (u KeyUpdate) Empty() bool {
+	return len(u.Insert)+len(u.Update)+len(u.Delete)+len(u.Meta) == 0
 }
 
 // Bootstrap is what a first start creates: the built-in admin API and the
@@ -160,6 +178,11 @@ type Store interface {
 	CreateSigningKey(ctx context.Context, k SigningKey) (created bool, err error)
 	// ListSigningKeys returns every key, newest first.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	// UpdateSigningKeys calls fn with every key (newest first) and the
+	// meta table inside a transaction that holds the key set locked, and
+	// applies the update fn returns. Concurrent callers (several replicas)
+	// run one after the other, each seeing the previous one's result.
+	UpdateSigningKeys(ctx context.Context, fn func(keys []SigningKey, meta func(string) string) (KeyUpdate, error)) error
 
 	// InitBootstrap creates the built-in admin API and the bootstrap admin
 	// client exactly once per database, even when several processes call

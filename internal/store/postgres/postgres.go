@@ -28,11 +28,15 @@ const migrationLockID = 0x6d326d61757468
 // are announced to every replica.
 const Channel = "m2mauth_changes"
 
+// keysLockID is the advisory lock key that serialises signing key changes.
+const keysLockID = migrationLockID + 1
+
 // Flavor describes PostgreSQL to sqlstore.
 var Flavor = sqlstore.Flavor{
 	Name:                  "postgres",
 	MigrationLock:         fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockID),
 	ForUpdate:             " FOR UPDATE",
+	KeysLock:              fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", keysLockID),
 	Notify:                "SELECT pg_notify('" + Channel + "', $1)",
 	Contains:              func(col, param string) string { return "strpos(lower(" + col + "), lower(" + param + ")) > 0" },
 	IsUniqueViolation:     func(err error) bool { return hasCode(err, "23505") },

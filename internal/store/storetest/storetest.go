@@ -44,6 +44,8 @@ func Run(t *testing.T, newDB Opener) {
 		{"ClientIDsAreNeverReused", testTombstones},
 		{"Paging", testPaging},
 		{"TouchSecrets", testTouchSecrets},
+		{"UpdateSigningKeys", testUpdateSigningKeys},
+		{"UpdateSigningKeysConcurrent", testUpdateSigningKeysConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -611,5 +613,95 @@ func testTouchSecrets(t *testing.T, open func() store.Store) {
 	}
 	if c, _ := s.GetClient(ctx, "m2mc_x"); !c.Secrets[0].LastUsedAt.Equal(t2) {
 		t.Errorf("UpdateClient overwrote last_used_at")
+	}
+}
+
+func testUpdateSigningKeys(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	k1 := key("k1", store.KeyActive, t0)
+	if _, err := s.CreateSigningKey(ctx, k1); err != nil {
+		t.Fatal(err)
+	}
+	k2 := key("k2", store.KeyNext, t0.Add(time.Minute))
+	k2.ActivatedAt, k2.ActivateAt = time.Time{}, t0.Add(time.Hour)
+	err := s.UpdateSigningKeys(ctx, func(keys []store.SigningKey, meta func(string) string) (store.KeyUpdate, error) {
+		if len(keys) != 1 || keys[0].KID != "k1" || meta("missing") != "" {
+			t.Errorf("fn saw %v", keys)
+		}
+		return store.KeyUpdate{Insert: []store.SigningKey{k2}, Meta: map[string]string{"m": "1"}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Swap: k1 retires and k2 activates in one transaction (the order of
+	// Update must not matter under the one-active index).
+	err = s.UpdateSigningKeys(ctx, func(keys []store.SigningKey, meta func(string) string) (store.KeyUpdate, error) {
+		if meta("m") != "1" {
+			t.Errorf("meta m = %q", meta("m"))
+		}
+		a, b := keys[1], keys[0] // newest first
+		a.State, a.RetiredAt, a.RemoveAt = store.KeyRetired, t0.Add(time.Hour), t0.Add(3*time.Hour)
+		b.State, b.ActivatedAt = store.KeyActive, t0.Add(time.Hour)
+		return store.KeyUpdate{Update: []store.SigningKey{b, a}, Meta: map[string]string{"m": "2"}}, nil
+	})
+	if err != nil {
+		t.Fatalf("swap: %v", err)
+	}
+	keys, _ := s.ListSigningKeys(ctx)
+	if len(keys) != 2 || keys[0].State != store.KeyActive || keys[1].State != store.KeyRetired || !keys[1].RemoveAt.Equal(t0.Add(3*time.Hour)) || !keys[0].ActivateAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("after swap: %+v", keys)
+	}
+	if v, _ := s.EnsureMeta(ctx, "m", "x"); v != "2" {
+		t.Errorf("meta after update: %q", v)
+	}
+	boom := errors.New("boom")
+	if err := s.UpdateSigningKeys(ctx, func([]store.SigningKey, func(string) string) (store.KeyUpdate, error) {
+		return store.KeyUpdate{Delete: []string{"k1"}}, boom
+	}); !errors.Is(err, boom) {
+		t.Errorf("fn error: %v", err)
+	}
+	if err := s.UpdateSigningKeys(ctx, func([]store.SigningKey, func(string) string) (store.KeyUpdate, error) {
+		return store.KeyUpdate{Delete: []string{"k1"}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := s.ListSigningKeys(ctx); len(keys) != 1 || keys[0].KID != "k2" {
+		t.Errorf("after delete: %+v", keys)
+	}
+}
+
+// Several replicas running the same rotation step at once: one does it.
+func testUpdateSigningKeysConcurrent(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	stores := make([]store.Store, 4)
+	for i := range stores {
+		stores[i] = open()
+	}
+	if _, err := stores[0].CreateSigningKey(ctx, key("k0", store.KeyActive, t0)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := stores[i%len(stores)].UpdateSigningKeys(ctx, func(keys []store.SigningKey, _ func(string) string) (store.KeyUpdate, error) {
+				for _, k := range keys {
+					if k.State == store.KeyNext {
+						return store.KeyUpdate{}, nil // someone else rotated
+					}
+				}
+				return store.KeyUpdate{Insert: []store.SigningKey{key(fmt.Sprintf("n%d", i), store.KeyNext, t0)}}, nil
+			})
+			if err != nil {
+				t.Errorf("update: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	keys, _ := stores[0].ListSigningKeys(ctx)
+	if len(keys) != 2 {
+		t.Fatalf("%d keys after 8 concurrent rotations, want 2", len(keys))
 	}
 }
