@@ -38,6 +38,7 @@ func commands() []command {
 		{"migrate", "apply pending database migrations and exit", runMigrate},
 		{"api", "manage APIs (resource servers): create, list, show, update, delete", group("api", apiCommands())},
 		{"client", "manage clients (applications): create, update, rotate-secret, import, …", group("client", clientCommands())},
+		{"key", "signing keys: list, rotate, revoke, rewrap", group("key", keyCommands())},
 		{"apply", "make the server match a configuration file (-f m2mauth.yaml)", runApply},
 		{"export", "write the server's APIs and clients as a configuration file", runExport},
 		{"token", "get an access token with the client-credentials grant", runToken},

@@ -31,15 +31,29 @@ type Handler struct {
 	svc      *Service
 	verifier tokenVerifier
 	log      *slog.Logger
-	// flush, when set, writes pending secret last-use times before reads,
-	// so that reads show them.
-	flush func(context.Context) error
+	flush    func(context.Context) error
+	keys     keyManager
+	maxToken time.Duration
 }
 
-// NewHandler returns a Handler; verifier must accept only tokens for the
-// admin audience. flush may be nil.
-func NewHandler(svc *Service, v tokenVerifier, log *slog.Logger, flush func(context.Context) error) *Handler {
-	return &Handler{svc: svc, verifier: v, log: log, flush: flush}
+// HandlerConfig holds a Handler's dependencies.
+type HandlerConfig struct {
+	Service *Service
+	// Verifier must accept only tokens for the admin audience.
+	Verifier tokenVerifier
+	Log      *slog.Logger
+	// Flush, when set, writes pending secret last-use times before reads,
+	// so that reads show them.
+	Flush func(context.Context) error
+	// Keys manages the signing keys; MaxTokenLifetime tells how long the
+	// tokens a key signed can live.
+	Keys             keyManager
+	MaxTokenLifetime time.Duration
+}
+
+// NewHandler returns a Handler.
+func NewHandler(c HandlerConfig) *Handler {
+	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime}
 }
 
 func (h *Handler) beforeRead(ctx context.Context) {
@@ -73,6 +87,9 @@ func (h *Handler) Routes() []Route {
 		{"DELETE /admin/v1/clients/{id}", h.deleteClient},
 		{"POST /admin/v1/clients/{id}/secrets", h.rotateSecret},
 		{"DELETE /admin/v1/clients/{id}/secrets/{secret_id}", h.revokeSecret},
+		{"GET /admin/v1/keys", h.listKeys},
+		{"POST /admin/v1/keys/rotate", h.rotateKey},
+		{"POST /admin/v1/keys/{kid}/revoke", h.revokeKey},
 	}
 }
 

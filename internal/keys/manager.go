@@ -186,6 +186,11 @@ func (m *Manager) Rotate(ctx context.Context, alg string) (store.SigningKey, err
 	if !ValidAlg(alg) {
 		return store.SigningKey{}, fmt.Errorf("unsupported signing algorithm %q", alg)
 	}
+	// Activate a key that is due first, so that it does not count as
+	// scheduled.
+	if err := m.Maintain(ctx); err != nil {
+		return store.SigningKey{}, err
+	}
 	var created store.SigningKey
 	err := m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, _ func(string) string) (store.KeyUpdate, error) {
 		for _, k := range keys {
@@ -211,6 +216,11 @@ func (m *Manager) Rotate(ctx context.Context, alg string) (store.SigningKey, err
 // every token the revoked key signed stops verifying. This is for a
 // compromised key; use Rotate otherwise.
 func (m *Manager) Revoke(ctx context.Context, kid string) (replacement string, err error) {
+	// A next key whose time has come already signs: make it the active key
+	// in the store first, so that revoking it replaces it.
+	if err := m.Maintain(ctx); err != nil {
+		return "", err
+	}
 	err = m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, _ func(string) string) (store.KeyUpdate, error) {
 		i := slices.IndexFunc(keys, func(k store.SigningKey) bool { return k.KID == kid })
 		if i < 0 {

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -298,3 +299,5 @@ func (ts *testServer) verifyToken(raw string) verified {
 	}
 	return verified{header: h, claims: claims}
 }
+
+func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -69,8 +69,15 @@ type replica struct {
 // startReplica runs the binary against the database in its own data dir.
 func startReplica(t *testing.T, dsn, master, issuer, dataDir string) *replica {
 	t.Helper()
+	return startReplicaArgs(t, dsn, master, issuer, dataDir)
+}
+
+// startReplicaArgs is startReplica with extra serve flags.
+func startReplicaArgs(t *testing.T, dsn, master, issuer, dataDir string, extra ...string) *replica {
+	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(binary(t), "serve", "--addr", addr, "--issuer", issuer, "--data-dir", dataDir, "--database", dsn, "--log-level", "info")
+	args := append([]string{"serve", "--addr", addr, "--issuer", issuer, "--data-dir", dataDir, "--database", dsn, "--log-level", "info"}, extra...)
+	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), "M2MAUTH_MASTER_KEY="+master)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs

@@ -51,8 +51,9 @@ type Server struct {
 // Intervals of the background work.
 const (
 	usageFlushInterval = 5 * time.Second
-	// Key maintenance runs this often on every replica; the switch of
-	// signing key itself happens at the activation instant regardless.
+	// Key maintenance runs this often on every replica (more often when the
+	// pre-publication lead is short); the switch of signing key itself
+	// happens at the activation instant regardless.
 	keyMaintainInterval = 10 * time.Second
 	clientCacheTTL      = 30 * time.Second
 	clientCacheMax      = 100_000
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() ti
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	st, err := openStore(ctx, cfg)
+	st, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +98,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() ti
 	return s, nil
 }
 
-func openStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+// OpenStore opens (and migrates) the database cfg names.
+func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	if cfg.IsPostgres() {
 		return postgres.Open(ctx, cfg.Database)
 	}
@@ -155,7 +157,10 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.handler = s.routes(oauth.NewHandler(tokens, s.log), admin.NewHandler(mgmt, adminVerifier, s.log, s.flushUsage))
+	s.handler = s.routes(oauth.NewHandler(tokens, s.log), admin.NewHandler(admin.HandlerConfig{
+		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
+		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime,
+	}))
 	s.startBackground()
 	return nil
 }
@@ -199,7 +204,7 @@ func (s *Server) startBackground() {
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
-		t := time.NewTicker(keyMaintainInterval)
+		t := time.NewTicker(max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {

@@ -844,9 +844,24 @@ func (s *Store) InitBootstrap(ctx context.Context, b store.Bootstrap) (bool, err
 			return err
 		}
 		if n == 0 {
-			_, err := tx.ExecContext(ctx, `UPDATE apis SET identifier = $1, updated_at = $2 WHERE builtin = $3 AND identifier <> $1`,
-				b.AdminAPI.Identifier, micros(b.AdminAPI.UpdatedAt), b.AdminAPI.Builtin)
-			return err
+			// Already bootstrapped. The issuer may have changed: move the
+			// built-in API, its grants (by cascade) and default audiences.
+			var cur string
+			if err := tx.QueryRowContext(ctx, `SELECT identifier FROM apis WHERE builtin = $1`, b.AdminAPI.Builtin).Scan(&cur); err != nil {
+				return err
+			}
+			if cur == b.AdminAPI.Identifier {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE apis SET identifier = $1, updated_at = $2, version = version + 1 WHERE builtin = $3`,
+				b.AdminAPI.Identifier, micros(b.AdminAPI.UpdatedAt), b.AdminAPI.Builtin); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE clients SET default_audience = $1, version = version + 1 WHERE default_audience = $2`,
+				b.AdminAPI.Identifier, cur); err != nil {
+				return err
+			}
+			return s.notify(ctx, tx, ChangeAPIPrefix+b.AdminAPI.Identifier)
 		}
 		created = true
 		if err := insertAPI(ctx, tx, b.AdminAPI); err != nil {

@@ -294,8 +294,8 @@ func testBootstrap(t *testing.T, open func() store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Grants) != 1 || c.Grants[0].Audience != "http://two/admin" {
-		t.Errorf("admin grant after issuer change: %+v, want audience http://two/admin", c.Grants)
+	if len(c.Grants) != 1 || c.Grants[0].Audience != "http://two/admin" || c.DefaultAudience != "http://two/admin" {
+		t.Errorf("admin client after issuer change: grants %+v, default audience %q; want http://two/admin", c.Grants, c.DefaultAudience)
 	}
 	if a, err := s.GetAPI(ctx, "http://two/admin"); err != nil || a.Builtin != "admin" {
 		t.Errorf("admin API after issuer change: %+v, %v", a, err)
