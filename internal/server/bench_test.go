@@ -86,10 +86,17 @@ func benchToken(b *testing.B, cfg config.Config) {
 }
 
 // BenchmarkTokenEndpoint measures a whole client-credentials request
-// in-process: parse, authenticate (store read + HMAC), policy, RS256 sign,
+// in-process: parse, authenticate (client cache + HMAC), policy, sign,
 // render, through the middleware.
 func BenchmarkTokenEndpoint(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) { benchToken(b, config.Default()) })
+	for _, alg := range []string{"PS256", "ES256", "EdDSA"} {
+		b.Run("sqlite-"+alg, func(b *testing.B) {
+			cfg := config.Default()
+			cfg.SigningAlg = alg
+			benchToken(b, cfg)
+		})
+	}
 	b.Run("postgres", func(b *testing.B) {
 		cfg := config.Default()
 		cfg.Database = pgtest.DSN(b)
