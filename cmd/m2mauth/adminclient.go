@@ -72,10 +72,7 @@ func (c *connFlags) connect(ctx context.Context) (*adminClient, error) {
 	}
 	ac := &adminClient{base: strings.TrimRight(creds.Server, "/"), http: httpClient}
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}
-	if creds.Audience != "" && c.server == "" {
-		form.Set("audience", creds.Audience)
-	}
-	tok, err := requestToken(ctx, ac.base+"/oauth/token", creds.ClientID, creds.ClientSecret, form)
+	tok, err := requestToken(ctx, ac.base+"/admin/v1/token", creds.ClientID, creds.ClientSecret, form)
 	if err != nil {
 		return nil, fmt.Errorf("admin login: %w", err)
 	}

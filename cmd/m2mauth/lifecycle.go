@@ -55,7 +55,7 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	var grants grantFlag
 	var claims, meta kvFlag
 	var life time.Duration
-	var clearClaims, clearMeta bool
+	var clearClaims, clearMeta, refresh bool
 	f := newFlags(e, "client update", "CLIENT_ID", "Changes the given fields of a client; the others stay as they are.\n--audience/--scopes/--grant replace the client's grants as a whole.")
 	f.StringVar(&name, "name", "", "display name")
 	f.StringVar(&desc, "description", "", "description")
@@ -68,6 +68,7 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	f.BoolVar(&clearClaims, "clear-claims", false, "remove every custom claim")
 	f.Var(&meta, "metadata", "metadata KEY=VALUE (repeatable; replaces the metadata)")
 	f.BoolVar(&clearMeta, "clear-metadata", false, "remove all metadata")
+	f.BoolVar(&refresh, "refresh-tokens", false, "issue refresh tokens to this client (--refresh-tokens=false to stop)")
 	f.StringVar(&ifMatch, "if-match", "", "only change the client if its ETag is still this (from client show --json)")
 	conn.register(f)
 	out.register(f)
@@ -94,6 +95,9 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	}
 	if set["default-audience"] {
 		patch["default_audience"] = defAud
+	}
+	if set["refresh-tokens"] {
+		patch["refresh_tokens"] = refresh
 	}
 	if set["token-lifetime"] {
 		patch["token_lifetime_seconds"] = int64(life / time.Second)

@@ -238,6 +238,7 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&scopes, "scopes", "", "space-separated scopes of --audience to grant")
 	f.Var(&grants, "grant", `additional grant AUDIENCE="SCOPE SCOPE…" (repeatable)`)
 	f.DurationVar(&life, "token-lifetime", 0, "lifetime of this client's tokens (default: the API's or the server's)")
+	f.BoolVar(&in.RefreshTokens, "refresh-tokens", false, "also issue refresh tokens to this client (off by default, RFC 6749 §4.4.3)")
 	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=… M2MAUTH_CLIENT_SECRET=…" lines for eval in a shell`)
 	conn.register(f)
 	out.register(f)

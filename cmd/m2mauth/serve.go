@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/server"
@@ -30,6 +31,10 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&cfg.DefaultTokenLifetime, "token-lifetime", cfg.DefaultTokenLifetime, "token lifetime when neither the client nor the API sets one")
 	f.DurationVar(&cfg.MaxTokenLifetime, "max-token-lifetime", cfg.MaxTokenLifetime, "upper bound on every token's lifetime")
 	f.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", cfg.JWKSMaxAge, "Cache-Control max-age of the JWKS")
+	f.Var((*listFlag)(&cfg.Surfaces), "surfaces", "comma-separated token endpoints to serve: standard (/oauth/token), machine (/v1/oauth/token/machine), atm (/auth/token)")
+	f.DurationVar(&cfg.RefreshTokenLifetime, "refresh-token-lifetime", cfg.RefreshTokenLifetime, "absolute lifetime of a refresh token family (clients with refresh tokens enabled)")
+	f.Float64Var(&cfg.AuthFailureRate, "auth-failure-rate", cfg.AuthFailureRate, "failed client authentications allowed per second per client address before 429 (0: no limit)")
+	f.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", cfg.AuthFailureBurst, "burst of failed authentications allowed per client address")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish after a stop signal")
@@ -80,5 +85,20 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintln(e.stdout, "m2mauth", v)
+	return nil
+}
+
+// listFlag is a comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	*l = nil
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
 	return nil
 }

@@ -33,6 +33,7 @@ type ClientInput struct {
 	CustomClaims         map[string]any    `json:"custom_claims,omitempty"`
 	Metadata             map[string]string `json:"metadata,omitempty"`
 	Disabled             bool              `json:"disabled"`
+	RefreshTokens        bool              `json:"refresh_tokens"`
 }
 
 // ClientPatch changes the fields it sets (RFC 7396 merge patch; the HTTP
@@ -46,6 +47,7 @@ type ClientPatch struct {
 	CustomClaims         *map[string]any    `json:"custom_claims,omitempty"`
 	Metadata             *map[string]string `json:"metadata,omitempty"`
 	Disabled             *bool              `json:"disabled,omitempty"`
+	RefreshTokens        *bool              `json:"refresh_tokens,omitempty"`
 }
 
 // Patch returns the patch that makes a client match in (PUT semantics).
@@ -57,6 +59,7 @@ func (in ClientInput) Patch() ClientPatch {
 	return ClientPatch{
 		Name: &in.Name, Description: &in.Description, Grants: &grants, DefaultAudience: &in.DefaultAudience,
 		TokenLifetimeSeconds: &in.TokenLifetimeSeconds, CustomClaims: &in.CustomClaims, Metadata: &in.Metadata, Disabled: &in.Disabled,
+		RefreshTokens: &in.RefreshTokens,
 	}
 }
 
@@ -154,7 +157,7 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 	c := store.Client{
 		ID: id, Name: in.Name, Description: in.Description,
 		DefaultAudience: in.DefaultAudience, TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second,
-		Disabled: in.Disabled, CustomClaims: in.CustomClaims, Metadata: in.Metadata,
+		Disabled: in.Disabled, RefreshTokens: in.RefreshTokens, CustomClaims: in.CustomClaims, Metadata: in.Metadata,
 		Grants:  grants,
 		Secrets: []store.Secret{s.newSecret(plain, now)},
 		Version: 1, CreatedAt: now, UpdatedAt: now,
@@ -233,6 +236,9 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		}
 		if p.Disabled != nil {
 			c.Disabled = *p.Disabled
+		}
+		if p.RefreshTokens != nil {
+			c.RefreshTokens = *p.RefreshTokens
 		}
 		var v ValidationError
 		validateClient(&v, c)

@@ -275,6 +275,7 @@ type ClientResource struct {
 	DefaultAudience      string            `json:"default_audience"`
 	TokenLifetimeSeconds int64             `json:"token_lifetime_seconds"`
 	Disabled             bool              `json:"disabled"`
+	RefreshTokens        bool              `json:"refresh_tokens"`
 	CustomClaims         map[string]any    `json:"custom_claims"`
 	Metadata             map[string]string `json:"metadata"`
 	Secrets              []SecretResource  `json:"secrets"`
@@ -293,7 +294,7 @@ func optTime(t time.Time) *time.Time {
 func clientResource(c store.Client, now time.Time) ClientResource {
 	out := ClientResource{
 		ClientID: c.ID, Name: c.Name, Description: c.Description, DefaultAudience: c.DefaultAudience,
-		TokenLifetimeSeconds: int64(c.TokenLifetime / time.Second), Disabled: c.Disabled,
+		TokenLifetimeSeconds: int64(c.TokenLifetime / time.Second), Disabled: c.Disabled, RefreshTokens: c.RefreshTokens,
 		CustomClaims: c.CustomClaims, Metadata: c.Metadata, Version: c.Version,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Grants: []GrantInput{}, Secrets: []SecretResource{},
 	}
@@ -528,7 +529,7 @@ func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
 }
 
 var clientEmpties = map[string]string{"name": `""`, "description": `""`, "grants": `[]`, "default_audience": `""`,
-	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`}
+	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`, "refresh_tokens": `false`}
 
 func (h *Handler) patchClient(w http.ResponseWriter, r *http.Request) error {
 	var p ClientPatch

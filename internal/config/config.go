@@ -33,6 +33,16 @@ type Config struct {
 	KeyRotationPeriod time.Duration
 	KeyPrepublish     time.Duration
 
+	// Surfaces are the token endpoints served: standard, machine, atm.
+	Surfaces []string
+	// RefreshTokenLifetime is the absolute lifetime of a refresh token
+	// family (for clients with refresh tokens enabled).
+	RefreshTokenLifetime time.Duration
+	// AuthFailureRate and AuthFailureBurst limit failed client
+	// authentications per client address (0 rate: no limit).
+	AuthFailureRate  float64
+	AuthFailureBurst int
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
 
@@ -50,6 +60,10 @@ func Default() Config {
 		JWKSMaxAge:           5 * time.Minute,
 		KeyRotationPeriod:    30 * 24 * time.Hour,
 		KeyPrepublish:        time.Hour,
+		Surfaces:             []string{"standard", "machine", "atm"},
+		RefreshTokenLifetime: 24 * time.Hour,
+		AuthFailureRate:      5,
+		AuthFailureBurst:     20,
 		LogLevel:             "info",
 		LogFormat:            "json",
 		ShutdownTimeout:      15 * time.Second,
@@ -87,6 +101,17 @@ func (c *Config) Validate() error {
 	if c.JWKSMaxAge < 0 || c.JWKSMaxAge > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("jwks-max-age %s: want 0 to 24h", c.JWKSMaxAge))
 	}
+	for _, sf := range c.Surfaces {
+		if !slices.Contains(AllSurfaces, sf) {
+			errs = append(errs, fmt.Errorf("surfaces: %q is not one of %s", sf, strings.Join(AllSurfaces, ", ")))
+		}
+	}
+	if c.RefreshTokenLifetime < time.Minute || c.RefreshTokenLifetime > 365*24*time.Hour {
+		errs = append(errs, fmt.Errorf("refresh-token-lifetime %s: want 1m to 8760h", c.RefreshTokenLifetime))
+	}
+	if c.AuthFailureRate < 0 || (c.AuthFailureRate > 0 && c.AuthFailureBurst < 1) {
+		errs = append(errs, errors.New("auth-failure-rate must be 0 (off) or positive, with auth-failure-burst at least 1"))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -97,6 +122,12 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// AllSurfaces are the token endpoints that can be switched on and off.
+var AllSurfaces = []string{"standard", "machine", "atm"}
+
+// SurfaceOn reports whether the named surface is served.
+func (c *Config) SurfaceOn(name string) bool { return slices.Contains(c.Surfaces, name) }
 
 // SigningAlgs are the supported signing algorithms.
 var SigningAlgs = []string{"RS256", "PS256", "ES256", "EdDSA"}

@@ -62,6 +62,7 @@ type Client struct {
 	DefaultAudience string            `yaml:"default_audience,omitempty"`
 	TokenLifetime   Duration          `yaml:"token_lifetime,omitempty"`
 	Disabled        bool              `yaml:"disabled,omitempty"`
+	RefreshTokens   bool              `yaml:"refresh_tokens,omitempty"`
 	CustomClaims    map[string]any    `yaml:"custom_claims,omitempty"`
 	Metadata        map[string]string `yaml:"metadata,omitempty"`
 	// SecretFile is where the generated secret of a new client is written
@@ -183,7 +184,7 @@ func Export(s State) File {
 			continue
 		}
 		spec := Client{ClientID: c.ClientID, Name: c.Name, Description: c.Description, DefaultAudience: c.DefaultAudience,
-			TokenLifetime: Duration(time.Duration(c.TokenLifetimeSeconds) * time.Second), Disabled: c.Disabled}
+			TokenLifetime: Duration(time.Duration(c.TokenLifetimeSeconds) * time.Second), Disabled: c.Disabled, RefreshTokens: c.RefreshTokens}
 		for _, g := range c.Grants {
 			spec.Grants = append(spec.Grants, Grant{Audience: g.Audience, Scopes: g.Scopes})
 		}
@@ -267,7 +268,7 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 			}
 		}
 		want := admin.ClientInput{ClientID: spec.ClientID, Name: spec.Name, Description: spec.Description,
-			DefaultAudience: spec.DefaultAudience, TokenLifetimeSeconds: seconds(spec.TokenLifetime), Disabled: spec.Disabled,
+			DefaultAudience: spec.DefaultAudience, TokenLifetimeSeconds: seconds(spec.TokenLifetime), Disabled: spec.Disabled, RefreshTokens: spec.RefreshTokens,
 			CustomClaims: normalize(spec.CustomClaims), Metadata: spec.Metadata, Grants: []admin.GrantInput{}}
 		for _, g := range spec.Grants {
 			want.Grants = append(want.Grants, admin.GrantInput{Audience: g.Audience, Scopes: nonNil(g.Scopes)})
@@ -295,6 +296,7 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 		field("default_audience", cur.DefaultAudience, want.DefaultAudience, want.DefaultAudience)
 		field("token_lifetime", shortDuration(time.Duration(cur.TokenLifetimeSeconds)*time.Second), shortDuration(time.Duration(want.TokenLifetimeSeconds)*time.Second), want.TokenLifetimeSeconds)
 		field("disabled", cur.Disabled, want.Disabled, want.Disabled)
+		field("refresh_tokens", cur.RefreshTokens, want.RefreshTokens, want.RefreshTokens)
 		field("custom_claims", jsonText(normalize(cur.CustomClaims)), jsonText(want.CustomClaims), nonNilMap(want.CustomClaims))
 		field("metadata", jsonText(cur.Metadata), jsonText(want.Metadata), nonNilStrMap(want.Metadata))
 		if len(diffs) > 0 {

@@ -11,29 +11,44 @@ import (
 
 // Handler serves the standard token endpoint, POST /oauth/token.
 type Handler struct {
-	svc *Service
-	log *slog.Logger
+	svc     *Service
+	limiter *FailureLimiter
+	log     *slog.Logger
 }
 
-// NewHandler returns a Handler.
-func NewHandler(svc *Service, log *slog.Logger) *Handler {
-	return &Handler{svc: svc, log: log}
+// NewHandler returns a Handler; limiter may be nil.
+func NewHandler(svc *Service, limiter *FailureLimiter, log *slog.Logger) *Handler {
+	return &Handler{svc: svc, limiter: limiter, log: log}
 }
 
 // tokenResponse is RFC 6749 §5.1.
 type tokenResponse struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   int64  `json:"expires_in"`
-	Scope       string `json:"scope,omitempty"`
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	Scope        string `json:"scope,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
 }
 
 // Token serves POST /oauth/token.
-func (h *Handler) Token(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) Token(w http.ResponseWriter, r *http.Request) { h.serve(w, r, "") }
+
+// TokenFor returns the same endpoint restricted to one audience: a request
+// for another is invalid_target, and one naming none gets this one. It
+// serves the admin login, which must work whichever surfaces are on.
+func (h *Handler) TokenFor(audience string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, audience) }
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, onlyAudience string) {
 	NoStore(w)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.fail(w, r, newError(http.StatusMethodNotAllowed, CodeInvalidRequest, "the token endpoint accepts only POST"), "")
+		return
+	}
+	if h.limiter.Blocked(r) {
+		h.fail(w, r, ErrTooManyRequests(), "")
 		return
 	}
 	req, e := ParseTokenRequest(r)
@@ -41,15 +56,27 @@ func (h *Handler) Token(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, e, "")
 		return
 	}
+	if onlyAudience != "" {
+		if len(req.Resources) == 0 {
+			req.Resources = []string{onlyAudience}
+		}
+		for _, a := range req.Resources {
+			if a != onlyAudience {
+				h.fail(w, r, newError(http.StatusBadRequest, CodeInvalidTarget, "this endpoint issues tokens for the admin API only"), req.ClientID)
+				return
+			}
+		}
+	}
 	resp, e := h.svc.Token(r.Context(), req)
 	if e != nil {
+		h.limiter.Record(r, e)
 		h.fail(w, r, e, req.ClientID)
 		return
 	}
-	h.log.DebugContext(r.Context(), "token issued", "surface", "standard", "client_id", resp.ClientID)
+	h.log.DebugContext(r.Context(), "token issued", "surface", "standard", "client_id", resp.ClientID, "grant_type", req.GrantType)
 	WriteJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: resp.AccessToken, TokenType: "Bearer",
-		ExpiresIn: resp.ExpiresIn, Scope: strings.Join(resp.Scopes, " "),
+		ExpiresIn: resp.ExpiresIn, Scope: strings.Join(resp.Scopes, " "), RefreshToken: resp.RefreshToken,
 	})
 }
 
@@ -72,6 +99,8 @@ func WriteError(w http.ResponseWriter, e *Error) {
 		// RFC 6749 §5.2 and RFC 9110 §15.5.2: a 401 names the scheme.
 		w.Header().Set("WWW-Authenticate", `Basic realm="m2mauth", charset="UTF-8"`)
 	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
+	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "1")
 	}
 	WriteJSON(w, e.Status, struct {

@@ -36,6 +36,9 @@ type TokenRequest struct {
 	// Resources are the requested audiences (audience and resource values).
 	Resources    []string
 	RefreshToken string
+	// PublicRefresh lets a refresh request name the client without its
+	// secret (the ATM surface's documented refresh request).
+	PublicRefresh bool
 }
 
 // params is a flat view of the body: each name with its values.

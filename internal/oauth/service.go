@@ -17,6 +17,12 @@ type clientGetter interface {
 	GetClient(ctx context.Context, id string) (store.Client, error)
 }
 
+// refreshStore keeps refresh tokens.
+type refreshStore interface {
+	CreateRefreshToken(ctx context.Context, t store.RefreshToken) error
+	RedeemRefreshToken(ctx context.Context, hash string, now time.Time, next func(store.RefreshToken) (store.RefreshToken, error)) (store.RefreshToken, error)
+}
+
 // tokenIssuer signs access tokens.
 type tokenIssuer interface {
 	Issue(r issuer.Request) (issuer.Token, error)
@@ -26,12 +32,16 @@ type tokenIssuer interface {
 type Policy struct {
 	DefaultLifetime time.Duration // when neither client nor API sets one
 	MaxLifetime     time.Duration // cap on every token
+	// RefreshLifetime is the absolute lifetime of a refresh token family,
+	// counted from the client-credentials grant that started it.
+	RefreshLifetime time.Duration
 }
 
 // Service is the surface-independent token endpoint: every surface parses
 // its own envelope into a TokenRequest, calls Token and renders the result.
 type Service struct {
 	clients clientGetter
+	refresh refreshStore
 	hasher  *secret.Hasher
 	issuer  tokenIssuer
 	policy  Policy
@@ -41,24 +51,32 @@ type Service struct {
 
 // NewService returns a Service. usage (may be nil) learns which secret each
 // successful authentication used.
-func NewService(clients clientGetter, hasher *secret.Hasher, iss tokenIssuer, policy Policy, now func() time.Time, usage *UsageRecorder) *Service {
-	return &Service{clients: clients, hasher: hasher, issuer: iss, policy: policy, now: now, usage: usage}
+func NewService(clients clientGetter, refresh refreshStore, hasher *secret.Hasher, iss tokenIssuer, policy Policy, now func() time.Time, usage *UsageRecorder) *Service {
+	return &Service{clients: clients, refresh: refresh, hasher: hasher, issuer: iss, policy: policy, now: now, usage: usage}
 }
 
 // TokenResponse is an issued access token with what every surface reports.
 type TokenResponse struct {
-	AccessToken string
-	ExpiresIn   int64 // seconds
-	ExpiresAt   time.Time
-	Scopes      []string
-	ClientID    string
+	AccessToken  string
+	ExpiresIn    int64 // seconds
+	ExpiresAt    time.Time
+	Scopes       []string
+	ClientID     string
+	RefreshToken string // only for clients with refresh tokens enabled
 }
 
 // Token handles a token request whose envelope has been parsed.
 func (s *Service) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, *Error) {
-	if req.GrantType != GrantClientCredentials {
-		return nil, newError(http.StatusBadRequest, CodeUnsupportedGrantType, "only the client_credentials grant is supported")
+	switch req.GrantType {
+	case GrantClientCredentials:
+		return s.clientCredentials(ctx, req)
+	case GrantRefreshToken:
+		return s.refreshGrant(ctx, req)
 	}
+	return nil, newError(http.StatusBadRequest, CodeUnsupportedGrantType, "supported grant types: client_credentials, refresh_token")
+}
+
+func (s *Service) clientCredentials(ctx context.Context, req *TokenRequest) (*TokenResponse, *Error) {
 	c, e := s.Authenticate(ctx, req.ClientID, req.ClientSecret)
 	if e != nil {
 		return nil, e
@@ -67,6 +85,93 @@ func (s *Service) Token(ctx context.Context, req *TokenRequest) (*TokenResponse,
 	if e != nil {
 		return nil, e
 	}
+	resp, e := s.issue(c, aud, scopes, lifetime)
+	if e != nil || !c.RefreshTokens {
+		return resp, e
+	}
+	// RFC 6749 §4.4.3: not by default; this client opted in.
+	now := s.now().UTC()
+	plain := secret.GenerateWithPrefix(secret.RefreshTokenPrefix)
+	err := s.refresh.CreateRefreshToken(ctx, store.RefreshToken{
+		Hash: s.hasher.Hash(plain), FamilyID: secret.NewID("rtf_"), ClientID: c.ID, Audience: aud, Scopes: scopes,
+		CreatedAt: now, ExpiresAt: now.Add(s.policy.RefreshLifetime),
+	})
+	if err != nil {
+		return nil, ErrUnavailable(err)
+	}
+	resp.RefreshToken = plain
+	return resp, nil
+}
+
+// refreshGrant implements RFC 6749 §6: the refresh token must belong to the
+// client and be live; it is spent and replaced by a new one of the same
+// family (same audience, scopes and absolute expiry). The new access token
+// is for the family's audience, and for its scopes or a requested subset,
+// as far as the client's grants still allow. A spent token presented again
+// revokes the whole family.
+func (s *Service) refreshGrant(ctx context.Context, req *TokenRequest) (*TokenResponse, *Error) {
+	if req.RefreshToken == "" {
+		return nil, ErrInvalidRequest("refresh_token is required")
+	}
+	var c store.Client
+	var e *Error
+	if req.ClientSecret == "" && req.PublicRefresh {
+		c, e = s.identify(ctx, req.ClientID)
+	} else {
+		c, e = s.Authenticate(ctx, req.ClientID, req.ClientSecret)
+	}
+	if e != nil {
+		return nil, e
+	}
+	if !c.RefreshTokens {
+		return nil, newError(http.StatusBadRequest, CodeUnauthorizedClient, "refresh tokens are not enabled for this client")
+	}
+	now := s.now().UTC()
+	plain := secret.GenerateWithPrefix(secret.RefreshTokenPrefix)
+	var aud, scopes []string
+	var lifetime time.Duration
+	_, err := s.refresh.RedeemRefreshToken(ctx, s.hasher.Hash(req.RefreshToken), now, func(rt store.RefreshToken) (store.RefreshToken, error) {
+		if rt.ClientID != c.ID {
+			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
+		}
+		if len(req.Resources) > 0 && !sameSet(dedupe(req.Resources), rt.Audience) {
+			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidTarget, "a refresh token is for the audience it was issued for")
+		}
+		want := req.Scopes
+		if want == nil {
+			want = rt.Scopes
+		}
+		for _, sc := range want {
+			if !slices.Contains(rt.Scopes, sc) {
+				return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidScope, "scope %s exceeds the scopes of the refresh token", sc)
+			}
+		}
+		var de *Error
+		if aud, scopes, lifetime, de = s.decide(c, &TokenRequest{Resources: rt.Audience, Scopes: want}); de != nil {
+			return store.RefreshToken{}, de
+		}
+		next := rt
+		next.Hash, next.CreatedAt, next.UsedAt, next.RevokedAt = s.hasher.Hash(plain), now, time.Time{}, time.Time{}
+		return next, nil
+	})
+	var pe *Error
+	switch {
+	case errors.As(err, &pe):
+		return nil, pe
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrTokenSpent):
+		return nil, newError(http.StatusBadRequest, CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
+	case err != nil:
+		return nil, ErrUnavailable(err)
+	}
+	resp, e := s.issue(c, aud, scopes, lifetime)
+	if e != nil {
+		return nil, e
+	}
+	resp.RefreshToken = plain
+	return resp, nil
+}
+
+func (s *Service) issue(c store.Client, aud, scopes []string, lifetime time.Duration) (*TokenResponse, *Error) {
 	tok, err := s.issuer.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims})
 	if err != nil {
 		return nil, ErrServer(err)
@@ -78,6 +183,38 @@ func (s *Service) Token(ctx context.Context, req *TokenRequest) (*TokenResponse,
 		Scopes:      scopes,
 		ClientID:    c.ID,
 	}, nil
+}
+
+// identify finds an enabled client without a secret: for the ATM surface's
+// refresh request, where the refresh token itself (256 bits, bound to the
+// client) is the credential.
+func (s *Service) identify(ctx context.Context, id string) (store.Client, *Error) {
+	if id == "" || len(id) > maxCredentialLen {
+		return store.Client{}, errInvalidClient()
+	}
+	c, err := s.clients.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, errInvalidClient()
+	}
+	if err != nil {
+		return store.Client{}, ErrUnavailable(err)
+	}
+	if c.Disabled {
+		return store.Client{}, newError(http.StatusUnauthorized, CodeInvalidClient, "the client is disabled")
+	}
+	return c, nil
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // Authenticate checks a client's id and secret (RFC 6749 §2.3.1). Every

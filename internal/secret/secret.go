@@ -23,19 +23,23 @@ import (
 
 // Prefixes make credentials recognisable (to people and secret scanners).
 const (
-	SecretPrefix   = "m2ms_"
-	ClientIDPrefix = "m2mc_"
-	algHMACSHA256  = "hmac-sha256$"
-	hintLen        = len(SecretPrefix) + 4
+	SecretPrefix       = "m2ms_"
+	ClientIDPrefix     = "m2mc_"
+	RefreshTokenPrefix = "m2mr_"
+	algHMACSHA256      = "hmac-sha256$"
+	hintLen            = len(SecretPrefix) + 4
 )
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // Generate returns a new secret with 256 bits of entropy.
-func Generate() string {
+func Generate() string { return GenerateWithPrefix(SecretPrefix) }
+
+// GenerateWithPrefix returns prefix followed by 256 random bits in base64url.
+func GenerateWithPrefix(prefix string) string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never returns an error (Go ≥ 1.24)
-	return SecretPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
 // NewID returns prefix followed by 128 random bits in lower-case base32.

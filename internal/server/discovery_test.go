@@ -33,7 +33,7 @@ func TestDiscovery(t *testing.T) {
 		"issuer":                                "https://auth.example.com/tenant-a",
 		"token_endpoint":                        "https://auth.example.com/tenant-a/oauth/token",
 		"jwks_uri":                              "https://auth.example.com/tenant-a/.well-known/jwks.json",
-		"grant_types_supported":                 []any{"client_credentials"},
+		"grant_types_supported":                 []any{"client_credentials", "refresh_token"},
 		"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
 		"response_types_supported":              []any{},
 		"scopes_supported":                      []any{"admin"},

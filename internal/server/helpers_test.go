@@ -131,7 +131,15 @@ func startServerClock(t *testing.T, cfg config.Config, now func() time.Time) *te
 // login gets a fresh admin token (the clock may have moved past the last).
 func (ts *testServer) login() {
 	ts.t.Helper()
-	ts.token = ts.mustToken(ts.admin.ClientID, ts.admin.ClientSecret, url.Values{"scope": {"admin"}})
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/admin/v1/token", strings.NewReader("grant_type=client_credentials&scope=admin"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(ts.admin.ClientID, ts.admin.ClientSecret)
+	resp, body := ts.do(req)
+	var tr tokenResp
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &tr) != nil {
+		ts.t.Fatalf("admin login: %d %s", resp.StatusCode, body)
+	}
+	ts.token = tr.AccessToken
 }
 
 // post sends a request and returns the response with its body read.

@@ -10,6 +10,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/oauth"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/surface"
 )
 
 // route is one row of the routes table.
@@ -17,39 +18,57 @@ type route struct {
 	pattern   string
 	handler   http.Handler
 	bodyLimit int64 // 0: no body expected (GET); the limit is then 0 bytes
+	enabled   bool
+}
+
+// surfaces are the token endpoints' handlers.
+type surfaces struct {
+	standard *oauth.Handler
+	machine  *surface.MachineHandler
+	atm      *surface.ATMHandler
 }
 
 // routes is the one table of every route the server answers, wrapped in the
-// common middleware.
-func (s *Server) routes(tokens *oauth.Handler, adm *admin.Handler) http.Handler {
+// common middleware. A surface switched off has no routes (404).
+func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
+	on := s.cfg.SurfaceOn
 	table := []route{
-		// RFC 6749 §4.4 token endpoint. Registered for every method so that
-		// a wrong method gets 405 in the OAuth error envelope.
-		{"/oauth/token", http.HandlerFunc(tokens.Token), oauth.MaxBodyBytes},
+		// RFC 6749 §4.4 token endpoint, and the compatibility surfaces.
+		// Registered for every method so that a wrong method gets 405 in
+		// the surface's own envelope.
+		{"/oauth/token", http.HandlerFunc(sf.standard.Token), oauth.MaxBodyBytes, on(surface.Standard)},
+		{"/v1/oauth/token/machine", sf.machine, oauth.MaxBodyBytes, on(surface.Machine)},
+		{"/auth/token", sf.atm, oauth.MaxBodyBytes, on(surface.ATM)},
+		// The admin login: the standard endpoint for the admin API only,
+		// served whichever surfaces are on.
+		{"/admin/v1/token", sf.standard.TokenFor(s.cfg.AdminAudience()), oauth.MaxBodyBytes, true},
 
-		// RFC 7517 key set, under the three paths clients look for it.
-		{"GET /.well-known/jwks.json", http.HandlerFunc(s.jwks), 0},
-		{"GET /keys", http.HandlerFunc(s.jwks), 0},
-		{"GET /auth/.well-known/jwks.json", http.HandlerFunc(s.jwks), 0},
+		// RFC 7517 key set, under the paths clients look for it.
+		{"GET /.well-known/jwks.json", http.HandlerFunc(s.jwks), 0, true},
+		{"GET /keys", http.HandlerFunc(s.jwks), 0, true},
+		{"GET /auth/.well-known/jwks.json", http.HandlerFunc(s.jwks), 0, on(surface.ATM)},
 
 		// RFC 8414 metadata, under both well-known names.
-		{"GET /.well-known/openid-configuration", http.HandlerFunc(s.discovery), 0},
-		{"GET /.well-known/oauth-authorization-server", http.HandlerFunc(s.discovery), 0},
+		{"GET /.well-known/openid-configuration", http.HandlerFunc(s.discovery), 0, true},
+		{"GET /.well-known/oauth-authorization-server", http.HandlerFunc(s.discovery), 0, true},
 
 		// The admin API's description (its routes are added below).
-		{"GET /admin/v1/openapi.json", http.HandlerFunc(admin.ServeOpenAPI), 0},
+		{"GET /admin/v1/openapi.json", http.HandlerFunc(admin.ServeOpenAPI), 0, true},
 
-		{"GET /healthz", http.HandlerFunc(s.healthz), 0},
-		{"GET /readyz", http.HandlerFunc(s.readyz), 0},
-		{"/", http.HandlerFunc(notFound), 0},
+		{"GET /healthz", http.HandlerFunc(s.healthz), 0, true},
+		{"GET /readyz", http.HandlerFunc(s.readyz), 0, true},
+		{"/", http.HandlerFunc(notFound), 0, true},
 	}
 	for _, r := range adm.Routes() {
-		table = append(table, route{r.Pattern, adm.Serve(r.Handle), admin.MaxBodyBytes})
+		table = append(table, route{r.Pattern, adm.Serve(r.Handle), admin.MaxBodyBytes, true})
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{} // path → methods, for 405 answers
 	var paths []string
 	for _, r := range table {
+		if !r.enabled {
+			continue
+		}
 		mux.Handle(r.pattern, limitBody(r.bodyLimit, r.handler))
 		if method, path, ok := strings.Cut(r.pattern, " "); ok {
 			if allowed[path] == nil {
@@ -144,7 +163,7 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		JWKSURI:                           iss + "/.well-known/jwks.json",
 		ScopesSupported:                   scopes,
 		ResponseTypesSupported:            []string{},
-		GrantTypesSupported:               []string{oauth.GrantClientCredentials},
+		GrantTypesSupported:               []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken},
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
 		AccessTokenSigningAlgs:            s.keys.Algorithms(),
 	})

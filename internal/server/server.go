@@ -29,6 +29,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
 	"github.com/m2mauth/m2mauth/internal/store/sqlite"
 	"github.com/m2mauth/m2mauth/internal/store/sqlstore"
+	"github.com/m2mauth/m2mauth/internal/surface"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -55,8 +56,10 @@ const (
 	// pre-publication lead is short); the switch of signing key itself
 	// happens at the activation instant regardless.
 	keyMaintainInterval = 10 * time.Second
-	clientCacheTTL      = 30 * time.Second
-	clientCacheMax      = 100_000
+	// Expired refresh tokens are deleted this often.
+	refreshCleanupInterval = 10 * time.Minute
+	clientCacheTTL         = 30 * time.Second
+	clientCacheMax         = 100_000
 )
 
 // AdminFile is the name of the bootstrap credentials file in the data dir.
@@ -148,16 +151,25 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	iss := issuer.New(s.cfg.Issuer, s.keys, s.now)
-	tokens := oauth.NewService(s.clients, hasher, iss, oauth.Policy{
+	tokens := oauth.NewService(s.clients, s.store, hasher, iss, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
+		RefreshLifetime: s.cfg.RefreshTokenLifetime,
 	}, s.now, s.usage)
+	var limiter *oauth.FailureLimiter
+	if s.cfg.AuthFailureRate > 0 {
+		limiter = oauth.NewFailureLimiter(s.cfg.AuthFailureRate, s.cfg.AuthFailureBurst, 100_000, s.now)
+	}
 	adminVerifier, err := verify.New(verify.Config{
 		Issuer: s.cfg.Issuer, Audience: s.cfg.AdminAudience(), Keys: localKeys{s.keys}, Now: s.now,
 	})
 	if err != nil {
 		return err
 	}
-	s.handler = s.routes(oauth.NewHandler(tokens, s.log), admin.NewHandler(admin.HandlerConfig{
+	s.handler = s.routes(surfaces{
+		standard: oauth.NewHandler(tokens, limiter, s.log),
+		machine:  surface.NewMachineHandler(tokens, limiter, s.log),
+		atm:      surface.NewATMHandler(tokens, limiter, s.log),
+	}, admin.NewHandler(admin.HandlerConfig{
 		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
 		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime,
 	}))
@@ -213,6 +225,26 @@ func (s *Server) startBackground() {
 			case <-t.C:
 				if err := s.keys.Maintain(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("signing key maintenance", "error", err)
+				}
+			}
+		}
+	}()
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		t := time.NewTicker(refreshCleanupInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				// Kept a day past expiry, so a late replay is still
+				// recognised as one in the logs' time frame.
+				if n, err := s.store.DeleteExpiredRefreshTokens(ctx, s.now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+					s.log.Warn("delete expired refresh tokens", "error", err)
+				} else if n > 0 {
+					s.log.Info("deleted expired refresh tokens", "count", n)
 				}
 			}
 		}

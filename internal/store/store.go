@@ -64,6 +64,8 @@ type Client struct {
 	DefaultAudience string        // empty: none
 	TokenLifetime   time.Duration // 0: the API's or the server default
 	Disabled        bool
+	// RefreshTokens lets the client receive refresh tokens (off by default).
+	RefreshTokens bool
 	// CustomClaims are static claims added to every token; they never
 	// override registered claims.
 	CustomClaims map[string]any
@@ -75,6 +77,24 @@ type Client struct {
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
+
+// RefreshToken is one refresh token, stored by its keyed hash. Redeeming it
+// spends it and creates its successor in the same family.
+type RefreshToken struct {
+	Hash      string
+	FamilyID  string
+	ClientID  string
+	Audience  []string
+	Scopes    []string
+	CreatedAt time.Time
+	ExpiresAt time.Time // absolute: the family's, unchanged by rotation
+	UsedAt    time.Time
+	RevokedAt time.Time
+}
+
+// ErrTokenSpent: a refresh token was presented again after it was spent or
+// its family revoked. Its family is now revoked.
+var ErrTokenSpent = errors.New("refresh token already used or revoked")
 
 // Live reports whether the secret authenticates at instant now.
 func (s Secret) Live(now time.Time) bool { return s.ExpiresAt.IsZero() || now.Before(s.ExpiresAt) }
@@ -169,6 +189,17 @@ type Store interface {
 	// DeleteClient removes a client, its grants and its secrets, and
 	// records its id so that it is never used again.
 	DeleteClient(ctx context.Context, id string) error
+	// CreateRefreshToken stores a new refresh token (the first of a family).
+	CreateRefreshToken(ctx context.Context, t RefreshToken) error
+	// RedeemRefreshToken spends the live token with this hash and stores
+	// the successor next returns, in one transaction; an error from next
+	// aborts it (the token stays live). A token that is unknown or expired
+	// is ErrNotFound; a spent or revoked one is ErrTokenSpent, and its whole
+	// family is revoked.
+	RedeemRefreshToken(ctx context.Context, hash string, now time.Time, next func(RefreshToken) (RefreshToken, error)) (RefreshToken, error)
+	// DeleteExpiredRefreshTokens removes tokens that expired before t.
+	DeleteExpiredRefreshTokens(ctx context.Context, before time.Time) (int, error)
+
 	// TouchSecrets records when secrets were last used (batched; ids that no
 	// longer exist are ignored, and a time never moves backwards).
 	TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error

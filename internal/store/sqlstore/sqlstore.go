@@ -348,9 +348,9 @@ func insertClient(ctx context.Context, q querier, c store.Client) error {
 	if n > 0 {
 		return fmt.Errorf("%w: client id %s belonged to a deleted client", store.ErrConflict, c.ID)
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, custom_claims, metadata, version, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10)`,
-		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled,
+	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`,
+		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
 		marshalMap(c.CustomClaims), marshalMap(c.Metadata), micros(c.CreatedAt), micros(c.UpdatedAt))
 	if err != nil {
 		return err
@@ -394,13 +394,13 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	}))
 }
 
-const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.custom_claims, c.metadata, c.version, c.created_at, c.updated_at`
+const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.version, c.created_at, c.updated_at`
 
 func scanClient(row interface{ Scan(...any) error }, extra ...any) (store.Client, error) {
 	var c store.Client
 	var lifetimeMS, created, updated int64
 	var claims, meta string
-	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &claims, &meta, &c.Version, &created, &updated}, extra...)
+	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &claims, &meta, &c.Version, &created, &updated}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return c, err
 	}
@@ -595,8 +595,8 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 		}
 		next.Version = cur.Version + 1
 		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = $1, description = $2, default_audience = $3, token_lifetime_ms = $4,
-				disabled = $5, custom_claims = $6, metadata = $7, version = $8, updated_at = $9 WHERE id = $10`,
-			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled,
+				disabled = $5, refresh_tokens = $6, custom_claims = $7, metadata = $8, version = $9, updated_at = $10 WHERE id = $11`,
+			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled, next.RefreshTokens,
 			marshalMap(next.CustomClaims), marshalMap(next.Metadata), next.Version, micros(next.UpdatedAt), id); err != nil {
 			return err
 		}
@@ -883,4 +883,69 @@ func (s *Store) EnsureMeta(ctx context.Context, key, value string) (string, erro
 	var v string
 	err := s.db.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = $1`, key).Scan(&v)
 	return v, s.mapErr("ensure meta", err)
+}
+
+// ---- refresh tokens ----
+
+const refreshColumns = `hash, family_id, client_id, audience, scopes, created_at, expires_at, used_at, revoked_at`
+
+func insertRefresh(ctx context.Context, q querier, t store.RefreshToken) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO refresh_tokens (`+refreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0)`,
+		t.Hash, t.FamilyID, t.ClientID, joinScopes(t.Audience), joinScopes(t.Scopes), micros(t.CreatedAt), micros(t.ExpiresAt))
+	return err
+}
+
+// CreateRefreshToken implements store.Store.
+func (s *Store) CreateRefreshToken(ctx context.Context, t store.RefreshToken) error {
+	return s.mapErr("create refresh token", insertRefresh(ctx, s.db, t))
+}
+
+// RedeemRefreshToken implements store.Store.
+func (s *Store) RedeemRefreshToken(ctx context.Context, hash string, now time.Time, next func(store.RefreshToken) (store.RefreshToken, error)) (store.RefreshToken, error) {
+	var cur store.RefreshToken
+	spent := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var aud, scopes string
+		var created, expires, used, revoked int64
+		err := tx.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1`+s.f.ForUpdate, hash).Scan(
+			&cur.Hash, &cur.FamilyID, &cur.ClientID, &aud, &scopes, &created, &expires, &used, &revoked)
+		if err != nil {
+			return err
+		}
+		cur.Audience, cur.Scopes = splitScopes(aud), splitScopes(scopes)
+		cur.CreatedAt, cur.ExpiresAt = fromMicros(created), fromMicros(expires)
+		cur.UsedAt, cur.RevokedAt = fromMicros(used), fromMicros(revoked)
+		if !now.Before(cur.ExpiresAt) {
+			return store.ErrNotFound
+		}
+		if used != 0 || revoked != 0 {
+			// Replay of a spent token: someone holds a copy. Revoke the
+			// family, and commit that.
+			spent = true
+			_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, micros(now), cur.FamilyID)
+			return err
+		}
+		succ, err := next(cur)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2`, micros(now), hash); err != nil {
+			return err
+		}
+		return insertRefresh(ctx, tx, succ)
+	})
+	if err == nil && spent {
+		err = store.ErrTokenSpent
+	}
+	return cur, s.mapErr("redeem refresh token", err)
+}
+
+// DeleteExpiredRefreshTokens implements store.Store.
+func (s *Store) DeleteExpiredRefreshTokens(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires_at < $1`, micros(before))
+	if err != nil {
+		return 0, s.mapErr("delete expired refresh tokens", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), s.mapErr("delete expired refresh tokens", err)
 }

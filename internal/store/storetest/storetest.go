@@ -46,6 +46,8 @@ func Run(t *testing.T, newDB Opener) {
 		{"TouchSecrets", testTouchSecrets},
 		{"UpdateSigningKeys", testUpdateSigningKeys},
 		{"UpdateSigningKeysConcurrent", testUpdateSigningKeysConcurrent},
+		{"RefreshTokens", testRefreshTokens},
+		{"RefreshTokenConcurrentRedeem", testRefreshConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -703,5 +705,116 @@ func testUpdateSigningKeysConcurrent(t *testing.T, open func() store.Store) {
 	keys, _ := stores[0].ListSigningKeys(ctx)
 	if len(keys) != 2 {
 		t.Fatalf("%d keys after 8 concurrent rotations, want 2", len(keys))
+	}
+}
+
+func refreshToken(hash, family, client string, expires time.Time) store.RefreshToken {
+	return store.RefreshToken{Hash: hash, FamilyID: family, ClientID: client, Audience: []string{"https://a"},
+		Scopes: []string{"r", "w"}, CreatedAt: t0, ExpiresAt: expires}
+}
+
+func successor(hash string, at time.Time) func(store.RefreshToken) (store.RefreshToken, error) {
+	return func(old store.RefreshToken) (store.RefreshToken, error) {
+		n := old
+		n.Hash, n.CreatedAt = hash, at
+		return n, nil
+	}
+}
+
+func testRefreshTokens(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	c := client("m2mc_r")
+	c.RefreshTokens = true
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetClient(ctx, c.ID); !got.RefreshTokens {
+		t.Fatal("RefreshTokens not stored")
+	}
+	exp := t0.Add(24 * time.Hour)
+	if err := s.CreateRefreshToken(ctx, refreshToken("h1", "f1", c.ID, exp)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.RedeemRefreshToken(ctx, "h1", t0.Add(time.Minute), successor("h2", t0.Add(time.Minute)))
+	if err != nil || got.FamilyID != "f1" || !cmp.Equal(got.Scopes, []string{"r", "w"}) || !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("redeem h1: %+v %v", got, err)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "h2", t0.Add(2*time.Minute), successor("h3", t0)); err != nil {
+		t.Fatalf("redeem the successor: %v", err)
+	}
+	// Replaying h1 (spent) revokes the family: h3, unspent, dies with it.
+	if _, err := s.RedeemRefreshToken(ctx, "h1", t0.Add(3*time.Minute), successor("hx", t0)); !errors.Is(err, store.ErrTokenSpent) {
+		t.Fatalf("replay: got %v, want ErrTokenSpent", err)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "h3", t0.Add(4*time.Minute), successor("hy", t0)); !errors.Is(err, store.ErrTokenSpent) {
+		t.Fatalf("a family member after the replay: got %v, want ErrTokenSpent", err)
+	}
+	// An error from next leaves the token live.
+	if err := s.CreateRefreshToken(ctx, refreshToken("a1", "fa", c.ID, exp)); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("wrong client")
+	if _, err := s.RedeemRefreshToken(ctx, "a1", t0, func(store.RefreshToken) (store.RefreshToken, error) { return store.RefreshToken{}, boom }); !errors.Is(err, boom) {
+		t.Fatalf("aborted redeem: %v", err)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "a1", t0, successor("a2", t0)); err != nil {
+		t.Fatalf("a token whose redemption was aborted is not live: %v", err)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "nope", t0, successor("hz", t0)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown: %v", err)
+	}
+	if err := s.CreateRefreshToken(ctx, refreshToken("e1", "f2", c.ID, t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "e1", t0.Add(time.Hour), successor("e2", t0)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired: got %v, want ErrNotFound", err)
+	}
+	if n, err := s.DeleteExpiredRefreshTokens(ctx, t0.Add(2*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("delete expired: %d %v, want 1", n, err)
+	}
+	// Deleting the client deletes its tokens.
+	if err := s.DeleteClient(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.DeleteExpiredRefreshTokens(ctx, exp.Add(time.Hour)); n != 0 {
+		t.Fatalf("%d tokens of a deleted client remained", n)
+	}
+}
+
+// Two requests redeeming one token at once: one gets the successor, the
+// other is a replay.
+func testRefreshConcurrent(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	stores := []store.Store{open(), open(), open(), open()}
+	if err := stores[0].CreateClient(ctx, client("m2mc_rc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[0].CreateRefreshToken(ctx, refreshToken("c1", "fc", "m2mc_rc", t0.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	results := map[string]int{}
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := stores[i%4].RedeemRefreshToken(ctx, "c1", t0, successor(fmt.Sprintf("c2-%d", i), t0))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				results["ok"]++
+			case errors.Is(err, store.ErrTokenSpent):
+				results["spent"]++
+			default:
+				t.Errorf("redeem: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if results["ok"] != 1 || results["spent"] != 7 {
+		t.Fatalf("8 concurrent redemptions: %v; want 1 ok and 7 spent", results)
 	}
 }
