@@ -2,7 +2,7 @@
 GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test vet lint build bench fuzz
+.PHONY: test vet lint build bench fuzz compat
 
 # test: formatting, vet, staticcheck, then every test with the race detector.
 # PostgreSQL tests run when M2MAUTH_TEST_POSTGRES_DSN is set (and fail when
@@ -26,3 +26,8 @@ bench:
 
 fuzz:
 	$(GO) test ./internal/oauth -run '^$$' -fuzz FuzzParseTokenRequest -fuzztime 30s
+
+# compat: clients written with the libraries of the source services' documents
+# (Node.js axios, Express + jsonwebtoken + jwks-rsa, Python stdlib).
+compat:
+	bash scripts/compat/run.sh
