@@ -36,7 +36,9 @@ machine_json="$(m2m client create --name machine --audience https://api.example.
 bank_json="$(m2m client create --name bank --audience https://api.bank.example --scopes "banking/read banking/write" --json)"
 
 echo "== Node.js (axios): ATM surface, seed 002"
-token="$(node "$here/atm-client.js" "$base" "$(field client_id <<<"$atm_json")" "$(field client_secret <<<"$atm_json")" | tee /dev/stderr | tail -n 1)"
+atm_out="$(node "$here/atm-client.js" "$base" "$(field client_id <<<"$atm_json")" "$(field client_secret <<<"$atm_json")")"
+head -n 1 <<<"$atm_out"            # the result line; the last line is the token, not printed
+token="$(tail -n 1 <<<"$atm_out")"
 
 echo "== Node.js (axios): machine-token surface, seed 000"
 node "$here/machine-client.js" "$base" "$(field client_id <<<"$machine_json")" "$(field client_secret <<<"$machine_json")"
