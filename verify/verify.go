@@ -1,19 +1,27 @@
 // Package verify validates JWT access tokens (RFC 9068) for resource
-// servers: signature with an allow-listed algorithm and a key from a
-// KeySource, then typ, iss, aud, exp, nbf and iat.
+// servers: it fetches and caches the issuer's JWK Set, checks the signature
+// with an allow-listed asymmetric algorithm and a key of the matching type,
+// then typ, iss, aud, exp, nbf and iat; and it provides net/http middleware
+// that answers failures as RFC 6750 describes.
+//
+// Parsing is strict: a token larger than MaxTokenSize is refused before any
+// decoding; base64url must be canonical and unpadded; header and claims must
+// be valid UTF-8 JSON objects without repeated or case-variant member names;
+// crit and b64 headers are refused, and jku, x5u, jwk and x5c are never
+// followed.
 package verify
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
-
-	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Errors returned by Verify, so callers can tell an expired token from a
@@ -54,40 +62,57 @@ func (f KeySourceFunc) Key(ctx context.Context, kid string) (crypto.PublicKey, s
 type Config struct {
 	Issuer     string        // exact iss value required
 	Audience   string        // must be in aud
-	Algorithms []string      // allow-list; default DefaultAlgorithms
+	Algorithms []string      // allow-list; default DefaultAlgorithms (never none or HMAC)
 	Leeway     time.Duration // clock skew allowed on exp, nbf, iat; default 60 s
+
+	// Keys come from Keys if set; otherwise from the JWK Set at JWKSURL,
+	// or, when that is empty too, at the jwks_uri of the issuer's
+	// discovery document (RFC 8414), fetched and cached by a JWKS.
 	Keys       KeySource
-	Now        func() time.Time
+	JWKSURL    string
+	HTTPClient *http.Client // default: a client with a 10 s timeout
+	JWKS       JWKSOptions  // cache behaviour of the JWKS
+
+	Now func() time.Time // default time.Now
 }
 
 // Verifier validates tokens. It is safe for concurrent use.
 type Verifier struct {
 	cfg  Config
-	algs []jose.SignatureAlgorithm
+	algs []string
 }
 
-// New returns a Verifier for cfg.
+// New returns a Verifier for cfg. It does no I/O: keys are fetched on
+// first use.
 func New(cfg Config) (*Verifier, error) {
-	if cfg.Issuer == "" || cfg.Audience == "" || cfg.Keys == nil {
-		return nil, errors.New("verify: Issuer, Audience and Keys are required")
+	if cfg.Issuer == "" || cfg.Audience == "" {
+		return nil, errors.New("verify: Issuer and Audience are required")
 	}
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = DefaultAlgorithms
 	}
-	v := &Verifier{cfg: cfg}
 	for _, a := range cfg.Algorithms {
 		if !slices.Contains(DefaultAlgorithms, a) {
-			return nil, fmt.Errorf("verify: algorithm %q is not supported (only asymmetric algorithms are)", a)
+			return nil, fmt.Errorf("verify: algorithm %q is not supported (only RS256, PS256, ES256 and EdDSA are)", a)
 		}
-		v.algs = append(v.algs, jose.SignatureAlgorithm(a))
 	}
 	if cfg.Leeway == 0 {
-		v.cfg.Leeway = 60 * time.Second
+		cfg.Leeway = 60 * time.Second
 	}
 	if cfg.Now == nil {
-		v.cfg.Now = time.Now
+		cfg.Now = time.Now
 	}
-	return v, nil
+	if cfg.Keys == nil {
+		if cfg.JWKSURL == "" {
+			cfg.JWKSURL = discoveryPlaceholder
+		}
+		cfg.JWKS.HTTPClient = cmp.Or(cfg.JWKS.HTTPClient, cfg.HTTPClient)
+		if cfg.JWKS.Now == nil {
+			cfg.JWKS.Now = cfg.Now
+		}
+		cfg.Keys = NewJWKS(cfg.JWKSURL, cfg.Issuer, cfg.JWKS)
+	}
+	return &Verifier{cfg: cfg, algs: cfg.Algorithms}, nil
 }
 
 // Claims are a validated token's claims.
@@ -137,47 +162,42 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 }
 
 // Verify validates token and returns its claims. Claims are never returned
-// together with an error.
+// together with an error. Checks, in order: size, structure and encoding,
+// algorithm allow-list, typ (RFC 9068 §2.1), key (by kid) and its type,
+// signature, then iss (exact), aud, exp, nbf and iat (with leeway).
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
-	if len(token) > MaxTokenSize {
-		return nil, fmt.Errorf("%w: token larger than %d bytes", ErrMalformed, MaxTokenSize)
-	}
-	if strings.Count(token, ".") != 2 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	jws, err := jose.ParseSignedCompact(token, v.algs)
+	jws, err := parseCompact(token)
 	if err != nil {
-		if strings.Contains(err.Error(), "unexpected signature algorithm") {
-			return nil, ErrAlgorithm
-		}
-		return nil, ErrMalformed
+		return nil, err
 	}
-	if len(jws.Signatures) != 1 {
-		return nil, ErrMalformed
+	h := jws.header
+	if !slices.Contains(v.algs, h.Alg) {
+		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
 	}
-	h := jws.Signatures[0].Protected
-	if _, ok := h.ExtraHeaders["crit"]; ok {
-		return nil, fmt.Errorf("%w: unsupported crit header", ErrMalformed)
-	}
-	typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
-	if t := strings.ToLower(typ); t != "at+jwt" && t != "application/at+jwt" {
+	if t := strings.ToLower(h.Typ); t != "at+jwt" && t != "application/at+jwt" {
 		return nil, ErrType
 	}
-	key, alg, err := v.cfg.Keys.Key(ctx, h.KeyID)
+	key, alg, err := v.cfg.Keys.Key(ctx, h.Kid)
 	if err != nil {
+		if errors.Is(err, ErrInvalidToken) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %v", ErrUnknownKey, err)
 	}
-	if alg != h.Algorithm {
-		return nil, fmt.Errorf("%w: key is for %s", ErrAlgorithm, alg)
+	if alg != "" && alg != h.Alg {
+		return nil, fmt.Errorf("%w: the key is for %s", ErrAlgorithm, alg)
 	}
-	payload, err := jws.Verify(key)
-	if err != nil {
-		return nil, ErrSignature
+	if err := verifySignature(h.Alg, key, jws.signingInput, jws.signature); err != nil {
+		return nil, err
 	}
+	return v.checkClaims(jws.payload)
+}
+
+func (v *Verifier) checkClaims(payload []byte) (*Claims, error) {
 	var raw map[string]json.RawMessage
 	var reg registered
 	if json.Unmarshal(payload, &raw) != nil || json.Unmarshal(payload, &reg) != nil {
-		return nil, fmt.Errorf("%w: claims are not a JSON object", ErrMalformed)
+		return nil, fmt.Errorf("%w: claims have the wrong types", ErrMalformed)
 	}
 	if reg.Iss != v.cfg.Issuer {
 		return nil, ErrIssuer
@@ -209,7 +229,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		}
 	}
 	if reg.Scope != "" {
-		c.Scopes = strings.Split(reg.Scope, " ")
+		c.Scopes = strings.Fields(reg.Scope)
 	}
 	return c, nil
 }
