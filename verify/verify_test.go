@@ -15,7 +15,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+var fixedNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 type keySet map[string]struct {
 	key crypto.PublicKey
@@ -30,7 +30,7 @@ func (k keySet) Key(_ context.Context, kid string) (crypto.PublicKey, string, er
 	return e.key, e.alg, nil
 }
 
-func sign(t *testing.T, key any, alg jose.SignatureAlgorithm, kid, typ string, claims map[string]any) string {
+func joseSign(t *testing.T, key any, alg jose.SignatureAlgorithm, kid, typ string, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithHeader("kid", kid)
 	if typ != "" {
@@ -60,13 +60,13 @@ func TestVerify(t *testing.T) {
 		"rsa": {rsaKey.Public(), "RS256"},
 		"ec":  {ecKey.Public(), "ES256"},
 	}
-	v, err := New(Config{Issuer: "https://iss", Audience: "https://api", Keys: keys, Now: func() time.Time { return now }})
+	v, err := New(Config{Issuer: "https://iss", Audience: "https://api", Keys: keys, Now: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	good := func() map[string]any {
 		return map[string]any{"iss": "https://iss", "sub": "c1", "client_id": "c1", "aud": "https://api",
-			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "j", "scope": "a b"}
+			"iat": fixedNow.Unix(), "nbf": fixedNow.Unix(), "exp": fixedNow.Add(5 * time.Minute).Unix(), "jti": "j", "scope": "a b"}
 	}
 	with := func(k string, val any) map[string]any { c := good(); c[k] = val; return c }
 	without := func(k string) map[string]any { c := good(); delete(c, k); return c }
@@ -76,24 +76,24 @@ func TestVerify(t *testing.T) {
 		token string
 		want  error
 	}{
-		{"valid RS256", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", good()), nil},
-		{"valid ES256", sign(t, ecKey, jose.ES256, "ec", "at+jwt", good()), nil},
-		{"application/at+jwt", sign(t, rsaKey, jose.RS256, "rsa", "application/at+jwt", good()), nil},
-		{"aud array containing ours", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("aud", []string{"x", "https://api"})), nil},
-		{"expired beyond leeway", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("exp", now.Add(-61*time.Second).Unix())), ErrExpired},
-		{"expired within leeway", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("exp", now.Add(-59*time.Second).Unix())), nil},
-		{"nbf in the future", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("nbf", now.Add(2*time.Minute).Unix())), ErrNotYetValid},
-		{"iat in the future", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("iat", now.Add(2*time.Minute).Unix())), ErrNotYetValid},
-		{"no exp", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", without("exp")), ErrMalformed},
-		{"wrong issuer", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("iss", "https://iss/")), ErrIssuer},
-		{"wrong audience", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("aud", "https://api/other")), ErrAudience},
-		{"aud a number", sign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("aud", 5)), ErrMalformed},
-		{"typ JWT", sign(t, rsaKey, jose.RS256, "rsa", "JWT", good()), ErrType},
-		{"no typ", sign(t, rsaKey, jose.RS256, "rsa", "", good()), ErrType},
-		{"unknown kid", sign(t, rsaKey, jose.RS256, "nope", "at+jwt", good()), ErrUnknownKey},
-		{"signed by another key", sign(t, otherRSA, jose.RS256, "rsa", "at+jwt", good()), ErrSignature},
-		{"key for another algorithm", sign(t, rsaKey, jose.PS256, "rsa", "at+jwt", good()), ErrAlgorithm},
-		{"HS256", sign(t, []byte("0123456789abcdef0123456789abcdef"), jose.HS256, "rsa", "at+jwt", good()), ErrAlgorithm},
+		{"valid RS256", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", good()), nil},
+		{"valid ES256", joseSign(t, ecKey, jose.ES256, "ec", "at+jwt", good()), nil},
+		{"application/at+jwt", joseSign(t, rsaKey, jose.RS256, "rsa", "application/at+jwt", good()), nil},
+		{"aud array containing ours", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("aud", []string{"x", "https://api"})), nil},
+		{"expired beyond leeway", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("exp", fixedNow.Add(-61*time.Second).Unix())), ErrExpired},
+		{"expired within leeway", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("exp", fixedNow.Add(-59*time.Second).Unix())), nil},
+		{"nbf in the future", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("nbf", fixedNow.Add(2*time.Minute).Unix())), ErrNotYetValid},
+		{"iat in the future", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("iat", fixedNow.Add(2*time.Minute).Unix())), ErrNotYetValid},
+		{"no exp", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", without("exp")), ErrMalformed},
+		{"wrong issuer", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("iss", "https://iss/")), ErrIssuer},
+		{"wrong audience", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("aud", "https://api/other")), ErrAudience},
+		{"aud a number", joseSign(t, rsaKey, jose.RS256, "rsa", "at+jwt", with("aud", 5)), ErrMalformed},
+		{"typ JWT", joseSign(t, rsaKey, jose.RS256, "rsa", "JWT", good()), ErrType},
+		{"no typ", joseSign(t, rsaKey, jose.RS256, "rsa", "", good()), ErrType},
+		{"unknown kid", joseSign(t, rsaKey, jose.RS256, "nope", "at+jwt", good()), ErrUnknownKey},
+		{"signed by another key", joseSign(t, otherRSA, jose.RS256, "rsa", "at+jwt", good()), ErrSignature},
+		{"key for another algorithm", joseSign(t, rsaKey, jose.PS256, "rsa", "at+jwt", good()), ErrAlgorithm},
+		{"HS256", joseSign(t, []byte("0123456789abcdef0123456789abcdef"), jose.HS256, "rsa", "at+jwt", good()), ErrAlgorithm},
 		{"two parts", "a.b", ErrMalformed},
 		{"too large", string(make([]byte, MaxTokenSize+1)), ErrMalformed},
 	}
