@@ -264,6 +264,7 @@ func attackCorpus(t testing.TB) []corpusCase {
 	add("standard base64 alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(valid)+"+", ErrMalformed)
 	add("duplicate alg members", sign(t, `{"alg":"RS256","alg":"none","typ":"at+jwt","kid":"rsa"}`, good, "RS256", k.rsa), ErrMalformed)
 	add("case-variant alg member", sign(t, `{"alg":"RS256","ALG":"none","typ":"at+jwt","kid":"rsa"}`, good, "RS256", k.rsa), ErrMalformed)
+	add("duplicate alg member spelled with an escape", sign(t, `{"alg":"RS256","\u0061lg":"none","typ":"at+jwt","kid":"rsa"}`, good, "RS256", k.rsa), ErrMalformed)
 	add("duplicate sub claims", sign(t, hdr("RS256", "rsa"), `{"iss":"`+testIssuer+`","aud":"`+testAudience+`","exp":9999999999,"sub":"a","sub":"admin"}`, "RS256", k.rsa), ErrMalformed)
 	add("invalid UTF-8 in the claims", sign(t, hdr("RS256", "rsa"), `{"iss":"`+testIssuer+"\xff"+`","aud":"`+testAudience+`","exp":9999999999}`, "RS256", k.rsa), ErrMalformed)
 	add("ECDSA r = s = 0", sign(t, hdr("ES256", "ec"), good, "ES256", b64(make([]byte, 64))), ErrSignature)

@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,13 +8,9 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"strings"
-	"unicode/utf8"
 )
 
 // strictB64 is base64url without padding, rejecting non-zero trailing bits
@@ -33,7 +28,7 @@ type jwsHeader struct {
 // compact is a parsed JWS compact serialization (RFC 7515 §7.1).
 type compact struct {
 	header       jwsHeader
-	payload      []byte
+	claims       []member
 	signingInput []byte
 	signature    []byte
 }
@@ -67,66 +62,33 @@ func parseCompact(token string) (*compact, error) {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	var h jwsHeader
-	for name, raw := range members {
-		switch name {
+	for _, m := range members {
+		var dst *string
+		switch string(m.name) {
 		case "alg":
-			err = json.Unmarshal(raw, &h.Alg)
+			dst = &h.Alg
 		case "kid":
-			err = json.Unmarshal(raw, &h.Kid)
+			dst = &h.Kid
 		case "typ":
-			err = json.Unmarshal(raw, &h.Typ)
+			dst = &h.Typ
 		case "crit":
 			return nil, fmt.Errorf("%w: crit header with extensions this verifier does not understand", ErrMalformed)
 		case "b64":
 			return nil, fmt.Errorf("%w: unencoded payloads (b64) are not accepted", ErrMalformed)
+		default:
+			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: header member %s is not a string", ErrMalformed, name)
+		v, ok := jsonString(m.value)
+		if !ok {
+			return nil, fmt.Errorf("%w: header member %s is not a string", ErrMalformed, m.name)
 		}
+		*dst = v
 	}
-	if _, err := objectMembers(payload); err != nil {
+	claims, err := objectMembers(payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
-	return &compact{header: h, payload: payload, signingInput: []byte(token[:last]), signature: sig}, nil
-}
-
-// objectMembers decodes a JSON object's top-level members, rejecting
-// invalid UTF-8, repeated names (in any letter case: some parsers match
-// names case-insensitively) and trailing data.
-func objectMembers(b []byte) (map[string]json.RawMessage, error) {
-	if !utf8.Valid(b) {
-		return nil, errors.New("not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	members := map[string]json.RawMessage{}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errors.New("not a JSON object")
-		}
-		name := tok.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, errors.New("not a JSON object")
-		}
-		if lower := strings.ToLower(name); seen[lower] {
-			return nil, errors.New("a member name is repeated")
-		} else {
-			seen[lower] = true
-		}
-		members[name] = raw
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, errors.New("not a JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
-	}
-	return members, nil
+	return &compact{header: h, claims: claims, signingInput: []byte(token[:last]), signature: sig}, nil
 }
 
 // verifySignature checks sig over input with key for alg (RFC 7518 §3); the

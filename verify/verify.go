@@ -133,34 +133,6 @@ type Claims struct {
 // HasScope reports whether the token was granted scope.
 func (c *Claims) HasScope(scope string) bool { return slices.Contains(c.Scopes, scope) }
 
-type registered struct {
-	Iss      string   `json:"iss"`
-	Sub      string   `json:"sub"`
-	ClientID string   `json:"client_id"`
-	Aud      audience `json:"aud"`
-	Iat      *int64   `json:"iat"`
-	Nbf      *int64   `json:"nbf"`
-	Exp      *int64   `json:"exp"`
-	JTI      string   `json:"jti"`
-	Scope    string   `json:"scope"`
-}
-
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*a = audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("aud is neither a string nor an array of strings")
-	}
-	*a = many
-	return nil
-}
-
 // Verify validates token and returns its claims. Claims are never returned
 // together with an error. Checks, in order: size, structure and encoding,
 // algorithm allow-list, typ (RFC 9068 §2.1), key (by kid) and its type,
@@ -190,46 +162,87 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err := verifySignature(h.Alg, key, jws.signingInput, jws.signature); err != nil {
 		return nil, err
 	}
-	return v.checkClaims(jws.payload)
+	return v.checkClaims(jws.claims)
 }
 
-func (v *Verifier) checkClaims(payload []byte) (*Claims, error) {
-	var raw map[string]json.RawMessage
-	var reg registered
-	if json.Unmarshal(payload, &raw) != nil || json.Unmarshal(payload, &reg) != nil {
-		return nil, fmt.Errorf("%w: claims have the wrong types", ErrMalformed)
+func (v *Verifier) checkClaims(members []member) (*Claims, error) {
+	c := &Claims{Raw: make(map[string]json.RawMessage, len(members))}
+	var exp, nbf, iat []byte
+	bad := func(name string) (*Claims, error) {
+		return nil, fmt.Errorf("%w: claim %s has the wrong type", ErrMalformed, name)
 	}
-	if reg.Iss != v.cfg.Issuer {
+	for _, m := range members {
+		name := string(m.name)
+		c.Raw[name] = json.RawMessage(m.value)
+		var dst *string
+		switch name {
+		case "iss":
+			dst = &c.Issuer
+		case "sub":
+			dst = &c.Subject
+		case "client_id":
+			dst = &c.ClientID
+		case "jti":
+			dst = &c.JTI
+		case "scope":
+			s, ok := jsonString(m.value)
+			if !ok {
+				return bad(name)
+			}
+			c.Scopes = strings.Fields(s)
+		case "aud":
+			if s, ok := jsonString(m.value); ok {
+				c.Audience = []string{s}
+			} else if json.Unmarshal(m.value, &c.Audience) != nil {
+				return bad(name)
+			}
+		case "exp":
+			exp = m.value
+		case "nbf":
+			nbf = m.value
+		case "iat":
+			iat = m.value
+		}
+		if dst != nil {
+			s, ok := jsonString(m.value)
+			if !ok {
+				return bad(name)
+			}
+			*dst = s
+		}
+	}
+	if c.Issuer != v.cfg.Issuer {
 		return nil, ErrIssuer
 	}
-	if !slices.Contains(reg.Aud, v.cfg.Audience) {
+	if !slices.Contains(c.Audience, v.cfg.Audience) {
 		return nil, ErrAudience
 	}
-	now := v.cfg.Now()
-	if reg.Exp == nil {
+	if exp == nil {
 		return nil, fmt.Errorf("%w: no exp", ErrMalformed)
 	}
-	c := &Claims{
-		Issuer: reg.Iss, Subject: reg.Sub, ClientID: reg.ClientID, Audience: reg.Aud,
-		ExpiresAt: time.Unix(*reg.Exp, 0), JTI: reg.JTI, Raw: raw,
+	now := v.cfg.Now()
+	for _, t := range []struct {
+		name string
+		raw  []byte
+		dst  *time.Time
+	}{{"exp", exp, &c.ExpiresAt}, {"nbf", nbf, &c.NotBefore}, {"iat", iat, &c.IssuedAt}} {
+		if t.raw == nil {
+			continue
+		}
+		secs, ok := jsonSeconds(t.raw)
+		if !ok {
+			return bad(t.name)
+		}
+		*t.dst = time.Unix(secs, 0)
 	}
 	if !now.Before(c.ExpiresAt.Add(v.cfg.Leeway)) {
 		return nil, ErrExpired
 	}
-	if reg.Nbf != nil {
-		c.NotBefore = time.Unix(*reg.Nbf, 0)
-		if now.Add(v.cfg.Leeway).Before(c.NotBefore) {
-			return nil, ErrNotYetValid
-		}
+	if !c.NotBefore.IsZero() && now.Add(v.cfg.Leeway).Before(c.NotBefore) {
+		return nil, ErrNotYetValid
 	}
-	if reg.Iat != nil {
-		c.IssuedAt = time.Unix(*reg.Iat, 0)
-		if now.Add(v.cfg.Leeway).Before(c.IssuedAt) {
-			return nil, ErrNotYetValid
-		}
-	}
-	if reg.Scope != "" {
-		c.Scopes = strings.Fields(reg.Scope)
+	if !c.IssuedAt.IsZero() && now.Add(v.cfg.Leeway).Before(c.IssuedAt) {
+		return nil, ErrNotYetValid
 	}
 	return c, nil
 }
