@@ -31,7 +31,7 @@ func TestPublicPackageDependencies(t *testing.T) {
 		"github.com/go-jose/go-jose/v4", "golang.org/x/oauth2", "golang.org/x/sync", "golang.org/x/time",
 		"github.com/m2mauth/m2mauth/verify", "github.com/m2mauth/m2mauth/tokensource",
 	}
-	for _, pkg := range []string{"./verify"} {
+	for _, pkg := range []string{"./verify", "./tokensource"} {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).Output()
 		if err != nil {
 			t.Fatal(err)

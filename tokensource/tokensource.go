@@ -1,0 +1,407 @@
+// Package tokensource gets OAuth 2.0 client-credentials access tokens
+// (RFC 6749 §4.4) for a Go client and keeps one ready:
+//
+//   - Token(ctx) returns the cached token while it is fresh, and refreshes
+//     it early, at a jittered point between 70 % and 80 % of its lifetime
+//     by default, in the background: callers keep getting the current
+//     token meanwhile, and many clients started together do not refresh in
+//     step;
+//   - concurrent callers share one request to the token endpoint;
+//   - network errors, 5xx and 429 answers are retried with exponential
+//     backoff and full jitter (429 and 503 honour Retry-After, bounded);
+//     other 4xx answers are final and returned as *RetrieveError at once;
+//   - the token endpoint comes from TokenURL or from the issuer's discovery
+//     document (RFC 8414).
+//
+// Source.OAuth2 adapts it to golang.org/x/oauth2 (oauth2.NewClient), and
+// Source.Transport wraps an http.RoundTripper that sets the Authorization
+// header and, when the API answers 401, fetches a fresh token once and
+// retries (only requests whose body can be replayed).
+package tokensource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Config configures a Source.
+type Config struct {
+	// TokenURL is the token endpoint; when empty, the token_endpoint of
+	// Issuer's discovery document is used.
+	TokenURL string
+	Issuer   string
+
+	ClientID     string
+	ClientSecret string
+	Scopes       []string
+	// Audience is sent as the audience parameter when set.
+	Audience string
+
+	// HTTPClient sends the token requests (default: 10 s timeout).
+	HTTPClient *http.Client
+	// RefreshBefore is the fraction of a token's lifetime left when it is
+	// refreshed (default 0.2); a random part of up to half of it is added
+	// as jitter.
+	RefreshBefore float64
+	// MaxRetries bounds retries of one fetch (default 4); the backoff
+	// starts at MinBackoff (default 200 ms) and doubles up to MaxBackoff
+	// (default 10 s).
+	MaxRetries             int
+	MinBackoff, MaxBackoff time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Token is an access token.
+type Token struct {
+	AccessToken string
+	TokenType   string
+	Scope       string
+	Expiry      time.Time
+	refreshAt   time.Time
+}
+
+// Valid reports whether the token can still be sent (with a margin of 10 s
+// for clock skew and transit).
+func (t *Token) Valid(now time.Time) bool {
+	return t != nil && t.AccessToken != "" && now.Before(t.Expiry.Add(-expiryMargin))
+}
+
+const expiryMargin = 10 * time.Second
+
+// RetrieveError is a final error answer of the token endpoint.
+type RetrieveError struct {
+	StatusCode  int
+	Code        string // RFC 6749 §5.2 error, e.g. invalid_client
+	Description string
+}
+
+func (e *RetrieveError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("token endpoint: %d %s: %s", e.StatusCode, e.Code, e.Description)
+	}
+	return fmt.Sprintf("token endpoint: HTTP %d", e.StatusCode)
+}
+
+// Source gets and caches tokens. It is safe for concurrent use.
+type Source struct {
+	cfg Config
+	sf  singleflight.Group
+
+	mu       sync.Mutex
+	tok      *Token
+	tokenURL string
+}
+
+// New returns a Source; it does no I/O until the first Token call.
+func New(cfg Config) (*Source, error) {
+	if cfg.TokenURL == "" && cfg.Issuer == "" {
+		return nil, errors.New("tokensource: TokenURL or Issuer is required")
+	}
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, errors.New("tokensource: ClientID and ClientSecret are required")
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.RefreshBefore <= 0 || cfg.RefreshBefore >= 1 {
+		cfg.RefreshBefore = 0.2
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = 4
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Source{cfg: cfg, tokenURL: cfg.TokenURL}, nil
+}
+
+// Token returns a valid token: the cached one while it is fresh; past its
+// refresh point the cached one while a new one is fetched in the
+// background; a new one (waiting for it) when there is no valid token.
+func (s *Source) Token(ctx context.Context) (*Token, error) {
+	now := s.cfg.Now()
+	s.mu.Lock()
+	tok := s.tok
+	s.mu.Unlock()
+	if tok.Valid(now) {
+		if !now.Before(tok.refreshAt) {
+			go func() {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				_, _ = s.refresh(ctx)
+			}()
+		}
+		return tok, nil
+	}
+	return s.refresh(ctx)
+}
+
+// Invalidate drops tok from the cache (if it is still the cached one), so
+// that the next Token call fetches a new one: for a token the API refused.
+func (s *Source) Invalidate(tok *Token) {
+	s.mu.Lock()
+	if s.tok == tok {
+		s.tok = nil
+	}
+	s.mu.Unlock()
+}
+
+// refresh fetches a token once for all concurrent callers.
+func (s *Source) refresh(ctx context.Context) (*Token, error) {
+	ch := s.sf.DoChan("token", func() (any, error) {
+		tok, err := s.fetchWithRetry(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.tok = tok
+		s.mu.Unlock()
+		return tok, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// retryable is an error worth another attempt, possibly after a delay the
+// server asked for.
+type retryable struct {
+	err        error
+	retryAfter time.Duration
+}
+
+func (r *retryable) Error() string { return r.err.Error() }
+func (r *retryable) Unwrap() error { return r.err }
+
+func (s *Source) fetchWithRetry(ctx context.Context) (*Token, error) {
+	backoff := s.cfg.MinBackoff
+	for attempt := 0; ; attempt++ {
+		tok, err := s.fetch(ctx)
+		var r *retryable
+		if err == nil || !errors.As(err, &r) || attempt >= s.cfg.MaxRetries {
+			if r != nil {
+				return nil, r.err
+			}
+			return tok, err
+		}
+		// Full jitter (a random wait up to the backoff), or what the server
+		// asked for, bounded.
+		wait := time.Duration(rand.Int64N(int64(backoff) + 1))
+		if r.retryAfter > 0 {
+			wait = min(r.retryAfter, s.cfg.MaxBackoff)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(backoff*2, s.cfg.MaxBackoff)
+	}
+}
+
+func (s *Source) endpoint(ctx context.Context) (string, error) {
+	s.mu.Lock()
+	u := s.tokenURL
+	s.mu.Unlock()
+	if u != "" {
+		return u, nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.cfg.Issuer, "/")+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return "", &retryable{err: fmt.Errorf("discovery: %w", err)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		return "", &retryable{err: fmt.Errorf("discovery: HTTP %d", resp.StatusCode)}
+	}
+	var meta struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&meta) != nil || meta.TokenEndpoint == "" {
+		return "", fmt.Errorf("discovery: no token_endpoint (HTTP %d)", resp.StatusCode)
+	}
+	s.mu.Lock()
+	s.tokenURL = meta.TokenEndpoint
+	s.mu.Unlock()
+	return meta.TokenEndpoint, nil
+}
+
+func (s *Source) fetch(ctx context.Context) (*Token, error) {
+	endpoint, err := s.endpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	if len(s.cfg.Scopes) > 0 {
+		form.Set("scope", strings.Join(s.cfg.Scopes, " "))
+	}
+	if s.cfg.Audience != "" {
+		form.Set("audience", s.cfg.Audience)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	// RFC 6749 §2.3.1: form-encode before Basic.
+	req.SetBasicAuth(url.QueryEscape(s.cfg.ClientID), url.QueryEscape(s.cfg.ClientSecret))
+	sent := s.cfg.Now()
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, &retryable{err: fmt.Errorf("token endpoint: %w", err)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, &retryable{err: fmt.Errorf("token endpoint: %w", err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		re := &RetrieveError{StatusCode: resp.StatusCode}
+		var e struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &e) == nil {
+			re.Code, re.Description = e.Error, e.Description
+		}
+		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			return nil, &retryable{err: re, retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+		}
+		return nil, re
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+		ExpiresIn   int64  `json:"expires_in"`
+		Scope       string `json:"scope"`
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
+		return nil, errors.New("token endpoint: a 200 answer without an access token")
+	}
+	if !strings.EqualFold(tr.TokenType, "bearer") {
+		return nil, fmt.Errorf("token endpoint: token type %q, want Bearer", tr.TokenType)
+	}
+	lifetime := time.Duration(tr.ExpiresIn) * time.Second
+	if lifetime <= 0 {
+		lifetime = time.Hour // RFC 6749 §5.1: expires_in is recommended, not required
+	}
+	// Refresh between (1 - RefreshBefore) and (1 - 1.5 RefreshBefore) of
+	// the lifetime, counted from when the request was sent.
+	early := time.Duration(float64(lifetime) * s.cfg.RefreshBefore * (1 + rand.Float64()/2))
+	return &Token{
+		AccessToken: tr.AccessToken, TokenType: "Bearer", Scope: tr.Scope,
+		Expiry: sent.Add(lifetime), refreshAt: sent.Add(lifetime - early),
+	}, nil
+}
+
+func retryAfter(v string) time.Duration {
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 0
+}
+
+// OAuth2 adapts the Source to oauth2.TokenSource, e.g. for oauth2.NewClient.
+// oauth2.TokenSource has no context: its calls use context.Background, so
+// prefer Transport, whose requests carry their own context.
+func (s *Source) OAuth2() oauth2.TokenSource { return oauth2Source{s} }
+
+type oauth2Source struct{ s *Source }
+
+func (o oauth2Source) Token() (*oauth2.Token, error) {
+	t, err := o.s.Token(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, Expiry: t.Expiry}, nil
+}
+
+// Transport returns an http.RoundTripper that sends requests through base
+// (nil: http.DefaultTransport) with "Authorization: Bearer <token>". When
+// the answer is 401, it fetches a new token once and retries, if the
+// request can be sent again (no body, or GetBody set, as http.NewRequest
+// does for in-memory bodies).
+func (s *Source) Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &transport{s: s, base: base}
+}
+
+type transport struct {
+	s    *Source
+	base http.RoundTripper
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := t.s.Token(req.Context())
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(withToken(req, tok))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		return resp, nil
+	}
+	t.s.Invalidate(tok)
+	fresh, err := t.s.Token(req.Context())
+	if err != nil || fresh.AccessToken == tok.AccessToken {
+		return resp, nil // nothing better to offer: keep the 401
+	}
+	retry := withToken(req, fresh)
+	if req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		retry.Body = body
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return t.base.RoundTrip(retry)
+}
+
+func withToken(req *http.Request, tok *Token) *http.Request {
+	r := req.Clone(req.Context())
+	r.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	return r
+}
