@@ -190,3 +190,8 @@ func (a *adminClient) doIfMatch(ctx context.Context, method, path, ifMatch strin
 	}
 	return nil
 }
+
+// readAllLimited reads at most n bytes.
+func readAllLimited(r io.Reader, n int64) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r, n))
+}

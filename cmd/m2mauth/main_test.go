@@ -83,6 +83,20 @@ func TestCLIWorkflow(t *testing.T) {
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &tok) != nil || tok.Scope != "orders:read" || tok.ExpiresIn != 900 {
 		t.Fatalf("token --json from env: %+v", r)
 	}
+	tokOut := cli(t, nil, "token", "--server", url, "--client-id", c.ClientID, "--client-secret", c.ClientSecret)
+	raw := strings.TrimSpace(tokOut.stdout)
+	r = cli(t, nil, "verify", "--issuer", url, "--audience", "https://api.example.com", raw)
+	if r.code != 0 || !strings.Contains(r.stdout, "valid token") || !strings.Contains(r.stdout, "subject:   "+c.ClientID) {
+		t.Fatalf("verify: %+v", r)
+	}
+	r = cli(t, nil, "verify", "--issuer", url, "--audience", "https://other.example.com", raw)
+	if r.code != 1 || !strings.Contains(r.stderr, "token refused: invalid token: wrong audience") {
+		t.Fatalf("verify for another audience: %+v", r)
+	}
+	r = cli(t, nil, "verify", "--issuer", url, "--audience", "https://api.example.com", raw[:len(raw)-10]+"AAAAAAAAAA")
+	if r.code != 1 || !strings.Contains(r.stderr, "bad signature") {
+		t.Fatalf("verify of a tampered token: %+v", r)
+	}
 	r = cli(t, nil, "token", "--server", url, "--client-id", c.ClientID, "--client-secret", c.ClientSecret, "--scopes", "orders:write")
 	if r.code != 1 || !strings.Contains(r.stderr, "invalid_scope") {
 		t.Fatalf("token with an ungranted scope: %+v", r)
