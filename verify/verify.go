@@ -60,10 +60,13 @@ func (f KeySourceFunc) Key(ctx context.Context, kid string) (crypto.PublicKey, s
 
 // Config configures a Verifier.
 type Config struct {
-	Issuer     string        // exact iss value required
-	Audience   string        // must be in aud
-	Algorithms []string      // allow-list; default DefaultAlgorithms (never none or HMAC)
-	Leeway     time.Duration // clock skew allowed on exp, nbf, iat; default 60 s
+	Issuer   string // exact iss value required
+	Audience string // must be in aud
+	// AnyAudience skips the audience check: for an authorization server's
+	// own introspection, which applies its own audience rules.
+	AnyAudience bool
+	Algorithms  []string      // allow-list; default DefaultAlgorithms (never none or HMAC)
+	Leeway      time.Duration // clock skew allowed on exp, nbf, iat; default 60 s
 
 	// Keys come from Keys if set; otherwise from the JWK Set at JWKSURL,
 	// or, when that is empty too, at the jwks_uri of the issuer's
@@ -85,7 +88,7 @@ type Verifier struct {
 // New returns a Verifier for cfg. It does no I/O: keys are fetched on
 // first use.
 func New(cfg Config) (*Verifier, error) {
-	if cfg.Issuer == "" || cfg.Audience == "" {
+	if cfg.Issuer == "" || (cfg.Audience == "" && !cfg.AnyAudience) {
 		return nil, errors.New("verify: Issuer and Audience are required")
 	}
 	if len(cfg.Algorithms) == 0 {
@@ -214,7 +217,7 @@ func (v *Verifier) checkClaims(members []member) (*Claims, error) {
 	if c.Issuer != v.cfg.Issuer {
 		return nil, ErrIssuer
 	}
-	if !slices.Contains(c.Audience, v.cfg.Audience) {
+	if !v.cfg.AnyAudience && !slices.Contains(c.Audience, v.cfg.Audience) {
 		return nil, ErrAudience
 	}
 	if exp == nil {

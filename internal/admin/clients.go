@@ -34,6 +34,9 @@ type ClientInput struct {
 	Metadata             map[string]string `json:"metadata,omitempty"`
 	Disabled             bool              `json:"disabled"`
 	RefreshTokens        bool              `json:"refresh_tokens"`
+	// Introspect lists the APIs whose tokens the client may introspect;
+	// ["*"] makes it an admin-level introspector.
+	Introspect []string `json:"introspect,omitempty"`
 }
 
 // ClientPatch changes the fields it sets (RFC 7396 merge patch; the HTTP
@@ -48,6 +51,7 @@ type ClientPatch struct {
 	Metadata             *map[string]string `json:"metadata,omitempty"`
 	Disabled             *bool              `json:"disabled,omitempty"`
 	RefreshTokens        *bool              `json:"refresh_tokens,omitempty"`
+	Introspect           *[]string          `json:"introspect,omitempty"`
 }
 
 // Patch returns the patch that makes a client match in (PUT semantics).
@@ -59,7 +63,7 @@ func (in ClientInput) Patch() ClientPatch {
 	return ClientPatch{
 		Name: &in.Name, Description: &in.Description, Grants: &grants, DefaultAudience: &in.DefaultAudience,
 		TokenLifetimeSeconds: &in.TokenLifetimeSeconds, CustomClaims: &in.CustomClaims, Metadata: &in.Metadata, Disabled: &in.Disabled,
-		RefreshTokens: &in.RefreshTokens,
+		RefreshTokens: &in.RefreshTokens, Introspect: &in.Introspect,
 	}
 }
 
@@ -149,6 +153,9 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		plain = secret.Generate()
 	}
 	checkLifetime(&v, "token_lifetime_seconds", in.TokenLifetimeSeconds)
+	if err := s.checkIntrospect(ctx, &v, in.Introspect); err != nil {
+		return store.Client{}, "", err
+	}
 	grants, err := s.resolveGrants(ctx, &v, in.Grants)
 	if err != nil {
 		return store.Client{}, "", err
@@ -158,9 +165,10 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		ID: id, Name: in.Name, Description: in.Description,
 		DefaultAudience: in.DefaultAudience, TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second,
 		Disabled: in.Disabled, RefreshTokens: in.RefreshTokens, CustomClaims: in.CustomClaims, Metadata: in.Metadata,
-		Grants:  grants,
-		Secrets: []store.Secret{s.newSecret(plain, now)},
-		Version: 1, CreatedAt: now, UpdatedAt: now,
+		Introspect: dedupe(in.Introspect),
+		Grants:     grants,
+		Secrets:    []store.Secret{s.newSecret(plain, now)},
+		Version:    1, CreatedAt: now, UpdatedAt: now,
 	}
 	validateClient(&v, &c)
 	if err := v.err(); err != nil {
@@ -206,6 +214,11 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 	if p.TokenLifetimeSeconds != nil {
 		checkLifetime(&v, "token_lifetime_seconds", *p.TokenLifetimeSeconds)
 	}
+	if p.Introspect != nil {
+		if err := s.checkIntrospect(ctx, &v, *p.Introspect); err != nil {
+			return store.Client{}, err
+		}
+	}
 	if err := v.err(); err != nil {
 		return store.Client{}, err
 	}
@@ -240,6 +253,9 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		if p.RefreshTokens != nil {
 			c.RefreshTokens = *p.RefreshTokens
 		}
+		if p.Introspect != nil {
+			c.Introspect = dedupe(*p.Introspect)
+		}
 		var v ValidationError
 		validateClient(&v, c)
 		if err := v.err(); err != nil {
@@ -250,6 +266,47 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 	})
 	if err != nil {
 		return store.Client{}, mapConflict(err, "a granted API was deleted meanwhile")
+	}
+	s.inval.Invalidate(id)
+	return c, nil
+}
+
+// checkIntrospect validates an introspection permission: "*" alone, or
+// identifiers of existing APIs.
+func (s *Service) checkIntrospect(ctx context.Context, v *ValidationError, auds []string) error {
+	for _, a := range auds {
+		if a == "*" {
+			if len(auds) > 1 {
+				v.add("introspect", `"*" (every API) stands alone`)
+			}
+			continue
+		}
+		if _, err := s.store.GetAPI(ctx, a); isNotFound(err) {
+			v.add("introspect", "no API has identifier %q", a)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RevokeClientTokens revokes every token the client was issued until now:
+// access tokens by their issue time (introspection answers inactive), and
+// every refresh token. New tokens can be issued as before.
+func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Client, error) {
+	now := s.now().UTC()
+	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+		// Tokens carry whole seconds: anything issued in this second or
+		// before is revoked.
+		c.TokensRevokedBefore = now.Truncate(time.Second).Add(time.Second)
+		c.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return store.Client{}, err
+	}
+	if err := s.store.RevokeClientRefreshTokens(ctx, id, now); err != nil {
+		return store.Client{}, err
 	}
 	s.inval.Invalidate(id)
 	return c, nil

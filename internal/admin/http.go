@@ -34,6 +34,7 @@ type Handler struct {
 	flush    func(context.Context) error
 	keys     keyManager
 	maxToken time.Duration
+	revoker  revoker
 }
 
 // HandlerConfig holds a Handler's dependencies.
@@ -49,11 +50,13 @@ type HandlerConfig struct {
 	// tokens a key signed can live.
 	Keys             keyManager
 	MaxTokenLifetime time.Duration
+	// Revoker revokes tokens whoever they belong to.
+	Revoker revoker
 }
 
 // NewHandler returns a Handler.
 func NewHandler(c HandlerConfig) *Handler {
-	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime}
+	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime, revoker: c.Revoker}
 }
 
 func (h *Handler) beforeRead(ctx context.Context) {
@@ -87,6 +90,9 @@ func (h *Handler) Routes() []Route {
 		{"DELETE /admin/v1/clients/{id}", h.deleteClient},
 		{"POST /admin/v1/clients/{id}/secrets", h.rotateSecret},
 		{"DELETE /admin/v1/clients/{id}/secrets/{secret_id}", h.revokeSecret},
+		{"POST /admin/v1/clients/{id}/revoke-tokens", h.revokeClientTokens},
+		{"GET /admin/v1/revocations", h.listRevocations},
+		{"POST /admin/v1/revocations", h.revokeToken},
 		{"GET /admin/v1/keys", h.listKeys},
 		{"POST /admin/v1/keys/rotate", h.rotateKey},
 		{"POST /admin/v1/keys/{kid}/revoke", h.revokeKey},
@@ -276,6 +282,8 @@ type ClientResource struct {
 	TokenLifetimeSeconds int64             `json:"token_lifetime_seconds"`
 	Disabled             bool              `json:"disabled"`
 	RefreshTokens        bool              `json:"refresh_tokens"`
+	Introspect           []string          `json:"introspect"`
+	TokensRevokedBefore  *time.Time        `json:"tokens_revoked_before"`
 	CustomClaims         map[string]any    `json:"custom_claims"`
 	Metadata             map[string]string `json:"metadata"`
 	Secrets              []SecretResource  `json:"secrets"`
@@ -295,6 +303,7 @@ func clientResource(c store.Client, now time.Time) ClientResource {
 	out := ClientResource{
 		ClientID: c.ID, Name: c.Name, Description: c.Description, DefaultAudience: c.DefaultAudience,
 		TokenLifetimeSeconds: int64(c.TokenLifetime / time.Second), Disabled: c.Disabled, RefreshTokens: c.RefreshTokens,
+		Introspect: c.Introspect, TokensRevokedBefore: optTime(c.TokensRevokedBefore),
 		CustomClaims: c.CustomClaims, Metadata: c.Metadata, Version: c.Version,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Grants: []GrantInput{}, Secrets: []SecretResource{},
 	}
@@ -303,6 +312,9 @@ func clientResource(c store.Client, now time.Time) ClientResource {
 	}
 	if out.Metadata == nil {
 		out.Metadata = map[string]string{}
+	}
+	if out.Introspect == nil {
+		out.Introspect = []string{}
 	}
 	for _, g := range c.Grants {
 		out.Grants = append(out.Grants, GrantInput{Audience: g.Audience, Scopes: g.Scopes})
@@ -529,7 +541,7 @@ func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
 }
 
 var clientEmpties = map[string]string{"name": `""`, "description": `""`, "grants": `[]`, "default_audience": `""`,
-	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`, "refresh_tokens": `false`}
+	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`, "refresh_tokens": `false`, "introspect": `[]`}
 
 func (h *Handler) patchClient(w http.ResponseWriter, r *http.Request) error {
 	var p ClientPatch

@@ -23,9 +23,10 @@ type route struct {
 
 // surfaces are the token endpoints' handlers.
 type surfaces struct {
-	standard *oauth.Handler
-	machine  *surface.MachineHandler
-	atm      *surface.ATMHandler
+	standard      *oauth.Handler
+	introspection *oauth.Introspection
+	machine       *surface.MachineHandler
+	atm           *surface.ATMHandler
 }
 
 // routes is the one table of every route the server answers, wrapped in the
@@ -39,6 +40,9 @@ func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
 		{"/oauth/token", http.HandlerFunc(sf.standard.Token), oauth.MaxBodyBytes, on(surface.Standard)},
 		{"/v1/oauth/token/machine", sf.machine, oauth.MaxBodyBytes, on(surface.Machine)},
 		{"/auth/token", sf.atm, oauth.MaxBodyBytes, on(surface.ATM)},
+		// RFC 7662 introspection and RFC 7009 revocation.
+		{"/oauth/introspect", http.HandlerFunc(sf.introspection.Introspect), oauth.MaxBodyBytes, on(surface.Standard)},
+		{"/oauth/revoke", http.HandlerFunc(sf.introspection.Revoke), oauth.MaxBodyBytes, on(surface.Standard)},
 		// The admin login: the standard endpoint for the admin API only,
 		// served whichever surfaces are on.
 		{"/admin/v1/token", sf.standard.TokenFor(s.cfg.AdminAudience()), oauth.MaxBodyBytes, true},
@@ -136,6 +140,10 @@ type metadata struct {
 	GrantTypesSupported               []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
 	AccessTokenSigningAlgs            []string `json:"access_token_signing_alg_values_supported"`
+	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
+	IntrospectionAuthMethods          []string `json:"introspection_endpoint_auth_methods_supported"`
+	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
 }
 
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
@@ -166,6 +174,10 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		GrantTypesSupported:               []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken},
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
 		AccessTokenSigningAlgs:            s.keys.Algorithms(),
+		IntrospectionEndpoint:             iss + "/oauth/introspect",
+		IntrospectionAuthMethods:          []string{"client_secret_basic", "client_secret_post"},
+		RevocationEndpoint:                iss + "/oauth/revoke",
+		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post"},
 	})
 }
 

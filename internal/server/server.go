@@ -57,7 +57,7 @@ const (
 	// happens at the activation instant regardless.
 	keyMaintainInterval = 10 * time.Second
 	// Expired refresh tokens are deleted this often.
-	refreshCleanupInterval = 10 * time.Minute
+	refreshCleanupInterval = 5 * time.Minute
 	clientCacheTTL         = 30 * time.Second
 	clientCacheMax         = 100_000
 )
@@ -165,13 +165,19 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	anyAudience, err := verify.New(verify.Config{Issuer: s.cfg.Issuer, AnyAudience: true, Keys: localKeys{s.keys}, Now: s.now})
+	if err != nil {
+		return err
+	}
+	introspection := oauth.NewIntrospection(s.cfg.Issuer, tokens, anyAudience, s.store, limiter, s.log)
 	s.handler = s.routes(surfaces{
-		standard: oauth.NewHandler(tokens, limiter, s.log),
-		machine:  surface.NewMachineHandler(tokens, limiter, s.log),
-		atm:      surface.NewATMHandler(tokens, limiter, s.log),
+		standard:      oauth.NewHandler(tokens, limiter, s.log),
+		introspection: introspection,
+		machine:       surface.NewMachineHandler(tokens, limiter, s.log),
+		atm:           surface.NewATMHandler(tokens, limiter, s.log),
 	}, admin.NewHandler(admin.HandlerConfig{
 		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
-		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime,
+		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
 	}))
 	s.startBackground()
 	return nil
@@ -239,13 +245,7 @@ func (s *Server) startBackground() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				// Kept a day past expiry, so a late replay is still
-				// recognised as one in the logs' time frame.
-				if n, err := s.store.DeleteExpiredRefreshTokens(ctx, s.now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
-					s.log.Warn("delete expired refresh tokens", "error", err)
-				} else if n > 0 {
-					s.log.Info("deleted expired refresh tokens", "count", n)
-				}
+				s.collectGarbage(ctx)
 			}
 		}
 	}()
@@ -283,6 +283,28 @@ func (s *Server) applyChange(change string) {
 }
 
 func (s *Server) flushUsage(ctx context.Context) error { return s.usage.Flush(ctx, s.store) }
+
+// revocationLeeway keeps a revocation past its token's expiry, covering
+// verifiers whose clocks run behind.
+const revocationLeeway = 5 * time.Minute
+
+// collectGarbage deletes the deny-list entries of expired tokens (keeping
+// the deny-list as small as the set of live revoked tokens) and expired
+// refresh tokens (a day past expiry, so a late replay is still recognised
+// as one within the logs' time frame).
+func (s *Server) collectGarbage(ctx context.Context) {
+	now := s.now()
+	if n, err := s.store.DeleteExpiredRevocations(ctx, now.Add(-revocationLeeway)); err != nil && ctx.Err() == nil {
+		s.log.Warn("delete expired revocations", "error", err)
+	} else if n > 0 {
+		s.log.Info("deleted revocations of expired tokens", "count", n)
+	}
+	if n, err := s.store.DeleteExpiredRefreshTokens(ctx, now.Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+		s.log.Warn("delete expired refresh tokens", "error", err)
+	} else if n > 0 {
+		s.log.Info("deleted expired refresh tokens", "count", n)
+	}
+}
 
 // localKeys lets verify use the server's own published keys.
 type localKeys struct{ m *keys.Manager }

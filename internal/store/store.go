@@ -66,6 +66,12 @@ type Client struct {
 	Disabled        bool
 	// RefreshTokens lets the client receive refresh tokens (off by default).
 	RefreshTokens bool
+	// Introspect lists the audiences whose tokens the client may
+	// introspect; "*" means all (an admin-level introspector).
+	Introspect []string
+	// TokensRevokedBefore revokes every token of the client issued before
+	// it (zero: none).
+	TokensRevokedBefore time.Time
 	// CustomClaims are static claims added to every token; they never
 	// override registered claims.
 	CustomClaims map[string]any
@@ -89,6 +95,14 @@ type RefreshToken struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // absolute: the family's, unchanged by rotation
 	UsedAt    time.Time
+	RevokedAt time.Time
+}
+
+// Revocation is a revoked access token, kept until it expires.
+type Revocation struct {
+	JTI       string
+	ClientID  string
+	ExpiresAt time.Time
 	RevokedAt time.Time
 }
 
@@ -199,6 +213,21 @@ type Store interface {
 	RedeemRefreshToken(ctx context.Context, hash string, now time.Time, next func(RefreshToken) (RefreshToken, error)) (RefreshToken, error)
 	// DeleteExpiredRefreshTokens removes tokens that expired before t.
 	DeleteExpiredRefreshTokens(ctx context.Context, before time.Time) (int, error)
+	// GetRefreshToken returns the token with this hash, spent or not.
+	GetRefreshToken(ctx context.Context, hash string) (RefreshToken, error)
+	// RevokeRefreshFamily revokes every token of a family.
+	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
+	// RevokeClientRefreshTokens revokes every refresh token of a client.
+	RevokeClientRefreshTokens(ctx context.Context, clientID string, now time.Time) error
+
+	// RevokeToken adds an access token to the deny-list (idempotent).
+	RevokeToken(ctx context.Context, r Revocation) error
+	// IsRevoked reports whether the jti is on the deny-list.
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+	// ListRevocations returns revocations not yet expired at now, newest first.
+	ListRevocations(ctx context.Context, now time.Time, limit int) ([]Revocation, error)
+	// DeleteExpiredRevocations removes revocations of tokens expired before t.
+	DeleteExpiredRevocations(ctx context.Context, before time.Time) (int, error)
 
 	// TouchSecrets records when secrets were last used (batched; ids that no
 	// longer exist are ignored, and a time never moves backwards).

@@ -348,10 +348,10 @@ func insertClient(ctx context.Context, q querier, c store.Client) error {
 	if n > 0 {
 		return fmt.Errorf("%w: client id %s belonged to a deleted client", store.ErrConflict, c.ID)
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, version, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11)`,
+	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, introspect, tokens_revoked_before, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13)`,
 		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
-		marshalMap(c.CustomClaims), marshalMap(c.Metadata), micros(c.CreatedAt), micros(c.UpdatedAt))
+		marshalMap(c.CustomClaims), marshalMap(c.Metadata), joinScopes(c.Introspect), micros(c.TokensRevokedBefore), micros(c.CreatedAt), micros(c.UpdatedAt))
 	if err != nil {
 		return err
 	}
@@ -394,16 +394,18 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	}))
 }
 
-const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.version, c.created_at, c.updated_at`
+const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.introspect, c.tokens_revoked_before, c.version, c.created_at, c.updated_at`
 
 func scanClient(row interface{ Scan(...any) error }, extra ...any) (store.Client, error) {
 	var c store.Client
-	var lifetimeMS, created, updated int64
-	var claims, meta string
-	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &claims, &meta, &c.Version, &created, &updated}, extra...)
+	var lifetimeMS, created, updated, revokedBefore int64
+	var claims, meta, introspect string
+	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &claims, &meta, &introspect, &revokedBefore, &c.Version, &created, &updated}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return c, err
 	}
+	c.Introspect = splitScopes(introspect)
+	c.TokensRevokedBefore = fromMicros(revokedBefore)
 	c.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
 	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
 	c.Grants, c.Secrets = []store.Grant{}, []store.Secret{}
@@ -595,9 +597,11 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 		}
 		next.Version = cur.Version + 1
 		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = $1, description = $2, default_audience = $3, token_lifetime_ms = $4,
-				disabled = $5, refresh_tokens = $6, custom_claims = $7, metadata = $8, version = $9, updated_at = $10 WHERE id = $11`,
+				disabled = $5, refresh_tokens = $6, custom_claims = $7, metadata = $8, introspect = $9, tokens_revoked_before = $10,
+				version = $11, updated_at = $12 WHERE id = $13`,
 			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled, next.RefreshTokens,
-			marshalMap(next.CustomClaims), marshalMap(next.Metadata), next.Version, micros(next.UpdatedAt), id); err != nil {
+			marshalMap(next.CustomClaims), marshalMap(next.Metadata), joinScopes(next.Introspect), micros(next.TokensRevokedBefore),
+			next.Version, micros(next.UpdatedAt), id); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE client_id = $1`, id); err != nil {
@@ -655,6 +659,7 @@ func cloneClient(c store.Client) store.Client {
 		out.Grants[i] = store.Grant{Audience: g.Audience, Scopes: append([]string(nil), g.Scopes...), APITokenLifetime: g.APITokenLifetime}
 	}
 	out.Secrets = append([]store.Secret(nil), c.Secrets...)
+	out.Introspect = append([]string(nil), c.Introspect...)
 	if c.CustomClaims != nil {
 		out.CustomClaims = make(map[string]any, len(c.CustomClaims))
 		for k, v := range c.CustomClaims {
@@ -905,20 +910,14 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, hash string, now time.Ti
 	var cur store.RefreshToken
 	spent := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var aud, scopes string
-		var created, expires, used, revoked int64
-		err := tx.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1`+s.f.ForUpdate, hash).Scan(
-			&cur.Hash, &cur.FamilyID, &cur.ClientID, &aud, &scopes, &created, &expires, &used, &revoked)
-		if err != nil {
+		var err error
+		if cur, err = scanRefresh(tx.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1`+s.f.ForUpdate, hash)); err != nil {
 			return err
 		}
-		cur.Audience, cur.Scopes = splitScopes(aud), splitScopes(scopes)
-		cur.CreatedAt, cur.ExpiresAt = fromMicros(created), fromMicros(expires)
-		cur.UsedAt, cur.RevokedAt = fromMicros(used), fromMicros(revoked)
 		if !now.Before(cur.ExpiresAt) {
 			return store.ErrNotFound
 		}
-		if used != 0 || revoked != 0 {
+		if !cur.UsedAt.IsZero() || !cur.RevokedAt.IsZero() {
 			// Replay of a spent token: someone holds a copy. Revoke the
 			// family, and commit that.
 			spent = true
@@ -948,4 +947,79 @@ func (s *Store) DeleteExpiredRefreshTokens(ctx context.Context, before time.Time
 	}
 	n, err := res.RowsAffected()
 	return int(n), s.mapErr("delete expired refresh tokens", err)
+}
+
+func scanRefresh(row interface{ Scan(...any) error }) (store.RefreshToken, error) {
+	var t store.RefreshToken
+	var aud, scopes string
+	var created, expires, used, revoked int64
+	err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &aud, &scopes, &created, &expires, &used, &revoked)
+	t.Audience, t.Scopes = splitScopes(aud), splitScopes(scopes)
+	t.CreatedAt, t.ExpiresAt, t.UsedAt, t.RevokedAt = fromMicros(created), fromMicros(expires), fromMicros(used), fromMicros(revoked)
+	return t, err
+}
+
+// GetRefreshToken implements store.Store.
+func (s *Store) GetRefreshToken(ctx context.Context, hash string) (store.RefreshToken, error) {
+	t, err := scanRefresh(s.db.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1`, hash))
+	return t, s.mapErr("get refresh token", err)
+}
+
+// RevokeRefreshFamily implements store.Store.
+func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, micros(now), familyID)
+	return s.mapErr("revoke refresh family", err)
+}
+
+// RevokeClientRefreshTokens implements store.Store.
+func (s *Store) RevokeClientRefreshTokens(ctx context.Context, clientID string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at = 0`, micros(now), clientID)
+	return s.mapErr("revoke client refresh tokens", err)
+}
+
+// ---- access token revocations ----
+
+// RevokeToken implements store.Store.
+func (s *Store) RevokeToken(ctx context.Context, r store.Revocation) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO revocations (jti, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+		r.JTI, r.ClientID, micros(r.ExpiresAt), micros(r.RevokedAt))
+	return s.mapErr("revoke token", err)
+}
+
+// IsRevoked implements store.Store.
+func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM revocations WHERE jti = $1`, jti).Scan(&n)
+	return n > 0, s.mapErr("is revoked", err)
+}
+
+// ListRevocations implements store.Store.
+func (s *Store) ListRevocations(ctx context.Context, now time.Time, limit int) ([]store.Revocation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT jti, client_id, expires_at, revoked_at FROM revocations
+		WHERE expires_at > $1 ORDER BY revoked_at DESC, jti LIMIT $2`, micros(now), limit)
+	if err != nil {
+		return nil, s.mapErr("list revocations", err)
+	}
+	defer rows.Close()
+	out := []store.Revocation{}
+	for rows.Next() {
+		var r store.Revocation
+		var exp, rev int64
+		if err := rows.Scan(&r.JTI, &r.ClientID, &exp, &rev); err != nil {
+			return nil, s.mapErr("list revocations", err)
+		}
+		r.ExpiresAt, r.RevokedAt = fromMicros(exp), fromMicros(rev)
+		out = append(out, r)
+	}
+	return out, s.mapErr("list revocations", rows.Err())
+}
+
+// DeleteExpiredRevocations implements store.Store.
+func (s *Store) DeleteExpiredRevocations(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM revocations WHERE expires_at < $1`, micros(before))
+	if err != nil {
+		return 0, s.mapErr("delete expired revocations", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), s.mapErr("delete expired revocations", err)
 }

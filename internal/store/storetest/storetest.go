@@ -48,6 +48,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"UpdateSigningKeysConcurrent", testUpdateSigningKeysConcurrent},
 		{"RefreshTokens", testRefreshTokens},
 		{"RefreshTokenConcurrentRedeem", testRefreshConcurrent},
+		{"Revocations", testRevocations},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,9 +72,10 @@ func client(id string, grants ...store.Grant) store.Client {
 	return store.Client{
 		ID: id, Name: "client " + id, Description: "d", DefaultAudience: "",
 		TokenLifetime: 5 * time.Minute, Grants: grants,
-		Secrets:   []store.Secret{{ID: "sec_" + id, Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
-		Version:   1,
-		CreatedAt: t0, UpdatedAt: t0,
+		Secrets:    []store.Secret{{ID: "sec_" + id, Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
+		Version:    1,
+		Introspect: []string{},
+		CreatedAt:  t0, UpdatedAt: t0,
 	}
 }
 
@@ -816,5 +818,44 @@ func testRefreshConcurrent(t *testing.T, open func() store.Store) {
 	wg.Wait()
 	if results["ok"] != 1 || results["spent"] != 7 {
 		t.Fatalf("8 concurrent redemptions: %v; want 1 ok and 7 spent", results)
+	}
+}
+
+func testRevocations(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	r1 := store.Revocation{JTI: "j1", ClientID: "c", ExpiresAt: t0.Add(time.Hour), RevokedAt: t0}
+	r2 := store.Revocation{JTI: "j2", ClientID: "c", ExpiresAt: t0.Add(2 * time.Hour), RevokedAt: t0.Add(time.Minute)}
+	for _, r := range []store.Revocation{r1, r2, r1} {
+		if err := s.RevokeToken(ctx, r); err != nil {
+			t.Fatalf("RevokeToken (idempotent): %v", err)
+		}
+	}
+	if ok, err := s.IsRevoked(ctx, "j1"); !ok || err != nil {
+		t.Fatalf("j1: %v %v", ok, err)
+	}
+	if ok, _ := s.IsRevoked(ctx, "j3"); ok {
+		t.Fatal("j3 revoked")
+	}
+	list, err := s.ListRevocations(ctx, t0.Add(90*time.Minute), 10)
+	if err != nil || len(list) != 1 || list[0].JTI != "j2" {
+		t.Fatalf("live revocations at +90m: %+v %v", list, err)
+	}
+	if n, err := s.DeleteExpiredRevocations(ctx, t0.Add(90*time.Minute)); n != 1 || err != nil {
+		t.Fatalf("gc: %d %v", n, err)
+	}
+	if ok, _ := s.IsRevoked(ctx, "j1"); ok {
+		t.Fatal("an expired revocation was not collected")
+	}
+	// The client fields round-trip.
+	c := client("m2mc_i")
+	c.Introspect = []string{"https://a", "https://b"}
+	c.TokensRevokedBefore = t0.Add(time.Minute)
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.GetClient(ctx, c.ID)
+	if !cmp.Equal(got.Introspect, c.Introspect) || !got.TokensRevokedBefore.Equal(c.TokensRevokedBefore) {
+		t.Fatalf("introspect %v, revoked before %v", got.Introspect, got.TokensRevokedBefore)
 	}
 }

@@ -1,0 +1,74 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// revoker revokes any live token of this server.
+type revoker interface {
+	RevokeAny(ctx context.Context, token string) (bool, error)
+}
+
+// RevocationResource is a revoked access token (by jti; never the token).
+type RevocationResource struct {
+	JTI       string    `json:"jti"`
+	ClientID  string    `json:"client_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	RevokedAt time.Time `json:"revoked_at"`
+}
+
+func (h *Handler) revokeClientTokens(w http.ResponseWriter, r *http.Request) error {
+	c, err := h.svc.RevokeClientTokens(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "all tokens of a client revoked", "client_id", c.ID, "before", c.TokensRevokedBefore)
+	h.writeResource(w, http.StatusOK, c.Version, clientResource(c, h.svc.now()))
+	return nil
+}
+
+func (h *Handler) listRevocations(w http.ResponseWriter, r *http.Request) error {
+	opts, err := listOptions(r)
+	if err != nil {
+		return err
+	}
+	revs, err := h.svc.store.ListRevocations(r.Context(), h.svc.now(), clampLimit(opts.Limit))
+	if err != nil {
+		return err
+	}
+	out := ListResponse[RevocationResource]{Items: make([]RevocationResource, 0, len(revs))}
+	for _, rv := range revs {
+		out.Items = append(out.Items, RevocationResource{JTI: rv.JTI, ClientID: rv.ClientID, ExpiresAt: rv.ExpiresAt, RevokedAt: rv.RevokedAt})
+	}
+	writeJSON(w, http.StatusOK, "application/json", out)
+	return nil
+}
+
+// RevokeRequest names a token to revoke.
+type RevokeRequest struct {
+	Token string `json:"token"`
+}
+
+// RevokeResponse tells whether a live token was revoked.
+type RevokeResponse struct {
+	Revoked bool `json:"revoked"`
+}
+
+func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	var in RevokeRequest
+	if err := decode(r, &in); err != nil {
+		return err
+	}
+	if in.Token == "" {
+		return &ValidationError{Fields: []FieldError{{"token", "is required"}}}
+	}
+	done, err := h.revoker.RevokeAny(r.Context(), in.Token)
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "token revoked by an administrator", "revoked", done)
+	writeJSON(w, http.StatusOK, "application/json", RevokeResponse{Revoked: done})
+	return nil
+}
