@@ -36,3 +36,32 @@ func TestCLIKeys(t *testing.T) {
 		t.Fatalf("rewrap without a key: %+v", r)
 	}
 }
+
+func TestCLIRevocation(t *testing.T) {
+	dir := t.TempDir()
+	url := startServer(t, dir)
+	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
+	cli(t, vars, "api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read")
+	r := cli(t, vars, "client", "create", "--name", "c", "--audience", "https://api.example.com", "--scopes", "orders:read", "--env")
+	id := strings.Split(r.stdout, "'")[1]
+	secret := strings.Split(r.stdout, "'")[3]
+	if r := cli(t, vars, "client", "create", "--name", "rs", "--introspect", "https://nope.example"); r.code != 1 || !strings.Contains(r.stderr, "introspect") {
+		t.Fatalf("introspect of an unknown API: %+v", r)
+	}
+	tok := strings.TrimSpace(cli(t, nil, "token", "--server", url, "--client-id", id, "--client-secret", secret).stdout)
+	if r := cli(t, vars, "revocation", "add", tok); r.code != 0 || !strings.Contains(r.stdout, "revoked") {
+		t.Fatalf("revocation add: %+v", r)
+	}
+	if r := cli(t, vars, "revocation", "add", tok); r.code != 0 || !strings.Contains(r.stdout, "nothing to revoke") {
+		t.Fatalf("revocation add twice: %+v", r)
+	}
+	if r := cli(t, vars, "revocation", "list"); r.code != 0 || !strings.Contains(r.stdout, id) || strings.Contains(r.stdout, tok) {
+		t.Fatalf("revocation list: %+v", r)
+	}
+	if r := cli(t, vars, "client", "revoke-tokens", id); r.code != 0 || !strings.Contains(r.stdout, "revoked every token of "+id) {
+		t.Fatalf("client revoke-tokens: %+v", r)
+	}
+	if r := cli(t, vars, "client", "update", id, "--introspect", "*", "--json"); r.code != 0 || !strings.Contains(r.stdout, `"introspect": [`) {
+		t.Fatalf("update --introspect: %+v", r)
+	}
+}

@@ -56,6 +56,7 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	var claims, meta kvFlag
 	var life time.Duration
 	var clearClaims, clearMeta, refresh bool
+	var introspect string
 	f := newFlags(e, "client update", "CLIENT_ID", "Changes the given fields of a client; the others stay as they are.\n--audience/--scopes/--grant replace the client's grants as a whole.")
 	f.StringVar(&name, "name", "", "display name")
 	f.StringVar(&desc, "description", "", "description")
@@ -69,6 +70,7 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	f.Var(&meta, "metadata", "metadata KEY=VALUE (repeatable; replaces the metadata)")
 	f.BoolVar(&clearMeta, "clear-metadata", false, "remove all metadata")
 	f.BoolVar(&refresh, "refresh-tokens", false, "issue refresh tokens to this client (--refresh-tokens=false to stop)")
+	f.StringVar(&introspect, "introspect", "", `APIs whose tokens this client may introspect (space-separated; "*": all; "" : none)`)
 	f.StringVar(&ifMatch, "if-match", "", "only change the client if its ETag is still this (from client show --json)")
 	conn.register(f)
 	out.register(f)
@@ -98,6 +100,9 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	}
 	if set["refresh-tokens"] {
 		patch["refresh_tokens"] = refresh
+	}
+	if set["introspect"] {
+		patch["introspect"] = append([]string{}, strings.Fields(introspect)...)
 	}
 	if set["token-lifetime"] {
 		patch["token_lifetime_seconds"] = int64(life / time.Second)
@@ -323,4 +328,96 @@ func apiUpdate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return printAPIs(e.stdout, out, a)
+}
+
+func clientRevokeTokens(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	var out output
+	f := newFlags(e, "client revoke-tokens", "CLIENT_ID", "Revokes every token the client holds now: its access tokens (introspection answers\ninactive; resource servers that only check signatures accept them until they expire)\nand its refresh tokens. It can get new tokens as before; disable it to stop that.")
+	conn.register(f)
+	out.register(f)
+	pos, err := f.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	ac, err := conn.connect(ctx)
+	if err != nil {
+		return err
+	}
+	var c admin.ClientResource
+	if err := ac.do(ctx, http.MethodPost, "/admin/v1/clients/"+url.PathEscape(pos[0])+"/revoke-tokens", nil, &c); err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(e.stdout, c)
+	}
+	fmt.Fprintf(e.stdout, "revoked every token of %s issued before %s\n", c.ClientID, timeOrDash(c.TokensRevokedBefore))
+	return nil
+}
+
+func revocationCommands() []command {
+	return []command{
+		{"add", "revoke one access or refresh token", revocationAdd},
+		{"list", "list revoked access tokens that have not expired", revocationList},
+	}
+}
+
+func revocationAdd(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	f := newFlags(e, "revocation add", "TOKEN", "Revokes a token of this server, whoever holds it. TOKEN '-' reads standard input.")
+	conn.register(f)
+	pos, err := f.parse(args, 1, 1)
+	if err != nil {
+		return err
+	}
+	token := pos[0]
+	if token == "-" {
+		b, err := readAllLimited(os.Stdin, 64<<10)
+		if err != nil {
+			return err
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	ac, err := conn.connect(ctx)
+	if err != nil {
+		return err
+	}
+	var res admin.RevokeResponse
+	if err := ac.do(ctx, http.MethodPost, "/admin/v1/revocations", admin.RevokeRequest{Token: token}, &res); err != nil {
+		return err
+	}
+	if res.Revoked {
+		fmt.Fprintln(e.stdout, "revoked")
+	} else {
+		fmt.Fprintln(e.stdout, "nothing to revoke: the token is not live (expired, already revoked, or not of this server)")
+	}
+	return nil
+}
+
+func revocationList(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	var out output
+	f := newFlags(e, "revocation list", "", "Lists revoked access tokens (by jti) that have not expired yet.")
+	conn.register(f)
+	out.register(f)
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	ac, err := conn.connect(ctx)
+	if err != nil {
+		return err
+	}
+	var l admin.ListResponse[admin.RevocationResource]
+	if err := ac.do(ctx, http.MethodGet, "/admin/v1/revocations?limit=1000", nil, &l); err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(e.stdout, l.Items)
+	}
+	rows := [][]string{}
+	for _, r := range l.Items {
+		rows = append(rows, []string{r.JTI, r.ClientID, r.RevokedAt.Format(time.RFC3339), r.ExpiresAt.Format(time.RFC3339)})
+	}
+	table(e.stdout, "JTI\tCLIENT ID\tREVOKED\tEXPIRES", rows)
+	return nil
 }

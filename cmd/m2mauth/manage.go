@@ -205,6 +205,7 @@ func clientCommands() []command {
 		{"rotate-secret", "create a new secret; the old one expires after --grace", clientRotateSecret},
 		{"revoke-secret", "revoke one secret at once", clientRevokeSecret},
 		{"import", "create a client with an existing client id and secret", clientImport},
+		{"revoke-tokens", "revoke every token the client holds now", clientRevokeTokens},
 		{"delete", "delete a client and its secrets", clientDelete},
 	}
 }
@@ -239,6 +240,8 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	f.Var(&grants, "grant", `additional grant AUDIENCE="SCOPE SCOPE…" (repeatable)`)
 	f.DurationVar(&life, "token-lifetime", 0, "lifetime of this client's tokens (default: the API's or the server's)")
 	f.BoolVar(&in.RefreshTokens, "refresh-tokens", false, "also issue refresh tokens to this client (off by default, RFC 6749 §4.4.3)")
+	var introspect string
+	f.StringVar(&introspect, "introspect", "", `let this client introspect tokens for these APIs (space-separated; "*": all)`)
 	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=… M2MAUTH_CLIENT_SECRET=…" lines for eval in a shell`)
 	conn.register(f)
 	out.register(f)
@@ -253,6 +256,7 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	}
 	in.Grants = append(in.Grants, grants...)
 	in.TokenLifetimeSeconds = int64(life / time.Second)
+	in.Introspect = strings.Fields(introspect)
 	ac, err := conn.connect(ctx)
 	if err != nil {
 		return err

@@ -164,6 +164,21 @@ func TestReplicaPropagationPostgres(t *testing.T) {
 		b.tokenStatus(id, secret, url.Values{"scope": {"orders:write"}})
 	}
 
+	// Introspection across replicas: a token from A is active on B; revoked
+	// on A, it is inactive on B within a second.
+	rsID, rsSecret := a.createClient(admin.ClientInput{Name: "orders API", Introspect: []string{ordersAPI}})
+	tok := a.mustToken(id, secret, url.Values{})
+	activeOnB := func() bool {
+		_, m := b.form("/oauth/introspect", rsID, rsSecret, url.Values{"token": {tok}})
+		return m["active"] == true
+	}
+	within(t, time.Second, "A's token active on B", activeOnB)
+	if st, _ := a.form("/oauth/revoke", id, secret, url.Values{"token": {tok}}); st != 200 {
+		t.Fatalf("revoke on A: %d", st)
+	}
+	took := within(t, time.Second, "revocation on A seen on B", func() bool { return !activeOnB() })
+	t.Logf("revoked on A: inactive on B after %s", took.Round(time.Millisecond))
+
 	steps := []struct {
 		name   string
 		change func()
