@@ -46,12 +46,23 @@ func Middleware(v *Verifier, opts MiddlewareOptions) func(http.Handler) http.Han
 				if opts.OnError != nil {
 					opts.OnError(r, err)
 				}
+				if !errors.Is(err, ErrInvalidToken) {
+					// The token could not be judged (online mode, issuer
+					// unreachable): not the caller's fault.
+					w.Header().Set("Retry-After", "1")
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusServiceUnavailable)
+					_, _ = w.Write([]byte(`{"error":"temporarily_unavailable"}` + "\n"))
+					return
+				}
 				desc := "the access token is invalid"
 				switch {
 				case errors.Is(err, ErrExpired):
 					desc = "the access token expired"
 				case errors.Is(err, ErrNotYetValid):
 					desc = "the access token is not valid yet"
+				case errors.Is(err, ErrRevoked):
+					desc = "the access token was revoked"
 				}
 				challenge(w, realm, http.StatusUnauthorized, "invalid_token", desc, "")
 				return

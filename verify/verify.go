@@ -76,13 +76,18 @@ type Config struct {
 	HTTPClient *http.Client // default: a client with a 10 s timeout
 	JWKS       JWKSOptions  // cache behaviour of the JWKS
 
+	// Introspection, when set, turns on online mode (see
+	// IntrospectionConfig for the trade-off).
+	Introspection *IntrospectionConfig
+
 	Now func() time.Time // default time.Now
 }
 
 // Verifier validates tokens. It is safe for concurrent use.
 type Verifier struct {
-	cfg  Config
-	algs []string
+	cfg    Config
+	algs   []string
+	online *introspector
 }
 
 // New returns a Verifier for cfg. It does no I/O: keys are fetched on
@@ -115,7 +120,18 @@ func New(cfg Config) (*Verifier, error) {
 		}
 		cfg.Keys = NewJWKS(cfg.JWKSURL, cfg.Issuer, cfg.JWKS)
 	}
-	return &Verifier{cfg: cfg, algs: cfg.Algorithms}, nil
+	v := &Verifier{cfg: cfg, algs: cfg.Algorithms}
+	if ic := cfg.Introspection; ic != nil {
+		if ic.URL == "" || ic.ClientID == "" || ic.ClientSecret == "" {
+			return nil, errors.New("verify: Introspection needs URL, ClientID and ClientSecret")
+		}
+		client := cfg.HTTPClient
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Second}
+		}
+		v.online = newIntrospector(*ic, client, cfg.Now)
+	}
+	return v, nil
 }
 
 // Claims are a validated token's claims.
@@ -165,7 +181,18 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err := verifySignature(h.Alg, key, jws.signingInput, jws.signature); err != nil {
 		return nil, err
 	}
-	return v.checkClaims(jws.claims)
+	c, err := v.checkClaims(jws.claims)
+	if err != nil || v.online == nil {
+		return c, err
+	}
+	active, err := v.online.active(ctx, token, c.ExpiresAt)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return nil, ErrRevoked
+	}
+	return c, nil
 }
 
 func (v *Verifier) checkClaims(members []member) (*Claims, error) {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/verify"
 )
 
 // form posts an RFC 7662/7009 form with Basic credentials.
@@ -258,5 +260,30 @@ func TestDenyListGarbageCollection(t *testing.T) {
 	f.ts.srv.collectGarbage(ctx)
 	if ok, _ := f.ts.srv.store.IsRevoked(ctx, jti); ok {
 		t.Fatal("the revocation of an expired token is still stored")
+	}
+}
+
+// verify's online mode against this server: a revocation takes effect for
+// the resource server once its cached answer is older than the TTL.
+func TestVerifyOnlineModeEndToEnd(t *testing.T) {
+	f := newIntrospectFixture(t)
+	v, err := verify.New(verify.Config{Issuer: f.ts.cfg.Issuer, Audience: ordersAPI, Now: f.clock.Now,
+		JWKSURL:       f.ts.URL + "/.well-known/jwks.json",
+		Introspection: &verify.IntrospectionConfig{URL: f.ts.URL + "/oauth/introspect", ClientID: f.rs.id, ClientSecret: f.rs.secret, CacheTTL: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.ts.mustToken(f.app.id, f.app.secret, url.Values{})
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("live token: %v", err)
+	}
+	f.ts.form("/oauth/revoke", f.app.id, f.app.secret, url.Values{"token": {tok}})
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("within the cache TTL the token is still accepted: %v", err)
+	}
+	f.clock.Advance(11 * time.Second)
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, verify.ErrRevoked) {
+		t.Fatalf("after the TTL: %v, want ErrRevoked", err)
 	}
 }
