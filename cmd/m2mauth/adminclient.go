@@ -35,6 +35,17 @@ func (c *connFlags) registerAs(f *flags, prefix string) {
 	f.setEnv(prefix+"client-secret", "M2MAUTH_ADMIN_CLIENT_SECRET")
 }
 
+// parseConnect parses an admin command's arguments (minArgs to maxArgs
+// positional ones) and logs in to the admin API.
+func (c *connFlags) parseConnect(ctx context.Context, f *flags, args []string, minArgs, maxArgs int) (*adminClient, []string, error) {
+	pos, err := f.parse(args, minArgs, maxArgs)
+	if err != nil {
+		return nil, nil, err
+	}
+	ac, err := c.connect(ctx)
+	return ac, pos, err
+}
+
 // adminClient calls the admin API with a token of the admin client.
 type adminClient struct {
 	base  string

@@ -185,10 +185,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "export", "", "Writes the server's APIs and clients as a configuration file for 'apply' (no secrets;\nthe admin API and admin clients are left out).")
 	f.StringVar(&out, "o", "", "write to this file instead of standard output")
 	conn.register(f)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
 	if err != nil {
 		return err
 	}

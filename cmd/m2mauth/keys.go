@@ -38,10 +38,7 @@ func keyList(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "key list", "", "Lists the signing keys, newest first: next keys are published and not signing yet,\nthe active key signs, retired keys stay published until their last token has expired.")
 	conn.register(f)
 	out.register(f)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -72,10 +69,7 @@ func keyRotate(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&alg, "alg", "", "algorithm of the new key (default: the server's --signing-alg)")
 	conn.register(f)
 	out.register(f)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
 	if err != nil {
 		return err
 	}

@@ -208,11 +208,7 @@ func clientRevokeSecret(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "client revoke-secret", "CLIENT_ID SECRET_ID", "Revokes one secret at once (secret ids are in 'client show').")
 	conn.register(f)
 	out.register(f)
-	pos, err := f.parse(args, 2, 2)
-	if err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 2, 2)
 	if err != nil {
 		return err
 	}
@@ -336,11 +332,7 @@ func clientRevokeTokens(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "client revoke-tokens", "CLIENT_ID", "Revokes every token the client holds now: its access tokens (introspection answers\ninactive; resource servers that only check signatures accept them until they expire)\nand its refresh tokens. It can get new tokens as before; disable it to stop that.")
 	conn.register(f)
 	out.register(f)
-	pos, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -400,10 +392,7 @@ func revocationList(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "revocation list", "", "Lists revoked access tokens (by jti) that have not expired yet.")
 	conn.register(f)
 	out.register(f)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
 	if err != nil {
 		return err
 	}

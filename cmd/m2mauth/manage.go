@@ -107,10 +107,7 @@ func apiList(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&name, "name", "", "only APIs whose name contains this (any case)")
 	conn.register(f)
 	out.register(f)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -152,11 +149,7 @@ func apiShow(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "api show", "IDENTIFIER", "Shows one API.")
 	conn.register(f)
 	out.register(f)
-	pos, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -173,11 +166,7 @@ func apiDelete(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "api delete", "IDENTIFIER", "Deletes an API. Refused while a client holds a grant for it, unless --force, which removes those grants.")
 	f.BoolVar(&force, "force", false, "also remove every client's grant for the API")
 	conn.register(f)
-	pos, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -302,10 +291,7 @@ func clientList(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&audience, "audience", "", "only clients granted this API")
 	conn.register(f)
 	out.register(f)
-	if _, err := f.parse(args, 0, 0); err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
 	if err != nil {
 		return err
 	}
@@ -326,11 +312,7 @@ func clientShow(ctx context.Context, e *env, args []string) error {
 	f := newFlags(e, "client show", "CLIENT_ID", "Shows one client with its grants and its secrets' ids and hints (never the secrets).")
 	conn.register(f)
 	out.register(f)
-	pos, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -381,11 +363,7 @@ func clientDelete(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	f := newFlags(e, "client delete", "CLIENT_ID", "Deletes a client and its secrets. Tokens it already holds stay valid until they expire.")
 	conn.register(f)
-	pos, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	ac, err := conn.connect(ctx)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 1, 1)
 	if err != nil {
 		return err
 	}

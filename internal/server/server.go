@@ -219,49 +219,33 @@ func (s *Server) startBackground() {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		t := time.NewTicker(max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := s.keys.Maintain(ctx); err != nil && ctx.Err() == nil {
-					s.log.Error("signing key maintenance", "error", err)
-				}
-			}
+	s.every(ctx, max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond), func(ctx context.Context) {
+		if err := s.keys.Maintain(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("signing key maintenance", "error", err)
 		}
-	}()
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		t := time.NewTicker(refreshCleanupInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.collectGarbage(ctx)
-			}
+	})
+	s.every(ctx, refreshCleanupInterval, s.collectGarbage)
+	s.every(ctx, usageFlushInterval, func(ctx context.Context) {
+		if err := s.flushUsage(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("flush secret last-use times", "error", err)
 		}
-	}()
+	})
+}
+
+// every runs fn every interval until ctx is done, as background work that
+// Close waits for.
+func (s *Server) every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	s.background.Add(1)
 	go func() {
 		defer s.background.Done()
-		t := time.NewTicker(usageFlushInterval)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := s.flushUsage(ctx); err != nil && ctx.Err() == nil {
-					s.log.Warn("flush secret last-use times", "error", err)
-				}
+				fn(ctx)
 			}
 		}
 	}()
