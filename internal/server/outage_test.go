@@ -27,7 +27,7 @@ type privatePostgres struct {
 // asPostgres runs a PostgreSQL tool, as the postgres user when the test
 // runs as root (initdb and postgres refuse to run as root).
 func (p *privatePostgres) run(name string, args ...string) error {
-	bin, err := exec.LookPath(name)
+	bin, err := pgTool(name)
 	if err != nil {
 		return err
 	}
@@ -46,9 +46,22 @@ func (p *privatePostgres) run(name string, args ...string) error {
 	return nil
 }
 
+// pgTool finds a PostgreSQL server tool: on PATH, or where Debian's
+// packages install it (/usr/lib/postgresql/<version>/bin).
+func pgTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(matches) == 0 {
+		return "", fmt.Errorf("%s not found", name)
+	}
+	return matches[len(matches)-1], nil
+}
+
 func startPrivatePostgres(t *testing.T) *privatePostgres {
 	t.Helper()
-	if _, err := exec.LookPath("initdb"); err != nil {
+	if _, err := pgTool("initdb"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("initdb is not installed; CI must run the outage test")
 		}
