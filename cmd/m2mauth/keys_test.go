@@ -65,3 +65,27 @@ func TestCLIRevocation(t *testing.T) {
 		t.Fatalf("update --introspect: %+v", r)
 	}
 }
+
+// Admin access lost (admin.json deleted, the admin client deleted): admin
+// recover restores it.
+func TestCLIAdminRecover(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, dir)
+	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
+	r := cli(t, vars, "client", "list", "--json")
+	boot := r.stdout[strings.Index(r.stdout, `"client_id": "`)+14:]
+	boot = boot[:strings.Index(boot, `"`)]
+	if r := cli(t, vars, "client", "delete", boot); r.code != 0 {
+		t.Fatalf("delete the bootstrap admin: %+v", r)
+	}
+	if r := cli(t, vars, "client", "list"); r.code != 1 {
+		t.Fatalf("admin access should be gone: %+v", r)
+	}
+	r = cli(t, vars, "admin", "recover")
+	if r.code != 0 || !strings.Contains(r.stdout, "created admin client") {
+		t.Fatalf("admin recover: %+v", r)
+	}
+	if r := cli(t, vars, "client", "list"); r.code != 0 || !strings.Contains(r.stdout, "recovered admin") {
+		t.Fatalf("after recover: %+v", r)
+	}
+}

@@ -309,16 +309,26 @@ func (s *Server) bootstrap(ctx context.Context, mgmt *admin.Service) error {
 	if !created {
 		return nil
 	}
-	path := filepath.Join(s.cfg.DataDir, AdminFile)
 	creds := AdminCredentials{
 		Server: s.cfg.Issuer, TokenEndpoint: s.cfg.Issuer + "/oauth/token",
 		ClientID: id, ClientSecret: sec, Audience: s.cfg.AdminAudience(), Scope: admin.AdminScope,
 	}
-	if err := writePrivateJSON(path, creds); err != nil {
+	path, err := WriteAdminFile(s.cfg.DataDir, creds)
+	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
 	s.log.Info("created the bootstrap admin client; its credentials are in the admin file (mode 0600)", "client_id", id, "path", path)
 	return nil
+}
+
+// WriteAdminFile writes admin credentials to <dataDir>/admin.json
+// (atomically, mode 0600) and returns the file's path.
+func WriteAdminFile(dataDir string, creds AdminCredentials) (string, error) {
+	path := filepath.Join(dataDir, AdminFile)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	return path, writePrivateJSON(path, creds)
 }
 
 // writePrivateJSON writes v to path atomically with mode 0600.

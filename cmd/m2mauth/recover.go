@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/secret"
+	"github.com/m2mauth/m2mauth/internal/server"
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+func adminCommands() []command {
+	return []command{
+		{"recover", "create a new admin client when admin access is lost (works on the database)", adminRecover},
+	}
+}
+
+// adminRecover regains admin access: it creates a new client with the
+// built-in admin grant directly in the database and writes its credentials
+// to admin.json. It needs the master key, so only whoever runs the server
+// can do it.
+func adminRecover(ctx context.Context, e *env, args []string) error {
+	cfg := config.Default()
+	var masterKey, serverURL string
+	f := newFlags(e, "admin recover", "", "Regains admin access when admin.json is lost or every admin client was deleted or\ndisabled: creates a new client with the admin grant, directly in the database (it needs\nthe master key), and writes its credentials to <data-dir>/admin.json (mode 0600).")
+	storageFlags(f, &cfg)
+	f.StringVar(&masterKey, "master-key", "", "the master key (default: <data-dir>/master.key)")
+	f.StringVar(&serverURL, "server", "", "the server's URL to record in admin.json (default: the issuer of the admin API)")
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if masterKey == "" {
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, "master.key"))
+		if err != nil {
+			return fmt.Errorf("no master key: set M2MAUTH_MASTER_KEY or run where the data dir is: %w", err)
+		}
+		masterKey = string(b)
+	}
+	mk, err := keys.ParseMasterKey(masterKey)
+	if err != nil {
+		return err
+	}
+	st, err := server.OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	apis, err := st.ListAPIs(ctx, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var adminAPI string
+	for _, a := range apis {
+		if a.Builtin != "" {
+			adminAPI = a.Identifier
+		}
+	}
+	if adminAPI == "" {
+		return errors.New("this database has no admin API: start the server once to create it")
+	}
+	hashKey, err := keys.SecretHashKey(ctx, st, mk)
+	if err != nil {
+		return err
+	}
+	svc := admin.NewService(st, secret.NewHasher(hashKey), time.Now, nil)
+	c, plain, err := svc.CreateClient(ctx, admin.ClientInput{
+		Name: "recovered admin", Description: "created by m2mauth admin recover at " + time.Now().UTC().Format(time.RFC3339),
+		DefaultAudience: adminAPI, Grants: []admin.GrantInput{{Audience: adminAPI, Scopes: []string{admin.AdminScope}}},
+	})
+	if err != nil {
+		return err
+	}
+	if serverURL == "" {
+		serverURL = adminAPI[:len(adminAPI)-len("/admin")]
+	}
+	creds := server.AdminCredentials{Server: serverURL, TokenEndpoint: serverURL + "/oauth/token", ClientID: c.ID,
+		ClientSecret: plain, Audience: adminAPI, Scope: admin.AdminScope}
+	path, err := server.WriteAdminFile(cfg.DataDir, creds)
+	if err != nil {
+		return fmt.Errorf("the admin client %s was created, but its credentials could not be written: %w", c.ID, err)
+	}
+	fmt.Fprintf(e.stdout, "created admin client %s; its credentials are in %s\n", c.ID, path)
+	return nil
+}
