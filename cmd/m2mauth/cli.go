@@ -145,7 +145,14 @@ func (f *flags) setEnv(flagName, variable string) { f.envNames[flagName] = varia
 // from its environment variable. It returns the positional arguments.
 func (f *flags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
 	// Flags may follow positional arguments (m2mauth api show ID --json).
-	var rest []string
+	// After "--" everything is positional (a key id may start with "-").
+	var rest, verbatim []string
+	for i, a := range args {
+		if a == "--" {
+			args, verbatim = args[:i], args[i+1:]
+			break
+		}
+	}
 	for {
 		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -162,6 +169,7 @@ func (f *flags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
 		rest = append(rest, args[0])
 		args = args[1:]
 	}
+	rest = append(rest, verbatim...)
 	set := map[string]bool{}
 	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
 	var err error

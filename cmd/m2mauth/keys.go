@@ -88,7 +88,7 @@ func keyRevoke(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
 	var yes bool
-	f := newFlags(e, "key revoke", "KID", "EMERGENCY ONLY, for a compromised key. The key is unpublished and stops signing at once;\nif it was the active key, a replacement signs at once without pre-publication. Every\ntoken it signed stops verifying, and verifiers holding a cached JWKS reject the new\nkey's tokens until they refetch. For a routine change, use 'key rotate'.")
+	f := newFlags(e, "key revoke", "KID", "EMERGENCY ONLY, for a compromised key. The key is unpublished and stops signing at once;\nif it was the active key, a replacement signs at once without pre-publication. Every\ntoken it signed stops verifying, and verifiers holding a cached JWKS reject the new\nkey's tokens until they refetch. For a routine change, use 'key rotate'.\nA key id may start with '-': put '--' before it (key revoke --yes -- -AbC…).")
 	f.BoolVar(&yes, "yes", false, "confirm that breaking the key's tokens is intended")
 	conn.register(f)
 	out.register(f)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -26,14 +27,26 @@ func TestCLIKeys(t *testing.T) {
 	}
 	kid := r.stdout[strings.Index(r.stdout, `"kid": "`)+8:]
 	kid = kid[:strings.Index(kid, `"`)]
-	if r := cli(t, vars, "key", "revoke", kid); r.code != 1 || !strings.Contains(r.stderr, "--yes") {
+	// Key ids are base64url thumbprints: one in 32 starts with "-", so
+	// they go after "--".
+	if r := cli(t, vars, "key", "revoke", "--", kid); r.code != 1 || !strings.Contains(r.stderr, "--yes") {
 		t.Fatalf("revoke without --yes: %+v", r)
 	}
-	if r := cli(t, vars, "key", "revoke", kid, "--yes"); r.code != 0 || !strings.Contains(r.stdout, "revoked "+kid) {
+	if r := cli(t, vars, "key", "revoke", "--yes", "--", kid); r.code != 0 || !strings.Contains(r.stdout, "revoked "+kid) {
 		t.Fatalf("revoke: %+v", r)
 	}
 	if r := cli(t, vars, "key", "rewrap", "--data-dir", t.TempDir()); r.code != 1 || !strings.Contains(r.stderr, "no current master key") {
 		t.Fatalf("rewrap without a key: %+v", r)
+	}
+}
+
+// Positional arguments that start with "-" follow "--".
+func TestCLIDoubleDash(t *testing.T) {
+	f := newFlags(&env{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}, "x", "A B", "")
+	yes := f.Bool("yes", false, "")
+	pos, err := f.parse([]string{"first", "--yes", "--", "-dash", "--yes"}, 2, 3)
+	if err != nil || !*yes || strings.Join(pos, ",") != "first,-dash,--yes" {
+		t.Fatalf("pos %q yes %v err %v", pos, *yes, err)
 	}
 }
 
