@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,8 @@ type keySet struct {
 	public map[string]PublicKey
 	jwks   []byte
 	etag   string
+	// fingerprint identifies the rows the set was built from.
+	fingerprint string
 }
 
 // NewManager returns a Manager; call Init before use.
@@ -105,13 +108,21 @@ func (m *Manager) Init(ctx context.Context) error {
 // expired. Replicas call it periodically; whichever runs a step first does
 // it, the others find it done.
 func (m *Manager) Maintain(ctx context.Context) error {
+	var seen []store.SigningKey
+	changed := false
 	err := m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, _ func(string) string) (store.KeyUpdate, error) {
-		return m.step(keys, m.now().UTC())
+		u, err := m.step(keys, m.now().UTC())
+		seen, changed = keys, !u.Empty()
+		return u, err
 	})
 	if err != nil {
 		return fmt.Errorf("key maintenance: %w", err)
 	}
-	return m.Reload(ctx)
+	if changed {
+		return m.Reload(ctx)
+	}
+	// Nothing changed: the rows just read are the current ones.
+	return m.load(seen)
 }
 
 func (m *Manager) step(keys []store.SigningKey, now time.Time) (store.KeyUpdate, error) {
@@ -300,7 +311,22 @@ func (m *Manager) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
 	}
-	ks := &keySet{public: map[string]PublicKey{}}
+	return m.load(rows)
+}
+
+// load swaps in the key set rows describe. When they describe the set in
+// use (the common case of a periodic maintenance), nothing is decrypted or
+// rebuilt.
+func (m *Manager) load(rows []store.SigningKey) error {
+	var fp strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&fp, "%s|%s|%d|%s;", r.KID, r.State, r.ActivateAt.UnixMicro(), r.MasterKeyID)
+	}
+	if cur := m.cur.Load(); cur != nil && cur.fingerprint == fp.String() {
+		return nil
+	}
+	ks := &keySet{public: map[string]PublicKey{}, fingerprint: fp.String()}
+	var err error
 	var jwks bytes.Buffer
 	jwks.WriteString(`{"keys":[`)
 	for _, r := range rows {
