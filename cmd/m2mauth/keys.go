@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
@@ -128,16 +127,10 @@ func keyRewrap(ctx context.Context, e *env, args []string) error {
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	keyFile := filepath.Join(cfg.DataDir, "master.key")
-	fromFile := current == ""
-	if fromFile {
-		b, err := os.ReadFile(keyFile)
-		if err != nil {
-			return fmt.Errorf("no current master key: set M2MAUTH_MASTER_KEY or run where %s is: %w", keyFile, err)
-		}
-		current = string(b)
+	old, fromFile, err := currentMasterKey(current, cfg)
+	if err != nil && fromFile {
+		return fmt.Errorf("no current master key: set M2MAUTH_MASTER_KEY or run where %s is: %w", cfg.MasterKeyPath(), err)
 	}
-	old, err := keys.ParseMasterKey(current)
 	if err != nil {
 		return fmt.Errorf("current master key: %w", err)
 	}
@@ -148,6 +141,14 @@ func keyRewrap(ctx context.Context, e *env, args []string) error {
 	nk, err := keys.ParseMasterKey(next)
 	if err != nil {
 		return fmt.Errorf("new master key: %w", err)
+	}
+	// With master.key, the new key is on disk before anything is sealed
+	// under it.
+	staged := cfg.MasterKeyPath() + ".new"
+	if fromFile {
+		if err := keys.ReplaceMasterKeyFile(staged, next); err != nil {
+			return fmt.Errorf("stage the new master key: %w", err)
+		}
 	}
 	st, err := server.OpenStore(ctx, cfg)
 	if err != nil {
@@ -161,12 +162,9 @@ func keyRewrap(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "re-sealed %d value(s) under master key %s (was %s)\n", n, nk.ID(), old.ID())
 	switch {
 	case fromFile:
-		tmp := keyFile + ".new"
-		if err := os.WriteFile(tmp, []byte(next+"\n"), 0o600); err != nil {
-			return fmt.Errorf("the database is re-sealed, but %s could not be written; the new key is needed to start: %w", keyFile, err)
-		}
-		if err := os.Rename(tmp, keyFile); err != nil {
-			return err
+		keyFile := cfg.MasterKeyPath()
+		if err := os.Rename(staged, keyFile); err != nil {
+			return fmt.Errorf("the database is re-sealed under the key in %s; move it to %s before starting: %w", staged, keyFile, err)
 		}
 		fmt.Fprintf(e.stdout, "%s now holds the new key; start the server as before\n", keyFile)
 	case generated:

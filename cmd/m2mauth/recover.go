@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
@@ -36,14 +34,10 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	if masterKey == "" {
-		b, err := os.ReadFile(filepath.Join(cfg.DataDir, "master.key"))
-		if err != nil {
-			return fmt.Errorf("no master key: set M2MAUTH_MASTER_KEY or run where the data dir is: %w", err)
-		}
-		masterKey = string(b)
+	mk, fromFile, err := currentMasterKey(masterKey, cfg)
+	if err != nil && fromFile {
+		return fmt.Errorf("no master key: set M2MAUTH_MASTER_KEY or run where the data dir is: %w", err)
 	}
-	mk, err := keys.ParseMasterKey(masterKey)
 	if err != nil {
 		return err
 	}
@@ -88,4 +82,15 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "created admin client %s; its credentials are in %s\n", c.ID, path)
 	return nil
+}
+
+// currentMasterKey is the master key given by flag or environment (text),
+// else the one in the data dir's master.key; fromFile tells which.
+func currentMasterKey(text string, cfg config.Config) (mk *keys.MasterKey, fromFile bool, err error) {
+	if text != "" {
+		mk, err = keys.ParseMasterKey(text)
+		return mk, false, err
+	}
+	mk, err = keys.LoadMasterKeyFile(cfg.MasterKeyPath())
+	return mk, true, err
 }

@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/surface"
 )
 
 // Config is everything `m2mauth serve` needs.
@@ -60,7 +63,7 @@ func Default() Config {
 		JWKSMaxAge:           5 * time.Minute,
 		KeyRotationPeriod:    30 * 24 * time.Hour,
 		KeyPrepublish:        time.Hour,
-		Surfaces:             []string{"standard", "machine", "atm"},
+		Surfaces:             slices.Clone(AllSurfaces),
 		RefreshTokenLifetime: 24 * time.Hour,
 		AuthFailureRate:      5,
 		AuthFailureBurst:     20,
@@ -86,8 +89,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir: required"))
 	}
-	if !slices.Contains(SigningAlgs, c.SigningAlg) {
-		errs = append(errs, fmt.Errorf("signing-alg %q: supported: %s", c.SigningAlg, strings.Join(SigningAlgs, ", ")))
+	if !keys.ValidAlg(c.SigningAlg) {
+		errs = append(errs, fmt.Errorf("signing-alg %q: supported: %s", c.SigningAlg, strings.Join(keys.Algorithms, ", ")))
 	}
 	if c.KeyPrepublish < 2*c.JWKSMaxAge {
 		errs = append(errs, fmt.Errorf("key-prepublish %s: must be at least twice jwks-max-age (%s), so verifiers see a key before it signs", c.KeyPrepublish, c.JWKSMaxAge))
@@ -124,13 +127,10 @@ func (c *Config) Validate() error {
 }
 
 // AllSurfaces are the token endpoints that can be switched on and off.
-var AllSurfaces = []string{"standard", "machine", "atm"}
+var AllSurfaces = []string{surface.Standard, surface.Machine, surface.ATM}
 
 // SurfaceOn reports whether the named surface is served.
 func (c *Config) SurfaceOn(name string) bool { return slices.Contains(c.Surfaces, name) }
-
-// SigningAlgs are the supported signing algorithms.
-var SigningAlgs = []string{"RS256", "PS256", "ES256", "EdDSA"}
 
 // KeyRetention is how long a retired signing key stays published: until the
 // longest token it can have signed has expired, plus leeway for clock skew.
@@ -148,6 +148,10 @@ func (c *Config) SQLitePath() string {
 	}
 	return filepath.Join(c.DataDir, "m2mauth.db")
 }
+
+// MasterKeyPath is the master key file in the data dir (used when no
+// MasterKey is configured).
+func (c *Config) MasterKeyPath() string { return filepath.Join(c.DataDir, "master.key") }
 
 // AdminAudience is the identifier of the built-in admin API.
 func (c *Config) AdminAudience() string { return c.Issuer + "/admin" }

@@ -90,16 +90,9 @@ func GenerateMasterKeyText() string {
 // (mode 0600, in a directory of mode 0700) with a new random key if it does
 // not exist. created reports whether it did.
 func LoadOrCreateMasterKeyFile(path string) (mk *MasterKey, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		mk, err := ParseMasterKey(string(b))
-		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w", path, err)
-		}
-		return mk, false, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, false, fmt.Errorf("read master key: %w", err)
+	mk, err = LoadMasterKeyFile(path)
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		return mk, false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, false, fmt.Errorf("create master key: %w", err)
@@ -126,6 +119,46 @@ func LoadOrCreateMasterKeyFile(path string) (mk *MasterKey, created bool, err er
 	}
 	mk, err = ParseMasterKey(text)
 	return mk, true, err
+}
+
+// LoadMasterKeyFile reads the master key from path; a missing file is an
+// error wrapping os.ErrNotExist.
+func LoadMasterKeyFile(path string) (*MasterKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read master key: %w", err)
+	}
+	mk, err := ParseMasterKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return mk, nil
+}
+
+// ReplaceMasterKeyFile writes text as the master key file at path,
+// atomically (a crash leaves the old key or the new one) and mode 0600.
+func ReplaceMasterKeyFile(path, text string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".master.key-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.WriteString(text + "\n"); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // ID identifies the master key without revealing it; it is stored beside

@@ -113,7 +113,7 @@ func (s *Server) masterKey() (*keys.MasterKey, error) {
 	if s.cfg.MasterKey != "" {
 		return keys.ParseMasterKey(s.cfg.MasterKey)
 	}
-	path := filepath.Join(s.cfg.DataDir, "master.key")
+	path := s.cfg.MasterKeyPath()
 	mk, created, err := keys.LoadOrCreateMasterKeyFile(path)
 	if err != nil {
 		return nil, err

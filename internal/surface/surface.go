@@ -21,9 +21,6 @@ const (
 	ATM      = "atm"      // POST /auth/token and /auth/.well-known/jwks.json
 )
 
-// All lists every surface.
-var All = []string{Standard, Machine, ATM}
-
 // isJSON reports whether the request says its body is JSON.
 func isJSON(r *http.Request) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
