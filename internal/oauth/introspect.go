@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -124,17 +123,21 @@ func (in *Introspection) readForm(r *http.Request) (token string, caller store.C
 	if e != nil {
 		return "", caller, e
 	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return "", caller, ErrInvalidRequest("the form body is not valid")
+	form, e := formParams(body)
+	if e != nil {
+		return "", caller, e
 	}
 	for name, vs := range form {
 		if len(vs) > 1 {
 			return "", caller, ErrInvalidRequest("parameter %s is given more than once", name)
 		}
 	}
+	var fields [3]string
+	for i, name := range []string{"client_id", "client_secret", "token"} {
+		fields[i], _ = form.single(name)
+	}
 	req := &TokenRequest{}
-	if e := req.setCredentials(r.Header.Get("Authorization"), form.Get("client_id"), form.Get("client_secret")); e != nil {
+	if e := req.setCredentials(r.Header.Get("Authorization"), fields[0], fields[1]); e != nil {
 		return "", caller, e
 	}
 	caller, e = in.svc.Authenticate(r.Context(), req.ClientID, req.ClientSecret)
@@ -142,7 +145,7 @@ func (in *Introspection) readForm(r *http.Request) (token string, caller store.C
 		in.limiter.Record(r, e)
 		return "", caller, e
 	}
-	token = form.Get("token")
+	token = fields[2]
 	if token == "" {
 		return "", caller, ErrInvalidRequest("token is required")
 	}

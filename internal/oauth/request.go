@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -155,14 +156,7 @@ func ParseScope(s string) ([]string, *Error) {
 		if !ValidScopeToken(tok) {
 			return nil, newError(http.StatusBadRequest, CodeInvalidScope, "scope contains characters RFC 6749 §3.3 does not allow")
 		}
-		dup := false
-		for _, o := range out {
-			if o == tok {
-				dup = true
-				break
-			}
-		}
-		if !dup {
+		if !slices.Contains(out, tok) {
 			out = append(out, tok)
 		}
 	}
@@ -196,23 +190,28 @@ func readBody(r *http.Request) (params, *Error) {
 	}
 	switch mt {
 	case "application/x-www-form-urlencoded":
-		v, err := url.ParseQuery(string(body))
-		if err != nil {
-			return nil, ErrInvalidRequest("the form body is not valid application/x-www-form-urlencoded")
-		}
-		p := params{}
-		for k, vs := range v {
-			for _, s := range vs {
-				if s != "" { // RFC 6749 §3.1: empty parameters are omitted
-					p[k] = append(p[k], s)
-				}
-			}
-		}
-		return p, nil
+		return formParams(body)
 	case "application/json":
 		return parseJSONParams(body)
 	}
 	return nil, ErrInvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+}
+
+// formParams decodes an application/x-www-form-urlencoded body.
+func formParams(body []byte) (params, *Error) {
+	v, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, ErrInvalidRequest("the form body is not valid application/x-www-form-urlencoded")
+	}
+	p := params{}
+	for k, vs := range v {
+		for _, s := range vs {
+			if s != "" { // RFC 6749 §3.1: empty parameters are omitted
+				p[k] = append(p[k], s)
+			}
+		}
+	}
+	return p, nil
 }
 
 // ReadBody reads the whole body, which the server has capped with
