@@ -397,29 +397,46 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.introspect, c.tokens_revoked_before, c.version, c.created_at, c.updated_at`
 
 func scanClient(row interface{ Scan(...any) error }, extra ...any) (store.Client, error) {
-	var c store.Client
-	var lifetimeMS, created, updated, revokedBefore int64
-	var claims, meta, introspect string
-	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &claims, &meta, &introspect, &revokedBefore, &c.Version, &created, &updated}, extra...)
-	if err := row.Scan(dest...); err != nil {
+	c, j, err := scanClientRow(row, extra...)
+	if err != nil {
 		return c, err
+	}
+	return c, j.decodeInto(&c)
+}
+
+// clientJSON holds a client row's JSON columns, still encoded.
+type clientJSON struct{ claims, meta string }
+
+// scanClientRow scans a client row, leaving its JSON columns encoded.
+func scanClientRow(row interface{ Scan(...any) error }, extra ...any) (store.Client, clientJSON, error) {
+	var c store.Client
+	var j clientJSON
+	var lifetimeMS, created, updated, revokedBefore int64
+	var introspect string
+	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &j.claims, &j.meta, &introspect, &revokedBefore, &c.Version, &created, &updated}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return c, j, err
 	}
 	c.Introspect = splitScopes(introspect)
 	c.TokensRevokedBefore = fromMicros(revokedBefore)
 	c.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
 	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
 	c.Grants, c.Secrets = []store.Grant{}, []store.Secret{}
-	if claims != "{}" {
-		if err := json.Unmarshal([]byte(claims), &c.CustomClaims); err != nil {
-			return c, fmt.Errorf("client %s custom claims: %w", c.ID, err)
+	return c, j, nil
+}
+
+func (j clientJSON) decodeInto(c *store.Client) error {
+	if j.claims != "{}" {
+		if err := json.Unmarshal([]byte(j.claims), &c.CustomClaims); err != nil {
+			return fmt.Errorf("client %s custom claims: %w", c.ID, err)
 		}
 	}
-	if meta != "{}" {
-		if err := json.Unmarshal([]byte(meta), &c.Metadata); err != nil {
-			return c, fmt.Errorf("client %s metadata: %w", c.ID, err)
+	if j.meta != "{}" {
+		if err := json.Unmarshal([]byte(j.meta), &c.Metadata); err != nil {
+			return fmt.Errorf("client %s metadata: %w", c.ID, err)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // GetClient implements store.Store. It is on the token hot path (on a cache
@@ -444,13 +461,15 @@ func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (stor
 	for rows.Next() {
 		var sec store.Secret
 		var sCreated, sExpires, sUsed int64
-		row, err := scanClient(rows, &sec.ID, &sec.Hash, &sec.Hint, &sCreated, &sExpires, &sUsed)
+		// One row per secret: the client's columns repeat; decode its JSON once.
+		row, j, err := scanClientRow(rows, &sec.ID, &sec.Hash, &sec.Hint, &sCreated, &sExpires, &sUsed)
+		if err == nil && !found {
+			err = j.decodeInto(&row)
+			c, found = row, true
+		}
 		if err != nil {
 			rows.Close()
 			return store.Client{}, err
-		}
-		if !found {
-			c, found = row, true
 		}
 		if sec.ID != "" {
 			sec.CreatedAt, sec.ExpiresAt, sec.LastUsedAt = fromMicros(sCreated), fromMicros(sExpires), fromMicros(sUsed)
