@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/m2mauth/m2mauth/internal/oauth"
+	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -33,7 +33,7 @@ func validateAPI(v *ValidationError, a *store.API) {
 		v.add("scopes", "at most %d scopes", maxScopes)
 	}
 	for _, sc := range a.Scopes {
-		if !oauth.ValidScopeToken(sc) {
+		if !scope.ValidToken(sc) {
 			v.add("scopes", "%q is not a valid scope: use printable ASCII without spaces, quotes or backslashes", sc)
 		}
 	}

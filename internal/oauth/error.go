@@ -1,8 +1,11 @@
-// Package oauth implements the OAuth 2.0 token endpoint core for the
-// client-credentials grant (RFC 6749 §4.4): parse a request into one
-// TokenRequest, authenticate the client (§2.3.1), decide audience (RFC 8707)
-// and scopes (§3.3), issue an RFC 9068 access token, and render the answer
-// or an RFC 6749 §5.2 error.
+// Package oauth implements the OAuth 2.0 token endpoint for the
+// client-credentials grant (RFC 6749 §4.4) as one pipeline shared by every
+// surface: a surface's Codec parses its envelope into one Request, the
+// client-authentication registry (ClientAuth) proves the caller, the
+// Service decides audience (RFC 8707) and scopes (§3.3) and issues an
+// RFC 9068 access token, and the codec renders the answer or the error in
+// the surface's envelope. Introspection (RFC 7662) and revocation
+// (RFC 7009) run through the same pipeline.
 package oauth
 
 import (
@@ -21,6 +24,7 @@ const (
 	CodeInvalidTarget          = "invalid_target"
 	CodeServerError            = "server_error"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
+	CodeTooManyRequests        = "too_many_requests"
 )
 
 // Error is a protocol error. Code and Description are what the client sees;
@@ -30,6 +34,13 @@ type Error struct {
 	Code        string
 	Description string
 	Err         error
+	// reason is Description's template without the request's values: the
+	// log records it, so that a secret pasted into a parameter never
+	// reaches the log.
+	reason string
+	// client is the id of the existing client a failed request named
+	// ("" when it named none, or one that does not exist).
+	client string
 }
 
 func (e *Error) Error() string {
@@ -42,7 +53,11 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 func newError(status int, code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Description: fmt.Sprintf(format, args...)}
+	desc := format
+	if len(args) > 0 {
+		desc = fmt.Sprintf(format, args...)
+	}
+	return &Error{Status: status, Code: code, Description: desc, reason: format}
 }
 
 // ErrInvalidRequest is a malformed request (400).
@@ -52,19 +67,34 @@ func ErrInvalidRequest(format string, args ...any) *Error {
 
 // errInvalidClient is the one answer for every client authentication
 // failure, so that an unknown client and a wrong secret look the same.
-func errInvalidClient() *Error {
-	return newError(http.StatusUnauthorized, CodeInvalidClient, "client authentication failed")
+// known is the id of the client the credentials named when it exists.
+func errInvalidClient(known string) *Error {
+	e := newError(http.StatusUnauthorized, CodeInvalidClient, "client authentication failed")
+	e.client = known
+	return e
 }
 
 // ErrUnavailable is the answer when the server cannot decide, e.g. the
 // database is unreachable (503, with Retry-After set by the renderer).
 func ErrUnavailable(cause error) *Error {
-	return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable,
-		Description: "the server cannot answer right now; retry shortly", Err: cause}
+	e := newError(http.StatusServiceUnavailable, CodeTemporarilyUnavailable, "the server cannot answer right now; retry shortly")
+	e.Err = cause
+	return e
 }
 
 // ErrServer is an unexpected internal failure (500); the cause is logged only.
 func ErrServer(cause error) *Error {
-	return &Error{Status: http.StatusInternalServerError, Code: CodeServerError,
-		Description: "internal server error", Err: cause}
+	e := newError(http.StatusInternalServerError, CodeServerError, "internal server error")
+	e.Err = cause
+	return e
+}
+
+// ErrTooManyRequests is the answer to a caller over its failure limit.
+func ErrTooManyRequests() *Error {
+	return newError(http.StatusTooManyRequests, CodeTooManyRequests, "too many failed requests; retry later")
+}
+
+// errMethod answers a method other than POST.
+func errMethod() *Error {
+	return newError(http.StatusMethodNotAllowed, CodeInvalidRequest, "the endpoint accepts only POST")
 }

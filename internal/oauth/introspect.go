@@ -3,7 +3,7 @@ package oauth
 import (
 	"context"
 	"errors"
-	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -31,18 +31,15 @@ type revocationStore interface {
 // Introspection serves token introspection (RFC 7662) and revocation
 // (RFC 7009) for this server's access tokens and refresh tokens.
 type Introspection struct {
-	issuer  string
-	svc     *Service
-	tokens  tokenChecker
-	store   revocationStore
-	limiter *FailureLimiter
-	log     *slog.Logger
+	issuer string
+	svc    *Service
+	tokens tokenChecker
+	store  revocationStore
 }
 
-// NewIntrospection returns an Introspection for the tokens of issuer;
-// limiter may be nil.
-func NewIntrospection(issuer string, svc *Service, tokens tokenChecker, st revocationStore, limiter *FailureLimiter, log *slog.Logger) *Introspection {
-	return &Introspection{issuer: issuer, svc: svc, tokens: tokens, store: st, limiter: limiter, log: log}
+// NewIntrospection returns an Introspection for the tokens of issuer.
+func NewIntrospection(issuer string, svc *Service, tokens tokenChecker, st revocationStore) *Introspection {
+	return &Introspection{issuer: issuer, svc: svc, tokens: tokens, store: st}
 }
 
 // inspection is what the server knows of a presented token.
@@ -106,50 +103,33 @@ func (in *Introspection) Inspect(ctx context.Context, token string) (inspection,
 	return out, nil
 }
 
-// readForm reads an RFC 7662/7009 request: a form with token (and an
-// optional token_type_hint, ignored) and the caller's credentials.
-func (in *Introspection) readForm(r *http.Request) (token string, caller store.Client, e *Error) {
-	if r.Method != http.MethodPost {
-		return "", caller, newError(http.StatusMethodNotAllowed, CodeInvalidRequest, "only POST")
-	}
-	if in.limiter.Blocked(r) {
-		return "", caller, ErrTooManyRequests()
-	}
-	mt := r.Header.Get("Content-Type")
-	if !strings.HasPrefix(mt, "application/x-www-form-urlencoded") {
-		return "", caller, ErrInvalidRequest("Content-Type must be application/x-www-form-urlencoded")
+// parseTokenForm reads an RFC 7662 §2.1 / RFC 7009 §2.1 request: a form
+// with token (and an optional token_type_hint, ignored) and the caller's
+// credentials.
+func parseTokenForm(r *http.Request) (*Request, *Error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return nil, ErrInvalidRequest("Content-Type must be application/x-www-form-urlencoded")
 	}
 	body, e := ReadBody(r)
 	if e != nil {
-		return "", caller, e
+		return nil, e
 	}
 	form, e := formParams(body)
 	if e != nil {
-		return "", caller, e
+		return nil, e
 	}
-	for name, vs := range form {
-		if len(vs) > 1 {
-			return "", caller, ErrInvalidRequest("parameter %s is given more than once", name)
-		}
+	if e := form.onlyOnce(""); e != nil {
+		return nil, e
 	}
-	var fields [3]string
-	for i, name := range []string{"client_id", "client_secret", "token"} {
-		fields[i], _ = form.single(name)
+	req := &Request{}
+	id, _ := form.single("client_id")
+	sec, _ := form.single("client_secret")
+	if e := req.Credentials.set(r.Header.Get("Authorization"), id, sec); e != nil {
+		return nil, e
 	}
-	req := &TokenRequest{}
-	if e := req.setCredentials(r.Header.Get("Authorization"), fields[0], fields[1]); e != nil {
-		return "", caller, e
-	}
-	caller, e = in.svc.Authenticate(r.Context(), req.ClientID, req.ClientSecret)
-	if e != nil {
-		in.limiter.Record(r, e)
-		return "", caller, e
-	}
-	token = fields[2]
-	if token == "" {
-		return "", caller, ErrInvalidRequest("token is required")
-	}
-	return token, caller, nil
+	req.Token, _ = form.single("token")
+	return req, nil
 }
 
 // introspectionResponse is RFC 7662 §2.2.
@@ -167,31 +147,25 @@ type introspectionResponse struct {
 	TokenType string `json:"token_type,omitempty"`
 }
 
-// Introspect serves POST /oauth/introspect (RFC 7662). The caller must be a
-// client with the introspection permission; it learns about tokens for its
-// own audiences only ("*": all). Every inactive or hidden token is exactly
-// {"active":false}.
-func (in *Introspection) Introspect(w http.ResponseWriter, r *http.Request) {
-	NoStore(w)
-	token, caller, e := in.readForm(r)
-	if e != nil {
-		in.fail(w, r, e)
-		return
+// introspect answers an introspection request (RFC 7662 §2.2). The caller
+// must be a client with the introspection permission; it learns about
+// tokens for its own audiences only ("*": all). Every inactive or hidden
+// token is exactly {"active":false}.
+func (in *Introspection) introspect(ctx context.Context, caller Caller, req *Request) (Result, *Error) {
+	if req.Token == "" {
+		return Result{}, ErrInvalidRequest("token is required")
 	}
-	if len(caller.Introspect) == 0 {
-		in.fail(w, r, newError(http.StatusForbidden, CodeUnauthorizedClient, "this client may not introspect tokens"))
-		return
+	if len(caller.Client.Introspect) == 0 {
+		return Result{}, newError(http.StatusForbidden, CodeUnauthorizedClient, "this client may not introspect tokens")
 	}
-	got, err := in.Inspect(r.Context(), token)
+	got, err := in.Inspect(ctx, req.Token)
 	if err != nil {
-		in.fail(w, r, ErrUnavailable(err))
-		return
+		return Result{}, ErrUnavailable(err)
 	}
-	allAudiences := slices.Contains(caller.Introspect, "*")
-	visible := allAudiences || slices.ContainsFunc(got.audience, func(a string) bool { return slices.Contains(caller.Introspect, a) })
+	allowed := caller.Client.Introspect
+	visible := slices.Contains(allowed, "*") || slices.ContainsFunc(got.audience, func(a string) bool { return slices.Contains(allowed, a) })
 	if !got.active || !visible {
-		WriteJSON(w, http.StatusOK, introspectionResponse{Active: false})
-		return
+		return Result{Body: introspectionResponse{Active: false}}, nil
 	}
 	out := introspectionResponse{Active: true, ClientID: got.owner, Sub: got.owner, Iss: in.issuer}
 	if len(got.audience) == 1 {
@@ -206,39 +180,31 @@ func (in *Introspection) Introspect(w http.ResponseWriter, r *http.Request) {
 		out.Scope, out.Exp, out.Iat, out.Nbf, out.JTI, out.TokenType = strings.Join(c.Scopes, " "), c.ExpiresAt.Unix(), c.IssuedAt.Unix(), c.NotBefore.Unix(), c.JTI, "Bearer"
 		out.Iss, out.Sub = c.Issuer, c.Subject
 	}
-	WriteJSON(w, http.StatusOK, out)
+	return Result{Body: out}, nil
 }
 
-// Revoke serves POST /oauth/revoke (RFC 7009): a client revokes its own
-// access token (its jti is denied until it expires) or refresh token (with
-// its family). A token of another client is refused; an unknown, invalid or
-// already revoked token is answered 200 (RFC 7009 §2.2).
-func (in *Introspection) Revoke(w http.ResponseWriter, r *http.Request) {
-	NoStore(w)
-	token, caller, e := in.readForm(r)
-	if e != nil {
-		in.fail(w, r, e)
-		return
+// revokeOwn answers a revocation request (RFC 7009 §2.2): a client
+// revokes its own access token (its jti is denied until it expires) or
+// refresh token (with its family). A token of another client is refused;
+// an unknown, invalid or already revoked token is answered 200.
+func (in *Introspection) revokeOwn(ctx context.Context, caller Caller, req *Request) (Result, *Error) {
+	if req.Token == "" {
+		return Result{}, ErrInvalidRequest("token is required")
 	}
-	got, err := in.Inspect(r.Context(), token)
+	got, err := in.Inspect(ctx, req.Token)
 	if err != nil {
-		in.fail(w, r, ErrUnavailable(err))
-		return
+		return Result{}, ErrUnavailable(err)
 	}
 	if got.owner == "" || !got.active {
-		w.WriteHeader(http.StatusOK)
-		return
+		return Result{}, nil
 	}
-	if got.owner != caller.ID {
-		in.fail(w, r, newError(http.StatusBadRequest, CodeUnauthorizedClient, "the token was not issued to this client"))
-		return
+	if got.owner != caller.Client.ID {
+		return Result{}, newError(http.StatusBadRequest, CodeUnauthorizedClient, "the token was not issued to this client")
 	}
-	if err := in.revoke(r.Context(), got); err != nil {
-		in.fail(w, r, ErrUnavailable(err))
-		return
+	if err := in.revoke(ctx, got); err != nil {
+		return Result{}, ErrUnavailable(err)
 	}
-	in.log.InfoContext(r.Context(), "token revoked", "client_id", caller.ID, "refresh", got.refresh)
-	w.WriteHeader(http.StatusOK)
+	return Result{Revoked: true}, nil
 }
 
 // RevokeAny revokes a token whoever it belongs to (for administrators). It
@@ -257,12 +223,4 @@ func (in *Introspection) revoke(ctx context.Context, got inspection) error {
 		return in.store.RevokeRefreshFamily(ctx, got.rt.FamilyID, now)
 	}
 	return in.store.RevokeToken(ctx, store.Revocation{JTI: got.claims.JTI, ClientID: got.owner, ExpiresAt: got.claims.ExpiresAt, RevokedAt: now})
-}
-
-func (in *Introspection) fail(w http.ResponseWriter, r *http.Request, e *Error) {
-	if e.Status == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", http.MethodPost)
-	}
-	LogError(in.log, r, e, "introspection", "")
-	WriteError(w, e)
 }

@@ -70,9 +70,3 @@ func (l *FailureLimiter) Record(r *http.Request, e *Error) {
 	l.mu.Unlock()
 	b.AllowN(l.now(), 1)
 }
-
-// ErrTooManyRequests is the answer to a blocked address.
-func ErrTooManyRequests() *Error {
-	return &Error{Status: http.StatusTooManyRequests, Code: "too_many_requests",
-		Description: "too many failed authentications from this address; retry later"}
-}

@@ -9,8 +9,9 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
+
+	"github.com/m2mauth/m2mauth/internal/scope"
 )
 
 // Grant types.
@@ -19,19 +20,35 @@ const (
 	GrantRefreshToken      = "refresh_token"
 )
 
+// Client authentication methods: token_endpoint_auth_method values
+// (RFC 7591 §2).
+const (
+	AuthSecretBasic = "client_secret_basic"
+	AuthSecretPost  = "client_secret_post"
+)
+
 // MaxBodyBytes caps a token request body.
 const MaxBodyBytes = 64 << 10
 
 // maxCredentialLen caps client ids and secrets; longer values cannot be ours.
 const maxCredentialLen = 512
 
-// TokenRequest is a token request parsed from any surface.
-type TokenRequest struct {
-	GrantType    string
-	ClientID     string
-	ClientSecret string
-	// BasicAuth reports that credentials came in the Authorization header.
-	BasicAuth bool
+// Credentials are what a request presents to prove its client
+// (RFC 6749 §2.3). A codec fills them; the authenticator registered for
+// Method checks them.
+type Credentials struct {
+	// Method is how the credentials came: AuthSecretBasic, AuthSecretPost,
+	// or "" when the request carried none.
+	Method   string
+	ClientID string
+	Secret   string
+}
+
+// Request is one request to a token-endpoint-like route, parsed from any
+// surface's envelope.
+type Request struct {
+	GrantType   string
+	Credentials Credentials
 	// Scopes is nil when no scope was requested (use the defaults).
 	Scopes []string
 	// Resources are the requested audiences (audience and resource values).
@@ -40,6 +57,8 @@ type TokenRequest struct {
 	// PublicRefresh lets a refresh request name the client without its
 	// secret (the ATM surface's documented refresh request).
 	PublicRefresh bool
+	// Token is the token an introspection or revocation request is about.
+	Token string
 }
 
 // params is a flat view of the body: each name with its values.
@@ -57,35 +76,42 @@ func (p params) single(name string) (string, *Error) {
 	return "", ErrInvalidRequest("parameter %s is given more than once", name)
 }
 
-// ParseTokenRequest reads a standard token request (RFC 6749 §4.4.2) from r:
-// a form or JSON body, client authentication by Basic header or body
-// parameters. The query string is never read: credentials there are ignored.
-func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
+// onlyOnce refuses a parameter given more than once, except those named.
+func (p params) onlyOnce(except string) *Error {
+	for name, vs := range p {
+		if len(vs) > 1 && name != except {
+			return ErrInvalidRequest("parameter %s is given more than once", name)
+		}
+	}
+	return nil
+}
+
+// parseTokenRequest reads a standard token request (RFC 6749 §4.4.2): a
+// form or JSON body, client authentication by Basic header or body
+// parameters. The query string is never read: credentials there are
+// ignored.
+func parseTokenRequest(r *http.Request) (*Request, *Error) {
 	p, e := readBody(r)
 	if e != nil {
 		return nil, e
 	}
-	for name, vs := range p {
-		if len(vs) > 1 && name != "resource" {
-			return nil, ErrInvalidRequest("parameter %s is given more than once", name)
-		}
+	if e := p.onlyOnce("resource"); e != nil {
+		return nil, e
 	}
-	req := &TokenRequest{}
+	req := &Request{}
 	req.GrantType, _ = p.single("grant_type")
 	if req.GrantType == "" {
 		return nil, ErrInvalidRequest("grant_type is required")
 	}
 	postID, _ := p.single("client_id")
 	postSecret, _ := p.single("client_secret")
-	if e := req.setCredentials(r.Header.Get("Authorization"), postID, postSecret); e != nil {
+	if e := req.Credentials.set(r.Header.Get("Authorization"), postID, postSecret); e != nil {
 		return nil, e
 	}
-	if scope, given := p["scope"]; given {
-		s, e := ParseScope(scope[0])
-		if e != nil {
+	if s, given := p["scope"]; given {
+		if req.Scopes, e = parseScope(s[0]); e != nil {
 			return nil, e
 		}
-		req.Scopes = s
 	}
 	if aud, _ := p.single("audience"); aud != "" {
 		req.Resources = append(req.Resources, aud)
@@ -95,14 +121,38 @@ func ParseTokenRequest(r *http.Request) (*TokenRequest, *Error) {
 			req.Resources = append(req.Resources, res)
 		}
 	}
+	if e := checkResources(req.Resources); e != nil {
+		return nil, e
+	}
 	req.RefreshToken, _ = p.single("refresh_token")
 	return req, nil
 }
 
-// setCredentials records the client's credentials from an Authorization
-// header and body parameters. Both may be present only if they agree (the
-// banking platform's documented client sends both).
-func (req *TokenRequest) setCredentials(authz, postID, postSecret string) *Error {
+// parseScope parses a scope parameter in linear time, with at most
+// scope.MaxPerAPI values.
+func parseScope(s string) ([]string, *Error) {
+	toks, err := scope.Parse(s)
+	switch {
+	case errors.Is(err, scope.ErrTooMany):
+		return nil, newError(http.StatusBadRequest, CodeInvalidScope, "a request may carry at most %d scope values", scope.MaxPerAPI)
+	case err != nil:
+		return nil, newError(http.StatusBadRequest, CodeInvalidScope, "scope contains characters RFC 6749 §3.3 does not allow")
+	}
+	return toks, nil
+}
+
+// checkResources caps the audience and resource values of one request.
+func checkResources(res []string) *Error {
+	if len(res) > scope.MaxResources {
+		return newError(http.StatusBadRequest, CodeInvalidTarget, "a request may carry at most %d audience and resource values", scope.MaxResources)
+	}
+	return nil
+}
+
+// set records the client's credentials from an Authorization header and
+// body parameters. Both may be present only if they agree (the banking
+// platform's documented client sends both).
+func (c *Credentials) set(authz, postID, postSecret string) *Error {
 	basicID, basicSecret, hasBasic, e := parseBasic(authz)
 	if e != nil {
 		return e
@@ -112,11 +162,14 @@ func (req *TokenRequest) setCredentials(authz, postID, postSecret string) *Error
 		if (postID != "" && postID != basicID) || (postSecret != "" && postSecret != basicSecret) {
 			return ErrInvalidRequest("the client credentials in the Authorization header and the body differ")
 		}
-		req.ClientID, req.ClientSecret, req.BasicAuth = basicID, basicSecret, true
+		c.Method, c.ClientID, c.Secret = AuthSecretBasic, basicID, basicSecret
 	case hasBasic:
-		req.ClientID, req.ClientSecret, req.BasicAuth = basicID, basicSecret, true
+		c.Method, c.ClientID, c.Secret = AuthSecretBasic, basicID, basicSecret
 	default:
-		req.ClientID, req.ClientSecret = postID, postSecret
+		c.ClientID, c.Secret = postID, postSecret
+		if postID != "" || postSecret != "" {
+			c.Method = AuthSecretPost
+		}
 	}
 	return nil
 }
@@ -143,39 +196,6 @@ func parseBasic(authz string) (id, secret string, ok bool, e *Error) {
 		return "", "", false, ErrInvalidRequest("the Basic credentials are not form-url-encoded")
 	}
 	return id, secret, true, nil
-}
-
-// ParseScope splits a space-delimited scope parameter (RFC 6749 §3.3),
-// dropping repeats; every token must be scope-token characters.
-func ParseScope(s string) ([]string, *Error) {
-	out := []string{}
-	for _, tok := range strings.Split(s, " ") {
-		if tok == "" {
-			continue
-		}
-		if !ValidScopeToken(tok) {
-			return nil, newError(http.StatusBadRequest, CodeInvalidScope, "scope contains characters RFC 6749 §3.3 does not allow")
-		}
-		if !slices.Contains(out, tok) {
-			out = append(out, tok)
-		}
-	}
-	return out, nil
-}
-
-// ValidScopeToken reports whether s is a non-empty RFC 6749 §3.3 scope-token:
-// %x21 / %x23-5B / %x5D-7E.
-func ValidScopeToken(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // readBody reads and decodes the body by its content type.
@@ -221,7 +241,7 @@ func ReadBody(r *http.Request) ([]byte, *Error) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeInvalidRequest, Description: "the request body is too large"}
+			return nil, newError(http.StatusRequestEntityTooLarge, CodeInvalidRequest, "the request body is too large")
 		}
 		return nil, ErrInvalidRequest("the request body could not be read")
 	}

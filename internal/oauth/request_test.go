@@ -22,24 +22,24 @@ func TestParseTokenRequest(t *testing.T) {
 		body        string
 		authz       string
 		query       string
-		want        *TokenRequest
+		want        *Request
 		wantCode    string
 		wantStatus  int
 	}{
 		{name: "post form", contentType: form, body: "grant_type=client_credentials&client_id=a&client_secret=s&scope=x%20y",
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s", Scopes: []string{"x", "y"}}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretPost, ClientID: "a", Secret: "s"}, Scopes: []string{"x", "y"}}},
 		{name: "form with charset", contentType: form + "; charset=UTF-8", body: "grant_type=client_credentials&client_id=a&client_secret=s",
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s"}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretPost, ClientID: "a", Secret: "s"}}},
 		{name: "basic", contentType: form, body: "grant_type=client_credentials", authz: basic("a", "s"),
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s", BasicAuth: true}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s"}}},
 		{name: "basic scheme is case-insensitive", contentType: form, body: "grant_type=client_credentials", authz: "bAsIc " + base64.StdEncoding.EncodeToString([]byte("a:s")),
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s", BasicAuth: true}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s"}}},
 		{name: "basic is form-url-decoded (RFC 6749 §2.3.1)", contentType: form, body: "grant_type=client_credentials", authz: basic("a%3Ab", "s%2B%25+x"),
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a:b", ClientSecret: "s+% x", BasicAuth: true}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a:b", Secret: "s+% x"}}},
 		{name: "basic and the same credentials in the body", contentType: form, body: "grant_type=client_credentials&client_id=a&client_secret=s", authz: basic("a", "s"),
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s", BasicAuth: true}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s"}}},
 		{name: "basic and the same id in the body", contentType: form, body: "grant_type=client_credentials&client_id=a", authz: basic("a", "s"),
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s", BasicAuth: true}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s"}}},
 		{name: "basic and a different secret in the body", contentType: form, body: "grant_type=client_credentials&client_id=a&client_secret=t", authz: basic("a", "s"),
 			wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "basic and a different id in the body", contentType: form, body: "grant_type=client_credentials&client_id=b", authz: basic("a", "s"),
@@ -49,13 +49,13 @@ func TestParseTokenRequest(t *testing.T) {
 		{name: "basic without colon", contentType: form, body: "grant_type=client_credentials", authz: "Basic " + base64.StdEncoding.EncodeToString([]byte("as")),
 			wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "bearer header is not client authentication", contentType: form, body: "grant_type=client_credentials&client_id=a&client_secret=s", authz: "Bearer xyz",
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s"}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretPost, ClientID: "a", Secret: "s"}}},
 		{name: "credentials in the query are ignored", contentType: form, body: "grant_type=client_credentials", query: "client_id=a&client_secret=s",
-			want: &TokenRequest{GrantType: "client_credentials"}},
+			want: &Request{GrantType: "client_credentials"}},
 		{name: "json", contentType: "application/json", body: `{"grant_type":"client_credentials","client_id":"a","client_secret":"s","audience":"https://api","scope":"x"}`,
-			want: &TokenRequest{GrantType: "client_credentials", ClientID: "a", ClientSecret: "s", Scopes: []string{"x"}, Resources: []string{"https://api"}}},
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretPost, ClientID: "a", Secret: "s"}, Scopes: []string{"x"}, Resources: []string{"https://api"}}},
 		{name: "json resource array and unknown members", contentType: "application/json", body: `{"grant_type":"client_credentials","resource":["r1","r2"],"extra":{"a":[1]}}`,
-			want: &TokenRequest{GrantType: "client_credentials", Resources: []string{"r1", "r2"}}},
+			want: &Request{GrantType: "client_credentials", Resources: []string{"r1", "r2"}}},
 		{name: "json duplicate member", contentType: "application/json", body: `{"grant_type":"client_credentials","client_id":"a","client_id":"b"}`,
 			wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "json number for a known member", contentType: "application/json", body: `{"grant_type":"client_credentials","client_id":5}`,
@@ -64,16 +64,16 @@ func TestParseTokenRequest(t *testing.T) {
 		{name: "json trailing data", contentType: "application/json", body: `{"grant_type":"client_credentials"} {}`, wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "json truncated", contentType: "application/json", body: `{"grant_type":`, wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "resource repeats", contentType: form, body: "grant_type=client_credentials&resource=r1&resource=r2&audience=r0",
-			want: &TokenRequest{GrantType: "client_credentials", Resources: []string{"r0", "r1", "r2"}}},
+			want: &Request{GrantType: "client_credentials", Resources: []string{"r0", "r1", "r2"}}},
 		{name: "duplicate scope parameter", contentType: form, body: "grant_type=client_credentials&scope=a&scope=b", wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "duplicate grant_type", contentType: form, body: "grant_type=client_credentials&grant_type=client_credentials", wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "duplicate client_secret", contentType: form, body: "grant_type=client_credentials&client_secret=a&client_secret=b", wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "empty parameters are omitted", contentType: form, body: "grant_type=client_credentials&scope=&client_id=",
-			want: &TokenRequest{GrantType: "client_credentials"}},
+			want: &Request{GrantType: "client_credentials"}},
 		{name: "repeated scopes are deduplicated", contentType: form, body: "grant_type=client_credentials&scope=a+b++a",
-			want: &TokenRequest{GrantType: "client_credentials", Scopes: []string{"a", "b"}}},
+			want: &Request{GrantType: "client_credentials", Scopes: []string{"a", "b"}}},
 		{name: "scopes with / : and .", contentType: form, body: "grant_type=client_credentials&scope=banking%2Fread+orders:write+a.b",
-			want: &TokenRequest{GrantType: "client_credentials", Scopes: []string{"banking/read", "orders:write", "a.b"}}},
+			want: &Request{GrantType: "client_credentials", Scopes: []string{"banking/read", "orders:write", "a.b"}}},
 		{name: "scope with a quote", contentType: form, body: "grant_type=client_credentials&scope=a%22b", wantCode: CodeInvalidScope, wantStatus: 400},
 		{name: "missing grant_type", contentType: form, body: "client_id=a", wantCode: CodeInvalidRequest, wantStatus: 400},
 		{name: "missing content type", body: "grant_type=client_credentials", wantCode: CodeInvalidRequest, wantStatus: 400},
@@ -96,7 +96,7 @@ func TestParseTokenRequest(t *testing.T) {
 			if tc.authz != "" {
 				r.Header.Set("Authorization", tc.authz)
 			}
-			got, e := ParseTokenRequest(r)
+			got, e := parseTokenRequest(r)
 			if tc.wantCode != "" {
 				if e == nil {
 					t.Fatalf("got %+v, want error %s", got, tc.wantCode)
@@ -128,7 +128,7 @@ func FuzzParseTokenRequest(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
 		r.Header.Set("Authorization", authz)
-		req, e := ParseTokenRequest(r)
+		req, e := parseTokenRequest(r)
 		if e == nil {
 			if req.GrantType == "" {
 				t.Fatal("accepted a request without grant_type")

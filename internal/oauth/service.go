@@ -8,14 +8,10 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/issuer"
+	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
-
-// clientGetter reads a client with its secrets and grants.
-type clientGetter interface {
-	GetClient(ctx context.Context, id string) (store.Client, error)
-}
 
 // refreshStore keeps refresh tokens.
 type refreshStore interface {
@@ -37,23 +33,26 @@ type Policy struct {
 	RefreshLifetime time.Duration
 }
 
-// Service is the surface-independent token endpoint: every surface parses
-// its own envelope into a TokenRequest, calls Token and renders the result.
+// Service is the surface-independent core of the token endpoint: it
+// authenticates callers through the client-authentication registry and
+// decides and issues tokens for them.
 type Service struct {
+	auth    *ClientAuth
 	clients clientGetter
 	refresh refreshStore
 	hasher  *secret.Hasher
 	issuer  tokenIssuer
 	policy  Policy
 	now     func() time.Time
-	usage   *UsageRecorder
 }
 
-// NewService returns a Service. usage (may be nil) learns which secret each
-// successful authentication used.
-func NewService(clients clientGetter, refresh refreshStore, hasher *secret.Hasher, iss tokenIssuer, policy Policy, now func() time.Time, usage *UsageRecorder) *Service {
-	return &Service{clients: clients, refresh: refresh, hasher: hasher, issuer: iss, policy: policy, now: now, usage: usage}
+// NewService returns a Service authenticating clients with auth.
+func NewService(auth *ClientAuth, clients clientGetter, refresh refreshStore, hasher *secret.Hasher, iss tokenIssuer, policy Policy, now func() time.Time) *Service {
+	return &Service{auth: auth, clients: clients, refresh: refresh, hasher: hasher, issuer: iss, policy: policy, now: now}
 }
+
+// AuthMethods are the client authentication methods the server supports.
+func (s *Service) AuthMethods() []string { return s.auth.Methods() }
 
 // TokenResponse is an issued access token with what every surface reports.
 type TokenResponse struct {
@@ -65,22 +64,41 @@ type TokenResponse struct {
 	RefreshToken string // only for clients with refresh tokens enabled
 }
 
-// Token handles a token request whose envelope has been parsed.
-func (s *Service) Token(ctx context.Context, req *TokenRequest) (*TokenResponse, *Error) {
-	switch req.GrantType {
-	case GrantClientCredentials:
-		return s.clientCredentials(ctx, req)
-	case GrantRefreshToken:
-		return s.refreshGrant(ctx, req)
+// authenticate proves the caller of req: through the registry, or, for
+// the ATM surface's refresh request that names its client without a
+// secret, by the client id alone (the refresh token is the credential).
+func (s *Service) authenticate(ctx context.Context, req *Request) (Caller, *Error) {
+	if req.PublicRefresh && req.GrantType == GrantRefreshToken && req.Credentials.Secret == "" {
+		c, e := s.identify(ctx, req.Credentials.ClientID)
+		return Caller{Client: c}, e
 	}
-	return nil, newError(http.StatusBadRequest, CodeUnsupportedGrantType, "supported grant types: client_credentials, refresh_token")
+	return s.auth.Authenticate(ctx, req.Credentials)
 }
 
-func (s *Service) clientCredentials(ctx context.Context, req *TokenRequest) (*TokenResponse, *Error) {
-	c, e := s.Authenticate(ctx, req.ClientID, req.ClientSecret)
-	if e != nil {
-		return nil, e
+// checkGrant refuses, before authentication, a request for a grant the
+// server does not have or without what the grant needs.
+func checkGrant(req *Request) *Error {
+	switch req.GrantType {
+	case GrantClientCredentials:
+		return nil
+	case GrantRefreshToken:
+		if req.RefreshToken == "" {
+			return ErrInvalidRequest("refresh_token is required")
+		}
+		return nil
 	}
+	return newError(http.StatusBadRequest, CodeUnsupportedGrantType, "supported grant types: client_credentials, refresh_token")
+}
+
+// grant issues the token an authenticated caller asked for.
+func (s *Service) grant(ctx context.Context, caller Caller, req *Request) (*TokenResponse, *Error) {
+	if req.GrantType == GrantRefreshToken {
+		return s.refreshGrant(ctx, caller.Client, req)
+	}
+	return s.clientCredentials(ctx, caller.Client, req)
+}
+
+func (s *Service) clientCredentials(ctx context.Context, c store.Client, req *Request) (*TokenResponse, *Error) {
 	aud, scopes, lifetime, e := s.decide(c, req)
 	if e != nil {
 		return nil, e
@@ -109,20 +127,7 @@ func (s *Service) clientCredentials(ctx context.Context, req *TokenRequest) (*To
 // is for the family's audience, and for its scopes or a requested subset,
 // as far as the client's grants still allow. A spent token presented again
 // revokes the whole family.
-func (s *Service) refreshGrant(ctx context.Context, req *TokenRequest) (*TokenResponse, *Error) {
-	if req.RefreshToken == "" {
-		return nil, ErrInvalidRequest("refresh_token is required")
-	}
-	var c store.Client
-	var e *Error
-	if req.ClientSecret == "" && req.PublicRefresh {
-		c, e = s.identify(ctx, req.ClientID)
-	} else {
-		c, e = s.Authenticate(ctx, req.ClientID, req.ClientSecret)
-	}
-	if e != nil {
-		return nil, e
-	}
+func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request) (*TokenResponse, *Error) {
 	if !c.RefreshTokens {
 		return nil, newError(http.StatusBadRequest, CodeUnauthorizedClient, "refresh tokens are not enabled for this client")
 	}
@@ -134,7 +139,7 @@ func (s *Service) refreshGrant(ctx context.Context, req *TokenRequest) (*TokenRe
 		if rt.ClientID != c.ID {
 			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
 		}
-		if len(req.Resources) > 0 && !sameSet(dedupe(req.Resources), rt.Audience) {
+		if len(req.Resources) > 0 && !sameSet(scope.Dedupe(req.Resources), rt.Audience) {
 			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidTarget, "a refresh token is for the audience it was issued for")
 		}
 		want := req.Scopes
@@ -147,7 +152,7 @@ func (s *Service) refreshGrant(ctx context.Context, req *TokenRequest) (*TokenRe
 			}
 		}
 		var de *Error
-		if aud, scopes, lifetime, de = s.decide(c, &TokenRequest{Resources: rt.Audience, Scopes: want}); de != nil {
+		if aud, scopes, lifetime, de = s.decide(c, &Request{Resources: rt.Audience, Scopes: want}); de != nil {
 			return store.RefreshToken{}, de
 		}
 		next := rt
@@ -190,17 +195,19 @@ func (s *Service) issue(c store.Client, aud, scopes []string, lifetime time.Dura
 // client) is the credential.
 func (s *Service) identify(ctx context.Context, id string) (store.Client, *Error) {
 	if id == "" || len(id) > maxCredentialLen {
-		return store.Client{}, errInvalidClient()
+		return store.Client{}, errInvalidClient("")
 	}
 	c, err := s.clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Client{}, errInvalidClient()
+		return store.Client{}, errInvalidClient("")
 	}
 	if err != nil {
 		return store.Client{}, ErrUnavailable(err)
 	}
 	if c.Disabled {
-		return store.Client{}, newError(http.StatusUnauthorized, CodeInvalidClient, "the client is disabled")
+		e := newError(http.StatusUnauthorized, CodeInvalidClient, "the client is disabled")
+		e.client = c.ID
+		return store.Client{}, e
 	}
 	return c, nil
 }
@@ -217,53 +224,6 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
-// Authenticate checks a client's id and secret (RFC 6749 §2.3.1). Every
-// failure is the same invalid_client answer after the same work: a store
-// lookup and one keyed hash per live secret. A database failure is
-// ErrUnavailable, never invalid_client. A disabled client is refused even
-// with the right secret.
-func (s *Service) Authenticate(ctx context.Context, id, sec string) (store.Client, *Error) {
-	if len(sec) > maxCredentialLen {
-		sec = sec[:maxCredentialLen]
-	}
-	if id == "" || sec == "" || len(id) > maxCredentialLen {
-		s.hasher.VerifyNothing(sec)
-		return store.Client{}, errInvalidClient()
-	}
-	c, err := s.clients.GetClient(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		s.hasher.VerifyNothing(sec)
-		return store.Client{}, errInvalidClient()
-	}
-	if err != nil {
-		return store.Client{}, ErrUnavailable(err)
-	}
-	now := s.now()
-	matched, tried := "", false
-	for _, cs := range c.Secrets {
-		if !cs.Live(now) {
-			continue
-		}
-		tried = true
-		if s.hasher.Verify(sec, cs.Hash) {
-			matched = cs.ID
-		}
-	}
-	if !tried {
-		s.hasher.VerifyNothing(sec)
-	}
-	if matched == "" {
-		return store.Client{}, errInvalidClient()
-	}
-	if c.Disabled {
-		return store.Client{}, newError(http.StatusUnauthorized, CodeInvalidClient, "the client is disabled")
-	}
-	if s.usage != nil {
-		s.usage.Record(matched, now)
-	}
-	return c, nil
-}
-
 // decide picks the audience, scopes and lifetime of the token.
 //
 // Audience (RFC 8707): the requested resources, else the client's default
@@ -277,8 +237,8 @@ func (s *Service) Authenticate(ctx context.Context, id, sec string) (store.Clien
 //
 // Lifetime: the client's, else the shortest of the APIs', else the server
 // default; always capped by the server maximum.
-func (s *Service) decide(c store.Client, req *TokenRequest) (aud, scopes []string, lifetime time.Duration, e *Error) {
-	aud = dedupe(req.Resources)
+func (s *Service) decide(c store.Client, req *Request) (aud, scopes []string, lifetime time.Duration, e *Error) {
+	aud = scope.Dedupe(req.Resources)
 	if len(aud) == 0 {
 		switch {
 		case c.DefaultAudience != "":
@@ -337,14 +297,4 @@ func grantFor(c store.Client, audience string) (store.Grant, bool) {
 		}
 	}
 	return store.Grant{}, false
-}
-
-func dedupe(in []string) []string {
-	var out []string
-	for _, s := range in {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -23,10 +23,7 @@ type route struct {
 
 // surfaces are the token endpoints' handlers.
 type surfaces struct {
-	standard      *oauth.Handler
-	introspection *oauth.Introspection
-	machine       *surface.MachineHandler
-	atm           *surface.ATMHandler
+	standard, adminLogin, introspect, revoke, machine, atm *oauth.Endpoint
 }
 
 // routes is the one table of every route the server answers, wrapped in the
@@ -37,15 +34,15 @@ func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
 		// RFC 6749 §4.4 token endpoint, and the compatibility surfaces.
 		// Registered for every method so that a wrong method gets 405 in
 		// the surface's own envelope.
-		{"/oauth/token", http.HandlerFunc(sf.standard.Token), oauth.MaxBodyBytes, on(surface.Standard)},
+		{"/oauth/token", sf.standard, oauth.MaxBodyBytes, on(surface.Standard)},
 		{"/v1/oauth/token/machine", sf.machine, oauth.MaxBodyBytes, on(surface.Machine)},
 		{"/auth/token", sf.atm, oauth.MaxBodyBytes, on(surface.ATM)},
 		// RFC 7662 introspection and RFC 7009 revocation.
-		{"/oauth/introspect", http.HandlerFunc(sf.introspection.Introspect), oauth.MaxBodyBytes, on(surface.Standard)},
-		{"/oauth/revoke", http.HandlerFunc(sf.introspection.Revoke), oauth.MaxBodyBytes, on(surface.Standard)},
+		{"/oauth/introspect", sf.introspect, oauth.MaxBodyBytes, on(surface.Standard)},
+		{"/oauth/revoke", sf.revoke, oauth.MaxBodyBytes, on(surface.Standard)},
 		// The admin login: the standard endpoint for the admin API only,
 		// served whichever surfaces are on.
-		{"/admin/v1/token", sf.standard.TokenFor(s.cfg.AdminAudience()), oauth.MaxBodyBytes, true},
+		{"/admin/v1/token", sf.adminLogin, oauth.MaxBodyBytes, true},
 
 		// RFC 7517 key set, under the paths clients look for it.
 		{"GET /.well-known/jwks.json", http.HandlerFunc(s.jwks), 0, true},
@@ -172,12 +169,12 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		ScopesSupported:                   scopes,
 		ResponseTypesSupported:            []string{},
 		GrantTypesSupported:               []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken},
-		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
+		TokenEndpointAuthMethodsSupported: s.authMethods,
 		AccessTokenSigningAlgs:            s.keys.Algorithms(),
 		IntrospectionEndpoint:             iss + "/oauth/introspect",
-		IntrospectionAuthMethods:          []string{"client_secret_basic", "client_secret_post"},
+		IntrospectionAuthMethods:          s.authMethods,
 		RevocationEndpoint:                iss + "/oauth/revoke",
-		RevocationAuthMethods:             []string{"client_secret_basic", "client_secret_post"},
+		RevocationAuthMethods:             s.authMethods,
 	})
 }
 

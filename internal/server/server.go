@@ -43,6 +43,9 @@ type Server struct {
 	clients *clientcache.Cache
 	usage   *oauth.UsageRecorder
 	handler http.Handler
+	// authMethods are the client authentication methods the server
+	// supports (from the registry), for discovery.
+	authMethods []string
 
 	// background work (change feed, usage flushing) runs until Close
 	stopBackground context.CancelFunc
@@ -151,10 +154,11 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	iss := issuer.New(s.cfg.Issuer, s.keys, s.now)
-	tokens := oauth.NewService(s.clients, s.store, hasher, iss, oauth.Policy{
+	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.clients, hasher, s.now, s.usage))
+	tokens := oauth.NewService(clientAuth, s.clients, s.store, hasher, iss, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
 		RefreshLifetime: s.cfg.RefreshTokenLifetime,
-	}, s.now, s.usage)
+	}, s.now)
 	var limiter *oauth.FailureLimiter
 	if s.cfg.AuthFailureRate > 0 {
 		limiter = oauth.NewFailureLimiter(s.cfg.AuthFailureRate, s.cfg.AuthFailureBurst, 100_000, s.now)
@@ -169,12 +173,16 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	introspection := oauth.NewIntrospection(s.cfg.Issuer, tokens, anyAudience, s.store, limiter, s.log)
+	introspection := oauth.NewIntrospection(s.cfg.Issuer, tokens, anyAudience, s.store)
+	s.authMethods = tokens.AuthMethods()
+	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Log: s.log}
 	s.handler = s.routes(surfaces{
-		standard:      oauth.NewHandler(tokens, limiter, s.log),
-		introspection: introspection,
-		machine:       surface.NewMachineHandler(tokens, limiter, s.log),
-		atm:           surface.NewATMHandler(tokens, limiter, s.log),
+		standard:   eps.Token(surface.Standard, oauth.StandardCodec{}),
+		adminLogin: eps.TokenFor("admin", s.cfg.AdminAudience()),
+		introspect: eps.Introspect(introspection),
+		revoke:     eps.Revoke(introspection),
+		machine:    eps.Token(surface.Machine, surface.MachineCodec{}),
+		atm:        eps.Token(surface.ATM, surface.ATMCodec{}),
 	}, admin.NewHandler(admin.HandlerConfig{
 		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
 		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,

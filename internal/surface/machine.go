@@ -1,26 +1,16 @@
 package surface
 
 import (
-	"log/slog"
 	"net/http"
 
 	"github.com/m2mauth/m2mauth/internal/oauth"
 )
 
-// MachineHandler serves POST /v1/oauth/token/machine: a JSON body
-// {"apiKey","secretKey"} (client id and secret), answered
+// MachineCodec is the envelope of POST /v1/oauth/token/machine: a JSON
+// body {"apiKey","secretKey"} (client id and secret), answered
 // {"data":{"token","expires"}} or {"errors":[{"i18N","error","type"}]}.
 // The client's default audience and scopes apply; there is no refresh.
-type MachineHandler struct {
-	svc     *oauth.Service
-	limiter *oauth.FailureLimiter
-	log     *slog.Logger
-}
-
-// NewMachineHandler returns a MachineHandler; limiter may be nil.
-func NewMachineHandler(svc *oauth.Service, limiter *oauth.FailureLimiter, log *slog.Logger) *MachineHandler {
-	return &MachineHandler{svc: svc, limiter: limiter, log: log}
-}
+type MachineCodec struct{}
 
 type machineData struct {
 	Token   string `json:"token"`
@@ -37,53 +27,36 @@ type machineError struct {
 // service documents ("2025-09-05T13:31:23.174Z").
 const expiresFormat = "2006-01-02T15:04:05.000Z"
 
-// ServeHTTP implements http.Handler.
-func (h *MachineHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	oauth.NoStore(w)
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		h.fail(w, r, &oauth.Error{Status: http.StatusMethodNotAllowed, Code: oauth.CodeInvalidRequest, Description: "only POST"}, "")
-		return
-	}
-	if h.limiter.Blocked(r) {
-		h.fail(w, r, oauth.ErrTooManyRequests(), "")
-		return
-	}
+// Parse implements oauth.Codec.
+func (MachineCodec) Parse(r *http.Request) (*oauth.Request, *oauth.Error) {
 	if !isJSON(r) {
-		h.fail(w, r, &oauth.Error{Status: http.StatusUnsupportedMediaType, Code: oauth.CodeInvalidRequest, Description: "Content-Type must be application/json"}, "")
-		return
+		return nil, &oauth.Error{Status: http.StatusUnsupportedMediaType, Code: oauth.CodeInvalidRequest, Description: "Content-Type must be application/json"}
 	}
 	body, e := oauth.ReadBody(r)
 	if e != nil {
-		h.fail(w, r, e, "")
-		return
+		return nil, e
 	}
 	m, e := stringMembers(body, "apiKey", "secretKey")
 	if e != nil {
-		h.fail(w, r, e, "")
-		return
+		return nil, e
 	}
 	if m["apiKey"] == "" || m["secretKey"] == "" {
-		h.fail(w, r, oauth.ErrInvalidRequest("apiKey and secretKey are required"), "")
-		return
+		return nil, oauth.ErrInvalidRequest("apiKey and secretKey are required")
 	}
-	resp, e := h.svc.Token(r.Context(), &oauth.TokenRequest{GrantType: oauth.GrantClientCredentials, ClientID: m["apiKey"], ClientSecret: m["secretKey"]})
-	if e != nil {
-		h.limiter.Record(r, e)
-		h.fail(w, r, e, m["apiKey"])
-		return
-	}
-	h.log.DebugContext(r.Context(), "token issued", "surface", Machine, "client_id", resp.ClientID)
-	oauth.WriteJSON(w, http.StatusOK, struct {
-		Data machineData `json:"data"`
-	}{machineData{Token: resp.AccessToken, Expires: resp.ExpiresAt.UTC().Format(expiresFormat)}})
+	return &oauth.Request{GrantType: oauth.GrantClientCredentials, Credentials: oauth.Credentials{
+		Method: oauth.AuthSecretPost, ClientID: m["apiKey"], Secret: m["secretKey"]}}, nil
 }
 
-// fail renders e in the machine envelope: the one place this surface's
-// errors are written. The client sees a fixed text per status, never the
-// cause.
-func (h *MachineHandler) fail(w http.ResponseWriter, r *http.Request, e *oauth.Error, clientID string) {
-	oauth.LogError(h.log, r, e, Machine, clientID)
+// WriteToken implements oauth.Codec.
+func (MachineCodec) WriteToken(w http.ResponseWriter, t *oauth.TokenResponse) {
+	oauth.WriteJSON(w, http.StatusOK, struct {
+		Data machineData `json:"data"`
+	}{machineData{Token: t.AccessToken, Expires: t.ExpiresAt.UTC().Format(expiresFormat)}})
+}
+
+// WriteError implements oauth.Codec: the one place this surface's errors
+// are written. The client sees a fixed text per status, never the cause.
+func (MachineCodec) WriteError(w http.ResponseWriter, e *oauth.Error) {
 	status := e.Status
 	var me machineError
 	switch {

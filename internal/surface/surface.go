@@ -1,9 +1,10 @@
 // Package surface implements the compatibility envelopes of the services
 // m2mauth replaces, so that their existing clients work unchanged once their
-// base URL points here. Each surface parses its own request format into an
-// oauth.TokenRequest, calls the same oauth.Service as the standard endpoint
-// (so the tokens are identical), and renders every answer, success or
-// error, in its own envelope from one place.
+// base URL points here. Each surface is an oauth.Codec: it parses its own
+// request format into the one oauth.Request and renders every answer,
+// success or error, in its own envelope from one place; the oauth.Endpoint
+// pipeline does the rest, as for the standard endpoint, so the tokens are
+// identical.
 package surface
 
 import (

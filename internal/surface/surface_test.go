@@ -2,8 +2,6 @@ package surface
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -13,7 +11,6 @@ import (
 
 // Server-side failures render a fixed text: never the cause.
 func TestMachineServerErrorsHideTheirCause(t *testing.T) {
-	h := NewMachineHandler(nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	cause := errors.New(`dial tcp 10.0.0.5:5432: password authentication failed for user "m2m" (password=hunter2)`)
 	tests := []struct {
 		e      *oauth.Error
@@ -25,7 +22,7 @@ func TestMachineServerErrorsHideTheirCause(t *testing.T) {
 	}
 	for _, tc := range tests {
 		w := httptest.NewRecorder()
-		h.fail(w, httptest.NewRequest("POST", "/v1/oauth/token/machine", nil), tc.e, "")
+		MachineCodec{}.WriteError(w, tc.e)
 		if w.Code != tc.status || strings.TrimSpace(w.Body.String()) != tc.want {
 			t.Errorf("%d %s, want %d %s", w.Code, w.Body, tc.status, tc.want)
 		}

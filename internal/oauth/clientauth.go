@@ -1,0 +1,136 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/secret"
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+// Caller is an authenticated client.
+type Caller struct {
+	Client store.Client
+	// Method is the token_endpoint_auth_method that proved it.
+	Method string
+}
+
+// Authenticator checks one kind of client credential (a shared secret, a
+// signed assertion, a certificate…). Implementations return
+// errInvalidClient for every failure, so that all failures look alike,
+// and ErrUnavailable when they cannot decide.
+type Authenticator interface {
+	// Methods are the token_endpoint_auth_method values it serves.
+	Methods() []string
+	// Authenticate returns the client the credentials prove.
+	Authenticate(ctx context.Context, creds Credentials) (Caller, *Error)
+}
+
+// ClientAuth is the client-authentication registry: one authenticator per
+// token_endpoint_auth_method. Discovery lists its methods.
+type ClientAuth struct {
+	byMethod map[string]Authenticator
+	methods  []string
+}
+
+// NewClientAuth returns a registry of the given authenticators.
+func NewClientAuth(auths ...Authenticator) *ClientAuth {
+	a := &ClientAuth{byMethod: map[string]Authenticator{}}
+	for _, au := range auths {
+		for _, m := range au.Methods() {
+			a.byMethod[m] = au
+			a.methods = append(a.methods, m)
+		}
+	}
+	return a
+}
+
+// Methods are the supported token_endpoint_auth_method values, in
+// registration order.
+func (a *ClientAuth) Methods() []string { return slices.Clone(a.methods) }
+
+// Authenticate proves the client of a request by the authenticator for
+// the method its credentials came by. A request without credentials, or
+// by a method nobody serves, fails like a wrong secret.
+func (a *ClientAuth) Authenticate(ctx context.Context, creds Credentials) (Caller, *Error) {
+	au, ok := a.byMethod[creds.Method]
+	if !ok {
+		return Caller{}, errInvalidClient("")
+	}
+	return au.Authenticate(ctx, creds)
+}
+
+// clientGetter reads a client with its secrets and grants.
+type clientGetter interface {
+	GetClient(ctx context.Context, id string) (store.Client, error)
+}
+
+// SecretAuth authenticates clients by shared secret (RFC 6749 §2.3.1):
+// client_secret_basic and client_secret_post.
+type SecretAuth struct {
+	clients clientGetter
+	hasher  *secret.Hasher
+	now     func() time.Time
+	usage   *UsageRecorder
+}
+
+// NewSecretAuth returns a SecretAuth. usage (may be nil) learns which
+// secret each successful authentication used.
+func NewSecretAuth(clients clientGetter, hasher *secret.Hasher, now func() time.Time, usage *UsageRecorder) *SecretAuth {
+	return &SecretAuth{clients: clients, hasher: hasher, now: now, usage: usage}
+}
+
+// Methods implements Authenticator.
+func (a *SecretAuth) Methods() []string { return []string{AuthSecretBasic, AuthSecretPost} }
+
+// Authenticate checks a client's id and secret. Every failure is the same
+// invalid_client answer after the same work: a client lookup and one keyed
+// hash per live secret. A database failure is ErrUnavailable, never
+// invalid_client. A disabled client is refused even with the right secret.
+func (a *SecretAuth) Authenticate(ctx context.Context, creds Credentials) (Caller, *Error) {
+	id, sec := creds.ClientID, creds.Secret
+	if len(sec) > maxCredentialLen {
+		sec = sec[:maxCredentialLen]
+	}
+	if id == "" || sec == "" || len(id) > maxCredentialLen {
+		a.hasher.VerifyNothing(sec)
+		return Caller{}, errInvalidClient("")
+	}
+	c, err := a.clients.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		a.hasher.VerifyNothing(sec)
+		return Caller{}, errInvalidClient("")
+	}
+	if err != nil {
+		return Caller{}, ErrUnavailable(err)
+	}
+	now := a.now()
+	matched, tried := "", false
+	for _, cs := range c.Secrets {
+		if !cs.Live(now) {
+			continue
+		}
+		tried = true
+		if a.hasher.Verify(sec, cs.Hash) {
+			matched = cs.ID
+		}
+	}
+	if !tried {
+		a.hasher.VerifyNothing(sec)
+	}
+	if matched == "" {
+		return Caller{}, errInvalidClient(c.ID)
+	}
+	if c.Disabled {
+		e := newError(http.StatusUnauthorized, CodeInvalidClient, "the client is disabled")
+		e.client = c.ID
+		return Caller{}, e
+	}
+	if a.usage != nil {
+		a.usage.Record(matched, now)
+	}
+	return Caller{Client: c, Method: creds.Method}, nil
+}

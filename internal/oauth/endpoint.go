@@ -1,0 +1,205 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/m2mauth/m2mauth/internal/secret"
+)
+
+// Codec is a surface's envelope: it parses a request into the one Request
+// value and renders tokens and errors. It holds no logic of its own; the
+// Endpoint runs the pipeline around it.
+type Codec interface {
+	// Parse reads the request's envelope.
+	Parse(r *http.Request) (*Request, *Error)
+	// WriteToken renders an issued token.
+	WriteToken(w http.ResponseWriter, t *TokenResponse)
+	// WriteError renders a refusal; it is the one place the surface's
+	// errors are written.
+	WriteError(w http.ResponseWriter, e *Error)
+}
+
+// Result is what an endpoint's action produced: a token (rendered by the
+// codec), a JSON body (introspection), or an empty 200 (revocation).
+type Result struct {
+	Token   *TokenResponse
+	Body    any
+	Revoked bool
+}
+
+// action is the step of the pipeline that differs between endpoints:
+// check runs before authentication (may be nil), run after it.
+type action struct {
+	name  string
+	check func(req *Request) *Error
+	run   func(ctx context.Context, caller Caller, req *Request) (Result, *Error)
+}
+
+// Endpoint is one token-endpoint-like route. It runs every step once, in
+// this order, for every surface: method check, failure limiter, parse
+// (codec), pre-authentication check, client authentication (registry),
+// action (policy and issue, introspect, revoke), render (codec), log. A
+// cross-cutting concern (a metric, an audit event, a quota, a header) is
+// added here, and only here.
+type Endpoint struct {
+	surface string
+	codec   Codec
+	act     action
+	svc     *Service
+	limiter *FailureLimiter
+	log     *slog.Logger
+}
+
+// Endpoints builds the endpoints of one server.
+type Endpoints struct {
+	Service *Service
+	Limiter *FailureLimiter // may be nil
+	Log     *slog.Logger
+}
+
+func (b Endpoints) endpoint(surface string, c Codec, act action) *Endpoint {
+	return &Endpoint{surface: surface, codec: c, act: act, svc: b.Service, limiter: b.Limiter, log: b.Log}
+}
+
+// Token returns the token endpoint of a surface.
+func (b Endpoints) Token(surface string, c Codec) *Endpoint {
+	return b.endpoint(surface, c, action{name: "token", check: checkGrant, run: b.Service.issueFor})
+}
+
+// TokenFor returns the standard token endpoint restricted to one audience:
+// a request for another is invalid_target, and one naming none gets this
+// one. It serves the admin login, which must work whichever surfaces are
+// on.
+func (b Endpoints) TokenFor(surface, audience string) *Endpoint {
+	check := func(req *Request) *Error {
+		if e := checkGrant(req); e != nil {
+			return e
+		}
+		if len(req.Resources) == 0 {
+			req.Resources = []string{audience}
+		}
+		for _, a := range req.Resources {
+			if a != audience {
+				return newError(http.StatusBadRequest, CodeInvalidTarget, "this endpoint issues tokens for the admin API only")
+			}
+		}
+		return nil
+	}
+	return b.endpoint(surface, StandardCodec{}, action{name: "token", check: check, run: b.Service.issueFor})
+}
+
+// Introspect returns the RFC 7662 introspection endpoint.
+func (b Endpoints) Introspect(in *Introspection) *Endpoint {
+	return b.endpoint("introspection", introspectionCodec{}, action{name: "introspect", run: in.introspect})
+}
+
+// Revoke returns the RFC 7009 revocation endpoint.
+func (b Endpoints) Revoke(in *Introspection) *Endpoint {
+	return b.endpoint("revocation", introspectionCodec{}, action{name: "revoke", run: in.revokeOwn})
+}
+
+func (s *Service) issueFor(ctx context.Context, caller Caller, req *Request) (Result, *Error) {
+	t, e := s.grant(ctx, caller, req)
+	if e != nil {
+		return Result{}, e
+	}
+	return Result{Token: t}, nil
+}
+
+// ServeHTTP runs the pipeline.
+func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	NoStore(w)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		ep.fail(w, r, nil, errMethod(), Caller{})
+		return
+	}
+	if ep.limiter.Blocked(r) {
+		ep.fail(w, r, nil, ErrTooManyRequests(), Caller{})
+		return
+	}
+	req, e := ep.codec.Parse(r)
+	if e != nil {
+		ep.fail(w, r, nil, e, Caller{})
+		return
+	}
+	if ep.act.check != nil {
+		if e := ep.act.check(req); e != nil {
+			ep.fail(w, r, req, e, Caller{})
+			return
+		}
+	}
+	caller, e := ep.svc.authenticate(r.Context(), req)
+	if e != nil {
+		ep.limiter.Record(r, e)
+		ep.fail(w, r, req, e, Caller{})
+		return
+	}
+	res, e := ep.act.run(r.Context(), caller, req)
+	if e != nil {
+		ep.limiter.Record(r, e)
+		ep.fail(w, r, req, e, caller)
+		return
+	}
+	switch {
+	case res.Token != nil:
+		ep.codec.WriteToken(w, res.Token)
+	case res.Body != nil:
+		WriteJSON(w, http.StatusOK, res.Body)
+	default:
+		w.WriteHeader(http.StatusOK)
+	}
+	if ep.log.Enabled(r.Context(), slog.LevelDebug) {
+		ep.log.DebugContext(r.Context(), "request served", "endpoint", ep.act.name, "surface", ep.surface,
+			"client_id", caller.Client.ID, "grant_type", req.GrantType, "auth_method", caller.Method)
+	}
+}
+
+// fail renders e in the surface's envelope and logs it.
+func (ep *Endpoint) fail(w http.ResponseWriter, r *http.Request, req *Request, e *Error, caller Caller) {
+	clientID := caller.Client.ID
+	if clientID == "" && req != nil {
+		clientID = req.Credentials.ClientID
+	}
+	LogError(ep.log, r, e, ep.surface, clientID)
+	ep.codec.WriteError(w, e)
+}
+
+// NoStore sets the RFC 6749 §5.1 cache headers every token response carries.
+func NoStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
+// LogError records a failed request. Client errors are logged at info,
+// server-side failures at error with their cause. Secrets never reach the
+// log: only the code, the description, the client id and the cause.
+func LogError(log *slog.Logger, r *http.Request, e *Error, surface, clientID string) {
+	attrs := []any{"surface", surface, "error", e.Code, "status", e.Status}
+	// A caller who swapped id and secret would put the secret here: such
+	// values are not logged.
+	if clientID != "" && len(clientID) <= 128 && !strings.HasPrefix(clientID, secret.SecretPrefix) {
+		attrs = append(attrs, "client_id", clientID)
+	}
+	if e.Status >= 500 {
+		log.ErrorContext(r.Context(), "token request failed", append(attrs, "cause", e.Err)...)
+		return
+	}
+	log.InfoContext(r.Context(), "token request refused", append(attrs, "reason", e.Description)...)
+}
+
+// WriteJSON writes v as a JSON response.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"server_error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
