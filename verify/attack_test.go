@@ -373,7 +373,8 @@ func TestJWKSMaxAgeHonoured(t *testing.T) {
 	// max-age is bounded: max-age=1 is raised to MinAge (30 s).
 	f.set(k.publishedSet(t), 200, "max-age=1")
 	clk.add(11 * time.Minute)
-	verifyOK()
+	verifyOK() // served from the expired set, which is refreshed in the background
+	v.cfg.Keys.(*JWKS).background.Wait()
 	fetches := f.count()
 	clk.add(20 * time.Second)
 	verifyOK()
@@ -461,6 +462,10 @@ func TestJWKSReplaceNotMerge(t *testing.T) {
 	f.set(jwksBody(t, jwkJSON(t, k.rsa.Public(), "rsa", "RS256")), 200, "max-age=60")
 	clk.add(61 * time.Second)
 	clk.add(31 * time.Second) // past the unknown-kid cooldown too
+	// The expired set still serves this request while it is refreshed in
+	// the background; once the refresh is in, the removed key is gone.
+	_, _ = v.Verify(context.Background(), tok)
+	v.cfg.Keys.(*JWKS).background.Wait()
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("a removed key still verifies: %v", err)
 	}

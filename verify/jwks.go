@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"golang.org/x/sync/singleflight"
 )
 
 // discoveryPlaceholder marks a JWKS whose URL comes from discovery.
@@ -36,6 +36,10 @@ type JWKSOptions struct {
 	// StaleIfError is how long past its lifetime the last good key set is
 	// still used while fetching fails (default 24 h).
 	StaleIfError time.Duration
+	// MinBackoff and MaxBackoff bound the pause after a failed fetch before
+	// another is started in the background or for an unknown kid; it
+	// doubles after each consecutive failure (default 5 s and 5 min).
+	MinBackoff, MaxBackoff time.Duration
 	// MaxBytes and MaxKeys cap a response (default 1 MiB and 100 keys).
 	MaxBytes int64
 	MaxKeys  int
@@ -56,6 +60,8 @@ func (o *JWKSOptions) defaults() {
 	def(&o.DefaultAge, 5*time.Minute)
 	def(&o.UnknownKIDCooldown, 30*time.Second)
 	def(&o.StaleIfError, 24*time.Hour)
+	def(&o.MinBackoff, 5*time.Second)
+	def(&o.MaxBackoff, 5*time.Minute)
 	if o.MaxBytes == 0 {
 		o.MaxBytes = 1 << 20
 	}
@@ -79,12 +85,22 @@ type publicKey struct {
 // caches it as its Cache-Control says:
 //
 //   - the set is kept for max-age (bounded by MinAge and MaxAge) and is
-//     refreshed in the background during the last fifth of that time, so
-//     requests do not wait for it;
+//     refreshed in the background during the last fifth of that time;
+//   - a request never waits for a fetch while a usable set is cached (fresh,
+//     or stale within StaleIfError): it is served from that set, and a
+//     refresh is started in the background;
+//   - at most one fetch is in flight, whatever started it; requests that
+//     must wait for it (nothing usable is cached, or an unknown kid) share
+//     it, each for no longer than its context allows;
+//   - after a failed fetch, no fetch is started in the background or for an
+//     unknown kid until a backoff has passed (MinBackoff, doubling after each
+//     further failure up to MaxBackoff, shortened by up to a fifth at random);
+//     a successful fetch resets it;
 //   - a token naming an unknown kid triggers a refetch (with Cache-Control:
 //     no-cache) at most once per UnknownKIDCooldown, however many such
-//     tokens arrive; concurrent callers share one in-flight fetch;
-//   - each fetch replaces the set: a key the issuer removed stops verifying;
+//     tokens arrive;
+//   - each fetch replaces the set: a key the issuer removed stops verifying
+//     once a refresh brings the new set;
 //   - when fetching fails, the last good set is used for up to StaleIfError;
 //   - responses over MaxBytes or MaxKeys are refused, as are RSA keys under
 //     2048 bits, EC keys off their curve, and keys whose use is "enc".
@@ -92,7 +108,7 @@ type JWKS struct {
 	url    string // "" until discovered
 	issuer string
 	opts   JWKSOptions
-	sf     singleflight.Group
+	jitter func() float64 // in [0, 1): the fraction of a fifth cut from a backoff
 
 	mu          sync.Mutex
 	keys        map[string]publicKey
@@ -100,14 +116,23 @@ type JWKS struct {
 	expiresAt   time.Time
 	lastUnknown time.Time // last fetch caused by an unknown kid
 	fetches     int
+	failures    int       // consecutive failed fetches
+	retryAt     time.Time // no fetch starts before it unless nothing usable is cached
+	flight      *flight   // the fetch in progress, if any
 	background  sync.WaitGroup
+}
+
+// flight is one fetch; done is closed when err is set.
+type flight struct {
+	done chan struct{}
+	err  error
 }
 
 // NewJWKS returns a JWKS for url; when url is empty, the jwks_uri of the
 // issuer's discovery document is used.
 func NewJWKS(url, issuer string, opts JWKSOptions) *JWKS {
 	opts.defaults()
-	return &JWKS{url: url, issuer: strings.TrimRight(issuer, "/"), opts: opts}
+	return &JWKS{url: url, issuer: strings.TrimRight(issuer, "/"), opts: opts, jitter: rand.Float64}
 }
 
 // Fetches reports how many times the key set has been fetched.
@@ -121,40 +146,37 @@ func (j *JWKS) Fetches() int {
 func (j *JWKS) Key(ctx context.Context, kid string) (crypto.PublicKey, string, error) {
 	now := j.opts.Now()
 	j.mu.Lock()
-	keys, fetchedAt, expiresAt := j.keys, j.fetchedAt, j.expiresAt
-	j.mu.Unlock()
-
+	var wait *flight
 	switch {
-	case keys == nil || !now.Before(expiresAt):
-		// Nothing usable yet, or expired: fetch and wait.
-		if err := j.refresh(ctx, false); err != nil && !j.staleUsable(now) {
+	case j.keys == nil || !now.Before(j.expiresAt.Add(j.opts.StaleIfError)):
+		// Nothing usable: wait for a fetch, shared with the other waiters.
+		wait = j.startLocked(false)
+	case now.After(j.expiresAt.Add(-j.expiresAt.Sub(j.fetchedAt)/5)) && !now.Before(j.retryAt):
+		// Expired or in the last fifth of its life, and not backing off:
+		// refresh without making anyone wait.
+		j.startLocked(false)
+	}
+	j.mu.Unlock()
+	if wait != nil {
+		if err := j.wait(ctx, wait); err != nil {
 			return nil, "", err
 		}
-	case now.After(expiresAt.Add(-expiresAt.Sub(fetchedAt) / 5)):
-		// In the last fifth of its life: refresh without making anyone wait.
-		j.background.Add(1)
-		go func() {
-			defer j.background.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = j.refresh(ctx, false)
-		}()
 	}
 	if k, ok := j.lookup(kid); ok {
 		return k.key, k.alg, nil
 	}
-	// Unknown kid: perhaps a new key. Refetch, at most once per cooldown.
+	// Unknown kid: perhaps a new key. Refetch, at most once per cooldown
+	// and not while backing off (joining a fetch in flight costs nothing).
 	j.mu.Lock()
-	allowed := now.Sub(j.lastUnknown) >= j.opts.UnknownKIDCooldown
-	if allowed {
+	wait = nil
+	if now.Sub(j.lastUnknown) >= j.opts.UnknownKIDCooldown && (j.flight != nil || !now.Before(j.retryAt)) {
 		j.lastUnknown = now
+		wait = j.startLocked(true)
 	}
 	j.mu.Unlock()
-	if allowed {
-		if err := j.refresh(ctx, true); err == nil {
-			if k, ok := j.lookup(kid); ok {
-				return k.key, k.alg, nil
-			}
+	if wait != nil && j.wait(ctx, wait) == nil {
+		if k, ok := j.lookup(kid); ok {
+			return k.key, k.alg, nil
 		}
 	}
 	return nil, "", ErrUnknownKey
@@ -167,23 +189,54 @@ func (j *JWKS) lookup(kid string) (publicKey, bool) {
 	return k, ok
 }
 
-func (j *JWKS) staleUsable(now time.Time) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.keys != nil && now.Before(j.expiresAt.Add(j.opts.StaleIfError))
+// startLocked returns the fetch in flight, starting one if there is none.
+// The fetch does not depend on any request: it runs to completion (or its
+// own timeout) however many waiters give up. j.mu must be held.
+func (j *JWKS) startLocked(noCache bool) *flight {
+	if j.flight != nil {
+		return j.flight
+	}
+	f := &flight{done: make(chan struct{})}
+	j.flight = f
+	j.background.Add(1)
+	go func() {
+		defer j.background.Done()
+		err := j.fetch(context.Background(), noCache)
+		now := j.opts.Now()
+		j.mu.Lock()
+		if err != nil {
+			j.failures++
+			j.retryAt = now.Add(j.backoff(j.failures))
+		} else {
+			j.failures, j.retryAt = 0, time.Time{}
+		}
+		f.err = err
+		j.flight = nil
+		j.mu.Unlock()
+		close(f.done)
+	}()
+	return f
 }
 
-// refresh fetches the set once for all concurrent callers.
-func (j *JWKS) refresh(ctx context.Context, noCache bool) error {
-	ch := j.sf.DoChan("jwks", func() (any, error) {
-		return nil, j.fetch(context.WithoutCancel(ctx), noCache)
-	})
+// wait waits for f, or for ctx to end.
+func (j *JWKS) wait(ctx context.Context, f *flight) error {
 	select {
-	case r := <-ch:
-		return r.Err
+	case <-f.done:
+		return f.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// backoff is the pause after the n-th consecutive failure: MinBackoff
+// doubled n-1 times, at most MaxBackoff, less up to a fifth at random.
+func (j *JWKS) backoff(n int) time.Duration {
+	d := j.opts.MinBackoff
+	for i := 1; i < n && d < j.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, j.opts.MaxBackoff)
+	return d - time.Duration(float64(d/5)*j.jitter())
 }
 
 func (j *JWKS) fetch(ctx context.Context, noCache bool) error {
