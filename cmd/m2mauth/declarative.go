@@ -193,7 +193,11 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := declarative.Marshal(declarative.Export(state))
+	exported, err := declarative.Export(state)
+	if err != nil {
+		return err
+	}
+	b, err := declarative.Marshal(exported)
 	if err != nil {
 		return err
 	}

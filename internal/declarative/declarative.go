@@ -5,6 +5,11 @@
 // printed once), and an imported secret is read from an environment
 // variable or a file the file names.
 //
+// An entry of the file is the admin API's input for an API or a client
+// (admin.APIInput, admin.ClientInput) under the same names, lifetimes in
+// seconds written as durations: a field the admin API gains is in the file,
+// the export and the plan with no change here.
+//
 // Clients are matched by client_id, APIs by identifier. The built-in admin
 // API, grants for it, and clients holding such grants (admin clients) are
 // outside the file's reach: export leaves them out, apply keeps them as
@@ -13,14 +18,12 @@ package declarative
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
-	"sort"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -33,71 +36,48 @@ type File struct {
 	Clients []Client `yaml:"clients,omitempty"`
 }
 
-// API describes one API.
+// API describes one API: the admin API's input for it, in YAML.
 type API struct {
-	Identifier    string   `yaml:"identifier"`
-	Name          string   `yaml:"name"`
-	Scopes        []string `yaml:"scopes,flow"`
-	TokenLifetime Duration `yaml:"token_lifetime,omitempty"`
-}
-
-// Grant gives a client scopes of an API.
-type Grant struct {
-	Audience string   `yaml:"audience"`
-	Scopes   []string `yaml:"scopes,flow"`
+	admin.APIInput
 }
 
 // SecretRef names where an existing secret is read from.
 type SecretRef struct {
-	Env  string `yaml:"env,omitempty"`
-	File string `yaml:"file,omitempty"`
+	Env  string `json:"env,omitempty"`
+	File string `json:"file,omitempty"`
 }
 
-// Client describes one client.
+// Client describes one client: the admin API's input for it, in YAML,
+// except its secret, which the file never holds.
 type Client struct {
-	ClientID        string            `yaml:"client_id"`
-	Name            string            `yaml:"name"`
-	Description     string            `yaml:"description,omitempty"`
-	Grants          []Grant           `yaml:"grants,omitempty"`
-	DefaultAudience string            `yaml:"default_audience,omitempty"`
-	TokenLifetime   Duration          `yaml:"token_lifetime,omitempty"`
-	Disabled        bool              `yaml:"disabled,omitempty"`
-	RefreshTokens   bool              `yaml:"refresh_tokens,omitempty"`
-	CustomClaims    map[string]any    `yaml:"custom_claims,omitempty"`
-	Metadata        map[string]string `yaml:"metadata,omitempty"`
+	admin.ClientInput
 	// SecretFile is where the generated secret of a new client is written
 	// (mode 0600); without it the secret is printed once.
-	SecretFile string `yaml:"secret_file,omitempty"`
+	SecretFile string `json:"secret_file,omitempty"`
 	// ImportSecret creates a new client with an existing secret.
-	ImportSecret *SecretRef `yaml:"import_secret,omitempty"`
+	ImportSecret *SecretRef `json:"import_secret,omitempty"`
 }
 
-// Duration is a time.Duration written as "15m" in YAML.
-type Duration time.Duration
-
-// MarshalYAML implements yaml.Marshaler.
-func (d Duration) MarshalYAML() (any, error) { return shortDuration(time.Duration(d)), nil }
+// notInFile are the client input's fields the file refuses.
+var notInFile = map[string]string{
+	"client_secret": "secrets never appear in the file: import_secret reads an existing one from an environment variable or a file",
+}
 
 // UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration like 15m or 1h", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
+func (a *API) UnmarshalYAML(n *yaml.Node) error {
+	return typeError(decodeStruct(n, reflect.ValueOf(a).Elem(), nil))
 }
 
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
+// MarshalYAML implements yaml.Marshaler.
+func (a API) MarshalYAML() (any, error) { return encodeStruct(reflect.ValueOf(a), nil) }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (c *Client) UnmarshalYAML(n *yaml.Node) error {
+	return typeError(decodeStruct(n, reflect.ValueOf(c).Elem(), notInFile))
 }
+
+// MarshalYAML implements yaml.Marshaler.
+func (c Client) MarshalYAML() (any, error) { return encodeStruct(reflect.ValueOf(c), notInFile) }
 
 // Parse reads a configuration file strictly: unknown fields, duplicate
 // keys and repeated identifiers are errors.
@@ -169,34 +149,31 @@ func isAdminClient(c admin.ClientResource, builtin map[string]bool) bool {
 
 // Export returns the state as a file (without secrets, admin clients and
 // built-in APIs).
-func Export(s State) File {
+func Export(s State) (File, error) {
 	builtin := s.builtinAPIs()
 	var f File
 	for _, a := range s.APIs {
 		if a.Builtin {
 			continue
 		}
-		f.APIs = append(f.APIs, API{Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes,
-			TokenLifetime: Duration(time.Duration(a.TokenLifetimeSeconds) * time.Second)})
+		in, err := inputOf[admin.APIInput](a)
+		if err != nil {
+			return File{}, fmt.Errorf("API %s: %w", a.Identifier, err)
+		}
+		f.APIs = append(f.APIs, API{in})
 	}
 	for _, c := range s.Clients {
 		if isAdminClient(c, builtin) {
 			continue
 		}
-		spec := Client{ClientID: c.ClientID, Name: c.Name, Description: c.Description, DefaultAudience: c.DefaultAudience,
-			TokenLifetime: Duration(time.Duration(c.TokenLifetimeSeconds) * time.Second), Disabled: c.Disabled, RefreshTokens: c.RefreshTokens}
-		for _, g := range c.Grants {
-			spec.Grants = append(spec.Grants, Grant{Audience: g.Audience, Scopes: g.Scopes})
+		in, err := inputOf[admin.ClientInput](c)
+		if err != nil {
+			return File{}, fmt.Errorf("client %s: %w", c.ClientID, err)
 		}
-		if len(c.CustomClaims) > 0 {
-			spec.CustomClaims = c.CustomClaims
-		}
-		if len(c.Metadata) > 0 {
-			spec.Metadata = c.Metadata
-		}
-		f.Clients = append(f.Clients, spec)
+		in.ClientSecret = ""
+		f.Clients = append(f.Clients, Client{ClientInput: in})
 	}
-	return f
+	return f, nil
 }
 
 // Change is one step of a plan.
@@ -245,19 +222,22 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 		clients[c.ClientID] = c
 	}
 	var plan []Change
-	for _, a := range f.APIs {
-		want := admin.APIInput{Identifier: a.Identifier, Name: a.Name, Scopes: nonNil(a.Scopes), TokenLifetimeSeconds: seconds(a.TokenLifetime)}
-		cur, ok := apis[a.Identifier]
+	for i := range f.APIs {
+		want := f.APIs[i].APIInput
+		want.Scopes = nonNil(want.Scopes)
+		cur, ok := apis[want.Identifier]
 		if !ok {
-			plan = append(plan, Change{Op: "create", Kind: "api", Key: a.Identifier, API: &want})
+			plan = append(plan, Change{Op: "create", Kind: "api", Key: want.Identifier, API: &want})
 			continue
 		}
-		var diffs []string
-		diffs = diff(diffs, "name", cur.Name, want.Name)
-		diffs = diff(diffs, "scopes", sortedCopy(cur.Scopes), sortedCopy(want.Scopes))
-		diffs = diff(diffs, "token_lifetime", shortDuration(time.Duration(cur.TokenLifetimeSeconds)*time.Second), shortDuration(time.Duration(want.TokenLifetimeSeconds)*time.Second))
-		if len(diffs) > 0 {
-			plan = append(plan, Change{Op: "update", Kind: "api", Key: a.Identifier, Diffs: diffs, API: &want})
+		have, err := inputOf[admin.APIInput](cur)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("API %s: %w", want.Identifier, err))
+			continue
+		}
+		// An update replaces the whole API (PUT): the patch is not needed.
+		if diffs, _ := compare(have, want, "identifier"); len(diffs) > 0 {
+			plan = append(plan, Change{Op: "update", Kind: "api", Key: want.Identifier, Diffs: diffs, API: &want})
 		}
 	}
 	for i := range f.Clients {
@@ -267,11 +247,10 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 				errs = append(errs, fmt.Errorf("client %s: grants for the built-in API %s are managed with the CLI, not the file", spec.ClientID, g.Audience))
 			}
 		}
-		want := admin.ClientInput{ClientID: spec.ClientID, Name: spec.Name, Description: spec.Description,
-			DefaultAudience: spec.DefaultAudience, TokenLifetimeSeconds: seconds(spec.TokenLifetime), Disabled: spec.Disabled, RefreshTokens: spec.RefreshTokens,
-			CustomClaims: normalize(spec.CustomClaims), Metadata: spec.Metadata, Grants: []admin.GrantInput{}}
-		for _, g := range spec.Grants {
-			want.Grants = append(want.Grants, admin.GrantInput{Audience: g.Audience, Scopes: nonNil(g.Scopes)})
+		want := spec.ClientInput
+		want.ClientSecret = ""
+		if want.Grants == nil {
+			want.Grants = []admin.GrantInput{}
 		}
 		cur, ok := clients[spec.ClientID]
 		if !ok {
@@ -282,24 +261,12 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 			errs = append(errs, fmt.Errorf("client %s holds a grant for the built-in admin API: manage it with the CLI, not the file", spec.ClientID))
 			continue
 		}
-		patch := map[string]any{}
-		var diffs []string
-		field := func(name string, cur, want any, value any) {
-			if d := diff(nil, name, cur, want); len(d) > 0 {
-				diffs = append(diffs, d...)
-				patch[name] = value
-			}
+		have, err := inputOf[admin.ClientInput](cur)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %s: %w", spec.ClientID, err))
+			continue
 		}
-		field("name", cur.Name, want.Name, want.Name)
-		field("description", cur.Description, want.Description, want.Description)
-		field("grants", grantText(cur.Grants), grantText(want.Grants), want.Grants)
-		field("default_audience", cur.DefaultAudience, want.DefaultAudience, want.DefaultAudience)
-		field("token_lifetime", shortDuration(time.Duration(cur.TokenLifetimeSeconds)*time.Second), shortDuration(time.Duration(want.TokenLifetimeSeconds)*time.Second), want.TokenLifetimeSeconds)
-		field("disabled", cur.Disabled, want.Disabled, want.Disabled)
-		field("refresh_tokens", cur.RefreshTokens, want.RefreshTokens, want.RefreshTokens)
-		field("custom_claims", jsonText(normalize(cur.CustomClaims)), jsonText(want.CustomClaims), nonNilMap(want.CustomClaims))
-		field("metadata", jsonText(cur.Metadata), jsonText(want.Metadata), nonNilStrMap(want.Metadata))
-		if len(diffs) > 0 {
+		if diffs, patch := compare(have, want, "client_id", "client_secret"); len(diffs) > 0 {
 			plan = append(plan, Change{Op: "update", Kind: "client", Key: spec.ClientID, Diffs: diffs, ClientPatch: patch, Spec: spec})
 		}
 	}
@@ -325,79 +292,29 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 	return plan, errors.Join(errs...)
 }
 
-func seconds(d Duration) int64 { return int64(time.Duration(d) / time.Second) }
+// compare returns the differences of two values of an admin input type,
+// field by field except the fields skip names, as diff lines and as a merge
+// patch (RFC 7396) that makes have into want.
+func compare[T any](have, want T, skip ...string) (diffs []string, patch map[string]any) {
+	hv, wv := reflect.ValueOf(have), reflect.ValueOf(want)
+	patch = map[string]any{}
+	for _, f := range fieldsOf(hv.Type()) {
+		if slices.Contains(skip, f.json) {
+			continue
+		}
+		h, w := hv.FieldByIndex(f.index), wv.FieldByIndex(f.index)
+		if canonical(h) == canonical(w) {
+			continue
+		}
+		diffs = append(diffs, fmt.Sprintf("%s: %s → %s", f.key, display(h, f.duration), display(w, f.duration)))
+		patch[f.json] = patchValue(w)
+	}
+	return diffs, patch
+}
 
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
-	}
-	return s
-}
-
-func nonNilMap(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
-}
-
-func nonNilStrMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
-}
-
-func sortedCopy(s []string) []string {
-	out := append([]string{}, s...)
-	sort.Strings(out)
-	return out
-}
-
-// grantText is a canonical rendering of grants for comparison and display.
-func grantText(gs []admin.GrantInput) string {
-	parts := make([]string, 0, len(gs))
-	for _, g := range gs {
-		parts = append(parts, g.Audience+"="+strings.Join(sortedCopy(g.Scopes), " "))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, "; ")
-}
-
-// normalize round-trips claims through JSON so that YAML's and JSON's
-// numbers and maps compare equal.
-func normalize(m map[string]any) map[string]any {
-	if len(m) == 0 {
-		return nil
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return m
-	}
-	var out map[string]any
-	_ = json.Unmarshal(b, &out)
-	return out
-}
-
-func jsonText(v any) string {
-	b, _ := json.Marshal(v)
-	if s := string(b); s != "null" && s != "{}" {
-		return s
-	}
-	return "{}"
-}
-
-func diff(diffs []string, name string, cur, want any) []string {
-	c, w := fmt.Sprintf("%v", cur), fmt.Sprintf("%v", want)
-	if c == w {
-		return diffs
-	}
-	return append(diffs, fmt.Sprintf("%s: %s → %s", name, quote(c), quote(w)))
-}
-
-func quote(s string) string {
-	if s == "" || s == "[]" {
-		return `""`
 	}
 	return s
 }

@@ -1,6 +1,11 @@
 package declarative
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,6 +20,12 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "apis:\n  - identifier: a\n    name: A\n    token_lifetime: soon\n", "not a duration"},
 		{"import with both sources", "clients:\n  - client_id: c\n    name: C\n    import_secret: {env: X, file: y}\n", "exactly one"},
 		{"not YAML", "apis: [\n", "yaml"},
+		{"a secret in the file", "clients:\n  - client_id: c\n    name: C\n    client_secret: s3cr3t-value\n", "line 4: field client_secret: secrets never appear in the file"},
+		{"repeated field", "clients:\n  - client_id: c\n    name: C\n    name: D\n", "line 4: field name is already set at line 3"},
+		{"unknown field of a grant", "clients:\n  - client_id: c\n    name: C\n    grants: [{audience: a, scope: [r]}]\n", `line 4: unknown field "scope"`},
+		{"lifetime in seconds", "apis:\n  - identifier: a\n    token_lifetime_seconds: 60\n", `unknown field "token_lifetime_seconds" (the fields are identifier, name, scopes, token_lifetime)`},
+		{"wrong type", "clients:\n  - client_id: c\n    disabled: maybe\n", "line 3: cannot unmarshal !!str `maybe` into bool"},
+		{"errors of every entry", "apis:\n  - identifier: a\n    nmae: A\n  - identifier: b\n    token_lifetime: soon\n", "token_lifetime)\n  line 5: \"soon\" is not a duration"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -26,6 +37,16 @@ func TestParseErrors(t *testing.T) {
 	}
 	if f, err := Parse(nil); err != nil || len(f.APIs)+len(f.Clients) != 0 {
 		t.Fatalf("empty file: %+v %v", f, err)
+	}
+	// Anchors and merge keys work; an entry's own keys win over merged ones.
+	f, err := Parse([]byte("clients:\n  - &base\n    client_id: a\n    name: A\n    grants: [{audience: x, scopes: [r]}]\n  - <<: *base\n    client_id: b\n"))
+	if err != nil || len(f.Clients) != 2 || f.Clients[1].ClientID != "b" || f.Clients[1].Name != "A" || f.Clients[1].Grants[0].Audience != "x" {
+		t.Fatalf("merge keys: %+v %v", f, err)
+	}
+	// Values are read as YAML reads them: a number where text is expected is text.
+	f, err = Parse([]byte("clients:\n  - client_id: c\n    name: 2024\n    metadata: {cost_center: 4711}\n    token_lifetime: 1h\n    introspect: ['*']\n"))
+	if err != nil || f.Clients[0].Name != "2024" || f.Clients[0].Metadata["cost_center"] != "4711" || f.Clients[0].TokenLifetimeSeconds != 3600 || f.Clients[0].Introspect[0] != "*" {
+		t.Fatalf("%+v %v", f, err)
 	}
 }
 
@@ -60,8 +81,8 @@ clients:
 		t.Fatalf("matching file: plan %v, err %v (order of scopes and YAML numbers must not matter)", plan, err)
 	}
 	changed := same
-	changed.APIs = []API{{Identifier: "https://orders", Name: "Orders", Scopes: []string{"r"}, TokenLifetime: Duration(600e9)}}
-	changed.Clients = []Client{{ClientID: "billing", Name: "Billing", Disabled: true, CustomClaims: map[string]any{"tier": 2}}}
+	changed.APIs = []API{{admin.APIInput{Identifier: "https://orders", Name: "Orders", Scopes: []string{"r"}, TokenLifetimeSeconds: 600}}}
+	changed.Clients = []Client{{ClientInput: admin.ClientInput{ClientID: "billing", Name: "Billing", Disabled: true, CustomClaims: map[string]any{"tier": 2}}}}
 	plan, err := Plan(changed, state, false)
 	if err != nil || len(plan) != 2 || plan[0].Kind != "api" || plan[1].Kind != "client" {
 		t.Fatalf("plan %v, err %v", plan, err)
@@ -95,7 +116,11 @@ func TestExportRoundTrip(t *testing.T) {
 		APIs:    []admin.APIResource{{Identifier: "https://orders", Name: "Orders", Scopes: []string{"r"}, TokenLifetimeSeconds: 3600}},
 		Clients: []admin.ClientResource{{ClientID: "c", Name: "C", Grants: []admin.GrantInput{{Audience: "https://orders", Scopes: []string{"r"}}}, Metadata: map[string]string{"k": "v"}}},
 	}
-	b, err := Marshal(Export(state))
+	exported, err := Export(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Marshal(exported)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,5 +133,128 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "token_lifetime: 1h") {
 		t.Errorf("durations are not written short:\n%s", b)
+	}
+}
+
+// fill sets every field of v, recursively, to a value derived from seed:
+// two seeds give two different values of every field.
+func fill(v reflect.Value, seed int) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(fmt.Sprintf("v%d", seed))
+	case reflect.Bool:
+		v.SetBool(seed%2 == 1)
+	case reflect.Int64:
+		v.SetInt(int64(seed) * 60)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			fill(v.Field(i), seed)
+		}
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 1, 1)
+		fill(s.Index(0), seed)
+		v.Set(s)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		e := reflect.New(v.Type().Elem()).Elem()
+		if e.Kind() == reflect.Interface {
+			e.Set(reflect.ValueOf(fmt.Sprintf("v%d", seed)))
+		} else {
+			fill(e, seed)
+		}
+		m.SetMapIndex(reflect.ValueOf(fmt.Sprintf("k%d", seed)), e)
+		v.Set(m)
+	case reflect.Pointer:
+		p := reflect.New(v.Type().Elem())
+		fill(p.Elem(), seed)
+		v.Set(p)
+	default:
+		panic("fill: add a case for " + v.Type().String())
+	}
+}
+
+// TestEveryInputField sets every field of the admin API's client and API
+// inputs (found by reflection, so fields added later are covered) and checks
+// that each survives the file, shows in a plan's diff under its file name
+// and reaches the admin API's patch under its JSON name.
+func TestEveryInputField(t *testing.T) {
+	var client admin.ClientInput
+	fill(reflect.ValueOf(&client).Elem(), 1)
+	client.ClientSecret = ""
+	var api admin.APIInput
+	fill(reflect.ValueOf(&api).Elem(), 1)
+	// The state as the admin API shows it: the resources have the inputs' names.
+	apiRes, err := inputOf[admin.APIResource](api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientRes, err := inputOf[admin.ClientResource](client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := State{APIs: []admin.APIResource{apiRes}, Clients: []admin.ClientResource{clientRes}}
+	exported, err := Export(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Marshal(exported)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if len(f.APIs) != 1 || len(f.Clients) != 1 {
+		t.Fatalf("export:\n%s", b)
+	}
+	if !reflect.DeepEqual(f.APIs[0].APIInput, api) || !reflect.DeepEqual(f.Clients[0].ClientInput, client) {
+		t.Fatalf("a field was lost on the way export → file → parse:\n%s\napi    %+v\nwant   %+v\nclient %+v\nwant   %+v", b, f.APIs[0].APIInput, api, f.Clients[0].ClientInput, client)
+	}
+	if plan, err := Plan(f, state, true); err != nil || len(plan) != 0 {
+		t.Fatalf("plan of the export: %v %v", plan, err)
+	}
+
+	for _, tc := range []struct {
+		kind string
+		in   any
+		skip []string
+	}{{"api", &f.APIs[0].APIInput, []string{"identifier"}}, {"client", &f.Clients[0].ClientInput, []string{"client_id", "client_secret"}}} {
+		entry := reflect.ValueOf(tc.in).Elem()
+		for _, fd := range fieldsOf(entry.Type()) {
+			if slices.Contains(tc.skip, fd.json) {
+				continue
+			}
+			t.Run(tc.kind+"/"+fd.key, func(t *testing.T) {
+				saved := reflect.New(entry.Type()).Elem()
+				saved.Set(entry)
+				defer entry.Set(saved)
+				fill(entry.FieldByIndex(fd.index), 2)
+				plan, err := Plan(f, state, false)
+				if err != nil || len(plan) != 1 || plan[0].Op != "update" || len(plan[0].Diffs) != 1 || !strings.HasPrefix(plan[0].Diffs[0], fd.key+": ") {
+					t.Fatalf("plan %v, err %v; want one update with one diff line for %s", plan, err, fd.key)
+				}
+				if tc.kind == "api" {
+					if !reflect.DeepEqual(*plan[0].API, entry.Interface()) {
+						t.Fatalf("PUT body %+v, want %+v", *plan[0].API, entry.Interface())
+					}
+					return
+				}
+				// The patch names the admin API's patch field and carries the new value.
+				pb, _ := json.Marshal(plan[0].ClientPatch)
+				dec := json.NewDecoder(bytes.NewReader(pb))
+				dec.DisallowUnknownFields()
+				var p admin.ClientPatch
+				if err := dec.Decode(&p); err != nil {
+					t.Fatalf("patch %s is not an admin.ClientPatch: %v", pb, err)
+				}
+				var patched admin.ClientInput
+				_ = json.Unmarshal(pb, &patched)
+				got, want := reflect.ValueOf(patched).FieldByIndex(fd.index), entry.FieldByIndex(fd.index)
+				if len(plan[0].ClientPatch) != 1 || canonical(got) != canonical(want) {
+					t.Fatalf("patch %s, want %s set to %s", pb, fd.json, canonical(want))
+				}
+			})
+		}
 	}
 }
