@@ -444,8 +444,43 @@ func TestStaleIfError(t *testing.T) {
 		t.Fatalf("after StaleIfError: %v, want ErrUnknownKey", err)
 	}
 	f.set(k.publishedSet(t), 200, "max-age=300")
+	fetches := v.cfg.Keys.(*JWKS).Fetches()
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("within the backoff after a failed fetch: %v, want ErrUnknownKey", err)
+	}
+	if n := v.cfg.Keys.(*JWKS).Fetches() - fetches; n != 0 {
+		t.Fatalf("%d fetches within the backoff, want 0", n)
+	}
+	clk.add(5 * time.Minute) // past the longest backoff
 	if _, err := v.Verify(context.Background(), tok); err != nil {
 		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+// A process started while the issuer is down does not fetch once per
+// request: after a failed fetch with nothing cached, requests fail at once
+// until the backoff has passed.
+func TestJWKSColdStartOutageBacksOff(t *testing.T) {
+	k := getKeys(t)
+	clk := &clock{t: testNow}
+	f := &fakeJWKS{body: []byte("down"), status: 503}
+	v := newTestVerifier(t, f, clk, JWKSOptions{})
+	tok := sign(t, hdr("RS256", "rsa"), claimsWith("exp", testNow.Add(48*time.Hour).Unix()), "RS256", k.rsa)
+	for i := range 1000 {
+		if _, err := v.Verify(context.Background(), tok); err == nil {
+			t.Fatal("verified without keys")
+		}
+		if i%100 == 0 {
+			clk.add(100 * time.Millisecond)
+		}
+	}
+	if n := v.cfg.Keys.(*JWKS).Fetches(); n != 1 {
+		t.Errorf("%d fetches for 1,000 verifications within the first backoff, want 1", n)
+	}
+	f.set(k.publishedSet(t), 200, "max-age=300")
+	clk.add(5 * time.Second)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("after the backoff and recovery: %v", err)
 	}
 }
 

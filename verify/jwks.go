@@ -92,8 +92,9 @@ type publicKey struct {
 //   - at most one fetch is in flight, whatever started it; requests that
 //     must wait for it (nothing usable is cached, or an unknown kid) share
 //     it, each for no longer than its context allows;
-//   - after a failed fetch, no fetch is started in the background or for an
-//     unknown kid until a backoff has passed (MinBackoff, doubling after each
+//   - after a failed fetch, no fetch is started (in the background, for an
+//     unknown kid, or for a request with nothing usable cached, which then
+//     fails at once) until a backoff has passed (MinBackoff, doubling after each
 //     further failure up to MaxBackoff, shortened by up to a fifth at random);
 //     a successful fetch resets it;
 //   - a token naming an unknown kid triggers a refetch (with Cache-Control:
@@ -117,7 +118,8 @@ type JWKS struct {
 	lastUnknown time.Time // last fetch caused by an unknown kid
 	fetches     int
 	failures    int       // consecutive failed fetches
-	retryAt     time.Time // no fetch starts before it unless nothing usable is cached
+	retryAt     time.Time // no fetch starts before it
+	lastErr     error     // the last fetch's error
 	flight      *flight   // the fetch in progress, if any
 	background  sync.WaitGroup
 }
@@ -149,7 +151,15 @@ func (j *JWKS) Key(ctx context.Context, kid string) (crypto.PublicKey, string, e
 	var wait *flight
 	switch {
 	case j.keys == nil || !now.Before(j.expiresAt.Add(j.opts.StaleIfError)):
-		// Nothing usable: wait for a fetch, shared with the other waiters.
+		// Nothing usable: wait for a fetch, shared with the other waiters,
+		// unless the last one failed within the backoff: then fail at
+		// once, so that a process started during an outage does not send
+		// the issuer one fetch per request.
+		if j.flight == nil && now.Before(j.retryAt) {
+			err := j.lastErr
+			j.mu.Unlock()
+			return nil, "", fmt.Errorf("jwks: backing off after a failed fetch: %w", err)
+		}
 		wait = j.startLocked(false)
 	case now.After(j.expiresAt.Add(-j.expiresAt.Sub(j.fetchedAt)/5)) && !now.Before(j.retryAt):
 		// Expired or in the last fifth of its life, and not backing off:
@@ -210,6 +220,7 @@ func (j *JWKS) startLocked(noCache bool) *flight {
 		} else {
 			j.failures, j.retryAt = 0, time.Time{}
 		}
+		j.lastErr = err
 		f.err = err
 		j.flight = nil
 		j.mu.Unlock()
