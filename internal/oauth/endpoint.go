@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
-
-	"github.com/m2mauth/m2mauth/internal/secret"
 )
 
 // Codec is a surface's envelope: it parses a request into the one Request
@@ -115,33 +112,32 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	NoStore(w)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		ep.fail(w, r, nil, errMethod(), Caller{})
-		return
-	}
-	if ep.limiter.Blocked(r) {
-		ep.fail(w, r, nil, ErrTooManyRequests(), Caller{})
+		ep.refuse(w, r, nil, errMethod())
 		return
 	}
 	req, e := ep.codec.Parse(r)
 	if e != nil {
-		ep.fail(w, r, nil, e, Caller{})
+		ep.refuse(w, r, nil, e)
 		return
 	}
 	if ep.act.check != nil {
 		if e := ep.act.check(req); e != nil {
-			ep.fail(w, r, req, e, Caller{})
+			ep.refuse(w, r, req, e)
 			return
 		}
 	}
-	caller, e := ep.svc.authenticate(r.Context(), req)
-	if e != nil {
-		ep.limiter.Record(r, e)
-		ep.fail(w, r, req, e, Caller{})
+	if !ep.limiter.Admit(r, req.Credentials.ClientID) {
+		ep.fail(w, r, req, ErrTooManyRequests(), Caller{})
 		return
 	}
+	caller, e := ep.svc.authenticate(r.Context(), req)
+	if e != nil {
+		ep.refuse(w, r, req, e)
+		return
+	}
+	ep.limiter.Succeeded(r, caller.Client.ID)
 	res, e := ep.act.run(r.Context(), caller, req)
 	if e != nil {
-		ep.limiter.Record(r, e)
 		ep.fail(w, r, req, e, caller)
 		return
 	}
@@ -159,37 +155,57 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// refuse answers a request that failed before its client was
+// authenticated. Client errors count against the failure limiter and
+// become 429 once the caller is over its limit; a failure to decide (5xx)
+// counts for nothing.
+func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request, e *Error) {
+	if e.Status < 500 && ep.limiter.Failed(r, e.client) {
+		limited := ErrTooManyRequests()
+		limited.client = e.client
+		e = limited
+	}
+	ep.fail(w, r, req, e, Caller{})
+}
+
 // fail renders e in the surface's envelope and logs it.
 func (ep *Endpoint) fail(w http.ResponseWriter, r *http.Request, req *Request, e *Error, caller Caller) {
-	clientID := caller.Client.ID
-	if clientID == "" && req != nil {
-		clientID = req.Credentials.ClientID
-	}
-	LogError(ep.log, r, e, ep.surface, clientID)
+	ep.logRefusal(r, req, e, caller)
 	ep.codec.WriteError(w, e)
+}
+
+// unknownClient stands in the log for a client id that names no client:
+// such a value may be anything the caller typed, a secret included.
+const unknownClient = "(unknown)"
+
+// logRefusal records a refused request. Client errors are logged at info,
+// server-side failures at error with their cause. What the caller sent
+// never reaches the log: a client id is logged only when it names an
+// existing client, and the reason is the error's template, without the
+// values the caller put in the description.
+func (ep *Endpoint) logRefusal(r *http.Request, req *Request, e *Error, caller Caller) {
+	attrs := make([]slog.Attr, 0, 6)
+	attrs = append(attrs, slog.String("endpoint", ep.act.name), slog.String("surface", ep.surface),
+		slog.String("error", e.Code), slog.Int("status", e.Status))
+	switch {
+	case caller.Client.ID != "":
+		attrs = append(attrs, slog.String("client_id", caller.Client.ID))
+	case e.client != "":
+		attrs = append(attrs, slog.String("client_id", e.client))
+	case req != nil && req.Credentials.ClientID != "":
+		attrs = append(attrs, slog.String("client_id", unknownClient))
+	}
+	if e.Status >= 500 {
+		ep.log.LogAttrs(r.Context(), slog.LevelError, "request failed", append(attrs, slog.Any("cause", e.Err))...)
+		return
+	}
+	ep.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", append(attrs, slog.String("reason", e.reason))...)
 }
 
 // NoStore sets the RFC 6749 §5.1 cache headers every token response carries.
 func NoStore(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-}
-
-// LogError records a failed request. Client errors are logged at info,
-// server-side failures at error with their cause. Secrets never reach the
-// log: only the code, the description, the client id and the cause.
-func LogError(log *slog.Logger, r *http.Request, e *Error, surface, clientID string) {
-	attrs := []any{"surface", surface, "error", e.Code, "status", e.Status}
-	// A caller who swapped id and secret would put the secret here: such
-	// values are not logged.
-	if clientID != "" && len(clientID) <= 128 && !strings.HasPrefix(clientID, secret.SecretPrefix) {
-		attrs = append(attrs, "client_id", clientID)
-	}
-	if e.Status >= 500 {
-		log.ErrorContext(r.Context(), "token request failed", append(attrs, "cause", e.Err)...)
-		return
-	}
-	log.InfoContext(r.Context(), "token request refused", append(attrs, "reason", e.Description)...)
 }
 
 // WriteJSON writes v as a JSON response.

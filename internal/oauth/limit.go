@@ -9,26 +9,49 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// FailureLimiter slows down credential guessing: each failed client
-// authentication costs the caller's IP address one token from a bucket that
-// refills at Rate per second up to Burst. While the bucket is empty, every
-// token request from that address is answered 429 (in the surface's own
-// envelope) without being looked at. Successful requests cost nothing, so
-// legitimate traffic is never limited. A nil *FailureLimiter limits nothing.
+// FailureLimiter slows down credential guessing and floods of bad requests
+// without locking legitimate clients out:
+//
+//   - Every request that fails before its client is authenticated (bad
+//     input, unknown client, wrong secret) costs its address one token from
+//     a bucket that refills at the configured rate up to the burst. Once the
+//     bucket is empty, such failures are answered 429 instead of their own
+//     error.
+//   - A failed authentication of an existing client also costs that
+//     client's own bucket. While it is empty, requests naming the client
+//     are answered 429 before their credentials are checked, so one client
+//     cannot be brute-forced from many addresses, unless they come from an
+//     address where the client authenticated within knownGoodFor: the client
+//     itself keeps working.
+//   - Credentials are checked before the address's bucket is consulted (the
+//     check costs under a microsecond), so a request whose credentials
+//     verify is never limited: an attacker sharing an address with a client
+//     (NAT, a proxy) cannot lock it out.
+//
+// Memory is bounded: at most max addresses, clients and known-good pairs
+// are tracked. A nil *FailureLimiter limits nothing.
 type FailureLimiter struct {
 	rate  rate.Limit
 	burst int
 	max   int
 	now   func() time.Time
 
-	mu      sync.Mutex
-	buckets map[string]*rate.Limiter
+	mu        sync.RWMutex
+	addrs     map[string]*rate.Limiter
+	clients   map[string]*rate.Limiter
+	knownGood map[string]time.Time // address "\x00" client id → last success
 }
 
+// knownGoodFor is how long a successful authentication from an address
+// exempts that address from its client's failure limit.
+const knownGoodFor = time.Hour
+
 // NewFailureLimiter returns a limiter allowing perSecond failures per
-// address, with bursts of burst. It tracks at most maxAddrs addresses.
-func NewFailureLimiter(perSecond float64, burst, maxAddrs int, now func() time.Time) *FailureLimiter {
-	return &FailureLimiter{rate: rate.Limit(perSecond), burst: burst, max: maxAddrs, now: now, buckets: map[string]*rate.Limiter{}}
+// address and per client, with bursts of burst. It tracks at most max
+// addresses, clients and known-good pairs.
+func NewFailureLimiter(perSecond float64, burst, max int, now func() time.Time) *FailureLimiter {
+	return &FailureLimiter{rate: rate.Limit(perSecond), burst: burst, max: max, now: now,
+		addrs: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}, knownGood: map[string]time.Time{}}
 }
 
 func clientIP(r *http.Request) string {
@@ -39,34 +62,90 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// Blocked reports whether r's address has no failures left.
-func (l *FailureLimiter) Blocked(r *http.Request) bool {
+func pairKey(ip, clientID string) string { return ip + "\x00" + clientID }
+
+// Admit reports whether the credentials of a request from r naming
+// clientID may be checked: false while the client's bucket is empty, unless
+// r's address is known-good for it.
+func (l *FailureLimiter) Admit(r *http.Request, clientID string) bool {
+	if l == nil || clientID == "" {
+		return true
+	}
+	now := l.now()
+	l.mu.RLock()
+	b, limited := l.clients[clientID]
+	good, known := l.knownGood[pairKey(clientIP(r), clientID)]
+	l.mu.RUnlock()
+	if !limited || b.TokensAt(now) >= 1 {
+		return true
+	}
+	return known && now.Sub(good) < knownGoodFor
+}
+
+// Failed records a request from r that failed before its client was
+// authenticated; client is the existing client it named ("" if none). It
+// reports whether the address or the client had no failures left, in
+// which case the caller answers 429.
+func (l *FailureLimiter) Failed(r *http.Request, client string) (limited bool) {
 	if l == nil {
 		return false
 	}
+	now := l.now()
 	l.mu.Lock()
-	b, ok := l.buckets[clientIP(r)]
+	ab := l.bucket(l.addrs, clientIP(r))
+	var cb *rate.Limiter
+	if client != "" {
+		cb = l.bucket(l.clients, client)
+	}
 	l.mu.Unlock()
-	return ok && b.TokensAt(l.now()) < 1
+	limited = !ab.AllowN(now, 1)
+	if cb != nil && !cb.AllowN(now, 1) {
+		limited = true
+	}
+	return limited
 }
 
-// Record counts e against r's address if it is a failed authentication.
-func (l *FailureLimiter) Record(r *http.Request, e *Error) {
-	if l == nil || e == nil || e.Code != CodeInvalidClient {
-		return
-	}
-	ip := clientIP(r)
-	l.mu.Lock()
-	b, ok := l.buckets[ip]
+// bucket returns m[key], creating it; l.mu must be held for writing.
+func (l *FailureLimiter) bucket(m map[string]*rate.Limiter, key string) *rate.Limiter {
+	b, ok := m[key]
 	if !ok {
-		if len(l.buckets) >= l.max {
-			// Bounded memory: forget every address (an attacker spreading
-			// over many addresses is for a network-level limit).
-			l.buckets = map[string]*rate.Limiter{}
+		if len(m) >= l.max {
+			// Bounded memory: forget every entry (an attacker spreading over
+			// more addresses than that is for a network-level limit).
+			clear(m)
 		}
 		b = rate.NewLimiter(l.rate, l.burst)
-		l.buckets[ip] = b
+		m[key] = b
 	}
+	return b
+}
+
+// Succeeded records that clientID authenticated from r's address. It
+// writes only when the pair is new or its record is old, so the hot path
+// mostly takes a read lock.
+func (l *FailureLimiter) Succeeded(r *http.Request, clientID string) {
+	if l == nil || clientID == "" {
+		return
+	}
+	now := l.now()
+	key := pairKey(clientIP(r), clientID)
+	l.mu.RLock()
+	last, ok := l.knownGood[key]
+	l.mu.RUnlock()
+	if ok && now.Sub(last) < knownGoodFor/4 {
+		return
+	}
+	l.mu.Lock()
+	if len(l.knownGood) >= l.max {
+		for k, t := range l.knownGood {
+			if now.Sub(t) >= knownGoodFor {
+				delete(l.knownGood, k)
+			}
+		}
+		if len(l.knownGood) >= l.max {
+			clear(l.knownGood)
+		}
+	}
+	l.knownGood[key] = now
 	l.mu.Unlock()
-	b.AllowN(l.now(), 1)
 }

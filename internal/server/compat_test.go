@@ -50,7 +50,7 @@ func machineErrors(t *testing.T, body []byte) []machineErr {
 // with our credentials, and each documented error.
 func TestSeedMachineToken(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.AuthFailureBurst = 3
+	cfg.AuthFailureBurst = 9 // the failures below, then 429
 	cfg.AuthFailureRate = 0.001
 	ts := startServer(t, cfg)
 	id, secret := setupOrders(ts)
@@ -102,8 +102,8 @@ func TestSeedMachineToken(t *testing.T) {
 		{"wrong secret", "POST", "application/json", `{"apiKey":"` + id + `","secretKey":"wrong"}`, 401, machineErr{"INVALID_CREDENTIALS", "Invalid API key or secret key", "Unauthorized"}},
 		{"unknown key", "POST", "application/json", `{"apiKey":"nobody","secretKey":"` + secret + `"}`, 401, machineErr{"INVALID_CREDENTIALS", "Invalid API key or secret key", "Unauthorized"}},
 		{"another wrong secret", "POST", "application/json", `{"apiKey":"` + id + `","secretKey":"wrong2"}`, 401, machineErr{"INVALID_CREDENTIALS", "Invalid API key or secret key", "Unauthorized"}},
-		// Three failures used the burst: this address is now limited.
-		{"too many failures", "POST", "application/json", body, 429, machineErr{"TOO_MANY_REQUESTS", "Too many requests - retry later", "TooManyRequests"}},
+		// Nine failures used the burst: this address is now limited.
+		{"too many failures", "POST", "application/json", `{"apiKey":"nobody","secretKey":"x"}`, 429, machineErr{"TOO_MANY_REQUESTS", "Too many requests - retry later", "TooManyRequests"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,6 +119,10 @@ func TestSeedMachineToken(t *testing.T) {
 				t.Fatalf("error %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+	// The limit never stops credentials that verify.
+	if resp, b := ts.post("/v1/oauth/token/machine", "application/json", body); resp.StatusCode != 200 {
+		t.Errorf("correct credentials from a limited address: %d %s", resp.StatusCode, b)
 	}
 }
 

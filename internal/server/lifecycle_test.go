@@ -185,16 +185,43 @@ func TestLogsNeverContainSecrets(t *testing.T) {
 		req.Header.Set("Authorization", authz)
 		ts.do(req)
 	}
+	// An imported secret (no m2ms_ prefix) typed into client_id, a secret
+	// sent as a scope value, as an audience, in the URL path, and as a
+	// request id.
+	imported := "legacyPLANTEDsecretWITHOUTaPREFIX0123456789"
+	ts.tokenForm(imported, secret, url.Values{})
+	ts.tokenForm(id, secret, url.Values{"scope": {planted}})
+	ts.tokenForm(id, secret, url.Values{"audience": {planted}})
+	ts.tokenForm("", "", url.Values{"client_id": {imported}, "client_secret": {planted}, "scope": {planted}})
+	for _, path := range []string{"/" + planted, "/oauth/token/" + planted, "/admin/v1/clients/" + planted, "/admin/v1/clients/" + imported + "/secrets"} {
+		req, _ = http.NewRequest(http.MethodGet, ts.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+ts.token)
+		ts.do(req)
+	}
+	for _, rid := range []string{planted, imported, "0123456789abcdef0123456789abcdef01234567"} {
+		req, _ = http.NewRequest(http.MethodGet, ts.URL+"/healthz", nil)
+		req.Header.Set("X-Request-Id", rid)
+		resp, _ := ts.do(req)
+		if got := resp.Header.Get("X-Request-Id"); got == rid || len(got) != 16 {
+			t.Errorf("request id %q answered with X-Request-Id %q, want a fresh one", rid, got)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/healthz", nil)
+	req.Header.Set("X-Request-Id", "00112233aabbccdd")
+	if resp, _ := ts.do(req); resp.Header.Get("X-Request-Id") != "00112233aabbccdd" {
+		t.Errorf("a request id the server could have made is not kept: %q", resp.Header.Get("X-Request-Id"))
+	}
 	ts.stop()
 
 	logs := ts.logs.String()
-	if !strings.Contains(logs, `"level":"DEBUG"`) || !strings.Contains(logs, "token request refused") {
+	if !strings.Contains(logs, `"level":"DEBUG"`) || !strings.Contains(logs, "request refused") {
 		t.Fatal("the log does not show the debug records this test relies on")
 	}
 	for name, needle := range map[string]string{
 		"client secret": secret, "planted secret": planted, "admin secret": ts.admin.ClientSecret,
 		"access token": tok, "token signature": tok[strings.LastIndex(tok, ".")+1:],
-		"admin token": ts.token, "basic credentials": basic,
+		"admin token": ts.token, "basic credentials": basic, "imported secret": imported,
+		"planted secret, URL-escaped": url.QueryEscape(planted), "planted secret prefix": planted[:24],
 	} {
 		if strings.Contains(logs, needle) {
 			t.Errorf("the log contains the %s", name)

@@ -50,14 +50,22 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 	return requestIDHandler{h.Handler.WithGroup(name)}
 }
 
-// validRequestID accepts a caller's X-Request-Id only if it is short and
-// plain, so it can be logged and echoed safely.
+// requestIDLen is the length of the request ids the server makes: 16
+// lowercase hex digits.
+const requestIDLen = 16
+
+// validRequestID accepts a caller's X-Request-Id only if the server could
+// have made it (an id from an earlier answer, passed along by a proxy or a
+// retrying client). Anything else is replaced: a caller's header may hold
+// any text, a secret included, and the id is logged and echoed. No secret
+// fits: generated secrets carry a prefix, imported ones are at least 32
+// characters.
 func validRequestID(s string) bool {
-	if s == "" || len(s) > 64 {
+	if len(s) != requestIDLen {
 		return false
 	}
 	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !(c >= 'a' && c <= 'f' || c >= '0' && c <= '9') {
 			return false
 		}
 	}
@@ -65,7 +73,7 @@ func validRequestID(s string) bool {
 }
 
 func newRequestID() string {
-	var b [8]byte
+	var b [requestIDLen / 2]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
@@ -93,9 +101,10 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 }
 
 // middleware assigns a request id, recovers panics as a 500, and writes one
-// access log record per request. Only the method, the path (never the query,
-// which may carry credentials), the status, the size and the time are
-// logged: no header and no body.
+// access log record per request. Only the method, the route (the pattern of
+// the routes table that matched, never the path itself: a path may carry
+// anything a caller typed, and never the query), the status, the size and
+// the time are logged: no header and no body.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.now()
@@ -118,10 +127,19 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				}
 			}
 			s.log.LogAttrs(ctx, slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("method", r.Method), slog.String("route", routeOf(r)),
 				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
 				slog.Duration("duration", s.now().Sub(start)))
 		}()
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// routeOf names what r matched for the access log: its pattern in the routes
+// table ("GET /admin/v1/clients/{id}"), or "(unmatched)".
+func routeOf(r *http.Request) string {
+	if r.Pattern == "" || r.Pattern == "/" {
+		return "(unmatched)"
+	}
+	return r.Pattern
 }

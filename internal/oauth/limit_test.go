@@ -1,0 +1,98 @@
+package oauth
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+)
+
+type testClock struct{ t time.Time }
+
+func (c *testClock) now() time.Time      { return c.t }
+func (c *testClock) add(d time.Duration) { c.t = c.t.Add(d) }
+func fromAddr(ip string) *http.Request {
+	r := httptest.NewRequest("POST", "/oauth/token", nil)
+	r.RemoteAddr = ip + ":1234"
+	return r
+}
+
+func TestFailureLimiterAddress(t *testing.T) {
+	clk := &testClock{t: time.Unix(1e9, 0)}
+	l := NewFailureLimiter(1, 3, 100, clk.now)
+	r := fromAddr("10.0.0.1")
+	for i := range 3 {
+		if l.Failed(r, "") {
+			t.Fatalf("failure %d limited within the burst", i+1)
+		}
+	}
+	if !l.Failed(r, "") {
+		t.Fatal("the fourth failure is not limited")
+	}
+	if l.Failed(fromAddr("10.0.0.2"), "") {
+		t.Fatal("another address is limited")
+	}
+	clk.add(time.Second)
+	if l.Failed(r, "") {
+		t.Fatal("not refilled after a second")
+	}
+	// The address limit never stops a request from being checked.
+	if !l.Admit(r, "c1") {
+		t.Fatal("an address over its limit may not have its credentials checked")
+	}
+}
+
+// One client's bucket empties whichever addresses its failures come from;
+// then only addresses where it authenticated recently may try it.
+func TestFailureLimiterClient(t *testing.T) {
+	clk := &testClock{t: time.Unix(1e9, 0)}
+	l := NewFailureLimiter(1, 3, 100, clk.now)
+	home := fromAddr("10.0.0.1")
+	l.Succeeded(home, "c1")
+	for i := range 4 {
+		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "c1")
+	}
+	if l.Admit(fromAddr("192.0.2.200"), "c1") {
+		t.Error("a new address may try a client whose failure budget is spent")
+	}
+	if !l.Admit(fromAddr("192.0.2.200"), "c2") {
+		t.Error("another client is limited")
+	}
+	if !l.Admit(home, "c1") {
+		t.Error("the client's own address is locked out")
+	}
+	clk.add(knownGoodFor)
+	for i := range 4 {
+		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "c1")
+	}
+	if l.Admit(home, "c1") {
+		t.Error("a success an hour old still exempts the address")
+	}
+	clk.add(time.Second)
+	if !l.Admit(fromAddr("192.0.2.200"), "c1") {
+		t.Error("the client's budget does not refill")
+	}
+}
+
+func TestFailureLimiterBoundedMemory(t *testing.T) {
+	clk := &testClock{t: time.Unix(1e9, 0)}
+	l := NewFailureLimiter(1, 3, 50, clk.now)
+	for i := range 1000 {
+		r := fromAddr("10.1." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250))
+		l.Failed(r, "c"+strconv.Itoa(i))
+		l.Succeeded(r, "c"+strconv.Itoa(i))
+	}
+	if len(l.addrs) > 50 || len(l.clients) > 50 || len(l.knownGood) > 50 {
+		t.Errorf("tracking %d addresses, %d clients, %d pairs; want at most 50 each", len(l.addrs), len(l.clients), len(l.knownGood))
+	}
+}
+
+func TestNilFailureLimiter(t *testing.T) {
+	var l *FailureLimiter
+	r := fromAddr("10.0.0.1")
+	if l.Failed(r, "c") || !l.Admit(r, "c") {
+		t.Error("a nil limiter limits")
+	}
+	l.Succeeded(r, "c")
+}

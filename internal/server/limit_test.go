@@ -1,0 +1,106 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// tokenFrom sends a client-credentials request through the server's
+// handler as if from addr, and returns the status.
+func (ts *testServer) tokenFrom(addr, id, secret, extra string) int {
+	ts.t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"+extra))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
+	r.RemoteAddr = addr + ":40000"
+	w := httptest.NewRecorder()
+	ts.srv.Handler().ServeHTTP(w, r)
+	return w.Code
+}
+
+// An attacker sharing the client's address (NAT, a proxy) brute-forces the
+// client's secret and sprays unknown client ids, ten requests for each of
+// the client's: the client is never refused. The limiter's clock does not
+// move, so no bucket refills during the test.
+//
+// Measured before the limiter checked credentials first: 1 of 500
+// legitimate requests succeeded; after: 500 of 500.
+func TestSharedAddressBruteForceSparesTheClient(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	clk := newFakeClock()
+	ts := startServerClock(t, cfg, clk.Now)
+	id, secret := setupOrders(ts)
+	const shared = "198.51.100.7"
+	if got := ts.tokenFrom(shared, id, secret, ""); got != 200 {
+		t.Fatalf("before the attack: %d", got)
+	}
+	ok, refused := 0, 0
+	for i := range 500 {
+		for j := range 10 {
+			if j%2 == 0 {
+				ts.tokenFrom(shared, id, fmt.Sprintf("m2ms_guess%d_%d", i, j), "")
+			} else {
+				ts.tokenFrom(shared, fmt.Sprintf("m2mc_guess%d_%d", i, j), secret, "")
+			}
+		}
+		if ts.tokenFrom(shared, id, secret, "") == 200 {
+			ok++
+		} else {
+			refused++
+		}
+	}
+	t.Logf("legitimate requests under same-address brute force: %d of %d succeeded", ok, ok+refused)
+	if refused != 0 {
+		t.Errorf("%d of %d legitimate requests refused", refused, ok+refused)
+	}
+	// The attacker was limited all along.
+	if got := ts.tokenFrom(shared, id, "m2ms_oneMoreGuess", ""); got != http.StatusTooManyRequests {
+		t.Errorf("attacker's guess: %d, want 429", got)
+	}
+}
+
+// One client's secret guessed from many addresses: after the burst, new
+// addresses are refused before their guesses are checked, while the
+// client's own address keeps working. Unauthenticated requests that fail
+// for other reasons (an oversized scope list) count too.
+func TestDistributedBruteForceIsLimitedPerClient(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	clk := newFakeClock()
+	ts := startServerClock(t, cfg, clk.Now)
+	id, secret := setupOrders(ts)
+	const home = "203.0.113.1"
+	if got := ts.tokenFrom(home, id, secret, ""); got != 200 {
+		t.Fatalf("%d", got)
+	}
+	statuses := map[int]int{}
+	for i := range 100 {
+		statuses[ts.tokenFrom(fmt.Sprintf("192.0.2.%d", i), id, fmt.Sprintf("m2ms_guess%d", i), "")]++
+	}
+	if statuses[401] != cfg.AuthFailureBurst || statuses[429] != 100-cfg.AuthFailureBurst {
+		t.Errorf("100 guesses from 100 addresses: %v, want %d × 401 then 429", statuses, cfg.AuthFailureBurst)
+	}
+	// Even the right secret is not checked from a new address now …
+	if got := ts.tokenFrom("192.0.2.250", id, secret, ""); got != 429 {
+		t.Errorf("right secret from a new address during the attack: %d, want 429", got)
+	}
+	// … but the client's own address is served.
+	if got := ts.tokenFrom(home, id, secret, ""); got != 200 {
+		t.Errorf("the client's own address: %d, want 200", got)
+	}
+
+	// Requests without credentials count as failures too.
+	scopes := "&scope=" + strings.Repeat("x%20", 201)
+	statuses = map[int]int{}
+	for range 30 {
+		statuses[ts.tokenFrom("198.51.100.99", "", "", scopes)]++
+	}
+	if statuses[400] != cfg.AuthFailureBurst || statuses[429] != 30-cfg.AuthFailureBurst {
+		t.Errorf("30 oversized scope lists without credentials: %v, want %d × 400 then 429", statuses, cfg.AuthFailureBurst)
+	}
+}
