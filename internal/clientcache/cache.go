@@ -7,26 +7,38 @@
 // change feed (PostgreSQL LISTEN/NOTIFY). While the feed is down the cache
 // is bypassed. Entries also expire after a TTL, a safety net that bounds
 // staleness if a notification were ever lost.
+//
+// An unknown client id costs no database round trip either: the cache
+// holds a Bloom filter of every client id (about 10 bits per id), loaded
+// by LoadIDs and kept current by the same invalidations, since creating a
+// client invalidates its id. An id the filter does not hold is answered
+// "no such client" from memory, so an unknown id costs what a cached known
+// one does (no timing tells them apart) and a flood of random ids never
+// reaches the database. The filter is trusted only while invalidations
+// cannot be missed: it is dropped when the cache is disabled and must be
+// loaded again.
 package clientcache
 
 import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/store"
 )
 
-// clientGetter is the source of truth.
-type clientGetter interface {
+// source is the source of truth.
+type source interface {
 	GetClient(ctx context.Context, id string) (store.Client, error)
+	ClientIDs(ctx context.Context, fn func(id string)) error
 }
 
 // Cache caches GetClient results, including "no such client". It is safe
 // for concurrent use.
 type Cache struct {
-	src        clientGetter
+	src        source
 	ttl        time.Duration
 	maxEntries int
 	now        func() time.Time
@@ -35,6 +47,15 @@ type Cache struct {
 	entries map[string]entry
 	gen     uint64 // bumped by every invalidation
 	enabled bool
+	epoch   uint64 // bumped by every SetEnabled
+	// ids holds every client id while trusted (nil: not loaded, or
+	// dropped because invalidations may have been missed).
+	ids atomic.Pointer[idFilter]
+	// While a load runs, the ids invalidated meanwhile are kept here (it
+	// may have read the table before they were created).
+	loading   bool
+	loadedNew []string
+	loadMu    sync.Mutex // one load at a time
 }
 
 type entry struct {
@@ -44,7 +65,7 @@ type entry struct {
 }
 
 // New returns an enabled cache in front of src.
-func New(src clientGetter, ttl time.Duration, maxEntries int, now func() time.Time) *Cache {
+func New(src source, ttl time.Duration, maxEntries int, now func() time.Time) *Cache {
 	return &Cache{src: src, ttl: ttl, maxEntries: maxEntries, now: now, entries: map[string]entry{}, enabled: true}
 }
 
@@ -61,6 +82,9 @@ func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) 
 			return store.Client{}, store.ErrNotFound
 		}
 		return e.client, nil
+	}
+	if f := c.ids.Load(); f != nil && !f.mayContain(id) {
+		return store.Client{}, store.ErrNotFound
 	}
 	cl, err := c.src.GetClient(ctx, id)
 	notFound := errors.Is(err, store.ErrNotFound)
@@ -79,12 +103,68 @@ func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) 
 	return cl, err
 }
 
-// Invalidate drops one client.
+// Invalidate drops one client; the id may be new, so the id filter learns
+// it.
 func (c *Cache) Invalidate(id string) {
 	c.mu.Lock()
 	c.gen++
 	delete(c.entries, id)
+	if f := c.ids.Load(); f != nil {
+		f.add(id)
+	}
+	if c.loading {
+		c.loadedNew = append(c.loadedNew, id)
+	}
 	c.mu.Unlock()
+}
+
+// LoadIDs reads every client id into a new id filter and trusts it from
+// then on (until the cache is disabled). Call it when the cache starts,
+// whenever the change feed comes back, and when IDsFull reports the filter
+// over capacity. Until it returns, lookups of uncached ids go to the
+// source.
+func (c *Cache) LoadIDs(ctx context.Context) error {
+	c.loadMu.Lock()
+	defer c.loadMu.Unlock()
+	c.mu.Lock()
+	c.loading, c.loadedNew = true, nil
+	epoch := c.epoch
+	size := 0
+	if f := c.ids.Load(); f != nil {
+		size = 2 * int(f.n.Load())
+	}
+	c.mu.Unlock()
+	var ids []string
+	err := c.src.ClientIDs(ctx, func(id string) { ids = append(ids, id) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loading = false
+	if err != nil {
+		return err
+	}
+	// Disabled now, or switched meanwhile: invalidations may have been
+	// missed, so the filter cannot be trusted (a re-enabled cache loads
+	// again).
+	if !c.enabled || c.epoch != epoch {
+		return nil
+	}
+	f := newIDFilter(max(size, 2*len(ids)))
+	for _, id := range ids {
+		f.add(id)
+	}
+	for _, id := range c.loadedNew {
+		f.add(id)
+	}
+	c.loadedNew = nil
+	c.ids.Store(f)
+	return nil
+}
+
+// IDsFull reports whether the id filter holds more ids than it was sized
+// for (its false-positive rate is rising): time to LoadIDs again.
+func (c *Cache) IDsFull() bool {
+	f := c.ids.Load()
+	return f != nil && f.full()
 }
 
 // InvalidateAll drops every client (an API changed, or notifications may
@@ -97,12 +177,15 @@ func (c *Cache) InvalidateAll() {
 }
 
 // SetEnabled turns caching on or off; it is off while the change feed that
-// keeps it correct is down. Either way the cache is emptied.
+// keeps it correct is down. Either way the cache and the id filter are
+// emptied: call LoadIDs after turning it on.
 func (c *Cache) SetEnabled(on bool) {
 	c.mu.Lock()
 	c.gen++
+	c.epoch++
 	c.enabled = on
 	c.entries = map[string]entry{}
+	c.ids.Store(nil)
 	c.mu.Unlock()
 }
 

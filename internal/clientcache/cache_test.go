@@ -2,6 +2,8 @@ package clientcache
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,8 @@ type fakeSource struct {
 	reads   int
 	// during, when set, runs in the middle of a read (to race an invalidation).
 	during func()
+	// duringIDs, when set, runs in the middle of ClientIDs.
+	duringIDs func()
 }
 
 func (f *fakeSource) GetClient(_ context.Context, id string) (store.Client, error) {
@@ -30,6 +34,23 @@ func (f *fakeSource) GetClient(_ context.Context, id string) (store.Client, erro
 		return store.Client{}, store.ErrNotFound
 	}
 	return c, nil
+}
+
+func (f *fakeSource) ClientIDs(_ context.Context, fn func(string)) error {
+	f.mu.Lock()
+	ids := make([]string, 0, len(f.clients))
+	for id := range f.clients {
+		ids = append(ids, id)
+	}
+	during := f.duringIDs
+	f.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	for _, id := range ids {
+		fn(id)
+	}
+	return nil
 }
 
 func (f *fakeSource) set(c store.Client) {
@@ -124,5 +145,117 @@ func TestMaxEntries(t *testing.T) {
 	}
 	if c.Len() > 10 {
 		t.Fatalf("%d entries, max 10", c.Len())
+	}
+}
+
+// With the id filter loaded, an unknown id is answered from memory, like a
+// cached known one: neither reaches the source, so their cost is the same
+// and a flood of random ids never reaches the database.
+func TestUnknownIDsCostNoRead(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{clients: map[string]store.Client{}}
+	for i := range 1000 {
+		id := fmt.Sprintf("m2mc_%04d", i)
+		src.clients[id] = store.Client{ID: id}
+	}
+	clk := &clock{time.Unix(1_800_000_000, 0)}
+	c := New(src, 30*time.Second, 100_000, clk.now)
+	if err := c.LoadIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetClient(ctx, "m2mc_0001"); err != nil {
+		t.Fatal(err)
+	}
+	before := src.reads
+	for i := range 10_000 {
+		if _, err := c.GetClient(ctx, "m2mc_0001"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.GetClient(ctx, fmt.Sprintf("unknown-%d", i)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown id: %v", err)
+		}
+	}
+	// False positives of the filter (about 1 %) are read once each.
+	if reads := src.reads - before; reads > 300 {
+		t.Errorf("10,000 known and 10,000 distinct unknown lookups made %d source reads, want under 300 (the filter's false positives)", reads)
+	}
+}
+
+func TestIDFilterFollowsCreationsAndDisabling(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{clients: map[string]store.Client{"a": {ID: "a"}}}
+	clk := &clock{time.Unix(1_800_000_000, 0)}
+	c := New(src, 30*time.Second, 100, clk.now)
+	// A client created while the ids are read (after the read began) is
+	// learnt through its invalidation.
+	src.duringIDs = func() {
+		src.set(store.Client{ID: "b"})
+		c.Invalidate("b")
+	}
+	if err := c.LoadIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src.duringIDs = nil
+	for _, id := range []string{"a", "b"} {
+		if _, err := c.GetClient(ctx, id); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	// Created after the load.
+	src.set(store.Client{ID: "c"})
+	c.Invalidate("c")
+	if _, err := c.GetClient(ctx, "c"); err != nil {
+		t.Errorf("c: %v", err)
+	}
+	// While disabled (feed down) the filter is not trusted: a client
+	// created elsewhere is found in the source.
+	c.SetEnabled(false)
+	src.set(store.Client{ID: "d"})
+	if _, err := c.GetClient(ctx, "d"); err != nil {
+		t.Errorf("d while disabled: %v", err)
+	}
+	// A load that raced a disable is thrown away.
+	c.SetEnabled(true)
+	src.duringIDs = func() { c.SetEnabled(false); c.SetEnabled(true) }
+	if err := c.LoadIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src.duringIDs = nil
+	if c.ids.Load() != nil {
+		t.Error("a filter loaded across a disable is trusted")
+	}
+	if err := c.LoadIDs(ctx); err != nil || c.ids.Load() == nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if _, err := c.GetClient(ctx, "d"); err != nil {
+		t.Errorf("d after reload: %v", err)
+	}
+}
+
+func TestIDFilterFalsePositives(t *testing.T) {
+	f := newIDFilter(50_000)
+	for i := range f.capacity {
+		f.add(fmt.Sprintf("m2mc_%d", i))
+	}
+	for i := range f.capacity {
+		if !f.mayContain(fmt.Sprintf("m2mc_%d", i)) {
+			t.Fatalf("m2mc_%d lost", i)
+		}
+	}
+	fp := 0
+	for i := range 100_000 {
+		if f.mayContain(fmt.Sprintf("other_%d", i)) {
+			fp++
+		}
+	}
+	if fp > 2_000 {
+		t.Errorf("%d false positives in 100,000 at capacity, want under 2 %%", fp)
+	}
+	if f.full() {
+		t.Error("full at capacity")
+	}
+	f.add("one more")
+	if !f.full() {
+		t.Error("not full over capacity")
 	}
 }

@@ -41,3 +41,31 @@ func BenchmarkWorstCaseScope(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkInvalidClient compares a wrong secret for a known client with
+// distinct unknown client ids: both are answered from memory (the client
+// cache and its id filter), so they cost the same.
+func BenchmarkInvalidClient(b *testing.B) {
+	cfg := config.Default()
+	cfg.AuthFailureRate = 0
+	h, newReq := benchServer(b, cfg)
+	id, _, _ := newReq().BasicAuth()
+	run := func(name string, idf func(i int) string) {
+		b.Run(name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				i++
+				r := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"))
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				r.SetBasicAuth(idf(i), "m2ms_wrongwrongwrongwrongwrongwrongwrongwrongwro")
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusUnauthorized {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+	run("known", func(int) string { return id })
+	run("unknown", func(i int) string { return "m2mc_unknown" + strconv.Itoa(i) })
+}

@@ -62,6 +62,8 @@ const (
 	// Expired refresh tokens are deleted this often.
 	refreshCleanupInterval = 5 * time.Minute
 	clientCacheTTL         = 30 * time.Second
+	// The client id filter is rebuilt larger when it grows past its size.
+	clientIDsCheckInterval = time.Minute
 	clientCacheMax         = 100_000
 )
 
@@ -214,6 +216,7 @@ func (s *Server) startBackground() {
 				s.clients.SetEnabled(up)
 				if up {
 					s.log.Info("change feed connected; client cache on")
+					s.loadClientIDs(ctx)
 					once.Do(func() { close(connected) })
 				} else {
 					s.log.Warn("change feed lost; client cache off until it reconnects", "error", err)
@@ -226,7 +229,14 @@ func (s *Server) startBackground() {
 		case <-connected:
 		case <-time.After(2 * time.Second):
 		}
+	} else {
+		s.loadClientIDs(ctx)
 	}
+	s.every(ctx, clientIDsCheckInterval, func(ctx context.Context) {
+		if s.clients.IDsFull() {
+			s.loadClientIDs(ctx)
+		}
+	})
 	s.every(ctx, max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond), func(ctx context.Context) {
 		if err := s.keys.Maintain(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("signing key maintenance", "error", err)
@@ -257,6 +267,14 @@ func (s *Server) every(ctx context.Context, interval time.Duration, fn func(cont
 			}
 		}
 	}()
+}
+
+// loadClientIDs loads the client cache's id filter, so that unknown client
+// ids are answered from memory. Until it succeeds, they are looked up.
+func (s *Server) loadClientIDs(ctx context.Context) {
+	if err := s.clients.LoadIDs(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("load client ids; unknown client ids are looked up in the database until the next attempt", "error", err)
+	}
 }
 
 // applyChange invalidates what a change announced by any replica affects.

@@ -193,6 +193,9 @@ type Store interface {
 	CreateClient(ctx context.Context, c Client) error
 	// GetClient returns a client with its grants and secrets.
 	GetClient(ctx context.Context, id string) (Client, error)
+	// ClientIDs calls fn with the id of every client, in no particular
+	// order, streaming (it holds no more than a row at a time).
+	ClientIDs(ctx context.Context, fn func(id string)) error
 	// ListClients returns clients (with grants and secrets) ordered by id.
 	ListClients(ctx context.Context, opts ListOptions) ([]Client, error)
 	// UpdateClient applies fn to the client inside a transaction that holds

@@ -593,6 +593,23 @@ func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]stor
 	return clients, s.mapErr("list clients", srows.Err())
 }
 
+// ClientIDs implements store.Store.
+func (s *Store) ClientIDs(ctx context.Context, fn func(id string)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM clients`)
+	if err != nil {
+		return s.mapErr("client ids", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return s.mapErr("client ids", err)
+		}
+		fn(id)
+	}
+	return s.mapErr("client ids", rows.Err())
+}
+
 // UpdateClient implements store.Store.
 func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Client) error) (store.Client, error) {
 	var out store.Client

@@ -31,6 +31,7 @@ func Run(t *testing.T, newDB Opener) {
 	}{
 		{"APIs", testAPIs},
 		{"Clients", testClients},
+		{"ClientIDs", testClientIDs},
 		{"DeleteAPIInUse", testDeleteAPIInUse},
 		{"SigningKeys", testSigningKeys},
 		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
@@ -857,5 +858,39 @@ func testRevocations(t *testing.T, open func() store.Store) {
 	got, _ := s.GetClient(ctx, c.ID)
 	if !cmp.Equal(got.Introspect, c.Introspect) || !got.TokensRevokedBefore.Equal(c.TokensRevokedBefore) {
 		t.Fatalf("introspect %v, revoked before %v", got.Introspect, got.TokensRevokedBefore)
+	}
+}
+
+func testClientIDs(t *testing.T, open func() store.Store) {
+	s := open()
+	ctx := context.Background()
+	want := map[string]bool{}
+	for i := range 25 {
+		id := fmt.Sprintf("c%02d", i)
+		if err := s.CreateClient(ctx, client(id)); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = true
+	}
+	if err := s.DeleteClient(ctx, "c07"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "c07")
+	got := map[string]bool{}
+	if err := s.ClientIDs(ctx, func(id string) {
+		if got[id] {
+			t.Errorf("%s listed twice", id)
+		}
+		got[id] = true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d ids, want %d", len(got), len(want))
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("%s missing", id)
+		}
 	}
 }

@@ -1,0 +1,63 @@
+package clientcache
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+)
+
+// idFilter is a Bloom filter of client ids: "no" is certain, "maybe" is
+// wrong for about 1 % of unknown ids while it holds at most capacity ids.
+// Adds and lookups are lock-free.
+type idFilter struct {
+	seed     maphash.Seed
+	bits     []atomic.Uint64
+	capacity int
+	n        atomic.Int64
+}
+
+// bitsPerID and probes give a false-positive rate near 1 % at capacity.
+const (
+	bitsPerID   = 10
+	probes      = 7
+	minCapacity = 1 << 14
+)
+
+// newIDFilter returns an empty filter for at least capacity ids.
+func newIDFilter(capacity int) *idFilter {
+	capacity = max(capacity, minCapacity)
+	words := (capacity*bitsPerID + 63) / 64
+	return &idFilter{seed: maphash.MakeSeed(), bits: make([]atomic.Uint64, words), capacity: capacity}
+}
+
+// positions yields the filter's bit positions for id (double hashing).
+func (f *idFilter) positions(id string, fn func(word int, mask uint64) bool) {
+	h := maphash.String(f.seed, id)
+	h1, h2 := h, h>>32|1
+	m := uint64(len(f.bits) * 64)
+	for i := range uint64(probes) {
+		p := (h1 + i*h2) % m
+		if !fn(int(p/64), 1<<(p%64)) {
+			return
+		}
+	}
+}
+
+func (f *idFilter) add(id string) {
+	f.positions(id, func(w int, mask uint64) bool {
+		f.bits[w].Or(mask)
+		return true
+	})
+	f.n.Add(1)
+}
+
+func (f *idFilter) mayContain(id string) bool {
+	all := true
+	f.positions(id, func(w int, mask uint64) bool {
+		all = f.bits[w].Load()&mask != 0
+		return all
+	})
+	return all
+}
+
+// full reports whether the filter holds more ids than it was sized for.
+func (f *idFilter) full() bool { return f.n.Load() > int64(f.capacity) }
