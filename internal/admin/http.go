@@ -6,10 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,26 @@ type tokenVerifier interface {
 	Verify(ctx context.Context, token string) (*verify.Claims, error)
 }
 
+// accessChecker tells whether a verified token of this server is still
+// active (not revoked, its client existing and enabled), from memory.
+type accessChecker interface {
+	Active(ctx context.Context, claims *verify.Claims) (store.Client, bool, error)
+}
+
+// pinger tells whether the database answers.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+type callerKey struct{}
+
+// CallerFromContext returns the id of the admin client that made the
+// request whose context ctx is ("" outside the admin API).
+func CallerFromContext(ctx context.Context) string {
+	id, _ := ctx.Value(callerKey{}).(string)
+	return id
+}
+
 // Handler serves the admin API.
 type Handler struct {
 	svc      *Service
@@ -35,6 +57,8 @@ type Handler struct {
 	keys     keyManager
 	maxToken time.Duration
 	revoker  revoker
+	access   accessChecker
+	db       pinger
 }
 
 // HandlerConfig holds a Handler's dependencies.
@@ -52,11 +76,16 @@ type HandlerConfig struct {
 	MaxTokenLifetime time.Duration
 	// Revoker revokes tokens whoever they belong to.
 	Revoker revoker
+	// Access checks that a verified admin token is still active.
+	Access accessChecker
+	// DB tells a failure of the database from other failures (503 vs 500).
+	DB pinger
 }
 
 // NewHandler returns a Handler.
 func NewHandler(c HandlerConfig) *Handler {
-	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime, revoker: c.Revoker}
+	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime,
+		revoker: c.Revoker, access: c.Access, db: c.DB}
 }
 
 func (h *Handler) beforeRead(ctx context.Context) {
@@ -100,13 +129,17 @@ func (h *Handler) Routes() []Route {
 }
 
 // Serve wraps an admin handler with authentication and error rendering.
+// The handler runs with the caller's client id in its request's context
+// (CallerFromContext).
 func (h *Handler) Serve(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if err := h.authenticate(w, r); err != nil {
+		caller, err := h.authenticate(r)
+		if err != nil {
 			h.writeError(w, r, err)
 			return
 		}
+		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, caller))
 		if err := fn(w, r); err != nil {
 			h.writeError(w, r, err)
 		}
@@ -122,19 +155,33 @@ type authError struct {
 
 func (e *authError) Error() string { return e.detail }
 
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) error {
+// authenticate checks the request's bearer token (RFC 6750): a token of
+// this server for the admin API with the admin scope, still active (not
+// revoked by jti or by its client's cutoff; its client existing, enabled
+// and still granted the admin scope). It returns the caller's client id.
+func (h *Handler) authenticate(r *http.Request) (string, error) {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return &authError{http.StatusUnauthorized, "", "a bearer token for the admin API is required"}
+		return "", &authError{http.StatusUnauthorized, "", "a bearer token for the admin API is required"}
 	}
 	claims, err := h.verifier.Verify(r.Context(), strings.TrimSpace(token))
 	if err != nil {
-		return &authError{http.StatusUnauthorized, "invalid_token", "the bearer token is not valid for the admin API"}
+		return "", &authError{http.StatusUnauthorized, "invalid_token", "the bearer token is not valid for the admin API"}
 	}
-	if !claims.HasScope(AdminScope) {
-		return &authError{http.StatusForbidden, "insufficient_scope", "the token lacks the admin scope"}
+	c, active, err := h.access.Active(r.Context(), claims)
+	if err != nil {
+		return "", fmt.Errorf("admin authentication: %w", err)
 	}
-	return nil
+	if !active {
+		return "", &authError{http.StatusUnauthorized, "invalid_token", "the bearer token was revoked, or its client is disabled or deleted"}
+	}
+	granted := slices.ContainsFunc(c.Grants, func(g store.Grant) bool {
+		return slices.Contains(claims.Audience, g.Audience) && slices.Contains(g.Scopes, AdminScope)
+	})
+	if !claims.HasScope(AdminScope) || !granted {
+		return "", &authError{http.StatusForbidden, "insufficient_scope", "the token lacks the admin scope"}
+	}
+	return c.ID, nil
 }
 
 // problem is an RFC 9457 problem details object.
@@ -177,12 +224,28 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		p.Status, p.Detail = http.StatusConflict, ce.Detail
 	case errors.Is(err, store.ErrConflict):
 		p.Status, p.Detail = http.StatusConflict, "the change conflicts with the current state; reload and retry"
+	case h.dbDown(r.Context()):
+		h.log.ErrorContext(r.Context(), "admin request failed: the database is unreachable", "error", err)
+		w.Header().Set("Retry-After", "1")
+		p.Status, p.Detail = http.StatusServiceUnavailable, "the database is unreachable; retry shortly"
 	default:
 		h.log.ErrorContext(r.Context(), "admin request failed", "error", err)
 		p.Status, p.Detail = http.StatusInternalServerError, "internal server error"
 	}
 	p.Title = http.StatusText(p.Status)
 	writeJSON(w, p.Status, "application/problem+json", p)
+}
+
+// dbDown reports whether an unexpected error came with the database
+// unreachable: the request then answers 503 with Retry-After, as the token
+// endpoints do, instead of 500.
+func (h *Handler) dbDown(ctx context.Context) bool {
+	if h.db == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	return h.db.Ping(ctx) != nil
 }
 
 // requestError is a malformed request.

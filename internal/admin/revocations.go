@@ -3,7 +3,11 @@ package admin
 import (
 	"context"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // revoker revokes any live token of this server.
@@ -34,11 +38,28 @@ func (h *Handler) listRevocations(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	revs, err := h.svc.store.ListRevocations(r.Context(), h.svc.now(), clampLimit(opts.Limit))
+	// The cursor is the last entry's revocation time and jti: the listing
+	// is newest first.
+	var after *store.Revocation
+	if opts.After != "" {
+		at, jti, ok := strings.Cut(opts.After, ":")
+		micros, err := strconv.ParseInt(at, 10, 64)
+		if !ok || err != nil || jti == "" {
+			return &ValidationError{Fields: []FieldError{{"cursor", "is not a cursor this server returned"}}}
+		}
+		after = &store.Revocation{RevokedAt: time.UnixMicro(micros), JTI: jti}
+	}
+	limit := clampLimit(opts.Limit)
+	revs, err := h.svc.store.ListRevocations(r.Context(), h.svc.now(), after, limit+1)
 	if err != nil {
 		return err
 	}
 	out := ListResponse[RevocationResource]{Items: make([]RevocationResource, 0, len(revs))}
+	if len(revs) > limit {
+		revs = revs[:limit]
+		last := revs[limit-1]
+		out.NextCursor = cursor(strconv.FormatInt(last.RevokedAt.UnixMicro(), 10) + ":" + last.JTI)
+	}
 	for _, rv := range revs {
 		out.Items = append(out.Items, RevocationResource{JTI: rv.JTI, ClientID: rv.ClientID, ExpiresAt: rv.ExpiresAt, RevokedAt: rv.RevokedAt})
 	}

@@ -20,9 +20,15 @@ type tokenChecker interface {
 	Verify(ctx context.Context, token string) (*verify.Claims, error)
 }
 
+// denyList answers whether an access token is revoked, from memory when it
+// can, and learns revocations made here.
+type denyList interface {
+	IsRevoked(ctx context.Context, jti string) (bool, error)
+	Add(jti string, expires time.Time)
+}
+
 // revocationStore holds the deny-list and the refresh tokens.
 type revocationStore interface {
-	IsRevoked(ctx context.Context, jti string) (bool, error)
 	RevokeToken(ctx context.Context, r store.Revocation) error
 	GetRefreshToken(ctx context.Context, hash string) (store.RefreshToken, error)
 	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
@@ -35,11 +41,12 @@ type Introspection struct {
 	svc    *Service
 	tokens tokenChecker
 	store  revocationStore
+	denied denyList
 }
 
 // NewIntrospection returns an Introspection for the tokens of issuer.
-func NewIntrospection(issuer string, svc *Service, tokens tokenChecker, st revocationStore) *Introspection {
-	return &Introspection{issuer: issuer, svc: svc, tokens: tokens, store: st}
+func NewIntrospection(issuer string, svc *Service, tokens tokenChecker, st revocationStore, denied denyList) *Introspection {
+	return &Introspection{issuer: issuer, svc: svc, tokens: tokens, store: st, denied: denied}
 }
 
 // inspection is what the server knows of a presented token.
@@ -80,27 +87,42 @@ func (in *Introspection) Inspect(ctx context.Context, token string) (inspection,
 			return out, nil // forged, foreign, expired, or by a removed key
 		}
 		out.claims, out.owner, out.audience = claims, claims.ClientID, claims.Audience
-		revoked, err := in.store.IsRevoked(ctx, claims.JTI)
-		if err != nil {
-			return out, err
-		}
-		if revoked {
-			return out, nil
-		}
-		issued = claims.IssuedAt
-	}
-	c, err := in.svc.clients.GetClient(ctx, out.owner)
-	if errors.Is(err, store.ErrNotFound) {
-		return out, nil
-	}
-	if err != nil {
+		_, out.active, err = in.Active(ctx, claims)
 		return out, err
 	}
-	if c.Disabled || (!c.TokensRevokedBefore.IsZero() && issued.Before(c.TokensRevokedBefore)) {
-		return out, nil
+	_, active, err := in.clientActive(ctx, out.owner, issued)
+	out.active = active
+	return out, err
+}
+
+// Active reports whether an access token of this server, already verified
+// (signature, typ, iss, exp), is still active: its jti is not on the
+// deny-list, and its client exists, is enabled and has not revoked every
+// token issued before it. It returns the client. Every check is answered
+// from memory on the hot path (the deny-list and the client cache); a
+// failure to decide is an error.
+func (in *Introspection) Active(ctx context.Context, claims *verify.Claims) (store.Client, bool, error) {
+	revoked, err := in.denied.IsRevoked(ctx, claims.JTI)
+	if err != nil || revoked {
+		return store.Client{}, false, err
 	}
-	out.active = true
-	return out, nil
+	return in.clientActive(ctx, claims.ClientID, claims.IssuedAt)
+}
+
+// clientActive reports whether a token issued at issued to client id is
+// still active as far as its client goes.
+func (in *Introspection) clientActive(ctx context.Context, id string, issued time.Time) (store.Client, bool, error) {
+	c, err := in.svc.clients.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Client{}, false, nil
+	}
+	if err != nil {
+		return store.Client{}, false, err
+	}
+	if c.Disabled || (!c.TokensRevokedBefore.IsZero() && issued.Before(c.TokensRevokedBefore)) {
+		return c, false, nil
+	}
+	return c, true, nil
 }
 
 // parseTokenForm reads an RFC 7662 §2.1 / RFC 7009 §2.1 request: a form
@@ -222,5 +244,10 @@ func (in *Introspection) revoke(ctx context.Context, got inspection) error {
 	if got.refresh {
 		return in.store.RevokeRefreshFamily(ctx, got.rt.FamilyID, now)
 	}
-	return in.store.RevokeToken(ctx, store.Revocation{JTI: got.claims.JTI, ClientID: got.owner, ExpiresAt: got.claims.ExpiresAt, RevokedAt: now})
+	if err := in.store.RevokeToken(ctx, store.Revocation{JTI: got.claims.JTI, ClientID: got.owner, ExpiresAt: got.claims.ExpiresAt, RevokedAt: now}); err != nil {
+		return err
+	}
+	// Every replica learns it through the change feed; this one at once.
+	in.denied.Add(got.claims.JTI, got.claims.ExpiresAt)
+	return nil
 }

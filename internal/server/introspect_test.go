@@ -247,7 +247,7 @@ func TestDenyListGarbageCollection(t *testing.T) {
 	tok := f.ts.mustToken(f.app.id, f.app.secret, url.Values{})
 	f.ts.form("/oauth/revoke", f.app.id, f.app.secret, url.Values{"token": {tok}})
 	ctx := context.Background()
-	if revs, _ := f.ts.srv.store.ListRevocations(ctx, f.clock.Now(), 10); len(revs) != 1 {
+	if revs, _ := f.ts.srv.store.ListRevocations(ctx, f.clock.Now(), nil, 10); len(revs) != 1 {
 		t.Fatalf("%d revocations", len(revs))
 	}
 	f.clock.Advance(15*time.Minute + revocationLeeway - time.Second)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/clientcache"
 	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/denylist"
 	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/oauth"
@@ -41,6 +43,7 @@ type Server struct {
 	store   store.Store
 	keys    *keys.Manager
 	clients *clientcache.Cache
+	denied  *denylist.List
 	usage   *oauth.UsageRecorder
 	handler http.Handler
 	// authMethods are the client authentication methods the server
@@ -65,6 +68,9 @@ const (
 	// The client id filter is rebuilt larger when it grows past its size.
 	clientIDsCheckInterval = time.Minute
 	clientCacheMax         = 100_000
+	// At most this many live revocations are held in memory; past it the
+	// deny-list is read from the database.
+	denyListMax = 1_000_000
 )
 
 // AdminFile is the name of the bootstrap credentials file in the data dir.
@@ -87,10 +93,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() ti
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if now == nil {
-		now = time.Now
-	}
-	s := &Server{cfg: cfg, log: log, now: now}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -98,7 +100,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() ti
 	if err != nil {
 		return nil, err
 	}
-	s.store = st
+	return newServer(ctx, cfg, log, now, st)
+}
+
+// newServer builds a Server on an open store, which it then owns.
+func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time, st store.Store) (*Server, error) {
+	if now == nil {
+		now = time.Now
+	}
+	s := &Server{cfg: cfg, log: log, now: now, store: st}
 	if err := s.init(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -150,6 +160,7 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	hasher := secret.NewHasher(hashKey)
 	s.clients = clientcache.New(s.store, clientCacheTTL, clientCacheMax, s.now)
+	s.denied = denylist.New(s.store, denyListMax, s.now)
 	s.usage = oauth.NewUsageRecorder()
 	mgmt := admin.NewService(s.store, hasher, s.now, s.clients)
 	if err := s.bootstrap(ctx, mgmt); err != nil {
@@ -175,7 +186,7 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	introspection := oauth.NewIntrospection(s.cfg.Issuer, tokens, anyAudience, s.store)
+	introspection := oauth.NewIntrospection(s.cfg.Issuer, tokens, anyAudience, s.store, s.denied)
 	s.authMethods = tokens.AuthMethods()
 	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Log: s.log}
 	s.handler = s.routes(surfaces{
@@ -188,6 +199,7 @@ func (s *Server) init(ctx context.Context) error {
 	}, admin.NewHandler(admin.HandlerConfig{
 		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
 		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
+		Access: introspection, DB: s.store,
 	}))
 	s.startBackground()
 	return nil
@@ -207,6 +219,7 @@ func (s *Server) startBackground() {
 		// Until the feed is connected, other replicas' changes could be
 		// missed: do not cache.
 		s.clients.SetEnabled(false)
+		s.denied.SetEnabled(false)
 		connected := make(chan struct{})
 		var once sync.Once
 		s.background.Add(1)
@@ -214,9 +227,11 @@ func (s *Server) startBackground() {
 			defer s.background.Done()
 			feed.Listen(ctx, s.applyChange, func(up bool, err error) {
 				s.clients.SetEnabled(up)
+				s.denied.SetEnabled(up)
 				if up {
 					s.log.Info("change feed connected; client cache on")
 					s.loadClientIDs(ctx)
+					s.loadDenyList(ctx)
 					once.Do(func() { close(connected) })
 				} else {
 					s.log.Warn("change feed lost; client cache off until it reconnects", "error", err)
@@ -231,6 +246,7 @@ func (s *Server) startBackground() {
 		}
 	} else {
 		s.loadClientIDs(ctx)
+		s.loadDenyList(ctx)
 	}
 	s.every(ctx, clientIDsCheckInterval, func(ctx context.Context) {
 		if s.clients.IDsFull() {
@@ -277,10 +293,30 @@ func (s *Server) loadClientIDs(ctx context.Context) {
 	}
 }
 
+// loadDenyList loads the revoked access tokens into memory. Until it
+// succeeds, every check asks the database.
+func (s *Server) loadDenyList(ctx context.Context) {
+	if err := s.denied.Load(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("load the deny-list; revocations are read from the database until the next attempt", "error", err)
+	}
+}
+
 // applyChange invalidates what a change announced by any replica affects.
 func (s *Server) applyChange(change string) {
 	if id, ok := strings.CutPrefix(change, sqlstore.ChangeClientPrefix); ok {
 		s.clients.Invalidate(id)
+		return
+	}
+	if rest, ok := strings.CutPrefix(change, sqlstore.ChangeRevokedPrefix); ok {
+		exp, jti, _ := strings.Cut(rest, ":")
+		micros, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil || jti == "" {
+			// Unreadable: trust nothing cached.
+			s.denied.SetEnabled(true)
+			s.loadDenyList(context.Background())
+			return
+		}
+		s.denied.Add(jti, time.UnixMicro(micros))
 		return
 	}
 	if change == sqlstore.ChangeKeys {
@@ -304,6 +340,7 @@ const revocationLeeway = 5 * time.Minute
 // as one within the logs' time frame).
 func (s *Server) collectGarbage(ctx context.Context) {
 	now := s.now()
+	s.denied.Prune(now.Add(-revocationLeeway))
 	if n, err := s.store.DeleteExpiredRevocations(ctx, now.Add(-revocationLeeway)); err != nil && ctx.Err() == nil {
 		s.log.Warn("delete expired revocations", "error", err)
 	} else if n > 0 {

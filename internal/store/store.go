@@ -223,12 +223,15 @@ type Store interface {
 	// RevokeClientRefreshTokens revokes every refresh token of a client.
 	RevokeClientRefreshTokens(ctx context.Context, clientID string, now time.Time) error
 
-	// RevokeToken adds an access token to the deny-list (idempotent).
+	// RevokeToken adds an access token to the deny-list (idempotent) and
+	// announces it to every replica.
 	RevokeToken(ctx context.Context, r Revocation) error
 	// IsRevoked reports whether the jti is on the deny-list.
 	IsRevoked(ctx context.Context, jti string) (bool, error)
-	// ListRevocations returns revocations not yet expired at now, newest first.
-	ListRevocations(ctx context.Context, now time.Time, limit int) ([]Revocation, error)
+	// ListRevocations returns revocations not yet expired at now, newest
+	// first (by RevokedAt, then by JTI), starting after the entry after
+	// (nil: from the newest), at most limit of them (0: all).
+	ListRevocations(ctx context.Context, now time.Time, after *Revocation, limit int) ([]Revocation, error)
 	// DeleteExpiredRevocations removes revocations of tokens expired before t.
 	DeleteExpiredRevocations(ctx context.Context, before time.Time) (int, error)
 

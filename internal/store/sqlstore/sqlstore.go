@@ -47,6 +47,9 @@ const (
 	ChangeClientPrefix = "client:" // + client id
 	ChangeAPIPrefix    = "api:"    // + API identifier
 	ChangeKeys         = "keys"
+	// ChangeRevokedPrefix + the token's expiry (Unix microseconds) + ":" +
+	// its jti: an access token was revoked.
+	ChangeRevokedPrefix = "revoked:"
 )
 
 // Store is a store.Store backed by a SQL database.
@@ -1017,9 +1020,13 @@ func (s *Store) RevokeClientRefreshTokens(ctx context.Context, clientID string, 
 
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, r store.Revocation) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO revocations (jti, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-		r.JTI, r.ClientID, micros(r.ExpiresAt), micros(r.RevokedAt))
-	return s.mapErr("revoke token", err)
+	return s.mapErr("revoke token", s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (jti, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+			r.JTI, r.ClientID, micros(r.ExpiresAt), micros(r.RevokedAt)); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, ChangeRevokedPrefix+strconv.FormatInt(micros(r.ExpiresAt), 10)+":"+r.JTI)
+	}))
 }
 
 // IsRevoked implements store.Store.
@@ -1030,9 +1037,19 @@ func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
 }
 
 // ListRevocations implements store.Store.
-func (s *Store) ListRevocations(ctx context.Context, now time.Time, limit int) ([]store.Revocation, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT jti, client_id, expires_at, revoked_at FROM revocations
-		WHERE expires_at > $1 ORDER BY revoked_at DESC, jti LIMIT $2`, micros(now), limit)
+func (s *Store) ListRevocations(ctx context.Context, now time.Time, after *store.Revocation, limit int) ([]store.Revocation, error) {
+	var q strings.Builder
+	a := args{}
+	q.WriteString(`SELECT jti, client_id, expires_at, revoked_at FROM revocations WHERE expires_at > ` + a.add(micros(now)))
+	if after != nil {
+		at := a.add(micros(after.RevokedAt))
+		q.WriteString(` AND (revoked_at < ` + at + ` OR (revoked_at = ` + at + ` AND jti > ` + a.add(after.JTI) + `))`)
+	}
+	q.WriteString(` ORDER BY revoked_at DESC, jti`)
+	if limit > 0 {
+		q.WriteString(` LIMIT ` + a.add(limit))
+	}
+	rows, err := s.db.QueryContext(ctx, q.String(), a...)
 	if err != nil {
 		return nil, s.mapErr("list revocations", err)
 	}

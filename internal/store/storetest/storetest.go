@@ -838,9 +838,38 @@ func testRevocations(t *testing.T, open func() store.Store) {
 	if ok, _ := s.IsRevoked(ctx, "j3"); ok {
 		t.Fatal("j3 revoked")
 	}
-	list, err := s.ListRevocations(ctx, t0.Add(90*time.Minute), 10)
+	list, err := s.ListRevocations(ctx, t0.Add(90*time.Minute), nil, 10)
 	if err != nil || len(list) != 1 || list[0].JTI != "j2" {
 		t.Fatalf("live revocations at +90m: %+v %v", list, err)
+	}
+	// Paging, newest first, with ties on the revocation time broken by jti.
+	for _, jti := range []string{"p3", "p1", "p2"} {
+		if err := s.RevokeToken(ctx, store.Revocation{JTI: jti, ClientID: "c", ExpiresAt: t0.Add(3 * time.Hour), RevokedAt: t0.Add(2 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pages [][]string
+	var after *store.Revocation
+	for {
+		page, err := s.ListRevocations(ctx, t0, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		var jtis []string
+		for _, r := range page {
+			jtis = append(jtis, r.JTI)
+		}
+		pages = append(pages, jtis)
+		after = &page[len(page)-1]
+	}
+	if want := [][]string{{"p1", "p2"}, {"p3", "j2"}, {"j1"}}; !cmp.Equal(pages, want) {
+		t.Errorf("pages %v, want %v", pages, want)
+	}
+	if all, err := s.ListRevocations(ctx, t0, nil, 0); err != nil || len(all) != 5 {
+		t.Errorf("all: %d %v", len(all), err)
 	}
 	if n, err := s.DeleteExpiredRevocations(ctx, t0.Add(90*time.Minute)); n != 1 || err != nil {
 		t.Fatalf("gc: %d %v", n, err)
