@@ -155,11 +155,14 @@ func keyRewrap(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
-	n, err := keys.Rewrap(ctx, st, old, nk)
+	res, err := keys.Rewrap(ctx, st, old, nk)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "re-sealed %d value(s) under master key %s (was %s)\n", n, nk.ID(), old.ID())
+	for _, kid := range res.Dropped {
+		fmt.Fprintf(e.stdout, "deleted next signing key %s: it was sealed under a third master key and never signed\n", kid)
+	}
+	fmt.Fprintf(e.stdout, "re-sealed %d value(s) under master key %s (was %s)\n", res.Resealed, nk.ID(), old.ID())
 	switch {
 	case fromFile:
 		keyFile := cfg.MasterKeyPath()

@@ -289,12 +289,12 @@ func TestRewrap(t *testing.T) {
 	}
 	kid := m.Signer().KID()
 
-	n, err := Rewrap(ctx, st, old, next)
-	if err != nil || n != 3 {
-		t.Fatalf("rewrap: %d values, %v; want 3 (two keys, the hash key)", n, err)
+	res, err := Rewrap(ctx, st, old, next)
+	if err != nil || res.Resealed != 3 || len(res.Dropped) != 0 {
+		t.Fatalf("rewrap: %+v, %v; want 3 values (two keys, the hash key)", res, err)
 	}
-	if n, err := Rewrap(ctx, st, old, next); err != nil || n != 0 {
-		t.Fatalf("second rewrap: %d, %v; want nothing left to do", n, err)
+	if res, err := Rewrap(ctx, st, old, next); err != nil || res.Resealed != 0 {
+		t.Fatalf("second rewrap: %+v, %v; want nothing left to do", res, err)
 	}
 	if err := NewManager(st, old, m.policy, clock.now, log).Reload(ctx); err == nil {
 		t.Fatal("the old master key still opens the keys")

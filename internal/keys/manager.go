@@ -3,7 +3,9 @@ package keys
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -54,6 +56,10 @@ type Manager struct {
 	now    func() time.Time
 	log    *slog.Logger
 	cur    atomic.Pointer[keySet]
+	// generate makes a private key for an algorithm (a hook for tests).
+	// It is slow for RSA (tens of milliseconds), so it never runs inside a
+	// transaction of the store.
+	generate func(alg string) (crypto.Signer, error)
 }
 
 type keySet struct {
@@ -69,33 +75,40 @@ type keySet struct {
 
 // NewManager returns a Manager; call Init before use.
 func NewManager(st keyStore, master *MasterKey, policy Policy, now func() time.Time, log *slog.Logger) *Manager {
-	return &Manager{store: st, master: master, policy: policy, now: now, log: log}
+	return &Manager{store: st, master: master, policy: policy, now: now, log: log, generate: generate}
 }
 
 // Init loads the keys, creating the first signing key when the store has
 // none (it signs at once: no token exists yet that a verifier could check),
 // and runs one lifecycle step. Several processes may call it at once on one
 // database: exactly one key becomes active and every process loads it.
+//
+// It writes nothing until the master key is proven against the stored keys
+// (see CheckMasterKey): a wrong master key fails with both key ids named.
+// Next keys sealed under another master key, which never signed, are
+// deleted with a warning (see sortSealing).
 func (m *Manager) Init(ctx context.Context) error {
 	keys, err := m.store.ListSigningKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("load signing keys: %w", err)
 	}
+	if _, err := sortSealing(keys, m.master); err != nil {
+		return err
+	}
 	if !slices.ContainsFunc(keys, func(k store.SigningKey) bool { return k.State == store.KeyActive }) {
-		kid, sealed, jwk, err := newKey(m.policy.Alg, m.master)
+		k, err := m.newKey(m.policy.Alg)
 		if err != nil {
 			return fmt.Errorf("init signing key: %w", err)
 		}
 		now := m.now().UTC()
-		created, err := m.store.CreateSigningKey(ctx, store.SigningKey{
-			KID: kid, Alg: m.policy.Alg, State: store.KeyActive, Private: sealed, PublicJWK: jwk,
-			MasterKeyID: m.master.ID(), CreatedAt: now, ActivatedAt: now,
-		})
+		row := k.row(m.master, store.KeyActive, now, now)
+		row.ActivatedAt = now
+		created, err := m.store.CreateSigningKey(ctx, row)
 		if err != nil {
 			return fmt.Errorf("init signing key: %w", err)
 		}
 		if created {
-			m.log.Info("created signing key", "kid", kid, "alg", m.policy.Alg)
+			m.log.Info("created signing key", "kid", k.kid, "alg", k.alg)
 		}
 	}
 	return m.Maintain(ctx)
@@ -107,29 +120,90 @@ func (m *Manager) Init(ctx context.Context) error {
 // from the active key's), and removes retired keys whose tokens have all
 // expired. Replicas call it periodically; whichever runs a step first does
 // it, the others find it done.
+//
+// It decides on a plain read: when nothing is due (nearly always), it opens
+// no transaction. A new key is generated before the transaction, which
+// checks again that the step is still due (another replica may have done
+// it) and writes only then.
 func (m *Manager) Maintain(ctx context.Context) error {
-	var seen []store.SigningKey
-	changed := false
-	err := m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, _ func(string) string) (store.KeyUpdate, error) {
-		u, err := m.step(keys, m.now().UTC())
-		seen, changed = keys, !u.Empty()
-		return u, err
-	})
-	if err != nil {
-		return fmt.Errorf("key maintenance: %w", err)
-	}
-	if changed {
-		return m.Reload(ctx)
-	}
-	// Nothing changed: the rows just read are the current ones.
-	return m.load(seen)
+	_, err := m.maintain(ctx)
+	return err
 }
 
-func (m *Manager) step(keys []store.SigningKey, now time.Time) (store.KeyUpdate, error) {
-	var u store.KeyUpdate
+// maintain is Maintain; it returns the rows the key set was loaded from.
+func (m *Manager) maintain(ctx context.Context) ([]store.SigningKey, error) {
+	rows, err := m.store.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("key maintenance: %w", err)
+	}
+	p, err := m.step(rows, m.now().UTC(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("key maintenance: %w", err)
+	}
+	if p.u.Empty() && p.rotateTo == "" {
+		return rows, m.load(rows)
+	}
+	var k *fresh
+	if p.rotateTo != "" {
+		if k, err = m.newKey(p.rotateTo); err != nil {
+			return nil, fmt.Errorf("key maintenance: %w", err)
+		}
+	}
+	err = m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, meta func(string) string) (store.KeyUpdate, error) {
+		rows = keys
+		if p, err = m.step(keys, m.now().UTC(), k); err != nil {
+			return store.KeyUpdate{}, err
+		}
+		if len(p.pruned) > 0 {
+			// Deleting keys needs every proof there is.
+			if err := checkMetaSealing(meta, m.master); err != nil {
+				return store.KeyUpdate{}, err
+			}
+		}
+		return p.u, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key maintenance: %w", err)
+	}
+	m.logPlan(p)
+	if p.u.Empty() {
+		// Nothing changed: the rows just read are the current ones.
+		return rows, m.load(rows)
+	}
+	if rows, err = m.store.ListSigningKeys(ctx); err != nil {
+		return nil, fmt.Errorf("load signing keys: %w", err)
+	}
+	return rows, m.load(rows)
+}
+
+// plan is one lifecycle step: the update and what it means.
+type plan struct {
+	u         store.KeyUpdate
+	removed   []string           // retired keys whose last token has expired
+	pruned    []store.SigningKey // next keys sealed under another master key
+	activated *store.SigningKey
+	scheduled *store.SigningKey
+	// rotateTo is the algorithm of a rotation that is due, when no key
+	// was supplied for it.
+	rotateTo string
+}
+
+// step works out the lifecycle step due at now. It never generates a key: a
+// rotation that is due uses k when it is of the right algorithm, and is
+// otherwise reported in rotateTo.
+func (m *Manager) step(keys []store.SigningKey, now time.Time, k *fresh) (plan, error) {
+	var p plan
+	s, err := sortSealing(keys, m.master)
+	if err != nil {
+		return p, err
+	}
+	for _, f := range s.foreign {
+		p.u.Delete = append(p.u.Delete, f.KID)
+		p.pruned = append(p.pruned, f)
+	}
 	var active, next *store.SigningKey
-	for i := range keys {
-		switch k := &keys[i]; k.State {
+	for i := range s.keys {
+		switch k := &s.keys[i]; k.State {
 		case store.KeyActive:
 			active = k
 		case store.KeyNext:
@@ -138,8 +212,8 @@ func (m *Manager) step(keys []store.SigningKey, now time.Time) (store.KeyUpdate,
 			}
 		case store.KeyRetired:
 			if !now.Before(k.RemoveAt) {
-				u.Delete = append(u.Delete, k.KID)
-				m.log.Info("removed retired signing key: its last token has expired", "kid", k.KID)
+				p.u.Delete = append(p.u.Delete, k.KID)
+				p.removed = append(p.removed, k.KID)
 			}
 		}
 	}
@@ -147,12 +221,12 @@ func (m *Manager) step(keys []store.SigningKey, now time.Time) (store.KeyUpdate,
 		if active != nil {
 			a := *active
 			a.State, a.RetiredAt, a.RemoveAt = store.KeyRetired, next.ActivateAt, next.ActivateAt.Add(m.policy.Retention)
-			u.Update = append(u.Update, a)
+			p.u.Update = append(p.u.Update, a)
 		}
 		n := *next
 		n.State, n.ActivatedAt = store.KeyActive, next.ActivateAt
-		u.Update = append(u.Update, n)
-		m.log.Info("signing key activated", "kid", n.KID, "alg", n.Alg)
+		p.u.Update = append(p.u.Update, n)
+		p.activated = &n
 		active, next = &n, nil
 	}
 	if next == nil && active != nil && m.policy.RotationPeriod > 0 {
@@ -162,29 +236,66 @@ func (m *Manager) step(keys []store.SigningKey, now time.Time) (store.KeyUpdate,
 			due = now // the configured algorithm changed: rotate to it now
 		}
 		if !now.Before(due) {
-			k, err := m.nextKey(m.policy.Alg, now, at)
-			if err != nil {
-				return u, err
+			if k == nil || k.alg != m.policy.Alg {
+				p.rotateTo = m.policy.Alg
+				return p, nil
 			}
-			u.Insert = append(u.Insert, k)
-			m.log.Info("scheduled signing key rotation", "kid", k.KID, "alg", k.Alg, "activate_at", k.ActivateAt)
+			if earliest := now.Add(m.policy.Prepublish); at.Before(earliest) {
+				at = earliest
+			}
+			row := k.row(m.master, store.KeyNext, now, at)
+			p.u.Insert = append(p.u.Insert, row)
+			p.scheduled = &row
 		}
 	}
-	return u, nil
+	return p, nil
 }
 
-// nextKey generates a next key that activates at the later of at and
-// now + Prepublish.
-func (m *Manager) nextKey(alg string, now, at time.Time) (store.SigningKey, error) {
-	kid, sealed, jwk, err := newKey(alg, m.master)
+// logPlan logs a step once it is committed.
+func (m *Manager) logPlan(p plan) {
+	for _, k := range p.pruned {
+		m.log.Warn("deleted a next signing key sealed under another master key: it never signed, and no server with this database's master key can use it; "+
+			"it was most likely created by a server started with the wrong master key",
+			"kid", k.KID, "alg", k.Alg, "sealed_under", k.MasterKeyID, "master_key_id", m.master.ID())
+	}
+	for _, kid := range p.removed {
+		m.log.Info("removed retired signing key: its last token has expired", "kid", kid)
+	}
+	if k := p.activated; k != nil {
+		m.log.Info("signing key activated", "kid", k.KID, "alg", k.Alg)
+	}
+	if k := p.scheduled; k != nil {
+		m.log.Info("scheduled signing key rotation", "kid", k.KID, "alg", k.Alg, "activate_at", k.ActivateAt)
+	}
+}
+
+// fresh is a new key, generated and sealed outside any transaction.
+type fresh struct {
+	kid, alg    string
+	sealed, jwk []byte
+}
+
+// newKey generates a key for alg and seals it under the master key.
+func (m *Manager) newKey(alg string) (*fresh, error) {
+	priv, err := m.generate(alg)
 	if err != nil {
-		return store.SigningKey{}, err
+		return nil, err
 	}
-	if earliest := now.Add(m.policy.Prepublish); at.Before(earliest) {
-		at = earliest
+	kid, jwk, err := publicJWK(priv, alg)
+	if err != nil {
+		return nil, err
 	}
-	return store.SigningKey{KID: kid, Alg: alg, State: store.KeyNext, Private: sealed, PublicJWK: jwk,
-		MasterKeyID: m.master.ID(), CreatedAt: now, ActivateAt: at}, nil
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return &fresh{kid: kid, alg: alg, sealed: m.master.Seal(der, sealAAD(kid)), jwk: jwk}, nil
+}
+
+// row is the stored form of k, created at now, activating at activateAt.
+func (k *fresh) row(master *MasterKey, state string, now, activateAt time.Time) store.SigningKey {
+	return store.SigningKey{KID: k.kid, Alg: k.alg, State: state, Private: k.sealed, PublicJWK: k.jwk,
+		MasterKeyID: master.ID(), CreatedAt: now, ActivateAt: activateAt}
 }
 
 // Rotate schedules a normal, pre-published rotation to a new key of alg
@@ -199,27 +310,71 @@ func (m *Manager) Rotate(ctx context.Context, alg string) (store.SigningKey, err
 	}
 	// Activate a key that is due first, so that it does not count as
 	// scheduled.
-	if err := m.Maintain(ctx); err != nil {
+	rows, err := m.maintain(ctx)
+	if err != nil {
+		return store.SigningKey{}, err
+	}
+	if err := rotationScheduled(rows); err != nil {
+		return store.SigningKey{}, err
+	}
+	k, err := m.newKey(alg)
+	if err != nil {
 		return store.SigningKey{}, err
 	}
 	var created store.SigningKey
-	err := m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, _ func(string) string) (store.KeyUpdate, error) {
-		for _, k := range keys {
-			if k.State == store.KeyNext {
-				return store.KeyUpdate{}, fmt.Errorf("%w: key %s activates at %s", ErrRotationScheduled, k.KID, k.ActivateAt.Format(time.RFC3339))
-			}
+	var pruned []store.SigningKey
+	err = m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, meta func(string) string) (store.KeyUpdate, error) {
+		u, s, err := m.sortForUpdate(keys, meta)
+		if err != nil {
+			return u, err
+		}
+		pruned = s.foreign
+		if err := rotationScheduled(s.keys); err != nil {
+			return store.KeyUpdate{}, err
 		}
 		now := m.now().UTC()
-		k, err := m.nextKey(alg, now, now)
-		created = k
-		return store.KeyUpdate{Insert: []store.SigningKey{k}}, err
+		created = k.row(m.master, store.KeyNext, now, now.Add(m.policy.Prepublish))
+		u.Insert = append(u.Insert, created)
+		return u, nil
 	})
 	if err != nil {
 		return store.SigningKey{}, err
 	}
-	m.log.Info("scheduled signing key rotation", "kid", created.KID, "alg", alg, "activate_at", created.ActivateAt)
+	m.logPlan(plan{pruned: pruned, scheduled: &created})
 	return created, m.Reload(ctx)
 }
+
+func rotationScheduled(keys []store.SigningKey) error {
+	for _, k := range keys {
+		if k.State == store.KeyNext {
+			return fmt.Errorf("%w: key %s activates at %s", ErrRotationScheduled, k.KID, k.ActivateAt.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// sortForUpdate checks the sealing of the keys read in a transaction, and
+// starts its update with the deletion of foreign next keys.
+func (m *Manager) sortForUpdate(keys []store.SigningKey, meta func(string) string) (store.KeyUpdate, sorted, error) {
+	var u store.KeyUpdate
+	s, err := sortSealing(keys, m.master)
+	if err != nil {
+		return u, s, err
+	}
+	if len(s.foreign) > 0 {
+		if err := checkMetaSealing(meta, m.master); err != nil {
+			return u, s, err
+		}
+	}
+	for _, k := range s.foreign {
+		u.Delete = append(u.Delete, k.KID)
+	}
+	return u, s, nil
+}
+
+// errNeedKey: a revocation found, in its transaction, that it needs a
+// replacement key it had not generated.
+var errNeedKey = errors.New("a replacement key is needed")
 
 // Revoke removes a key at once: it is unpublished and stops signing. If it
 // was the active key, a replacement signs at once, without pre-publication:
@@ -229,42 +384,81 @@ func (m *Manager) Rotate(ctx context.Context, alg string) (store.SigningKey, err
 func (m *Manager) Revoke(ctx context.Context, kid string) (replacement string, err error) {
 	// A next key whose time has come already signs: make it the active key
 	// in the store first, so that revoking it replaces it.
-	if err := m.Maintain(ctx); err != nil {
-		return "", err
-	}
-	err = m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, _ func(string) string) (store.KeyUpdate, error) {
-		i := slices.IndexFunc(keys, func(k store.SigningKey) bool { return k.KID == kid })
-		if i < 0 {
-			return store.KeyUpdate{}, fmt.Errorf("signing key %s: %w", kid, store.ErrNotFound)
-		}
-		u := store.KeyUpdate{Delete: []string{kid}}
-		if keys[i].State != store.KeyActive {
-			return u, nil
-		}
-		now := m.now().UTC()
-		// Promote an already published next key if there is one.
-		for _, k := range keys {
-			if k.State == store.KeyNext {
-				k.State, k.ActivateAt, k.ActivatedAt = store.KeyActive, now, now
-				replacement = k.KID
-				u.Update = append(u.Update, k)
-				return u, nil
-			}
-		}
-		k, err := m.nextKey(m.policy.Alg, now, now)
-		if err != nil {
-			return u, err
-		}
-		k.State, k.ActivateAt, k.ActivatedAt = store.KeyActive, now, now
-		replacement = k.KID
-		u.Insert = append(u.Insert, k)
-		return u, nil
-	})
+	rows, err := m.maintain(ctx)
 	if err != nil {
 		return "", err
 	}
+	// A replacement is generated before the transaction when the plain
+	// read says one is needed, and after it when the transaction finds
+	// one needed that the read did not (another replica changed the keys).
+	need := needsReplacement(rows, kid)
+	var k *fresh
+	var pruned []store.SigningKey
+	for attempt := 0; ; attempt++ {
+		if need && k == nil {
+			if k, err = m.newKey(m.policy.Alg); err != nil {
+				return "", err
+			}
+		}
+		replacement = ""
+		err = m.store.UpdateSigningKeys(ctx, func(keys []store.SigningKey, meta func(string) string) (store.KeyUpdate, error) {
+			u, s, err := m.sortForUpdate(keys, meta)
+			if err != nil {
+				return u, err
+			}
+			pruned = s.foreign
+			i := slices.IndexFunc(s.keys, func(k store.SigningKey) bool { return k.KID == kid })
+			if i < 0 {
+				return store.KeyUpdate{}, fmt.Errorf("signing key %s: %w", kid, store.ErrNotFound)
+			}
+			u.Delete = append(u.Delete, kid)
+			if s.keys[i].State != store.KeyActive {
+				return u, nil
+			}
+			now := m.now().UTC()
+			// Promote an already published next key if there is one.
+			for _, n := range s.keys {
+				if n.State == store.KeyNext {
+					n.State, n.ActivateAt, n.ActivatedAt = store.KeyActive, now, now
+					replacement = n.KID
+					u.Update = append(u.Update, n)
+					return u, nil
+				}
+			}
+			if k == nil {
+				return store.KeyUpdate{}, errNeedKey
+			}
+			row := k.row(m.master, store.KeyActive, now, now)
+			row.ActivatedAt = now
+			replacement = row.KID
+			u.Insert = append(u.Insert, row)
+			return u, nil
+		})
+		if errors.Is(err, errNeedKey) && attempt == 0 {
+			need = true
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return "", err
+	}
+	m.logPlan(plan{pruned: pruned})
 	m.log.Warn("signing key revoked: it is unpublished and its tokens no longer verify", "kid", kid, "replacement", replacement)
 	return replacement, m.Reload(ctx)
+}
+
+// needsReplacement reports whether revoking kid needs a new key: it is the
+// active key and no next key can take over.
+func needsReplacement(keys []store.SigningKey, kid string) bool {
+	active := false
+	for _, k := range keys {
+		if k.State == store.KeyNext {
+			return false
+		}
+		active = active || (k.KID == kid && k.State == store.KeyActive)
+	}
+	return active
 }
 
 // KeyInfo describes a key for listings.

@@ -15,6 +15,7 @@ import (
 const (
 	secretHashKeyMeta = "secret_hash_key"
 	secretHashKeyAAD  = "m2mauth secret hash key"
+	secretHashKeyName = "secret hash key"
 )
 
 // sealedMeta is the stored form of a sealed meta value: "<master key id>:<base64>".
@@ -22,19 +23,24 @@ func sealMeta(mk *MasterKey, aad string, raw []byte) string {
 	return mk.ID() + ":" + base64.StdEncoding.EncodeToString(mk.Seal(raw, aad))
 }
 
-func openMeta(mk *MasterKey, aad, stored string) ([]byte, error) {
+// openMeta opens a sealed meta value; errors name it as what.
+func openMeta(mk *MasterKey, aad, what, stored string) ([]byte, error) {
 	i := strings.LastIndexByte(stored, ':')
 	if i < 0 {
-		return nil, errors.New("corrupt sealed value")
+		return nil, fmt.Errorf("%s: corrupt sealed value", what)
 	}
 	if id := stored[:i]; id != mk.ID() {
-		return nil, fmt.Errorf("sealed under master key %s, but this server's master key is %s: start it with the master key the database was created with (or run m2mauth key rewrap)", id, mk.ID())
+		return nil, &MismatchError{What: what, Stored: id, Ours: mk.ID()}
 	}
 	sealed, err := base64.StdEncoding.DecodeString(stored[i+1:])
 	if err != nil {
-		return nil, errors.New("corrupt sealed value")
+		return nil, fmt.Errorf("%s: corrupt sealed value", what)
 	}
-	return mk.Open(sealed, aad)
+	pt, err := mk.Open(sealed, aad)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return pt, nil
 }
 
 // metaStore stores the sealed secret hashing key.
@@ -45,7 +51,8 @@ type metaStore interface {
 // SecretHashKey returns the key client secrets are hashed under: random,
 // created once per database (the first replica's wins), stored sealed under
 // the master key, so that rotating the master key does not invalidate any
-// secret.
+// secret. It creates the key when the database has none: call
+// CheckMasterKey first, so that a wrong master key cannot seal it.
 func SecretHashKey(ctx context.Context, st metaStore, mk *MasterKey) ([]byte, error) {
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
@@ -53,48 +60,81 @@ func SecretHashKey(ctx context.Context, st metaStore, mk *MasterKey) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("secret hash key: %w", err)
 	}
-	key, err := openMeta(mk, secretHashKeyAAD, stored)
-	if err != nil {
-		return nil, fmt.Errorf("secret hash key: %w", err)
-	}
-	return key, nil
+	return openMeta(mk, secretHashKeyAAD, secretHashKeyName, stored)
+}
+
+// RewrapResult tells what Rewrap did.
+type RewrapResult struct {
+	// Resealed counts the values re-sealed under the new master key.
+	Resealed int
+	// Dropped lists the next keys that were sealed under a third master
+	// key, and deleted: they never signed (see sortSealing).
+	Dropped []string
 }
 
 // Rewrap re-encrypts every private signing key and the secret hashing key
-// from the old master key to the new one, in one transaction, and reports
-// how many values it re-sealed. Values already sealed under the new key are
-// left alone, so an interrupted rewrap can be run again. Servers must be
+// from the old master key to the new one, in one transaction. Values already
+// sealed under the new key are left alone, so an interrupted rewrap can be
+// run again. Next keys sealed under neither key are deleted, once the active
+// key has opened with one of them; any other key sealed under neither fails
+// the rewrap, which then changes nothing. Servers must be stopped first and
 // restarted with the new master key afterwards.
-func Rewrap(ctx context.Context, st keyStore, old, next *MasterKey) (int, error) {
+func Rewrap(ctx context.Context, st keyStore, old, next *MasterKey) (RewrapResult, error) {
 	if old.ID() == next.ID() {
-		return 0, errors.New("rewrap: the new master key is the current one")
+		return RewrapResult{}, errors.New("rewrap: the new master key is the current one")
 	}
-	n := 0
+	var res RewrapResult
 	err := st.UpdateSigningKeys(ctx, func(keys []store.SigningKey, meta func(string) string) (store.KeyUpdate, error) {
 		var u store.KeyUpdate
+		res = RewrapResult{}
+		activeOpened := false
+		var dropped []store.SigningKey
 		for _, k := range keys {
-			if k.MasterKeyID == next.ID() {
+			var der []byte
+			var err error
+			switch k.MasterKeyID {
+			case next.ID():
+				if k.State == store.KeyActive {
+					_, err = next.Open(k.Private, sealAAD(k.KID))
+				}
+			case old.ID():
+				der, err = old.Open(k.Private, sealAAD(k.KID))
+			default:
+				if k.State != store.KeyNext {
+					return u, fmt.Errorf("signing key %s (%s) is sealed under master key %s, which is neither the old (%s) nor the new one (%s)",
+						k.KID, k.State, k.MasterKeyID, old.ID(), next.ID())
+				}
+				dropped = append(dropped, k)
+				res.Dropped = append(res.Dropped, k.KID)
 				continue
 			}
-			if k.MasterKeyID != old.ID() {
-				return u, fmt.Errorf("signing key %s is sealed under master key %s, which is neither the old (%s) nor the new one", k.KID, k.MasterKeyID, old.ID())
-			}
-			der, err := old.Open(k.Private, sealAAD(k.KID))
 			if err != nil {
 				return u, fmt.Errorf("signing key %s: %w", k.KID, err)
 			}
-			k.Private, k.MasterKeyID = next.Seal(der, sealAAD(k.KID)), next.ID()
-			u.Update = append(u.Update, k)
+			activeOpened = activeOpened || k.State == store.KeyActive
+			if der != nil {
+				k.Private, k.MasterKeyID = next.Seal(der, sealAAD(k.KID)), next.ID()
+				u.Update = append(u.Update, k)
+			}
 		}
+		if len(dropped) > 0 && !activeOpened {
+			// Nothing proves that either key is the database's.
+			return u, fmt.Errorf("signing key %s (%s) is sealed under master key %s, which is neither the old (%s) nor the new one (%s)",
+				dropped[0].KID, dropped[0].State, dropped[0].MasterKeyID, old.ID(), next.ID())
+		}
+		u.Delete = res.Dropped
 		if stored := meta(secretHashKeyMeta); stored != "" && !strings.HasPrefix(stored, next.ID()+":") {
-			raw, err := openMeta(old, secretHashKeyAAD, stored)
+			raw, err := openMeta(old, secretHashKeyAAD, secretHashKeyName, stored)
 			if err != nil {
-				return u, fmt.Errorf("secret hash key: %w", err)
+				return u, err
 			}
 			u.Meta = map[string]string{secretHashKeyMeta: sealMeta(next, secretHashKeyAAD, raw)}
 		}
-		n = len(u.Update) + len(u.Meta)
+		res.Resealed = len(u.Update) + len(u.Meta)
 		return u, nil
 	})
-	return n, err
+	if err != nil {
+		return RewrapResult{}, err
+	}
+	return res, nil
 }

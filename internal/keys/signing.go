@@ -107,28 +107,10 @@ func publicJWK(priv crypto.Signer, alg string) (kid string, jwk []byte, err erro
 
 func sealAAD(kid string) string { return "m2mauth signing key " + kid }
 
-// newKey generates a key for alg and seals it under master.
-func newKey(alg string, master *MasterKey) (kid string, sealed, jwk []byte, err error) {
-	priv, err := generate(alg)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	kid, jwk, err = publicJWK(priv, alg)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	return kid, master.Seal(der, sealAAD(kid)), jwk, nil
-}
-
 // openSigner decrypts a stored key.
 func openSigner(master *MasterKey, kid, alg, masterKeyID string, sealed []byte) (*Signer, error) {
 	if masterKeyID != master.ID() {
-		return nil, fmt.Errorf("signing key %s is sealed under master key %s, but this server's master key is %s: start it with the master key the database was created with (or run m2mauth key rewrap)",
-			kid, masterKeyID, master.ID())
+		return nil, &MismatchError{What: "signing key " + kid, Stored: masterKeyID, Ours: master.ID()}
 	}
 	der, err := master.Open(sealed, sealAAD(kid))
 	if err != nil {
