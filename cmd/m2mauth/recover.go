@@ -59,6 +59,9 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	if adminAPI == "" {
 		return errors.New("this database has no admin API: start the server once to create it")
 	}
+	if err := keys.CheckMasterKey(ctx, st, mk); err != nil {
+		return err
+	}
 	hashKey, err := keys.SecretHashKey(ctx, st, mk)
 	if err != nil {
 		return err

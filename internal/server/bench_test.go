@@ -30,7 +30,7 @@ func benchServer(b *testing.B, cfg config.Config) (http.Handler, func() *http.Re
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { srv.Close() })
-	mk, err := srv.masterKey()
+	mk, _, err := srv.masterKey()
 	if err != nil {
 		b.Fatal(err)
 	}

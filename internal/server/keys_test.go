@@ -1,7 +1,16 @@
 package server
 
 import (
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,7 +22,10 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
@@ -247,4 +259,166 @@ func TestReplicasRotateOncePostgres(t *testing.T) {
 		t.Errorf("only %d signing keys seen on both replicas; the test did not cross a rotation", switches)
 	}
 	t.Logf("%d keys, %d signing keys seen on both replicas", len(rows), switches)
+}
+
+// dbState describes what the database of cfg holds: the signing keys, the
+// sealed secret hash key, the clients and the APIs.
+func dbState(t *testing.T, cfg config.Config) string {
+	t.Helper()
+	st, err := OpenStore(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ks, err1 := st.ListSigningKeys(t.Context())
+	meta, err2 := st.EnsureMeta(t.Context(), "secret_hash_key", "(none)")
+	clients, err3 := st.ListClients(t.Context(), store.ListOptions{})
+	apis, err4 := st.ListAPIs(t.Context(), store.ListOptions{})
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("keys %+v\nmeta %s\nclients %+v\napis %+v", ks, meta, clients, apis)
+}
+
+// The sequence that used to brick a database: a start with the right
+// master key, a start with a wrong one and another --signing-alg (which
+// scheduled a rotation to a key sealed under the wrong master key before
+// failing), then a start with the right key. The wrong start now fails
+// naming both master key ids and writes nothing.
+func TestWrongMasterKeyThenRightKey(t *testing.T) {
+	right, wrong := keys.GenerateMasterKeyText(), keys.GenerateMasterKeyText()
+	rightKey, _ := keys.ParseMasterKey(right)
+	wrongKey, _ := keys.ParseMasterKey(wrong)
+	cfg := testConfig(t)
+	cfg.MasterKey = right
+	ts := startServer(t, cfg)
+	id, secret := setupOrders(ts)
+	before := ts.mustToken(id, secret, url.Values{})
+	kid := ts.verifyToken(before).header.KeyID
+	adminFile, _ := os.ReadFile(filepath.Join(cfg.DataDir, AdminFile))
+	ts.stop()
+	state := dbState(t, cfg)
+
+	bad := cfg
+	bad.MasterKey, bad.SigningAlg = wrong, "EdDSA"
+	_, err := New(t.Context(), bad, NewLogger(io.Discard, "json", "error"), nil)
+	if err == nil || !strings.Contains(err.Error(), rightKey.ID()) || !strings.Contains(err.Error(), wrongKey.ID()) {
+		t.Fatalf("start with the wrong master key: %v; want an error naming %s and %s", err, rightKey.ID(), wrongKey.ID())
+	}
+	if got := dbState(t, cfg); got != state {
+		t.Fatalf("the wrong start wrote to the database:\nbefore %s\nafter  %s", state, got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cfg.DataDir, AdminFile)); !bytes.Equal(b, adminFile) {
+		t.Fatal("the wrong start rewrote admin.json")
+	}
+
+	good := cfg
+	good.SigningAlg = "EdDSA"
+	good.Issuer = ts.cfg.Issuer
+	again := startServer(t, good)
+	if again.verifyToken(before).header.KeyID != kid {
+		t.Fatal("a token issued before does not verify with the same key")
+	}
+	if st, _ := again.tokenStatus(id, secret, url.Values{}); st != 200 {
+		t.Fatalf("token after the restart: %d", st)
+	}
+	// The rotation to EdDSA is scheduled now, under the right key.
+	rows, _ := again.srv.store.ListSigningKeys(t.Context())
+	for _, r := range rows {
+		if r.MasterKeyID != rightKey.ID() {
+			t.Errorf("key %s (%s) sealed under %s", r.KID, r.State, r.MasterKeyID)
+		}
+	}
+	if len(rows) != 2 {
+		t.Errorf("%d keys; want the active one and the scheduled EdDSA key", len(rows))
+	}
+}
+
+// A master.key generated because the file was missing is removed again
+// when the database turns out to hold keys sealed under another key.
+func TestMissingMasterKeyFileIsNotReplaced(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startServer(t, cfg)
+	ts.stop()
+	path := cfg.MasterKeyPath()
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(path)
+	state := dbState(t, cfg)
+	_, err = New(t.Context(), cfg, NewLogger(io.Discard, "json", "error"), nil)
+	if err == nil || !strings.Contains(err.Error(), "did not exist") || !errors.Is(err, keys.ErrMasterKeyMismatch) {
+		t.Fatalf("start without master.key: %v", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("a new master.key was left behind: %v", err)
+	}
+	if got := dbState(t, cfg); got != state {
+		t.Fatal("the start without master.key wrote to the database")
+	}
+	if err := os.WriteFile(path, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, cfg)
+}
+
+// foreignNextKey stores an EdDSA next key sealed under mk.
+func foreignNextKey(t *testing.T, st store.Store, mk *keys.MasterKey, created, activateAt time.Time) string {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: "EdDSA", Use: "sig"}
+	tp, _ := pub.Thumbprint(crypto.SHA256)
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	jwk, _ := pub.MarshalJSON()
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	_, err = st.CreateSigningKey(t.Context(), store.SigningKey{KID: pub.KeyID, Alg: "EdDSA", State: store.KeyNext,
+		Private: mk.Seal(der, sealAADForTest(pub.KeyID)), PublicJWK: jwk, MasterKeyID: mk.ID(), CreatedAt: created, ActivateAt: activateAt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub.KeyID
+}
+
+// Recovery of a database an earlier version bricked: a next key sealed
+// under another master key (what the wrong start left). A start with the
+// right key deletes it with a warning and serves; tokens issued before
+// still verify.
+func TestBrickedDatabaseRecovers(t *testing.T) {
+	right, wrong := keys.GenerateMasterKeyText(), keys.GenerateMasterKeyText()
+	wrongKey, _ := keys.ParseMasterKey(wrong)
+	cfg := testConfig(t)
+	cfg.MasterKey = right
+	ts := startServer(t, cfg)
+	id, secret := setupOrders(ts)
+	before := ts.mustToken(id, secret, url.Values{})
+	kid := ts.verifyToken(before).header.KeyID
+	ts.stop()
+
+	st, err := OpenStore(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	foreign := foreignNextKey(t, st, wrongKey, now.Add(-2*time.Hour), now.Add(-time.Hour))
+	st.Close()
+
+	cfg.Issuer = ts.cfg.Issuer
+	again := startServer(t, cfg)
+	if again.verifyToken(before).header.KeyID != kid {
+		t.Fatal("a token issued before does not verify with the same key")
+	}
+	if set := again.jwks(); len(set.Key(foreign)) != 0 {
+		t.Fatal("the foreign key is still published")
+	}
+	if k := again.verifyToken(again.mustToken(id, secret, url.Values{})).header.KeyID; k != kid {
+		t.Fatalf("signing with %s, want %s", k, kid)
+	}
+	logs := again.logs.String()
+	if !strings.Contains(logs, `"level":"WARN"`) || !strings.Contains(logs, foreign) || !strings.Contains(logs, wrongKey.ID()) {
+		t.Fatalf("no warning naming the deleted key and its master key:\n%s", logs)
+	}
 }

@@ -124,38 +124,56 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	return sqlite.Open(ctx, cfg.SQLitePath())
 }
 
-func (s *Server) masterKey() (*keys.MasterKey, error) {
+// masterKey returns the configured master key, or the one in the data
+// dir's master.key, creating that file on first start (created is then its
+// path).
+func (s *Server) masterKey() (mk *keys.MasterKey, created string, err error) {
 	if s.cfg.MasterKey != "" {
-		return keys.ParseMasterKey(s.cfg.MasterKey)
+		mk, err = keys.ParseMasterKey(s.cfg.MasterKey)
+		return mk, "", err
 	}
 	path := s.cfg.MasterKeyPath()
-	mk, created, err := keys.LoadOrCreateMasterKeyFile(path)
-	if err != nil {
-		return nil, err
+	mk, isNew, err := keys.LoadOrCreateMasterKeyFile(path)
+	if err != nil || !isNew {
+		return mk, "", err
 	}
-	if created {
-		s.log.Info("created master key", "path", path, "master_key_id", mk.ID())
-		if s.cfg.IsPostgres() {
-			s.log.Warn("the master key was generated into this data dir: every replica sharing the database needs the same key, so set M2MAUTH_MASTER_KEY on all of them", "path", path)
-		}
-	}
-	return mk, nil
+	return mk, path, nil
 }
 
 func (s *Server) init(ctx context.Context) error {
-	mk, err := s.masterKey()
+	mk, createdKeyFile, err := s.masterKey()
 	if err != nil {
 		return err
+	}
+	// Nothing is written to the database before the master key is proven
+	// against the keys it holds: a wrong master key must not seal anything
+	// (a key sealed under it would lock the right one out).
+	if err := keys.CheckMasterKey(ctx, s.store, mk); err != nil {
+		if createdKeyFile != "" {
+			// The key just generated is not this database's: leave no
+			// file that the next start would take for it.
+			_ = os.Remove(createdKeyFile)
+			return fmt.Errorf("no master key was configured and %s did not exist, but the database holds keys: %w", createdKeyFile, err)
+		}
+		return err
+	}
+	// The secret hash key next: created under the proven master key when
+	// the database has none, else opened, which proves the key again.
+	hashKey, err := keys.SecretHashKey(ctx, s.store, mk)
+	if err != nil {
+		return err
+	}
+	if createdKeyFile != "" {
+		s.log.Info("created master key", "path", createdKeyFile, "master_key_id", mk.ID())
+		if s.cfg.IsPostgres() {
+			s.log.Warn("the master key was generated into this data dir: every replica sharing the database needs the same key, so set M2MAUTH_MASTER_KEY on all of them", "path", createdKeyFile)
+		}
 	}
 	s.keys = keys.NewManager(s.store, mk, keys.Policy{
 		Alg: s.cfg.SigningAlg, RotationPeriod: s.cfg.KeyRotationPeriod,
 		Prepublish: s.cfg.KeyPrepublish, Retention: s.cfg.KeyRetention(),
 	}, s.now, s.log)
 	if err := s.keys.Init(ctx); err != nil {
-		return err
-	}
-	hashKey, err := keys.SecretHashKey(ctx, s.store, mk)
-	if err != nil {
 		return err
 	}
 	hasher := secret.NewHasher(hashKey)
