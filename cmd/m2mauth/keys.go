@@ -13,6 +13,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/server"
+	"github.com/m2mauth/m2mauth/internal/store/sqlite"
 )
 
 func keyCommands() []command {
@@ -120,7 +121,14 @@ func keyRevoke(ctx context.Context, e *env, args []string) error {
 func keyRewrap(ctx context.Context, e *env, args []string) error {
 	cfg := config.Default()
 	var current, next string
-	f := newFlags(e, "key rewrap", "", "Re-encrypts every private signing key and the secret hashing key under a new master key,\nin one transaction, working on the database directly. Stop the servers first, then start\nthem with the new key only. The current key comes from --master-key (or its variable) or\n<data-dir>/master.key; the new one from --new-master-key, or is generated. When the\ncurrent key is in master.key, the file is replaced with the new key. Running it again\nafter an interruption finishes the job.")
+	f := newFlags(e, "key rewrap", "", "Re-encrypts every private signing key and the secret hashing key under a new master key,\n"+
+		"in one transaction, working on the database directly. Stop the servers first: with SQLite\n"+
+		"it refuses while one runs; with PostgreSQL it cannot tell, so stop every replica. Then start\n"+
+		"them with the new key only. The current key comes from --master-key (or its variable) or\n"+
+		"<data-dir>/master.key; the new one from --new-master-key, or is generated. When the\n"+
+		"current key is in master.key, the file is replaced with the new key. Running it again\n"+
+		"after an interruption finishes the job. Next keys sealed under a third master key (left by\n"+
+		"a server of an earlier version started with a wrong key) never signed and are deleted.")
 	storageFlags(f, &cfg)
 	f.StringVar(&current, "master-key", "", "the current master key (default: <data-dir>/master.key)")
 	f.StringVar(&next, "new-master-key", "", "the new master key, 32 bytes as base64 or hex (default: generate one)")
@@ -141,6 +149,16 @@ func keyRewrap(ctx context.Context, e *env, args []string) error {
 	nk, err := keys.ParseMasterKey(next)
 	if err != nil {
 		return fmt.Errorf("new master key: %w", err)
+	}
+	// Refuse while a server holds an SQLite database: it would go on with
+	// the old key, and fail every key change afterwards. Replicas on
+	// PostgreSQL cannot be seen from here: stopping them is the operator's.
+	if !cfg.IsPostgres() {
+		lock, err := sqlite.Lock(cfg.SQLitePath(), "key rewrap")
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
 	}
 	// With master.key, the new key is on disk before anything is sealed
 	// under it.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -101,4 +104,31 @@ func TestCLIAdminRecover(t *testing.T) {
 	if r := cli(t, vars, "client", "list"); r.code != 0 || !strings.Contains(r.stdout, "recovered admin") {
 		t.Fatalf("after recover: %+v", r)
 	}
+}
+
+// key rewrap refuses while a server holds the SQLite database (the server
+// would go on with the old master key and fail every key change), and
+// works once it has stopped.
+func TestCLIRewrapRefusedWhileServing(t *testing.T) {
+	dir := t.TempDir()
+	_, stop := runServer(t, dir)
+	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
+	keyFile := filepath.Join(dir, "master.key")
+	before, _ := os.ReadFile(keyFile)
+	r := cli(t, vars, "key", "rewrap")
+	want := fmt.Sprintf("a server is running on this database, %s (pid %d?); stop it first", filepath.Join(dir, "m2mauth.db"), os.Getpid())
+	if r.code != 1 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("rewrap beside a server: %+v; want %q", r, want)
+	}
+	if after, _ := os.ReadFile(keyFile); string(after) != string(before) {
+		t.Fatal("the refused rewrap replaced master.key")
+	}
+	if _, err := os.Stat(keyFile + ".new"); !os.IsNotExist(err) {
+		t.Fatalf("the refused rewrap staged a new key: %v", err)
+	}
+	stop()
+	if r := cli(t, vars, "key", "rewrap"); r.code != 0 || !strings.Contains(r.stdout, "re-sealed 2 value(s)") {
+		t.Fatalf("rewrap after the server stopped: %+v", r)
+	}
+	startServer(t, dir)
 }

@@ -7,14 +7,23 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/server"
 )
 
-// startServer runs a server with its data dir at dir.
+// startServer runs a server with its data dir at dir until the test ends.
 func startServer(t *testing.T, dir string) string {
+	t.Helper()
+	url, _ := runServer(t, dir)
+	return url
+}
+
+// runServer runs a server with its data dir at dir until stop is called or
+// the test ends.
+func runServer(t *testing.T, dir string) (url string, stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,8 +38,10 @@ func startServer(t *testing.T, dir string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return "http://" + cfg.Addr
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return "http://" + cfg.Addr, stop
 }
 
 type result struct {

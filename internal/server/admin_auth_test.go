@@ -128,7 +128,7 @@ func TestAdminAuthenticationMakesNoDatabaseRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	counting := &countingStore{Store: st}
-	srv, err := newServer(context.Background(), cfg, NewLogger(io.Discard, "json", "error"), nil, counting)
+	srv, err := newServer(context.Background(), cfg, NewLogger(io.Discard, "json", "error"), nil, counting, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

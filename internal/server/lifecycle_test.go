@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
 	"github.com/m2mauth/m2mauth/internal/store/postgres/pgtest"
+	"github.com/m2mauth/m2mauth/internal/store/sqlite"
 )
 
 // restart checks that a second server on the same storage keeps the
@@ -348,4 +350,18 @@ func TestAdminValidationAndConflicts(t *testing.T) {
 	if resp, _ := ts.adminDo("DELETE", "/admin/v1/apis/"+url.PathEscape(ordersAPI), nil); resp.StatusCode != 204 {
 		t.Fatalf("delete API: %d", resp.StatusCode)
 	}
+}
+
+// A second server on the same SQLite database is refused while the first
+// runs (their client caches would not see each other's changes, and key
+// rewrap relies on the lock), and starts once the first has stopped.
+func TestOneServerPerSQLiteDatabase(t *testing.T) {
+	cfg := testConfig(t)
+	ts := startServer(t, cfg)
+	_, err := New(t.Context(), cfg, NewLogger(io.Discard, "json", "error"), nil)
+	if !errors.Is(err, sqlite.ErrLocked) || !strings.Contains(err.Error(), "a server is running on this database") {
+		t.Fatalf("second server: %v", err)
+	}
+	ts.stop()
+	startServer(t, cfg)
 }

@@ -37,10 +37,13 @@ import (
 
 // Server is a configured m2mauth instance.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	now     func() time.Time
-	store   store.Store
+	cfg   config.Config
+	log   *slog.Logger
+	now   func() time.Time
+	store store.Store
+	// lock is held on an SQLite database for the server's lifetime, so
+	// that key rewrap cannot run beside it (nil for PostgreSQL).
+	lock    *sqlite.FileLock
 	keys    *keys.Manager
 	clients *clientcache.Cache
 	denied  *denylist.List
@@ -96,24 +99,45 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() ti
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	var lock *sqlite.FileLock
+	if !cfg.IsPostgres() {
+		var err error
+		if lock, err = sqlite.Lock(cfg.SQLitePath(), sqlite.HolderServe); err != nil {
+			return nil, err
+		}
+	}
 	st, err := OpenStore(ctx, cfg)
 	if err != nil {
+		if lock != nil {
+			_ = lock.Unlock()
+		}
 		return nil, err
 	}
-	return newServer(ctx, cfg, log, now, st)
+	return newServer(ctx, cfg, log, now, st, lock)
 }
 
-// newServer builds a Server on an open store, which it then owns.
-func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time, st store.Store) (*Server, error) {
+// newServer builds a Server on an open store, which it then owns, with the
+// lock it holds on the database (nil: none).
+func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time, st store.Store, lock *sqlite.FileLock) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{cfg: cfg, log: log, now: now, store: st}
+	s := &Server{cfg: cfg, log: log, now: now, store: st, lock: lock}
 	if err := s.init(ctx); err != nil {
 		st.Close()
+		s.unlock()
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Server) unlock() {
+	if s.lock != nil {
+		if err := s.lock.Unlock(); err != nil {
+			s.log.Warn("release the database lock", "error", err)
+		}
+		s.lock = nil
+	}
 }
 
 // OpenStore opens (and migrates) the database cfg names.
@@ -456,7 +480,9 @@ func (s *Server) Close() error {
 		}
 		cancel()
 	}
-	return s.store.Close()
+	err := s.store.Close()
+	s.unlock()
+	return err
 }
 
 // HTTPServer returns an http.Server for h with timeouts on every phase.
