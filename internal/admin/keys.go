@@ -80,7 +80,7 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) error {
 		return &ConflictError{err.Error()}
 	}
 	if err != nil {
-		return err
+		return h.keyError(r, err)
 	}
 	h.log.InfoContext(r.Context(), "signing key rotation scheduled", "kid", k.KID, "alg", k.Alg, "activate_at", k.ActivateAt)
 	writeJSON(w, http.StatusAccepted, "application/json", keyResource(keys.KeyInfo{KID: k.KID, Alg: k.Alg, State: k.State,
@@ -98,9 +98,21 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	kid := r.PathValue("kid")
 	repl, err := h.keys.Revoke(r.Context(), kid)
 	if err != nil {
-		return err
+		return h.keyError(r, err)
 	}
 	h.log.WarnContext(r.Context(), "signing key revoked", "kid", kid, "replacement", repl)
 	writeJSON(w, http.StatusOK, "application/json", RevokeKeyResponse{Revoked: kid, Replacement: repl})
 	return nil
+}
+
+// keyError turns the failure of a key operation into the answer's error. A
+// server whose master key no longer matches the stored keys (re-sealed by
+// key rewrap while it ran) cannot change them: the operator learns why,
+// from the answer and the log, not from a bare 500.
+func (h *Handler) keyError(r *http.Request, err error) error {
+	if errors.Is(err, keys.ErrMasterKeyMismatch) {
+		h.log.ErrorContext(r.Context(), "signing key operation refused: the stored keys are sealed under another master key", "error", err)
+		return &ConflictError{err.Error()}
+	}
+	return err
 }

@@ -422,3 +422,56 @@ func TestBrickedDatabaseRecovers(t *testing.T) {
 		t.Fatalf("no warning naming the deleted key and its master key:\n%s", logs)
 	}
 }
+
+// A server whose keys were re-sealed under another master key while it ran
+// (key rewrap by another process: PostgreSQL replicas, or an SQLite file
+// reached around the lock) keeps issuing tokens, and answers key operations
+// with a problem+json that says why they are refused, not a bare 500.
+func TestKeyOperationsAfterRewrapByAnotherProcess(t *testing.T) {
+	oldText, newText := keys.GenerateMasterKeyText(), keys.GenerateMasterKeyText()
+	oldKey, _ := keys.ParseMasterKey(oldText)
+	newKey, _ := keys.ParseMasterKey(newText)
+	cfg := testConfig(t)
+	cfg.MasterKey, cfg.SigningAlg = oldText, "ES256"
+	ts := startServer(t, cfg)
+	id, secret := setupOrders(ts)
+	kid := ts.keyList()[0].KID
+
+	st, err := OpenStore(t.Context(), cfg) // around the lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Rewrap(t.Context(), st, oldKey, newKey); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	for _, op := range []struct{ path, body string }{
+		{"/admin/v1/keys/rotate", `{"alg":"EdDSA"}`},
+		{"/admin/v1/keys/" + kid + "/revoke", ""},
+	} {
+		var in any
+		if op.body != "" {
+			in = op.body
+		}
+		resp, body := ts.adminDo(http.MethodPost, op.path, in)
+		var p struct {
+			Status int    `json:"status"`
+			Detail string `json:"detail"`
+		}
+		_ = json.Unmarshal(body, &p)
+		if resp.StatusCode != http.StatusConflict || resp.Header.Get("Content-Type") != "application/problem+json" ||
+			!strings.Contains(p.Detail, oldKey.ID()) || !strings.Contains(p.Detail, newKey.ID()) || !strings.Contains(p.Detail, "key rewrap") {
+			t.Errorf("POST %s: %d %s; want 409 problem+json naming both master keys", op.path, resp.StatusCode, body)
+		}
+	}
+	if !strings.Contains(ts.logs.String(), "sealed under another master key") {
+		t.Error("the refusal is not logged")
+	}
+	if st, _ := ts.tokenStatus(id, secret, url.Values{}); st != 200 {
+		t.Fatalf("token after the rewrap: %d", st)
+	}
+	if ks := ts.keyList(); len(ks) != 1 || ks[0].KID != kid {
+		t.Fatalf("keys changed: %+v", ks)
+	}
+}

@@ -295,8 +295,21 @@ func (s *Server) startBackground() {
 			s.loadClientIDs(ctx)
 		}
 	})
+	var mismatch string // the last master key mismatch logged
 	s.every(ctx, max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond), func(ctx context.Context) {
-		if err := s.keys.Maintain(ctx); err != nil && ctx.Err() == nil {
+		err := s.keys.Maintain(ctx)
+		switch {
+		case err == nil:
+			mismatch = ""
+		case ctx.Err() != nil:
+		case errors.Is(err, keys.ErrMasterKeyMismatch):
+			// Logged once per state, not every few seconds.
+			if err.Error() != mismatch {
+				mismatch = err.Error()
+				s.log.Error("signing key maintenance stopped: the stored keys are sealed under another master key (re-sealed by 'm2mauth key rewrap' while this server runs?). "+
+					"This server keeps signing with the keys it holds, but cannot rotate, revoke or activate any; restart it with the database's master key", "error", err)
+			}
+		default:
 			s.log.Error("signing key maintenance", "error", err)
 		}
 	})
