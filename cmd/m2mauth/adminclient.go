@@ -121,10 +121,14 @@ func requestToken(ctx context.Context, endpoint, id, secret string, form url.Val
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
 		}
-		if json.Unmarshal(body, &oe) == nil && oe.Error != "" {
-			return nil, fmt.Errorf("%s (HTTP %d): %s", oe.Error, resp.StatusCode, oe.Description)
+		note := ""
+		if resp.StatusCode >= 500 {
+			note = requestIDNote(resp)
 		}
-		return nil, fmt.Errorf("token endpoint answered HTTP %d", resp.StatusCode)
+		if json.Unmarshal(body, &oe) == nil && oe.Error != "" {
+			return nil, fmt.Errorf("%s (HTTP %d): %s%s", oe.Error, resp.StatusCode, oe.Description, note)
+		}
+		return nil, fmt.Errorf("token endpoint answered HTTP %d%s", resp.StatusCode, note)
 	}
 	var tok tokenResponse
 	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
@@ -182,6 +186,9 @@ func (a *adminClient) doIfMatch(ctx context.Context, method, path, ifMatch strin
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode >= 500 {
+		return serverError(method, path, resp, b)
+	}
 	if resp.StatusCode >= 300 {
 		var p problem
 		if json.Unmarshal(b, &p) != nil || p.Status == 0 {
@@ -200,6 +207,36 @@ func (a *adminClient) doIfMatch(ctx context.Context, method, path, ifMatch strin
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// serverError describes a 5xx answer: the status, what the problem body
+// says, and the request id under which the server logged the cause.
+func serverError(method, path string, resp *http.Response, body []byte) error {
+	msg := fmt.Sprintf("%s %s: the server answered HTTP %d %s", method, path, resp.StatusCode, http.StatusText(resp.StatusCode))
+	var p problem
+	if json.Unmarshal(body, &p) == nil && (p.Detail != "" || p.Title != "") {
+		detail := p.Detail
+		if detail == "" {
+			detail = p.Title
+		}
+		msg += ": " + detail
+	}
+	return errors.New(msg + requestIDNote(resp))
+}
+
+// requestIDNote names the answer's request id, if it has a printable one.
+func requestIDNote(resp *http.Response) string {
+	if id := resp.Header.Get("X-Request-Id"); plainID(id) {
+		return " (request id " + id + ": the server's log has the cause under it)"
+	}
+	return ""
+}
+
+// plainID reports whether a request id is short and plain enough to print.
+func plainID(s string) bool {
+	return s != "" && len(s) <= 64 && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	})
 }
 
 // readAllLimited reads at most n bytes.

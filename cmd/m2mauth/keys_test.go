@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,4 +133,43 @@ func TestCLIRewrapRefusedWhileServing(t *testing.T) {
 		t.Fatalf("rewrap after the server stopped: %+v", r)
 	}
 	startServer(t, dir)
+}
+
+// A 5xx from the admin API is printed with its status, the problem's detail
+// and the request id to look for in the server's log, never as a bare
+// "Internal Server Error".
+func TestCLIServerErrorShowsRequestID(t *testing.T) {
+	tests := []struct {
+		name        string
+		status      int
+		contentType string
+		body        string
+		want        string
+	}{
+		{"problem", 500, "application/problem+json", `{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"internal server error"}`,
+			"POST /admin/v1/keys/rotate: the server answered HTTP 500 Internal Server Error: internal server error (request id 7f3a9c01e2d4b5a6: the server's log has the cause under it)"},
+		{"not a problem", 502, "text/html", "<html>bad gateway</html>",
+			"POST /admin/v1/keys/rotate: the server answered HTTP 502 Bad Gateway (request id 7f3a9c01e2d4b5a6: the server's log has the cause under it)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/admin/v1/token" {
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprint(w, `{"access_token":"t","token_type":"Bearer","expires_in":60}`)
+					return
+				}
+				w.Header().Set("X-Request-Id", "7f3a9c01e2d4b5a6")
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(tc.status)
+				fmt.Fprint(w, tc.body)
+			}))
+			defer srv.Close()
+			vars := map[string]string{"M2MAUTH_SERVER": srv.URL, "M2MAUTH_ADMIN_CLIENT_ID": "id", "M2MAUTH_ADMIN_CLIENT_SECRET": "secret"}
+			r := cli(t, vars, "key", "rotate")
+			if r.code != 1 || strings.TrimSpace(r.stderr) != "m2mauth: "+tc.want {
+				t.Fatalf("stderr %q (exit %d); want %q", r.stderr, r.code, tc.want)
+			}
+		})
+	}
 }
