@@ -90,8 +90,9 @@ type AdminCredentials struct {
 }
 
 // New builds a Server: opens the store (migrating it), loads or creates the
-// keys, and bootstraps the admin API and client on first start. now is the
-// clock (nil: time.Now).
+// keys, and bootstraps the admin API and client on first start. On SQLite it
+// holds the database's lock (sqlite.Lock) until Close, and fails when
+// another process holds it. now is the clock (nil: time.Now).
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
