@@ -88,7 +88,7 @@ func TestCLIRevocation(t *testing.T) {
 // recover restores it.
 func TestCLIAdminRecover(t *testing.T) {
 	dir := t.TempDir()
-	startServer(t, dir)
+	url, stop := runServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
 	r := cli(t, vars, "client", "list", "--json")
 	boot := r.stdout[strings.Index(r.stdout, `"client_id": "`)+14:]
@@ -99,10 +99,19 @@ func TestCLIAdminRecover(t *testing.T) {
 	if r := cli(t, vars, "client", "list"); r.code != 1 {
 		t.Fatalf("admin access should be gone: %+v", r)
 	}
+	// With SQLite, recover writes to the database a running server holds:
+	// it asks for the server to stop (the server would not learn of the
+	// new client).
+	r = cli(t, vars, "admin", "recover")
+	if r.code != 1 || !strings.Contains(r.stderr, "a server is running on this database") {
+		t.Fatalf("admin recover beside a server: %+v", r)
+	}
+	stop()
 	r = cli(t, vars, "admin", "recover")
 	if r.code != 0 || !strings.Contains(r.stdout, "created admin client") {
 		t.Fatalf("admin recover: %+v", r)
 	}
+	runServerOn(t, dir, strings.TrimPrefix(url, "http://"))
 	if r := cli(t, vars, "client", "list"); r.code != 0 || !strings.Contains(r.stdout, "recovered admin") {
 		t.Fatalf("after recover: %+v", r)
 	}

@@ -25,7 +25,13 @@ func startServer(t *testing.T, dir string) string {
 // the test ends.
 func runServer(t *testing.T, dir string) (url string, stop func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return runServerOn(t, dir, "127.0.0.1:0")
+}
+
+// runServerOn is runServer listening on addr.
+func runServerOn(t *testing.T, dir, addr string) (url string, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/server"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/store/sqlite"
 )
 
 func adminCommands() []command {
@@ -27,7 +28,7 @@ func adminCommands() []command {
 func adminRecover(ctx context.Context, e *env, args []string) error {
 	cfg := config.Default()
 	var masterKey, serverURL string
-	f := newFlags(e, "admin recover", "", "Regains admin access when admin.json is lost or every admin client was deleted or\ndisabled: creates a new client with the admin grant, directly in the database (it needs\nthe master key), and writes its credentials to <data-dir>/admin.json (mode 0600).")
+	f := newFlags(e, "admin recover", "", "Regains admin access when admin.json is lost or every admin client was deleted or\ndisabled: creates a new client with the admin grant, directly in the database (it needs\nthe master key), and writes its credentials to <data-dir>/admin.json (mode 0600).\nWith SQLite, stop the server first; with PostgreSQL, replicas may keep running.")
 	storageFlags(f, &cfg)
 	f.StringVar(&masterKey, "master-key", "", "the master key (default: <data-dir>/master.key)")
 	f.StringVar(&serverURL, "server", "", "the server's URL to record in admin.json (default: the issuer of the admin API)")
@@ -40,6 +41,16 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	// A server on SQLite caches its clients and knows of no writer but
+	// itself: it must be stopped. Replicas on PostgreSQL learn of the new
+	// client through the change feed.
+	if !cfg.IsPostgres() {
+		lock, err := sqlite.Lock(cfg.SQLitePath(), "admin recover")
+		if err != nil {
+			return err
+		}
+		defer lock.Unlock()
 	}
 	st, err := server.OpenStore(ctx, cfg)
 	if err != nil {
