@@ -316,11 +316,22 @@ func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Clie
 // client's other live secrets expire after grace (0: at once). A client
 // holds at most MaxLiveSecrets live secrets: while a rotated-out secret is
 // still in its grace period, another rotation is refused with a conflict.
-// Concurrent rotations of one client are serialised by the store, so exactly
-// one of them wins.
+//
+// A rotation is always conditional: on ifMatch when the caller sent one,
+// else on the version of the client this call read first. So of several
+// rotations that read the same version, exactly one wins whatever the
+// grace, and no caller is handed a secret that a concurrent rotation
+// killed at once. Secrets that no longer authenticate are pruned.
 func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace time.Duration) (store.Client, store.Secret, string, error) {
 	if grace < 0 || grace > 90*24*time.Hour {
 		return store.Client{}, store.Secret{}, "", &ValidationError{Fields: []FieldError{{"grace_seconds", "must be between 0 and 90 days"}}}
+	}
+	if ifMatch == "" {
+		cur, err := s.store.GetClient(ctx, id)
+		if err != nil {
+			return store.Client{}, store.Secret{}, "", err
+		}
+		ifMatch = ETag(cur.Version)
 	}
 	plain := secret.Generate()
 	var added store.Secret
@@ -347,16 +358,11 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace ti
 			return &ConflictError{msg}
 		}
 		expire := now.Add(grace)
-		kept := c.Secrets[:0]
-		for _, sec := range c.Secrets {
-			// Secrets that expired long ago are dropped to keep the list short.
-			if !sec.ExpiresAt.IsZero() && sec.ExpiresAt.Before(now.Add(-30*24*time.Hour)) {
-				continue
+		kept := liveSecrets(c.Secrets, now)
+		for i, sec := range kept {
+			if sec.ExpiresAt.IsZero() || sec.ExpiresAt.After(expire) {
+				kept[i].ExpiresAt = expire
 			}
-			if sec.Live(now) && (sec.ExpiresAt.IsZero() || sec.ExpiresAt.After(expire)) {
-				sec.ExpiresAt = expire
-			}
-			kept = append(kept, sec)
 		}
 		added = s.newSecret(plain, now)
 		c.Secrets = append(kept, added)
@@ -370,6 +376,18 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace ti
 	return c, added, plain, nil
 }
 
+// liveSecrets returns the secrets that still authenticate at now: expired
+// ones are pruned whenever a client's secrets change.
+func liveSecrets(secrets []store.Secret, now time.Time) []store.Secret {
+	out := make([]store.Secret, 0, len(secrets)+1)
+	for _, sec := range secrets {
+		if sec.Live(now) {
+			out = append(out, sec)
+		}
+	}
+	return out
+}
+
 // RevokeSecret removes one secret at once.
 func (s *Service) RevokeSecret(ctx context.Context, id, ifMatch, secretID string) (store.Client, error) {
 	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
@@ -380,8 +398,9 @@ func (s *Service) RevokeSecret(ctx context.Context, id, ifMatch, secretID string
 		if i < 0 {
 			return fmt.Errorf("secret %s: %w", secretID, store.ErrNotFound)
 		}
-		c.Secrets = slices.Delete(c.Secrets, i, i+1)
-		c.UpdatedAt = s.now().UTC()
+		now := s.now().UTC()
+		c.Secrets = liveSecrets(slices.Delete(c.Secrets, i, i+1), now)
+		c.UpdatedAt = now
 		return nil
 	})
 	if err != nil {
