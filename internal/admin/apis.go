@@ -28,10 +28,11 @@ type APIPatch struct {
 
 func validateAPI(v *ValidationError, a *store.API) {
 	checkText(v, "name", a.Name, true, maxNameLen)
-	a.Scopes = dedupe(a.Scopes)
 	if len(a.Scopes) > maxScopes {
 		v.add("scopes", "at most %d scopes", maxScopes)
+		return
 	}
+	a.Scopes = dedupe(a.Scopes)
 	for _, sc := range a.Scopes {
 		if !scope.ValidToken(sc) {
 			v.add("scopes", "%q is not a valid scope: use printable ASCII without spaces, quotes or backslashes", sc)

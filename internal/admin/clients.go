@@ -93,6 +93,10 @@ func (s *Service) resolveGrants(ctx context.Context, v *ValidationError, in []Gr
 			}
 			return nil, err
 		}
+		if len(g.Scopes) > maxScopes {
+			v.add(field+".scopes", "at most %d scopes", maxScopes)
+			continue
+		}
 		scopes := dedupe(g.Scopes)
 		for _, sc := range scopes {
 			if !slices.Contains(api.Scopes, sc) {
@@ -274,6 +278,10 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 // checkIntrospect validates an introspection permission: "*" alone, or
 // identifiers of existing APIs.
 func (s *Service) checkIntrospect(ctx context.Context, v *ValidationError, auds []string) error {
+	if len(auds) > maxGrants {
+		v.add("introspect", "at most %d APIs", maxGrants)
+		return nil
+	}
 	for _, a := range auds {
 		if a == "*" {
 			if len(auds) > 1 {

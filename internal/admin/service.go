@@ -7,12 +7,12 @@ package admin
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -60,8 +60,8 @@ const (
 	maxNameLen       = 200
 	maxDescLen       = 2000
 	maxIdentifierLen = 255
-	maxScopes        = 200
-	maxGrants        = 100
+	maxScopes        = scope.MaxPerAPI
+	maxGrants        = scope.MaxResources
 	maxLifetime      = 7 * 24 * time.Hour
 	maxClaimsJSON    = 4 << 10
 	maxMetadata      = 50
@@ -182,14 +182,13 @@ func validIdentifier(s string) bool {
 	return true
 }
 
+// dedupe removes repeats in linear time (inputs can be as long as the
+// body limit allows) and never returns nil.
 func dedupe(in []string) []string {
-	out := []string{}
-	for _, s := range in {
-		if !slices.Contains(out, s) {
-			out = append(out, s)
-		}
+	if len(in) == 0 {
+		return []string{}
 	}
-	return out
+	return scope.Dedupe(in)
 }
 
 // mapConflict turns a store conflict into an explanation.

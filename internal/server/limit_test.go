@@ -104,3 +104,41 @@ func TestDistributedBruteForceIsLimitedPerClient(t *testing.T) {
 		t.Errorf("30 oversized scope lists without credentials: %v, want %d × 400 then 429", statuses, cfg.AuthFailureBurst)
 	}
 }
+
+// Admin inputs as long as the 1 MiB body allows are refused by their
+// caps, before any per-entry work (each introspect entry is an API lookup).
+func TestAdminListInputsAreCapped(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	many := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("s%d", i)
+		}
+		return out
+	}
+	tests := []struct {
+		name, path string
+		body       any
+		field      string
+	}{
+		{"API scopes", "/admin/v1/apis", map[string]any{"identifier": "https://big", "name": "big", "scopes": many(80_000)}, "scopes"},
+		{"grant scopes", "/admin/v1/clients", map[string]any{"name": "c", "grants": []any{map[string]any{"audience": ordersAPI, "scopes": many(80_000)}}}, "grants[0].scopes"},
+		{"introspect", "/admin/v1/clients", map[string]any{"name": "c", "introspect": many(80_000)}, "introspect"},
+		{"grants", "/admin/v1/clients", map[string]any{"name": "c", "grants": func() []any {
+			out := []any{}
+			for _, a := range many(20_000) {
+				out = append(out, map[string]any{"audience": a})
+			}
+			return out
+		}()}, "grants"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, b := ts.adminDo(http.MethodPost, tc.path, tc.body)
+			if resp.StatusCode != 400 || !strings.Contains(string(b), `"field": "`+tc.field+`"`) || !strings.Contains(string(b), "at most") {
+				t.Errorf("%d %.300s", resp.StatusCode, b)
+			}
+		})
+	}
+}
