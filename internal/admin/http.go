@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/strictjson"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -236,6 +238,13 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	writeJSON(w, p.Status, "application/problem+json", p)
 }
 
+// WriteProblem writes an RFC 9457 problem for status with detail: the
+// answers the router gives on admin paths (404, 405) look like the rest of
+// the admin API's.
+func WriteProblem(w http.ResponseWriter, status int, detail string) {
+	writeJSON(w, status, "application/problem+json", problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail})
+}
+
 // dbDown reports whether an unexpected error came with the database
 // unreachable: the request then answers 503 with Retry-After, as the token
 // endpoints do, instead of 500.
@@ -256,12 +265,61 @@ type requestError struct {
 
 func (e *requestError) Error() string { return e.detail }
 
+// isJSON reports whether r declares a JSON body: application/json, or for
+// PATCH also application/merge-patch+json (RFC 7396).
+func isJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && (mt == "application/json" || r.Method == http.MethodPatch && mt == "application/merge-patch+json")
+}
+
+var errNotJSON = &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
+
+// readBody reads the body, which the server has capped.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, &requestError{http.StatusRequestEntityTooLarge, "the request body is too large"}
+	case err != nil:
+		return nil, &requestError{http.StatusBadRequest, "the request body could not be read"}
+	}
+	return body, nil
+}
+
 // decode reads a strict JSON body into v.
 func decode(r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/merge-patch+json") {
-		return &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
+	if !isJSON(r) {
+		return errNotJSON
 	}
-	return decodeReader(r.Body, v)
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(body, v)
+}
+
+// decodeOptional is decode for a body that may be empty (v is then left
+// as it is).
+func decodeOptional(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return err
+	}
+	if !isJSON(r) {
+		return errNotJSON
+	}
+	return decodeBytes(body, v)
+}
+
+// decodeBytes decodes body into v strictly: one JSON value, no member
+// given twice at any depth (names compared ignoring case, as encoding/json
+// matches them), no unknown member.
+func decodeBytes(body []byte, v any) error {
+	if err := strictjson.Check(body); err != nil {
+		return &requestError{http.StatusBadRequest, err.Error()}
+	}
+	return decodeReader(bytes.NewReader(body), v)
 }
 
 // decodeReader decodes exactly one JSON value from body into v, strictly.
@@ -661,17 +719,8 @@ type RotateRequest struct {
 
 func (h *Handler) rotateSecret(w http.ResponseWriter, r *http.Request) error {
 	var in RotateRequest
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return &requestError{http.StatusRequestEntityTooLarge, "the request body is too large"}
-	}
-	if len(bytes.TrimSpace(body)) > 0 { // the body is optional
-		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-			return &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
-		}
-		if err := decodeReader(bytes.NewReader(body), &in); err != nil {
-			return err
-		}
+	if err := decodeOptional(r, &in); err != nil {
+		return err
 	}
 	grace := DefaultGrace
 	if in.GraceSeconds != nil {

@@ -1,10 +1,8 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -60,17 +58,8 @@ type RotateKeyRequest struct {
 
 func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	var in RotateKeyRequest
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return &requestError{http.StatusRequestEntityTooLarge, "the request body is too large"}
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-			return &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
-		}
-		if err := decodeReader(bytes.NewReader(body), &in); err != nil {
-			return err
-		}
+	if err := decodeOptional(r, &in); err != nil {
+		return err
 	}
 	if in.Alg != "" && !keys.ValidAlg(in.Alg) {
 		return &ValidationError{Fields: []FieldError{{"alg", "must be one of " + strings.Join(keys.Algorithms, ", ")}}}

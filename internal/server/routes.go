@@ -93,9 +93,17 @@ func methodNotAllowed(methods []string) http.Handler {
 	allow := strings.Join(methods, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
+		if isAdminPath(r) {
+			admin.WriteProblem(w, http.StatusMethodNotAllowed, "allowed: "+allow)
+			return
+		}
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed", "error_description": "allowed: " + allow})
 	})
 }
+
+// isAdminPath reports whether r is for the admin API, whose errors are
+// RFC 9457 problems.
+func isAdminPath(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/admin/") }
 
 // limitBody caps the request body; reads beyond it fail with
 // *http.MaxBytesError, which each surface renders in its own envelope.
@@ -107,6 +115,10 @@ func limitBody(n int64, h http.Handler) http.Handler {
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
+	if isAdminPath(r) {
+		admin.WriteProblem(w, http.StatusNotFound, "no such endpoint")
+		return
+	}
 	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint"})
 }
 
