@@ -429,7 +429,7 @@ func (s *Service) DeleteClient(ctx context.Context, id, ifMatch string) error {
 			return err
 		}
 	}
-	if err := s.store.DeleteClient(ctx, id); err != nil {
+	if err := s.store.DeleteClient(ctx, id, s.now().UTC()); err != nil {
 		return err
 	}
 	s.inval.Invalidate(id)

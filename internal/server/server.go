@@ -268,7 +268,7 @@ func (s *Server) startBackground() {
 		s.background.Add(1)
 		go func() {
 			defer s.background.Done()
-			feed.Listen(ctx, s.applyChange, func(up bool, err error) {
+			feed.Listen(ctx, func(change string) { s.applyChange(ctx, change) }, func(up bool, err error) {
 				s.clients.SetEnabled(up)
 				s.denied.SetEnabled(up)
 				if up {
@@ -357,8 +357,15 @@ func (s *Server) loadDenyList(ctx context.Context) {
 	}
 }
 
+// changeWorkTimeout bounds the work one change notification causes
+// (reloading the keys or the deny-list), so that a stuck database cannot
+// stall the notification loop.
+const changeWorkTimeout = 10 * time.Second
+
 // applyChange invalidates what a change announced by any replica affects.
-func (s *Server) applyChange(change string) {
+func (s *Server) applyChange(ctx context.Context, change string) {
+	ctx, cancel := context.WithTimeout(ctx, changeWorkTimeout)
+	defer cancel()
 	if id, ok := strings.CutPrefix(change, sqlstore.ChangeClientPrefix); ok {
 		s.clients.Invalidate(id)
 		return
@@ -369,14 +376,14 @@ func (s *Server) applyChange(change string) {
 		if err != nil || jti == "" {
 			// Unreadable: trust nothing cached.
 			s.denied.SetEnabled(true)
-			s.loadDenyList(context.Background())
+			s.loadDenyList(ctx)
 			return
 		}
 		s.denied.Add(jti, time.UnixMicro(micros))
 		return
 	}
 	if change == sqlstore.ChangeKeys {
-		if err := s.keys.Reload(context.Background()); err != nil {
+		if err := s.keys.Reload(ctx); err != nil {
 			s.log.Error("reload signing keys", "error", err)
 		}
 		return

@@ -204,8 +204,8 @@ type Store interface {
 	// secrets' LastUsedAt is not written (see TouchSecrets).
 	UpdateClient(ctx context.Context, id string, fn func(*Client) error) (Client, error)
 	// DeleteClient removes a client, its grants and its secrets, and
-	// records its id so that it is never used again.
-	DeleteClient(ctx context.Context, id string) error
+	// records its id, deleted at instant at, so that it is never used again.
+	DeleteClient(ctx context.Context, id string, at time.Time) error
 	// CreateRefreshToken stores a new refresh token (the first of a family).
 	CreateRefreshToken(ctx context.Context, t RefreshToken) error
 	// RedeemRefreshToken spends the live token with this hash and stores

@@ -715,7 +715,7 @@ func cloneClient(c store.Client) store.Client {
 }
 
 // DeleteClient implements store.Store.
-func (s *Store) DeleteClient(ctx context.Context, id string) error {
+func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error {
 	return s.mapErr("delete client", s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
 		if err != nil {
@@ -727,7 +727,7 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 			return store.ErrNotFound
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO client_tombstones (id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-			id, time.Now().UnixMicro()); err != nil {
+			id, micros(at)); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx, ChangeClientPrefix+id)

@@ -172,10 +172,10 @@ func testClients(t *testing.T, open func() store.Store) {
 	if diff := cmp.Diff([]store.Client{want, bare}, list); diff != "" {
 		t.Errorf("ListClients mismatch (-want +got):\n%s", diff)
 	}
-	if err := s.DeleteClient(ctx, c.ID); err != nil {
+	if err := s.DeleteClient(ctx, c.ID, t0); err != nil {
 		t.Fatalf("DeleteClient: %v", err)
 	}
-	if err := s.DeleteClient(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteClient(ctx, c.ID, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("DeleteClient twice: got %v, want ErrNotFound", err)
 	}
 	// The grant went with the client, so the API can now be deleted.
@@ -527,7 +527,7 @@ func testTombstones(t *testing.T, open func() store.Store) {
 	if err := s.CreateClient(ctx, client("m2mc_t")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteClient(ctx, "m2mc_t"); err != nil {
+	if err := s.DeleteClient(ctx, "m2mc_t", t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateClient(ctx, client("m2mc_t")); !errors.Is(err, store.ErrConflict) {
@@ -777,7 +777,7 @@ func testRefreshTokens(t *testing.T, open func() store.Store) {
 		t.Fatalf("delete expired: %d %v, want 1", n, err)
 	}
 	// Deleting the client deletes its tokens.
-	if err := s.DeleteClient(ctx, c.ID); err != nil {
+	if err := s.DeleteClient(ctx, c.ID, t0); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.DeleteExpiredRefreshTokens(ctx, exp.Add(time.Hour)); n != 0 {
@@ -901,7 +901,7 @@ func testClientIDs(t *testing.T, open func() store.Store) {
 		}
 		want[id] = true
 	}
-	if err := s.DeleteClient(ctx, "c07"); err != nil {
+	if err := s.DeleteClient(ctx, "c07", t0); err != nil {
 		t.Fatal(err)
 	}
 	delete(want, "c07")
