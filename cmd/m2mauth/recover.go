@@ -28,7 +28,7 @@ func adminCommands() []command {
 func adminRecover(ctx context.Context, e *env, args []string) error {
 	cfg := config.Default()
 	var masterKey, serverURL string
-	f := newFlags(e, "admin recover", "", "Regains admin access when admin.json is lost or every admin client was deleted or\ndisabled: creates a new client with the admin grant, directly in the database (it needs\nthe master key), and writes its credentials to <data-dir>/admin.json (mode 0600).\nWith SQLite, stop the server first; with PostgreSQL, replicas may keep running.")
+	f := newFlags(e, "admin recover", "", "Regains admin access when admin.json is lost or every admin client was deleted or\ndisabled: creates a new client with the admin grant, directly in the database (it needs\nthe master key), and writes its credentials to <data-dir>/admin.json (mode 0600).\nWith SQLite, stop the server first; with PostgreSQL, replicas may keep running.\nA first start interrupted before it wrote admin.json needs no recovery: the next start\nwrites it from the credentials it saved first; serve warns when admin.json is missing.")
 	storageFlags(f, &cfg)
 	f.StringVar(&masterKey, "master-key", "", "the master key (default: <data-dir>/master.key)")
 	f.StringVar(&serverURL, "server", "", "the server's URL to record in admin.json (default: the issuer of the admin API)")

@@ -446,7 +446,12 @@ const (
 // the bootstrap admin client, once per database. It returns the client's
 // credentials when this call created them; created is false when they
 // already existed (made by an earlier start or another replica).
-func (s *Service) Bootstrap(ctx context.Context, adminAudience string) (clientID, clientSecret string, created bool, err error) {
+//
+// prepare, when not nil, is given the new client's credentials before
+// anything is committed, so that the caller can save them first: a crash
+// after the commit then cannot lose them. An error from prepare aborts the
+// bootstrap with nothing committed.
+func (s *Service) Bootstrap(ctx context.Context, adminAudience string, prepare func(clientID, clientSecret string) error) (clientID, clientSecret string, created bool, err error) {
 	now := s.now().UTC()
 	plain := secret.Generate()
 	api := store.API{
@@ -458,6 +463,11 @@ func (s *Service) Bootstrap(ctx context.Context, adminAudience string) (clientID
 		DefaultAudience: adminAudience, Grants: []store.Grant{{Audience: adminAudience, Scopes: []string{AdminScope}}},
 		Secrets: []store.Secret{s.newSecret(plain, now)},
 		Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	if prepare != nil {
+		if err := prepare(c.ID, plain); err != nil {
+			return "", "", false, err
+		}
 	}
 	created, err = s.store.InitBootstrap(ctx, store.Bootstrap{AdminAPI: api, AdminClient: c})
 	if err != nil || !created {

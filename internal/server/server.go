@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -427,24 +428,220 @@ func (l localKeys) Key(_ context.Context, kid string) (crypto.PublicKey, string,
 	return k.Key, k.Alg, nil
 }
 
+// The bootstrap admin's credentials reach admin.json in three steps, so
+// that a crash at any point loses nothing: (1) they are written to
+// admin.json.pending-<client id> (file and directory synced), (2) the client
+// is committed, (3) the pending file is renamed to admin.json (directory
+// synced). A later start resolves what a crash left: a pending file whose
+// client exists becomes admin.json; one whose client does not exist (the
+// crash came before the commit, or another replica won the race) is removed.
+const adminPendingPrefix = AdminFile + ".pending-"
+
+// testHookBootstrap, when set (by tests), is called after each step of the
+// bootstrap ("pending written", "committed"); an error from it ends the
+// start right there, leaving the files as a crash would.
+var testHookBootstrap func(step string) error
+
 func (s *Server) bootstrap(ctx context.Context, mgmt *admin.Service) error {
-	id, sec, created, err := mgmt.Bootstrap(ctx, s.cfg.AdminAudience())
+	done, err := s.bootstrapped(ctx)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if !created {
+	var pending string
+	var prepare func(id, secret string) error
+	if !done {
+		// The credentials are saved before the client exists. (Skipped
+		// once bootstrapped: the data dir of a replica may be read-only.)
+		prepare = func(id, secret string) error {
+			pending = filepath.Join(s.cfg.DataDir, adminPendingPrefix+id)
+			if err := writeNewPrivateJSON(pending, s.adminCredentials(id, secret)); err != nil {
+				return fmt.Errorf("save the admin credentials before creating the admin client: %w", err)
+			}
+			return bootstrapStep("pending written")
+		}
+	}
+	id, _, created, err := mgmt.Bootstrap(ctx, s.cfg.AdminAudience(), prepare)
+	if err != nil {
+		// The pending file stays: whether the commit happened is unknown
+		// (the connection may have dropped after it); the next start
+		// resolves it.
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	lostRace := false
+	switch {
+	case created:
+		if err := bootstrapStep("committed"); err != nil {
+			return err
+		}
+		path := filepath.Join(s.cfg.DataDir, AdminFile)
+		if err := promoteAdminFile(pending, path, id); err != nil {
+			return fmt.Errorf("bootstrap: the admin client %s was created; its credentials are in %s but could not be moved to %s: %w", id, pending, path, err)
+		}
+		s.log.Info("created the bootstrap admin client; its credentials are in the admin file (mode 0600)", "client_id", id, "path", path)
+	case pending != "":
+		// Another replica bootstrapped the database first: its admin.json
+		// is the one that works.
+		lostRace = true
+		if err := removeFile(pending); err != nil {
+			return fmt.Errorf("bootstrap: remove %s: %w", pending, err)
+		}
+		s.log.Info("another instance created the bootstrap admin client first; its credentials are in that instance's data dir")
+	}
+	return s.resolveAdminFiles(ctx, lostRace)
+}
+
+func bootstrapStep(step string) error {
+	if testHookBootstrap != nil {
+		return testHookBootstrap(step)
+	}
+	return nil
+}
+
+func (s *Server) adminCredentials(id, secret string) AdminCredentials {
+	return AdminCredentials{
+		Server: s.cfg.Issuer, TokenEndpoint: s.cfg.Issuer + "/oauth/token",
+		ClientID: id, ClientSecret: secret, Audience: s.cfg.AdminAudience(), Scope: admin.AdminScope,
+	}
+}
+
+// bootstrapped reports whether the database has the built-in admin API,
+// under any identifier (the issuer may have changed since).
+func (s *Server) bootstrapped(ctx context.Context) (bool, error) {
+	a, err := s.store.GetAPI(ctx, s.cfg.AdminAudience())
+	if err == nil && a.Builtin != "" {
+		return true, nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	apis, err := s.store.ListAPIs(ctx, store.ListOptions{})
+	if err != nil {
+		return false, err
+	}
+	for _, a := range apis {
+		if a.Builtin != "" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// resolveAdminFiles deals with the pending admin files an interrupted first
+// start left (here or, when replicas share the data dir, in another
+// process), once the database is bootstrapped, and warns when admin access
+// looks lost. A pending file whose client exists becomes admin.json, unless
+// admin.json already holds the credentials of an existing client; any other
+// pending file is removed (its client was never created and never will be:
+// the bootstrap happens once per database).
+func (s *Server) resolveAdminFiles(ctx context.Context, lostRace bool) error {
+	dir := s.cfg.DataDir
+	path := filepath.Join(dir, AdminFile)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), adminPendingPrefix) {
+			continue
+		}
+		pending := filepath.Join(dir, e.Name())
+		creds, err := readAdminFile(pending)
+		if err != nil {
+			// Written before the commit and synced, a pending file is only
+			// unreadable when the crash came while it was written.
+			s.log.Warn("removing an incomplete admin credentials file left by an interrupted first start", "path", pending, "error", err)
+			if err := removeFile(pending); err != nil {
+				return fmt.Errorf("bootstrap: remove %s: %w", pending, err)
+			}
+			continue
+		}
+		exists, err := s.clientExists(ctx, creds.ClientID)
+		if err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		if !exists {
+			if err := removeFile(pending); err != nil {
+				return fmt.Errorf("bootstrap: remove %s: %w", pending, err)
+			}
+			s.log.Info("removed the credentials of a bootstrap admin client that was never created (a first start was interrupted before it, or another instance bootstrapped the database)", "client_id", creds.ClientID, "path", pending)
+			continue
+		}
+		if cur, err := readAdminFile(path); err == nil && cur.ClientID != creds.ClientID {
+			if ok, err := s.clientExists(ctx, cur.ClientID); err != nil {
+				return fmt.Errorf("bootstrap: %w", err)
+			} else if ok {
+				if err := removeFile(pending); err != nil {
+					return fmt.Errorf("bootstrap: remove %s: %w", pending, err)
+				}
+				s.log.Warn("admin.json holds the credentials of an existing admin client: the leftover credentials of the bootstrap admin client were removed; delete that client if it is not used", "bootstrap_client_id", creds.ClientID, "admin_file_client_id", cur.ClientID, "path", path)
+				continue
+			}
+		}
+		if err := promoteAdminFile(pending, path, creds.ClientID); err != nil {
+			return fmt.Errorf("bootstrap: move %s to %s: %w", pending, path, err)
+		}
+		s.log.Warn("recovered admin.json from the credentials a first start interrupted after creating the bootstrap admin client had saved", "client_id", creds.ClientID, "path", path)
+	}
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	creds := AdminCredentials{
-		Server: s.cfg.Issuer, TokenEndpoint: s.cfg.Issuer + "/oauth/token",
-		ClientID: id, ClientSecret: sec, Audience: s.cfg.AdminAudience(), Scope: admin.AdminScope,
+	switch {
+	case lostRace:
+	case s.cfg.IsPostgres():
+		s.log.Info("no admin.json in this data dir: the bootstrap admin's credentials are in the data dir of the instance that first started on this database; if they are lost, run `m2mauth admin recover` to create a new admin client", "path", path)
+	default:
+		s.log.Warn("the database is bootstrapped but admin.json is missing: if no other admin credentials are at hand, run `m2mauth admin recover --data-dir "+dir+"` to create a new admin client", "path", path)
 	}
-	path, err := WriteAdminFile(s.cfg.DataDir, creds)
-	if err != nil {
-		return fmt.Errorf("bootstrap: %w", err)
-	}
-	s.log.Info("created the bootstrap admin client; its credentials are in the admin file (mode 0600)", "client_id", id, "path", path)
 	return nil
+}
+
+func (s *Server) clientExists(ctx context.Context, id string) (bool, error) {
+	_, err := s.store.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// readAdminFile reads admin credentials; a file without a client id and a
+// secret is an error.
+func readAdminFile(path string) (AdminCredentials, error) {
+	var c AdminCredentials
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, err
+	}
+	if c.ClientID == "" || c.ClientSecret == "" {
+		return c, errors.New("no client_id or client_secret")
+	}
+	return c, nil
+}
+
+// promoteAdminFile renames the pending file to admin.json and syncs the
+// directory. When the pending file is gone, another process sharing the
+// data dir has promoted it: admin.json must then hold clientID.
+func promoteAdminFile(pending, path, clientID string) error {
+	err := os.Rename(pending, path)
+	if errors.Is(err, os.ErrNotExist) {
+		if cur, rerr := readAdminFile(path); rerr == nil && cur.ClientID == clientID {
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// removeFile removes path (gone already is fine) and syncs its directory.
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // WriteAdminFile writes admin credentials to <dataDir>/admin.json
@@ -457,7 +654,9 @@ func WriteAdminFile(dataDir string, creds AdminCredentials) (string, error) {
 	return path, writePrivateJSON(path, creds)
 }
 
-// writePrivateJSON writes v to path atomically with mode 0600.
+// writePrivateJSON writes v to path atomically with mode 0600: a crash
+// leaves the old file or the new one, and once it returns the new one
+// survives a crash.
 func writePrivateJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -483,7 +682,53 @@ func writePrivateJSON(path string, v any) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeNewPrivateJSON writes v to a new file at path (mode 0600) and syncs
+// the file and its directory. On failure the file is removed.
+func writeNewPrivateJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// syncDir makes the creation, renaming or removal of a file in dir durable.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // directories cannot be opened for syncing there
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Handler returns the server's HTTP handler (routes and middleware).
