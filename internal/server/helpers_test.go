@@ -91,6 +91,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 // startServerClock is startServer with the server's clock (nil: real time).
 func startServerClock(t *testing.T, cfg config.Config, now func() time.Time) *testServer {
 	t.Helper()
+	return startServerWith(t, cfg, now, Timeouts{})
+}
+
+// startServerWith is startServerClock with the HTTP server's timeouts.
+func startServerWith(t *testing.T, cfg config.Config, now func() time.Time, timeouts Timeouts) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +111,7 @@ func startServerClock(t *testing.T, cfg config.Config, now func() time.Time) *te
 		ln.Close()
 		t.Fatalf("New: %v", err)
 	}
+	srv.timeouts = timeouts
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()

@@ -70,6 +70,7 @@ func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
 		if !r.enabled {
 			continue
 		}
+		s.table = append(s.table, r)
 		mux.Handle(r.pattern, limitBody(r.bodyLimit, r.handler))
 		if method, path, ok := strings.Cut(r.pattern, " "); ok {
 			if allowed[path] == nil {

@@ -53,6 +53,8 @@ type Server struct {
 	// authMethods are the client authentication methods the server
 	// supports (from the registry), for discovery.
 	authMethods []string
+	table       []route  // the routes served (enabled ones), in table order
+	timeouts    Timeouts // of the HTTP server Serve runs (zero: DefaultTimeouts)
 
 	// background work (change feed, usage flushing) runs until Close
 	stopBackground context.CancelFunc
@@ -751,14 +753,39 @@ func (s *Server) Close() error {
 	return err
 }
 
+// Timeouts bound each phase of an HTTP connection, so that slow or stalled
+// clients (slowloris) cannot hold connections open. A zero field takes its
+// value from DefaultTimeouts.
+type Timeouts struct {
+	ReadHeader time.Duration // request line and headers, however slowly they trickle in
+	Read       time.Duration // the whole request, body included
+	Write      time.Duration // from the end of the headers to the end of the response
+	Idle       time.Duration // a kept-alive connection between requests
+}
+
+// DefaultTimeouts are the timeouts of `m2mauth serve`.
+var DefaultTimeouts = Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second}
+
+func (t Timeouts) withDefaults() Timeouts {
+	pick := func(v, d time.Duration) time.Duration {
+		if v > 0 {
+			return v
+		}
+		return d
+	}
+	d := DefaultTimeouts
+	return Timeouts{pick(t.ReadHeader, d.ReadHeader), pick(t.Read, d.Read), pick(t.Write, d.Write), pick(t.Idle, d.Idle)}
+}
+
 // HTTPServer returns an http.Server for h with timeouts on every phase.
-func HTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+func HTTPServer(h http.Handler, log *slog.Logger, t Timeouts) *http.Server {
+	t = t.withDefaults()
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: t.ReadHeader,
+		ReadTimeout:       t.Read,
+		WriteTimeout:      t.Write,
+		IdleTimeout:       t.Idle,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -768,7 +795,7 @@ func HTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // accepting, lets in-flight requests finish (up to the shutdown timeout),
 // and closes the store.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := HTTPServer(s.handler, s.log)
+	hs := HTTPServer(s.handler, s.log, s.timeouts)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("m2mauth serving", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer,
