@@ -25,8 +25,19 @@ build:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# fuzz: every fuzz target of the tree (found by name, so a new one is not
+# forgotten) for FUZZTIME each, after its seed corpus (f.Add and
+# testdata/fuzz/<target>/). go test -fuzz takes one package and one target
+# per run. A failing input is saved under testdata/fuzz/<target>/.
+FUZZTIME ?= 5s
 fuzz:
-	$(GO) test ./internal/oauth -run '^$$' -fuzz FuzzParseTokenRequest -fuzztime 30s
+	@targets="$$(grep -rE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' . \
+	  | sed -E 's#^(.*)/[^/]*_test\.go:func (Fuzz[A-Za-z0-9_]*)\(.*#\1 \2#' | sort -u)"; \
+	  [ -n "$$targets" ] || { echo "fuzz: no targets found"; exit 1; }; \
+	  echo "$$targets" | while read -r pkg name; do \
+	    echo "fuzz: $$pkg $$name for $(FUZZTIME)"; \
+	    $(GO) test "$$pkg" -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) || exit 1; \
+	  done
 
 # compat: clients written with the libraries of the source services' documents
 # (Node.js axios, Express + jsonwebtoken + jwks-rsa, Python stdlib).
