@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,5 +202,40 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Processes starting at once on a fresh data dir agree on one master key,
+// and the file is never seen incomplete: it appears whole (written to a
+// temporary file first, then linked into place).
+func TestMasterKeyFileCreatedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data", "master.key")
+	const n = 16
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mk, _, err := LoadOrCreateMasterKeyFile(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = mk.ID()
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("different master keys: %v", ids)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Errorf("%d files in the data dir, want only master.key", len(entries))
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("master.key: %v %v", fi.Mode(), err)
 	}
 }

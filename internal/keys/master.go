@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -97,28 +98,62 @@ func LoadOrCreateMasterKeyFile(path string) (mk *MasterKey, created bool, err er
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, false, fmt.Errorf("create master key: %w", err)
 	}
+	// The key is written whole to a temporary file, then linked into
+	// place: a crash leaves either no master.key or a complete one, never
+	// an empty file that every later start would refuse. Link fails if the
+	// file exists, so of processes racing here exactly one key wins.
 	text := GenerateMasterKeyText()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		// Another process created it first: use theirs.
-		return LoadOrCreateMasterKeyFile(path)
-	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".master.key-")
 	if err != nil {
 		return nil, false, fmt.Errorf("create master key: %w", err)
 	}
-	if _, err := f.WriteString(text + "\n"); err != nil {
-		f.Close()
+	defer os.Remove(tmp.Name())
+	if err := writeSynced(tmp, text+"\n"); err != nil {
 		return nil, false, fmt.Errorf("write master key: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, false, fmt.Errorf("write master key: %w", err)
+	if err := os.Link(tmp.Name(), path); errors.Is(err, os.ErrExist) {
+		// Another process created it first: use theirs.
+		return LoadOrCreateMasterKeyFile(path)
+	} else if err != nil {
+		return nil, false, fmt.Errorf("create master key: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, false, fmt.Errorf("write master key: %w", err)
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return nil, false, fmt.Errorf("create master key: %w", err)
 	}
 	mk, err = ParseMasterKey(text)
 	return mk, true, err
+}
+
+// writeSynced writes text to f (mode 0600), syncs and closes it.
+func writeSynced(f *os.File, text string) error {
+	err := f.Chmod(0o600)
+	if err == nil {
+		_, err = f.WriteString(text)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir makes a directory's entries (a new or renamed file) durable. On
+// Windows directories cannot be synced this way; NTFS journals the entry.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // LoadMasterKeyFile reads the master key from path; a missing file is an
@@ -143,22 +178,13 @@ func ReplaceMasterKeyFile(path, text string) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+	if err := writeSynced(tmp, text+"\n"); err != nil {
 		return err
 	}
-	if _, err := tmp.WriteString(text + "\n"); err != nil {
-		tmp.Close()
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return syncDir(filepath.Dir(path))
 }
 
 // ID identifies the master key without revealing it; it is stored beside
