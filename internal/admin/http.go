@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -281,6 +282,8 @@ func readBody(r *http.Request) ([]byte, error) {
 	switch {
 	case errors.As(err, &tooBig):
 		return nil, &requestError{http.StatusRequestEntityTooLarge, "the request body is too large"}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &requestError{http.StatusRequestTimeout, "the request body did not arrive in time"}
 	case err != nil:
 		return nil, &requestError{http.StatusBadRequest, "the request body could not be read"}
 	}

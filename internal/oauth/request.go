@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/m2mauth/m2mauth/internal/scope"
@@ -240,8 +241,11 @@ func ReadBody(r *http.Request) ([]byte, *Error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return nil, newError(http.StatusRequestEntityTooLarge, CodeInvalidRequest, "the request body is too large")
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, newError(http.StatusRequestTimeout, CodeInvalidRequest, "the request body did not arrive in time")
 		}
 		return nil, ErrInvalidRequest("the request body could not be read")
 	}

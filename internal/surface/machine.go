@@ -66,6 +66,8 @@ func (MachineCodec) WriteError(w http.ResponseWriter, e *oauth.Error) {
 		me = machineError{"METHOD_NOT_ALLOWED", "Method not allowed - use POST", "MethodNotAllowed"}
 	case status == http.StatusUnsupportedMediaType:
 		me = machineError{"UNSUPPORTED_MEDIA_TYPE", "Unsupported media type - use application/json", "UnsupportedMediaType"}
+	case status == http.StatusRequestTimeout:
+		me = machineError{"REQUEST_TIMEOUT", "Request timeout - the body did not arrive in time", "RequestTimeout"}
 	case status == http.StatusRequestEntityTooLarge:
 		me = machineError{"PAYLOAD_TOO_LARGE", "Request body too large", "PayloadTooLarge"}
 	case status == http.StatusTooManyRequests:
