@@ -122,7 +122,7 @@ func TestCLIAdminRecover(t *testing.T) {
 // works once it has stopped.
 func TestCLIRewrapRefusedWhileServing(t *testing.T) {
 	dir := t.TempDir()
-	_, stop := runServer(t, dir)
+	url, stop := runServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
 	keyFile := filepath.Join(dir, "master.key")
 	before, _ := os.ReadFile(keyFile)
@@ -141,7 +141,7 @@ func TestCLIRewrapRefusedWhileServing(t *testing.T) {
 	if r := cli(t, vars, "key", "rewrap"); r.code != 0 || !strings.Contains(r.stdout, "re-sealed 2 value(s)") {
 		t.Fatalf("rewrap after the server stopped: %+v", r)
 	}
-	startServer(t, dir)
+	runServerOn(t, dir, strings.TrimPrefix(url, "http://"))
 }
 
 // A 5xx from the admin API is printed with its status, the problem's detail

@@ -451,7 +451,7 @@ const (
 // anything is committed, so that the caller can save them first: a crash
 // after the commit then cannot lose them. An error from prepare aborts the
 // bootstrap with nothing committed.
-func (s *Service) Bootstrap(ctx context.Context, adminAudience string, prepare func(clientID, clientSecret string) error) (clientID, clientSecret string, created bool, err error) {
+func (s *Service) Bootstrap(ctx context.Context, issuer, adminAudience string, prepare func(clientID, clientSecret string) error) (clientID, clientSecret string, created bool, err error) {
 	now := s.now().UTC()
 	plain := secret.Generate()
 	api := store.API{
@@ -469,7 +469,7 @@ func (s *Service) Bootstrap(ctx context.Context, adminAudience string, prepare f
 			return "", "", false, err
 		}
 	}
-	created, err = s.store.InitBootstrap(ctx, store.Bootstrap{AdminAPI: api, AdminClient: c})
+	created, err = s.store.InitBootstrap(ctx, store.Bootstrap{Issuer: issuer, AdminAPI: api, AdminClient: c})
 	if err != nil || !created {
 		return "", "", false, err
 	}

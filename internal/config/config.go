@@ -19,11 +19,14 @@ import (
 
 // Config is everything `m2mauth serve` needs.
 type Config struct {
-	Addr      string // listen address
-	Issuer    string // public base URL: iss and every advertised URL
-	DataDir   string
-	Database  string // "" (SQLite in DataDir), a file path, or postgres://…
-	MasterKey string // base64 or hex; "" to use <DataDir>/master.key
+	Addr   string // listen address
+	Issuer string // public base URL: iss and every advertised URL
+	// ChangeIssuer lets the server move a database recorded for another
+	// issuer to Issuer (otherwise it refuses to start).
+	ChangeIssuer bool
+	DataDir      string
+	Database     string // "" (SQLite in DataDir), a file path, or postgres://…
+	MasterKey    string // base64 or hex; "" to use <DataDir>/master.key
 
 	SigningAlg           string
 	DefaultTokenLifetime time.Duration

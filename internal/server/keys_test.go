@@ -146,7 +146,7 @@ func TestRewrapAndRestart(t *testing.T) {
 	if string(newKey) == string(oldKey) {
 		t.Fatal("master.key was not replaced")
 	}
-	again := startServer(t, cfg)
+	again := startServer(t, ts.cfg)
 	if again.verifyToken(before).header.KeyID != kid {
 		t.Fatal("kid changed")
 	}
@@ -360,7 +360,7 @@ func TestMissingMasterKeyFileIsNotReplaced(t *testing.T) {
 	if err := os.WriteFile(path, orig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startServer(t, cfg)
+	startServer(t, ts.cfg)
 }
 
 // foreignNextKey stores an EdDSA next key sealed under mk.
@@ -407,7 +407,7 @@ func TestBrickedDatabaseRecovers(t *testing.T) {
 	st.Close()
 
 	cfg.Issuer = ts.cfg.Issuer
-	again := startServer(t, cfg)
+	again := startServer(t, ts.cfg)
 	if again.verifyToken(before).header.KeyID != kid {
 		t.Fatal("a token issued before does not verify with the same key")
 	}

@@ -363,5 +363,5 @@ func TestOneServerPerSQLiteDatabase(t *testing.T) {
 		t.Fatalf("second server: %v", err)
 	}
 	ts.stop()
-	startServer(t, cfg)
+	startServer(t, ts.cfg)
 }

@@ -152,6 +152,51 @@ func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
 	return sqlite.Open(ctx, cfg.SQLitePath())
 }
 
+// ErrIssuerMismatch: the server's issuer is not the one the database
+// belongs to.
+var ErrIssuerMismatch = errors.New("issuer mismatch")
+
+// checkIssuer refuses to start with an issuer other than the database's:
+// replicas with different issuers would each move the admin API to their
+// own and fight (and tokens carry the issuer, which resource servers
+// check). The issuer is recorded on first start; a database from before
+// it was recorded names it through its admin API. With --change-issuer
+// the change is deliberate: the bootstrap step records the new issuer and
+// moves the admin API.
+func (s *Server) checkIssuer(ctx context.Context) error {
+	stored, err := s.store.GetMeta(ctx, store.MetaIssuer)
+	if errors.Is(err, store.ErrNotFound) {
+		stored, err = s.adminAPIIssuer(ctx)
+	}
+	if err != nil || stored == "" || stored == s.cfg.Issuer {
+		return err
+	}
+	if s.cfg.ChangeIssuer {
+		s.log.Warn("moving the database to a new issuer, as --change-issuer asks: tokens issued under the old one stop verifying wherever iss is checked; restart every other replica with the new --issuer",
+			"old_issuer", stored, "new_issuer", s.cfg.Issuer)
+		return nil
+	}
+	return fmt.Errorf("%w: this database belongs to issuer %s, but this server's issuer is %s (from --issuer, or http://<--addr> without it). "+
+		"Every replica must use the database's issuer: start with --issuer %s. To move the database to %s deliberately, start one server with --issuer %s --change-issuer, then the others with --issuer %s",
+		ErrIssuerMismatch, stored, s.cfg.Issuer, stored, s.cfg.Issuer, s.cfg.Issuer, s.cfg.Issuer)
+}
+
+// adminAPIIssuer derives the issuer of a database that predates the
+// recorded issuer from its built-in admin API ("<issuer>/admin"); "" for a
+// database not bootstrapped yet.
+func (s *Server) adminAPIIssuer(ctx context.Context) (string, error) {
+	apis, err := s.store.ListAPIs(ctx, store.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for _, a := range apis {
+		if a.Builtin != "" {
+			return strings.TrimSuffix(a.Identifier, "/admin"), nil
+		}
+	}
+	return "", nil
+}
+
 // masterKey returns the configured master key, or the one in the data
 // dir's master.key, creating that file on first start (created is then its
 // path).
@@ -183,6 +228,10 @@ func (s *Server) init(ctx context.Context) error {
 			_ = os.Remove(createdKeyFile)
 			return fmt.Errorf("no master key was configured and %s did not exist, but the database holds keys: %w", createdKeyFile, err)
 		}
+		return err
+	}
+	// Nor before the issuer is the database's (or deliberately changed).
+	if err := s.checkIssuer(ctx); err != nil {
 		return err
 	}
 	// The secret hash key next: created under the proven master key when
@@ -462,7 +511,7 @@ func (s *Server) bootstrap(ctx context.Context, mgmt *admin.Service) error {
 			return bootstrapStep("pending written")
 		}
 	}
-	id, _, created, err := mgmt.Bootstrap(ctx, s.cfg.AdminAudience(), prepare)
+	id, _, created, err := mgmt.Bootstrap(ctx, s.cfg.Issuer, s.cfg.AdminAudience(), prepare)
 	if err != nil {
 		// The pending file stays: whether the commit happened is unknown
 		// (the connection may have dropped after it); the next start

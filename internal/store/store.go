@@ -163,11 +163,16 @@ func (u KeyUpdate) Empty() bool {
 }
 
 // Bootstrap is what a first start creates: the built-in admin API and the
-// bootstrap admin client that may use it.
+// bootstrap admin client that may use it, for the issuer recorded in the
+// database (meta key MetaIssuer).
 type Bootstrap struct {
+	Issuer      string
 	AdminAPI    API
 	AdminClient Client
 }
+
+// MetaIssuer is the meta key of the issuer the database belongs to.
+const MetaIssuer = "issuer"
 
 // Store is the persistence interface. It is the one wide interface in the
 // project because the backend is chosen at run time.
@@ -252,10 +257,14 @@ type Store interface {
 
 	// InitBootstrap creates the built-in admin API and the bootstrap admin
 	// client exactly once per database, even when several processes call
-	// it at once; created reports whether this call did it. Later calls
-	// only move the built-in API to b.AdminAPI.Identifier (the issuer may
-	// have changed), carrying its grants along.
+	// it at once, and records b.Issuer; created reports whether this call
+	// did it. Later calls record b.Issuer and move the built-in API to
+	// b.AdminAPI.Identifier, carrying its grants along (the caller has
+	// checked that an issuer change is deliberate).
 	InitBootstrap(ctx context.Context, b Bootstrap) (created bool, err error)
+
+	// GetMeta returns the value stored under key (ErrNotFound if none).
+	GetMeta(ctx context.Context, key string) (string, error)
 
 	// EnsureMeta stores value under key unless the key already has one,
 	// and returns the value stored; concurrent callers all see the winner's.

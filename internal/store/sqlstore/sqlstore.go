@@ -887,6 +887,10 @@ func (s *Store) InitBootstrap(ctx context.Context, b store.Bootstrap) (bool, err
 		if err != nil {
 			return err
 		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v`,
+			store.MetaIssuer, b.Issuer); err != nil {
+			return err
+		}
 		if n == 0 {
 			// Already bootstrapped. The issuer may have changed: move the
 			// built-in API, its grants (by cascade) and default audiences.
@@ -917,6 +921,13 @@ func (s *Store) InitBootstrap(ctx context.Context, b store.Bootstrap) (bool, err
 		return false, s.mapErr("bootstrap", err)
 	}
 	return created, nil
+}
+
+// GetMeta implements store.Store.
+func (s *Store) GetMeta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT v FROM meta WHERE k = $1`, key).Scan(&v)
+	return v, s.mapErr("get meta", err)
 }
 
 // EnsureMeta implements store.Store.

@@ -274,7 +274,7 @@ func bootstrap(issuer, clientID string) store.Bootstrap {
 	a.Builtin = "admin"
 	c := client(clientID, store.Grant{Audience: a.Identifier, Scopes: []string{"admin"}})
 	c.DefaultAudience = a.Identifier
-	return store.Bootstrap{AdminAPI: a, AdminClient: c}
+	return store.Bootstrap{Issuer: issuer, AdminAPI: a, AdminClient: c}
 }
 
 func testBootstrap(t *testing.T, open func() store.Store) {
@@ -286,6 +286,12 @@ func testBootstrap(t *testing.T, open func() store.Store) {
 	}
 	if err := s.DeleteAPI(ctx, "http://one/admin", false); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("DeleteAPI(builtin): got %v, want ErrConflict", err)
+	}
+	if iss, err := s.GetMeta(ctx, store.MetaIssuer); iss != "http://one" || err != nil {
+		t.Errorf("issuer %q, %v", iss, err)
+	}
+	if _, err := s.GetMeta(ctx, "no such key"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing meta: %v", err)
 	}
 	// A later start with a new issuer moves the admin API and its grants.
 	created, err = s.InitBootstrap(ctx, bootstrap("http://two", "m2mc_admin2"))
@@ -304,6 +310,9 @@ func testBootstrap(t *testing.T, open func() store.Store) {
 	}
 	if a, err := s.GetAPI(ctx, "http://two/admin"); err != nil || a.Builtin != "admin" {
 		t.Errorf("admin API after issuer change: %+v, %v", a, err)
+	}
+	if iss, err := s.GetMeta(ctx, store.MetaIssuer); iss != "http://two" || err != nil {
+		t.Errorf("issuer after the change %q, %v", iss, err)
 	}
 }
 
