@@ -86,12 +86,24 @@ func NewSecretAuth(clients clientGetter, hasher *secret.Hasher, now func() time.
 // Methods implements Authenticator.
 func (a *SecretAuth) Methods() []string { return []string{AuthSecretBasic, AuthSecretPost} }
 
-// Authenticate checks a client's id and secret. Every failure is the same
-// invalid_client answer after the same work: a client lookup and one keyed
-// hash per live secret. A database failure is ErrUnavailable, never
-// invalid_client. A disabled client is refused even with the right secret.
+// Authenticate checks a client's id and secret: as form-decoded, then, if
+// that fails and the Basic header read raw differs, as sent. Every failure
+// is the same invalid_client answer after the same work: a client lookup
+// and one keyed hash per live secret (per reading). A database failure is
+// ErrUnavailable, never invalid_client. A disabled client is refused even
+// with the right secret.
 func (a *SecretAuth) Authenticate(ctx context.Context, creds Credentials) (Caller, *Error) {
-	id, sec := creds.ClientID, creds.Secret
+	caller, e := a.check(ctx, creds.Method, creds.ClientID, creds.Secret)
+	if e != nil && e.Code == CodeInvalidClient && (creds.RawID != "" || creds.RawSecret != "") {
+		rawCaller, rawErr := a.check(ctx, creds.Method, creds.RawID, creds.RawSecret)
+		if rawErr == nil || e.client == "" {
+			return rawCaller, rawErr
+		}
+	}
+	return caller, e
+}
+
+func (a *SecretAuth) check(ctx context.Context, method, id, sec string) (Caller, *Error) {
 	if len(sec) > maxCredentialLen {
 		sec = sec[:maxCredentialLen]
 	}
@@ -132,5 +144,5 @@ func (a *SecretAuth) Authenticate(ctx context.Context, creds Credentials) (Calle
 	if a.usage != nil {
 		a.usage.Record(matched, now)
 	}
-	return Caller{Client: c, Method: creds.Method}, nil
+	return Caller{Client: c, Method: method}, nil
 }

@@ -43,6 +43,12 @@ type Credentials struct {
 	Method   string
 	ClientID string
 	Secret   string
+	// RawID and RawSecret are the Basic header's id and secret as sent,
+	// when RFC 6749 §2.3.1 form-decoding changed them or could not decode
+	// them: curl -u, Python requests and axios send them raw, so an id or
+	// secret with '+' or '%' would otherwise fail. The authenticator tries
+	// them when the decoded pair fails.
+	RawID, RawSecret string
 }
 
 // Request is one request to a token-endpoint-like route, parsed from any
@@ -154,18 +160,19 @@ func checkResources(res []string) *Error {
 // body parameters. Both may be present only if they agree (the banking
 // platform's documented client sends both).
 func (c *Credentials) set(authz, postID, postSecret string) *Error {
-	basicID, basicSecret, hasBasic, e := parseBasic(authz)
+	b, hasBasic, e := parseBasic(authz)
 	if e != nil {
 		return e
 	}
 	switch {
 	case hasBasic && (postID != "" || postSecret != ""):
-		if (postID != "" && postID != basicID) || (postSecret != "" && postSecret != basicSecret) {
+		// The body must agree with the header, read either way.
+		if (postID != "" && postID != b.id && postID != b.rawID) || (postSecret != "" && postSecret != b.secret && postSecret != b.rawSecret) {
 			return ErrInvalidRequest("the client credentials in the Authorization header and the body differ")
 		}
-		c.Method, c.ClientID, c.Secret = AuthSecretBasic, basicID, basicSecret
+		c.setBasic(b)
 	case hasBasic:
-		c.Method, c.ClientID, c.Secret = AuthSecretBasic, basicID, basicSecret
+		c.setBasic(b)
 	default:
 		c.ClientID, c.Secret = postID, postSecret
 		if postID != "" || postSecret != "" {
@@ -175,28 +182,44 @@ func (c *Credentials) set(authz, postID, postSecret string) *Error {
 	return nil
 }
 
-// parseBasic decodes "Basic base64(urlencode(id):urlencode(secret))"
-// (RFC 6749 §2.3.1). Other schemes are not client authentication and are
-// ignored.
-func parseBasic(authz string) (id, secret string, ok bool, e *Error) {
+// basicCreds are the two readings of a Basic header.
+type basicCreds struct {
+	id, secret       string // form-decoded (RFC 6749 §2.3.1)
+	rawID, rawSecret string // as sent
+}
+
+func (c *Credentials) setBasic(b basicCreds) {
+	c.Method, c.ClientID, c.Secret = AuthSecretBasic, b.id, b.secret
+	if b.rawID != b.id || b.rawSecret != b.secret {
+		c.RawID, c.RawSecret = b.rawID, b.rawSecret
+	}
+}
+
+// parseBasic reads "Basic base64(urlencode(id):urlencode(secret))"
+// (RFC 6749 §2.3.1), and the values as sent (RFC 7617, what most clients
+// send). When form-decoding fails, both readings are the raw values.
+// Other schemes are not client authentication and are ignored.
+func parseBasic(authz string) (b basicCreds, ok bool, e *Error) {
 	scheme, rest, found := strings.Cut(authz, " ")
 	if !found || !strings.EqualFold(scheme, "Basic") {
-		return "", "", false, nil
+		return b, false, nil
 	}
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
 	if err != nil {
-		return "", "", false, ErrInvalidRequest("the Basic credentials are not valid base64")
+		return b, false, ErrInvalidRequest("the Basic credentials are not valid base64")
 	}
-	encID, encSecret, found := strings.Cut(string(raw), ":")
+	rawID, rawSecret, found := strings.Cut(string(raw), ":")
 	if !found {
-		return "", "", false, ErrInvalidRequest("the Basic credentials have no ':' separator")
+		return b, false, ErrInvalidRequest("the Basic credentials have no ':' separator")
 	}
-	id, err1 := url.QueryUnescape(encID)
-	secret, err2 := url.QueryUnescape(encSecret)
-	if err1 != nil || err2 != nil {
-		return "", "", false, ErrInvalidRequest("the Basic credentials are not form-url-encoded")
+	b = basicCreds{id: rawID, secret: rawSecret, rawID: rawID, rawSecret: rawSecret}
+	if id, err := url.QueryUnescape(rawID); err == nil {
+		b.id = id
 	}
-	return id, secret, true, nil
+	if secret, err := url.QueryUnescape(rawSecret); err == nil {
+		b.secret = secret
+	}
+	return b, true, nil
 }
 
 // readBody reads and decodes the body by its content type.

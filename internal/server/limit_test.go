@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -140,5 +141,33 @@ func TestAdminListInputsAreCapped(t *testing.T) {
 				t.Errorf("%d %.300s", resp.StatusCode, b)
 			}
 		})
+	}
+}
+
+// A secret with '+' and '%' sent in a Basic header raw, as curl -u, Python
+// requests and axios send it, or form-encoded as RFC 6749 §2.3.1 says:
+// both authenticate.
+func TestBasicCredentialsRawAndEncoded(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	const id, sec = "legacy+reporter", "imported+secret%2Fwith%plus-and-percent-0123"
+	resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients", map[string]any{"client_id": id, "client_secret": sec, "name": "legacy",
+		"grants": []any{map[string]any{"audience": ordersAPI, "scopes": []string{"orders:read"}}}})
+	if resp.StatusCode != 201 {
+		t.Fatalf("import: %d %s", resp.StatusCode, b)
+	}
+	raw := "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+sec))
+	encoded := "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(id)+":"+url.QueryEscape(sec)))
+	wrongRaw := "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+sec+"x"))
+	for _, tc := range []struct {
+		name, authz string
+		want        int
+	}{{"raw", raw, 200}, {"form-encoded", encoded, 200}, {"wrong, raw", wrongRaw, 401}} {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/oauth/token", strings.NewReader("grant_type=client_credentials"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", tc.authz)
+		if resp, b := ts.do(req); resp.StatusCode != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, resp.StatusCode, b, tc.want)
+		}
 	}
 }
