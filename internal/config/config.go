@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/surface"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	// RefreshTokenLifetime is the absolute lifetime of a refresh token
 	// family (for clients with refresh tokens enabled).
 	RefreshTokenLifetime time.Duration
+	// IdentityScopes are OpenID Connect scopes accepted in a
+	// client-credentials request without granting anything.
+	IdentityScopes []string
 	// AuthFailureRate and AuthFailureBurst limit failed client
 	// authentications per client address (0 rate: no limit).
 	AuthFailureRate  float64
@@ -68,6 +72,7 @@ func Default() Config {
 		KeyPrepublish:        time.Hour,
 		Surfaces:             slices.Clone(AllSurfaces),
 		RefreshTokenLifetime: 24 * time.Hour,
+		IdentityScopes:       []string{"openid", "profile", "email"},
 		AuthFailureRate:      5,
 		AuthFailureBurst:     20,
 		LogLevel:             "info",
@@ -114,6 +119,11 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshTokenLifetime < time.Minute || c.RefreshTokenLifetime > 365*24*time.Hour {
 		errs = append(errs, fmt.Errorf("refresh-token-lifetime %s: want 1m to 8760h", c.RefreshTokenLifetime))
+	}
+	for _, sc := range c.IdentityScopes {
+		if !scope.ValidToken(sc) {
+			errs = append(errs, fmt.Errorf("identity-scopes: %q is not a valid scope", sc))
+		}
 	}
 	if c.AuthFailureRate < 0 || (c.AuthFailureRate > 0 && c.AuthFailureBurst < 1) {
 		errs = append(errs, errors.New("auth-failure-rate must be 0 (off) or positive, with auth-failure-burst at least 1"))

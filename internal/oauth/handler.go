@@ -23,9 +23,13 @@ func (StandardCodec) Parse(r *http.Request) (*Request, *Error) { return parseTok
 
 // WriteToken implements Codec.
 func (StandardCodec) WriteToken(w http.ResponseWriter, t *TokenResponse) {
+	scope := strings.Join(t.Scopes, " ")
+	if len(t.Echo) > 0 {
+		scope = strings.TrimSpace(strings.Join(t.Echo, " ") + " " + scope)
+	}
 	WriteJSON(w, http.StatusOK, tokenResponse{
 		AccessToken: t.AccessToken, TokenType: "Bearer",
-		ExpiresIn: t.ExpiresIn, Scope: strings.Join(t.Scopes, " "), RefreshToken: t.RefreshToken,
+		ExpiresIn: t.ExpiresIn, Scope: scope, RefreshToken: t.RefreshToken,
 	})
 }
 

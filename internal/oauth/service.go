@@ -31,6 +31,13 @@ type Policy struct {
 	// RefreshLifetime is the absolute lifetime of a refresh token family,
 	// counted from the client-credentials grant that started it.
 	RefreshLifetime time.Duration
+	// IdentityScopes are OpenID Connect scopes (openid, profile, email)
+	// that clients written for OpenID providers request out of habit. They
+	// mean nothing in a client-credentials grant: accepted, never granting
+	// anything, and never in the token (an API defining a scope of that
+	// name keeps it: granted API scopes come first). "openid" is echoed in
+	// the response's scope, as OpenID providers answer.
+	IdentityScopes []string
 }
 
 // Service is the surface-independent core of the token endpoint: it
@@ -62,6 +69,9 @@ type TokenResponse struct {
 	Scopes       []string
 	ClientID     string
 	RefreshToken string // only for clients with refresh tokens enabled
+	// Echo are identity scopes the response's scope names before the
+	// token's (OpenID Connect's openid); they are not in the token.
+	Echo []string
 }
 
 // authenticate proves the caller of req: through the registry, or, for
@@ -99,13 +109,20 @@ func (s *Service) grant(ctx context.Context, caller Caller, req *Request) (*Toke
 }
 
 func (s *Service) clientCredentials(ctx context.Context, c store.Client, req *Request) (*TokenResponse, *Error) {
-	aud, scopes, lifetime, e := s.decide(c, req)
+	d, e := s.decide(c, req)
 	if e != nil {
 		return nil, e
 	}
-	resp, e := s.issue(c, aud, scopes, lifetime)
-	if e != nil || !c.RefreshTokens {
-		return resp, e
+	aud, scopes := d.aud, d.scopes
+	resp, e := s.issue(c, aud, scopes, d.lifetime)
+	if e != nil {
+		return nil, e
+	}
+	if d.openid {
+		resp.Echo = []string{ScopeOpenID}
+	}
+	if !c.RefreshTokens {
+		return resp, nil
 	}
 	// RFC 6749 §4.4.3: not by default; this client opted in.
 	now := s.now().UTC()
@@ -133,8 +150,7 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	}
 	now := s.now().UTC()
 	plain := secret.GenerateWithPrefix(secret.RefreshTokenPrefix)
-	var aud, scopes []string
-	var lifetime time.Duration
+	var d decision
 	_, err := s.refresh.RedeemRefreshToken(ctx, s.hasher.Hash(req.RefreshToken), now, func(rt store.RefreshToken) (store.RefreshToken, error) {
 		if rt.ClientID != c.ID {
 			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
@@ -152,7 +168,7 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 			}
 		}
 		var de *Error
-		if aud, scopes, lifetime, de = s.decide(c, &Request{Resources: rt.Audience, Scopes: want}); de != nil {
+		if d, de = s.decide(c, &Request{Resources: rt.Audience, Scopes: want}); de != nil {
 			return store.RefreshToken{}, de
 		}
 		next := rt
@@ -168,7 +184,7 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	case err != nil:
 		return nil, ErrUnavailable(err)
 	}
-	resp, e := s.issue(c, aud, scopes, lifetime)
+	resp, e := s.issue(c, d.aud, d.scopes, d.lifetime)
 	if e != nil {
 		return nil, e
 	}
@@ -224,6 +240,16 @@ func sameSet(a, b []string) bool {
 	return true
 }
 
+// ScopeOpenID is the OpenID Connect scope, echoed when requested.
+const ScopeOpenID = "openid"
+
+// decision is what a token is issued for.
+type decision struct {
+	aud, scopes []string
+	lifetime    time.Duration
+	openid      bool // the openid identity scope was requested
+}
+
 // decide picks the audience, scopes and lifetime of the token.
 //
 // Audience (RFC 8707): the requested resources, else the client's default
@@ -233,61 +259,74 @@ func sameSet(a, b []string) bool {
 //
 // Scopes (RFC 6749 §3.3): every requested scope must be allowed, otherwise
 // invalid_scope (never a silently narrowed token); none requested means all
-// allowed scopes.
+// allowed scopes. Identity scopes (Policy.IdentityScopes) that are not
+// allowed API scopes are accepted and left out of the token; a request for
+// identity scopes only gets a token without API scopes.
 //
 // Lifetime: the client's, else the shortest of the APIs', else the server
 // default; always capped by the server maximum.
-func (s *Service) decide(c store.Client, req *Request) (aud, scopes []string, lifetime time.Duration, e *Error) {
-	aud = scope.Dedupe(req.Resources)
-	if len(aud) == 0 {
+func (s *Service) decide(c store.Client, req *Request) (d decision, e *Error) {
+	d.aud = scope.Dedupe(req.Resources)
+	if len(d.aud) == 0 {
 		switch {
 		case c.DefaultAudience != "":
-			aud = []string{c.DefaultAudience}
+			d.aud = []string{c.DefaultAudience}
 		case len(c.Grants) == 1:
-			aud = []string{c.Grants[0].Audience}
+			d.aud = []string{c.Grants[0].Audience}
 		case len(c.Grants) == 0:
-			return nil, nil, 0, newError(http.StatusBadRequest, CodeInvalidTarget, "the client is not granted any API")
+			return d, newError(http.StatusBadRequest, CodeInvalidTarget, "the client is not granted any API")
 		default:
-			return nil, nil, 0, newError(http.StatusBadRequest, CodeInvalidTarget,
+			return d, newError(http.StatusBadRequest, CodeInvalidTarget,
 				"audience is required: the client is granted several APIs and has no default audience")
 		}
 	}
 	var allowed []string
-	for i, a := range aud {
+	for i, a := range d.aud {
 		g, ok := grantFor(c, a)
 		if !ok {
-			return nil, nil, 0, newError(http.StatusBadRequest, CodeInvalidTarget, "the requested audience is unknown or not granted to this client")
+			return d, newError(http.StatusBadRequest, CodeInvalidTarget, "the requested audience is unknown or not granted to this client")
 		}
 		if i == 0 {
 			allowed = slices.Clone(g.Scopes)
 		} else {
 			allowed = slices.DeleteFunc(allowed, func(s string) bool { return !slices.Contains(g.Scopes, s) })
 		}
-		if g.APITokenLifetime > 0 && (lifetime == 0 || g.APITokenLifetime < lifetime) {
-			lifetime = g.APITokenLifetime
+		if g.APITokenLifetime > 0 && (d.lifetime == 0 || g.APITokenLifetime < d.lifetime) {
+			d.lifetime = g.APITokenLifetime
 		}
 	}
 	if req.Scopes == nil {
-		scopes = allowed
+		d.scopes = allowed
 	} else {
-		for _, sc := range req.Scopes {
-			if !slices.Contains(allowed, sc) {
-				// Scope tokens were validated by ParseScope, so echoing is safe.
-				return nil, nil, 0, newError(http.StatusBadRequest, CodeInvalidScope, "scope %s is not granted to this client for the requested audience", sc)
+		d.scopes = req.Scopes
+		copied := false // d.scopes is a copy without the identity scopes
+		for i, sc := range req.Scopes {
+			switch {
+			case slices.Contains(allowed, sc):
+				if copied {
+					d.scopes = append(d.scopes, sc)
+				}
+			case slices.Contains(s.policy.IdentityScopes, sc):
+				if !copied {
+					d.scopes, copied = slices.Clone(req.Scopes[:i]), true
+				}
+				d.openid = d.openid || sc == ScopeOpenID
+			default:
+				// Scope tokens were validated by parseScope, so echoing is safe.
+				return d, newError(http.StatusBadRequest, CodeInvalidScope, "scope %s is not granted to this client for the requested audience", sc)
 			}
 		}
-		scopes = req.Scopes
 	}
 	if c.TokenLifetime > 0 {
-		lifetime = c.TokenLifetime
+		d.lifetime = c.TokenLifetime
 	}
-	if lifetime == 0 {
-		lifetime = s.policy.DefaultLifetime
+	if d.lifetime == 0 {
+		d.lifetime = s.policy.DefaultLifetime
 	}
-	if lifetime > s.policy.MaxLifetime {
-		lifetime = s.policy.MaxLifetime
+	if d.lifetime > s.policy.MaxLifetime {
+		d.lifetime = s.policy.MaxLifetime
 	}
-	return aud, scopes, lifetime, nil
+	return d, nil
 }
 
 func grantFor(c store.Client, audience string) (store.Grant, bool) {

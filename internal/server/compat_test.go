@@ -301,6 +301,48 @@ func TestSeedDeveloperAuth(t *testing.T) {
 	if c := ts.verifyToken(got["access_token"].(string)).claims; c["iss"] != ts.cfg.Issuer || c["aud"] != api || c["exp"] == nil {
 		t.Errorf("claims %v", c)
 	}
+
+	// The same request, verbatim, from a client of an ordinary API: the
+	// OpenID scopes are accepted, grant nothing and stay out of the token;
+	// the answer's scope is "openid", as the platform answers.
+	ts.createAPI(ordersAPI, 0, "orders:read", "orders:write")
+	oid, osecret := ts.createClient(admin.ClientInput{DefaultAudience: ordersAPI,
+		Grants: []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}})
+	for _, tc := range []struct{ scope, answer, claim string }{
+		{"openid profile email", "openid", ""},
+		{"openid orders:read", "openid orders:read", "orders:read"},
+		{"profile orders:read email", "orders:read", "orders:read"},
+	} {
+		form := "grant_type=client_credentials&client_id=" + oid + "&client_secret=" + osecret + "&scope=" + tc.scope
+		resp, b := ts.post("/oauth/token", "application/x-www-form-urlencoded", form)
+		var got map[string]any
+		if err := json.Unmarshal(b, &got); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%q: %d %s", tc.scope, resp.StatusCode, b)
+		}
+		if got["scope"] != tc.answer {
+			t.Errorf("%q answered scope %q, want %q", tc.scope, got["scope"], tc.answer)
+		}
+		claims := ts.verifyToken(got["access_token"].(string)).claims
+		if sc, _ := claims["scope"].(string); sc != tc.claim {
+			t.Errorf("%q: token scope %q, want %q", tc.scope, sc, tc.claim)
+		}
+	}
+	// They never widen API scopes: orders:write is still refused.
+	if st, code := ts.tokenStatus(oid, osecret, url.Values{"scope": {"openid orders:write"}}); st != 400 || code != "invalid_scope" {
+		t.Errorf("openid with an ungranted scope: %d %s", st, code)
+	}
+}
+
+// --identity-scopes "" turns the OpenID scopes off: they are refused like
+// any scope the client is not granted.
+func TestIdentityScopesOff(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.IdentityScopes = nil
+	ts := startServer(t, cfg)
+	id, secret := setupOrders(ts)
+	if st, code := ts.tokenStatus(id, secret, url.Values{"scope": {"openid"}}); st != 400 || code != "invalid_scope" {
+		t.Errorf("openid with identity scopes off: %d %s", st, code)
+	}
 }
 
 // Refresh on the standard surface: the client authenticates; scope may

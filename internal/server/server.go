@@ -265,7 +265,7 @@ func (s *Server) init(ctx context.Context) error {
 	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.clients, hasher, s.now, s.usage))
 	tokens := oauth.NewService(clientAuth, s.clients, s.store, hasher, iss, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
-		RefreshLifetime: s.cfg.RefreshTokenLifetime,
+		RefreshLifetime: s.cfg.RefreshTokenLifetime, IdentityScopes: s.cfg.IdentityScopes,
 	}, s.now)
 	var limiter *oauth.FailureLimiter
 	if s.cfg.AuthFailureRate > 0 {
