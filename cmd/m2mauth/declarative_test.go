@@ -60,6 +60,7 @@ var apiSamples = []sample{
 	{"name", "Orders", "Orders v2"},
 	{"scopes", []any{"orders:read", "orders:write"}, []any{"orders:read", "orders:write", "orders:admin"}},
 	{"token_lifetime_seconds", 600, 1800},
+	{"discoverable", true, false},
 }
 
 var apiServerOwned = map[string]string{

@@ -294,6 +294,8 @@ func apiUpdate(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&name, "name", "", "display name")
 	f.StringVar(&scopes, "scopes", "", "space-separated scopes (the whole list)")
 	f.DurationVar(&life, "token-lifetime", 0, "lifetime of tokens for this API (0: the server's)")
+	var discoverable bool
+	f.BoolVar(&discoverable, "discoverable", false, "list the API's scopes in the discovery documents (--discoverable=false: not)")
 	f.StringVar(&ifMatch, "if-match", "", "only change the API if its ETag is still this")
 	conn.register(f)
 	out.register(f)
@@ -312,8 +314,11 @@ func apiUpdate(ctx context.Context, e *env, args []string) error {
 	if set["token-lifetime"] {
 		patch["token_lifetime_seconds"] = int64(life / time.Second)
 	}
+	if set["discoverable"] {
+		patch["discoverable"] = discoverable
+	}
 	if len(patch) == 0 {
-		return errors.New("nothing to change: give --name, --scopes or --token-lifetime")
+		return errors.New("nothing to change: give --name, --scopes, --token-lifetime or --discoverable")
 	}
 	ac, err := conn.connect(ctx)
 	if err != nil {

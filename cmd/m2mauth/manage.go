@@ -66,6 +66,7 @@ func apiCreate(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&in.Name, "name", "", "display name")
 	f.StringVar(&scopes, "scopes", "", `space-separated scopes the API defines (e.g. "orders:read orders:write")`)
 	f.DurationVar(&life, "token-lifetime", 0, "lifetime of tokens for this API (default: the server's)")
+	f.BoolVar(&in.Discoverable, "discoverable", false, "list the API's scopes in the discovery documents' scopes_supported")
 	conn.register(f)
 	out.register(f)
 	if _, err := f.parse(args, 0, 0); err != nil {

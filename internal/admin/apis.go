@@ -17,6 +17,8 @@ type APIInput struct {
 	Name                 string   `json:"name"`
 	Scopes               []string `json:"scopes"`
 	TokenLifetimeSeconds int64    `json:"token_lifetime_seconds"`
+	// Discoverable lists the API's scopes in the discovery documents.
+	Discoverable bool `json:"discoverable"`
 }
 
 // APIPatch changes the fields it sets (RFC 7396 merge patch semantics).
@@ -24,6 +26,7 @@ type APIPatch struct {
 	Name                 *string   `json:"name,omitempty"`
 	Scopes               *[]string `json:"scopes,omitempty"`
 	TokenLifetimeSeconds *int64    `json:"token_lifetime_seconds,omitempty"`
+	Discoverable         *bool     `json:"discoverable,omitempty"`
 }
 
 func validateAPI(v *ValidationError, a *store.API) {
@@ -49,7 +52,8 @@ func (s *Service) CreateAPI(ctx context.Context, in APIInput) (store.API, error)
 	now := s.now().UTC()
 	a := store.API{
 		ID: secret.NewID("api_"), Identifier: in.Identifier, Name: in.Name, Scopes: in.Scopes,
-		TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second, Version: 1, CreatedAt: now, UpdatedAt: now,
+		TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second, Discoverable: in.Discoverable,
+		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	validateAPI(&v, &a)
 	checkLifetime(&v, "token_lifetime_seconds", in.TokenLifetimeSeconds)
@@ -98,6 +102,9 @@ func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p A
 		if p.TokenLifetimeSeconds != nil {
 			checkLifetime(&v, "token_lifetime_seconds", *p.TokenLifetimeSeconds)
 			a.TokenLifetime = time.Duration(*p.TokenLifetimeSeconds) * time.Second
+		}
+		if p.Discoverable != nil {
+			a.Discoverable = *p.Discoverable
 		}
 		validateAPI(&v, a)
 		if err := v.err(); err != nil {

@@ -368,6 +368,7 @@ type APIResource struct {
 	Name                 string    `json:"name"`
 	Scopes               []string  `json:"scopes"`
 	TokenLifetimeSeconds int64     `json:"token_lifetime_seconds"`
+	Discoverable         bool      `json:"discoverable"`
 	Builtin              bool      `json:"builtin"`
 	Version              int64     `json:"version"`
 	CreatedAt            time.Time `json:"created_at"`
@@ -377,7 +378,7 @@ type APIResource struct {
 func apiResource(a store.API) APIResource {
 	return APIResource{
 		ID: a.ID, Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes,
-		TokenLifetimeSeconds: int64(a.TokenLifetime / time.Second), Builtin: a.Builtin != "", Version: a.Version,
+		TokenLifetimeSeconds: int64(a.TokenLifetime / time.Second), Discoverable: a.Discoverable, Builtin: a.Builtin != "", Version: a.Version,
 		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	}
 }
@@ -563,7 +564,7 @@ func (h *Handler) getAPI(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-var apiEmpties = map[string]string{"name": `""`, "scopes": `[]`, "token_lifetime_seconds": `0`}
+var apiEmpties = map[string]string{"name": `""`, "scopes": `[]`, "token_lifetime_seconds": `0`, "discoverable": `false`}
 
 func (h *Handler) patchAPI(w http.ResponseWriter, r *http.Request) error {
 	var p APIPatch
@@ -585,7 +586,7 @@ func (h *Handler) putAPI(w http.ResponseWriter, r *http.Request) error {
 	if scopes == nil {
 		scopes = []string{}
 	}
-	return h.updateAPI(w, r, APIPatch{Name: &in.Name, Scopes: &scopes, TokenLifetimeSeconds: &in.TokenLifetimeSeconds})
+	return h.updateAPI(w, r, APIPatch{Name: &in.Name, Scopes: &scopes, TokenLifetimeSeconds: &in.TokenLifetimeSeconds, Discoverable: &in.Discoverable})
 }
 
 func (h *Handler) updateAPI(w http.ResponseWriter, r *http.Request, p APIPatch) error {

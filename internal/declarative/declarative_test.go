@@ -23,9 +23,9 @@ func TestParseErrors(t *testing.T) {
 		{"a secret in the file", "clients:\n  - client_id: c\n    name: C\n    client_secret: s3cr3t-value\n", "line 4: field client_secret: secrets never appear in the file"},
 		{"repeated field", "clients:\n  - client_id: c\n    name: C\n    name: D\n", "line 4: field name is already set at line 3"},
 		{"unknown field of a grant", "clients:\n  - client_id: c\n    name: C\n    grants: [{audience: a, scope: [r]}]\n", `line 4: unknown field "scope"`},
-		{"lifetime in seconds", "apis:\n  - identifier: a\n    token_lifetime_seconds: 60\n", `unknown field "token_lifetime_seconds" (the fields are identifier, name, scopes, token_lifetime)`},
+		{"lifetime in seconds", "apis:\n  - identifier: a\n    token_lifetime_seconds: 60\n", `unknown field "token_lifetime_seconds" (the fields are identifier, name, scopes, token_lifetime, discoverable)`},
 		{"wrong type", "clients:\n  - client_id: c\n    disabled: maybe\n", "line 3: cannot unmarshal !!str `maybe` into bool"},
-		{"errors of every entry", "apis:\n  - identifier: a\n    nmae: A\n  - identifier: b\n    token_lifetime: soon\n", "token_lifetime)\n  line 5: \"soon\" is not a duration"},
+		{"errors of every entry", "apis:\n  - identifier: a\n    nmae: A\n  - identifier: b\n    token_lifetime: soon\n", "discoverable)\n  line 5: \"soon\" is not a duration"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,44 +10,70 @@ import (
 func TestDiscovery(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Issuer = "https://auth.example.com/tenant-a"
-	ts := startServer(t, cfg)
+	clk := newFakeClock()
+	ts := startServerClock(t, cfg, clk.Now)
+	ts.createAPI("https://private.example", 0, "private:read")
 	// The issuer is a public URL, not the listener's: every advertised URL
 	// must be built from it.
-	var docs []string
-	for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
-		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
-		resp, body := ts.do(req)
-		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
-			t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+	docs := map[string]map[string]any{}
+	fetch := func() {
+		for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+			resp, body := ts.do(req)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			var m map[string]any
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatal(err)
+			}
+			docs[path] = m
 		}
-		docs = append(docs, string(body))
 	}
-	if docs[0] != docs[1] {
-		t.Error("the two metadata documents differ")
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(docs[0]), &m); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]any{
+	fetch()
+	both := map[string]any{
 		"issuer":                                "https://auth.example.com/tenant-a",
 		"token_endpoint":                        "https://auth.example.com/tenant-a/oauth/token",
 		"jwks_uri":                              "https://auth.example.com/tenant-a/.well-known/jwks.json",
 		"grant_types_supported":                 []any{"client_credentials", "refresh_token"},
 		"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
-		"response_types_supported":              []any{},
-		"scopes_supported":                      []any{"admin"},
+		"access_token_signing_alg_values_supported": []any{"RS256"},
+		// Only the identity scopes: no API is discoverable yet, and the
+		// built-in admin API never is.
+		"scopes_supported": []any{"email", "openid", "profile"},
 	}
-	for k, v := range want {
-		got, _ := json.Marshal(m[k])
-		exp, _ := json.Marshal(v)
-		if string(got) != string(exp) {
-			t.Errorf("%s = %s, want %s", k, got, exp)
+	oidc := map[string]any{
+		"response_types_supported":              []any{"none"},
+		"subject_types_supported":               []any{"public"},
+		"id_token_signing_alg_values_supported": []any{"RS256"},
+	}
+	oauth := map[string]any{"response_types_supported": []any{}, "subject_types_supported": nil, "id_token_signing_alg_values_supported": nil}
+	check := func(path string, want map[string]any) {
+		for k, v := range want {
+			got, _ := json.Marshal(docs[path][k])
+			exp, _ := json.Marshal(v)
+			if string(got) != string(exp) {
+				t.Errorf("%s: %s = %s, want %s", path, k, got, exp)
+			}
+		}
+		if _, ok := docs[path]["authorization_endpoint"]; ok {
+			t.Errorf("%s advertises an authorization endpoint the server does not have", path)
 		}
 	}
-	if _, ok := m["authorization_endpoint"]; ok {
-		t.Error("advertises an authorization endpoint the server does not have")
+	for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
+		check(path, both)
 	}
+	check("/.well-known/openid-configuration", oidc)
+	check("/.well-known/oauth-authorization-server", oauth)
+
+	// An API marked discoverable has its scopes listed (within the
+	// documents' short server-side cache).
+	ts.adminDo(http.MethodPost, "/admin/v1/apis", map[string]any{"identifier": "https://public.example", "name": "public",
+		"scopes": []string{"public:read", "openid"}, "discoverable": true})
+	clk.Advance(discoveryTTL)
+	ts.login()
+	fetch()
+	check("/.well-known/oauth-authorization-server", map[string]any{"scopes_supported": []any{"email", "openid", "profile", "public:read"}})
 }
 
 func TestJWKSAliasesAndCaching(t *testing.T) {

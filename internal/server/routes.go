@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/oauth"
@@ -140,7 +142,8 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 
 // metadata is the RFC 8414 §2 authorization server metadata. Every member
 // is true of this server: there is no authorization endpoint, so none is
-// advertised, and response_types_supported is empty.
+// advertised, and the RFC 8414 document's response_types_supported is
+// empty.
 type metadata struct {
 	Issuer                            string   `json:"issuer"`
 	TokenEndpoint                     string   `json:"token_endpoint"`
@@ -154,28 +157,67 @@ type metadata struct {
 	IntrospectionAuthMethods          []string `json:"introspection_endpoint_auth_methods_supported"`
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
 	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
+
+	// OpenID Connect Discovery 1.0 §3 requires these of
+	// /.well-known/openid-configuration, and libraries that read that
+	// document rely on them (go-oidc takes the algorithms its verifier
+	// accepts from id_token_signing_alg_values_supported). The server
+	// issues no ID tokens: the algorithms are those its tokens are signed
+	// with, plus RS256, which the specification requires listed.
+	IDTokenSigningAlgs    []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	SubjectTypesSupported []string `json:"subject_types_supported,omitempty"`
+}
+
+// responseTypeNone is the one response type value (OAuth 2.0 Multiple
+// Response Types §4) that names no flow: OpenID Connect Discovery requires
+// a non-empty response_types_supported, and the server has no
+// authorization endpoint to run a flow at.
+const responseTypeNone = "none"
+
+// discoveryTTL is how long the scope list behind the discovery documents
+// is kept: they are served to anyone, so a flood of requests must not
+// reach the database.
+const discoveryTTL = 10 * time.Second
+
+// discoveryScopes returns scopes_supported: the identity scopes the token
+// endpoint accepts and the scopes of the APIs marked discoverable, never
+// the others (a scope name can say more than an operator wants said).
+func (s *Server) discoveryScopes(ctx context.Context) ([]string, error) {
+	now := s.now()
+	s.discoveryMu.Lock()
+	defer s.discoveryMu.Unlock()
+	if s.discoveryScopesList != nil && now.Before(s.discoveryScopesUntil) {
+		return s.discoveryScopesList, nil
+	}
+	apis, err := s.store.ListAPIs(ctx, store.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	scopes := slices.Clone(s.cfg.IdentityScopes)
+	for _, a := range apis {
+		if a.Discoverable {
+			scopes = append(scopes, a.Scopes...)
+		}
+	}
+	slices.Sort(scopes)
+	scopes = slices.Compact(scopes)
+	if scopes == nil {
+		scopes = []string{}
+	}
+	s.discoveryScopesList, s.discoveryScopesUntil = scopes, now.Add(discoveryTTL)
+	return scopes, nil
 }
 
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
-	apis, err := s.store.ListAPIs(r.Context(), store.ListOptions{})
+	scopes, err := s.discoveryScopes(r.Context())
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "discovery: list APIs", "error", err)
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return
 	}
-	scopes := []string{}
-	for _, a := range apis {
-		for _, sc := range a.Scopes {
-			if !slices.Contains(scopes, sc) {
-				scopes = append(scopes, sc)
-			}
-		}
-	}
-	slices.Sort(scopes)
 	iss := s.cfg.Issuer
-	w.Header().Set("Cache-Control", "public, max-age=60")
-	writeJSON(w, http.StatusOK, metadata{
+	m := metadata{
 		Issuer:                            iss,
 		TokenEndpoint:                     iss + "/oauth/token",
 		JWKSURI:                           iss + "/.well-known/jwks.json",
@@ -188,7 +230,17 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		IntrospectionAuthMethods:          s.authMethods,
 		RevocationEndpoint:                iss + "/oauth/revoke",
 		RevocationAuthMethods:             s.authMethods,
-	})
+	}
+	if strings.HasSuffix(r.URL.Path, "/openid-configuration") {
+		m.ResponseTypesSupported = []string{responseTypeNone}
+		m.SubjectTypesSupported = []string{"public"}
+		m.IDTokenSigningAlgs = m.AccessTokenSigningAlgs
+		if !slices.Contains(m.IDTokenSigningAlgs, "RS256") {
+			m.IDTokenSigningAlgs = append(slices.Clone(m.IDTokenSigningAlgs), "RS256")
+		}
+	}
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	writeJSON(w, http.StatusOK, m)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -53,8 +53,12 @@ type Server struct {
 	// authMethods are the client authentication methods the server
 	// supports (from the registry), for discovery.
 	authMethods []string
-	table       []route  // the routes served (enabled ones), in table order
-	timeouts    Timeouts // of the HTTP server Serve runs (zero: DefaultTimeouts)
+	table       []route // the routes served (enabled ones), in table order
+	// scopes_supported of the discovery documents, kept briefly
+	discoveryMu          sync.Mutex
+	discoveryScopesList  []string
+	discoveryScopesUntil time.Time
+	timeouts             Timeouts // of the HTTP server Serve runs (zero: DefaultTimeouts)
 
 	// background work (change feed, usage flushing) runs until Close
 	stopBackground context.CancelFunc

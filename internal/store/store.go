@@ -28,6 +28,9 @@ type API struct {
 	Name          string
 	Scopes        []string
 	TokenLifetime time.Duration // 0: the server default
+	// Discoverable APIs have their scopes listed in the discovery
+	// documents' scopes_supported.
+	Discoverable bool
 	// Builtin names a server-managed API ("admin"); empty for user APIs.
 	Builtin string
 	// Version increases with every change (optimistic concurrency).

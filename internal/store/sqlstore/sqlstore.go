@@ -168,13 +168,13 @@ func (s *Store) page(q *strings.Builder, a *args, key, name string, opts store.L
 
 // ---- APIs ----
 
-const apiColumns = `id, identifier, name, scopes, token_lifetime_ms, COALESCE(builtin, ''), version, created_at, updated_at`
+const apiColumns = `id, identifier, name, scopes, token_lifetime_ms, discoverable, COALESCE(builtin, ''), version, created_at, updated_at`
 
 func scanAPI(row interface{ Scan(...any) error }) (store.API, error) {
 	var a store.API
 	var scopes string
 	var lifetimeMS, created, updated int64
-	err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetimeMS, &a.Builtin, &a.Version, &created, &updated)
+	err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetimeMS, &a.Discoverable, &a.Builtin, &a.Version, &created, &updated)
 	a.Scopes = splitScopes(scopes)
 	a.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
 	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
@@ -186,9 +186,9 @@ func insertAPI(ctx context.Context, q querier, a store.API) error {
 	if a.Builtin != "" {
 		builtin = a.Builtin
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO apis (id, identifier, name, scopes, token_lifetime_ms, builtin, version, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)`,
-		a.ID, a.Identifier, a.Name, joinScopes(a.Scopes), a.TokenLifetime.Milliseconds(), builtin, micros(a.CreatedAt), micros(a.UpdatedAt))
+	_, err := q.ExecContext(ctx, `INSERT INTO apis (id, identifier, name, scopes, token_lifetime_ms, discoverable, builtin, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)`,
+		a.ID, a.Identifier, a.Name, joinScopes(a.Scopes), a.TokenLifetime.Milliseconds(), a.Discoverable, builtin, micros(a.CreatedAt), micros(a.UpdatedAt))
 	return err
 }
 
@@ -242,8 +242,8 @@ func (s *Store) UpdateAPI(ctx context.Context, identifier string, fn func(*store
 			return fmt.Errorf("%w: an API's identifier cannot change", store.ErrConflict)
 		}
 		next.Version = cur.Version + 1
-		if _, err := tx.ExecContext(ctx, `UPDATE apis SET name = $1, scopes = $2, token_lifetime_ms = $3, version = $4, updated_at = $5 WHERE identifier = $6`,
-			next.Name, joinScopes(next.Scopes), next.TokenLifetime.Milliseconds(), next.Version, micros(next.UpdatedAt), identifier); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE apis SET name = $1, scopes = $2, token_lifetime_ms = $3, discoverable = $4, version = $5, updated_at = $6 WHERE identifier = $7`,
+			next.Name, joinScopes(next.Scopes), next.TokenLifetime.Milliseconds(), next.Discoverable, next.Version, micros(next.UpdatedAt), identifier); err != nil {
 			return err
 		}
 		if err := pruneGrants(ctx, tx, identifier, next.Scopes); err != nil {

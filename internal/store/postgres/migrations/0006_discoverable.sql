@@ -1,0 +1,3 @@
+-- An API whose scopes the discovery documents list in scopes_supported
+-- (off by default: a scope name can say more than an operator wants said).
+ALTER TABLE apis ADD COLUMN discoverable BOOLEAN NOT NULL DEFAULT false;
