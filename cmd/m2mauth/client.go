@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,28 +15,188 @@ import (
 	"github.com/m2mauth/m2mauth/internal/admin"
 )
 
-// kvFlag collects repeated KEY=VALUE values.
-type kvFlag map[string]string
-
-func (m *kvFlag) String() string { return "" }
-
-func (m *kvFlag) Set(v string) error {
-	k, val, ok := strings.Cut(v, "=")
-	if !ok || k == "" {
-		return fmt.Errorf("want KEY=VALUE, got %q", v)
+func clientCommands() []command {
+	return []command{
+		{"create", "create a client and print its secret (shown only once)", clientCreate},
+		{"list", "list clients", clientList},
+		{"show", "show one client", clientShow},
+		{"update", "change a client's name, grants, lifetime, claims or metadata", clientUpdate},
+		{"disable", "refuse the client's token requests until enabled", clientDisable},
+		{"enable", "accept the client's token requests again", clientEnable},
+		{"rotate-secret", "create a new secret; the old one expires after --grace", clientRotateSecret},
+		{"revoke-secret", "revoke one secret at once", clientRevokeSecret},
+		{"import", "create a client with an existing client id and secret", clientImport},
+		{"revoke-tokens", "revoke every token the client holds now", clientRevokeTokens},
+		{"delete", "delete a client and its secrets", clientDelete},
 	}
-	if *m == nil {
-		*m = kvFlag{}
+}
+
+// grantFlag collects repeated --grant AUDIENCE=SCOPES values.
+type grantFlag []admin.GrantInput
+
+func (g *grantFlag) String() string { return "" }
+
+func (g *grantFlag) Set(v string) error {
+	aud, scopes, ok := strings.Cut(v, "=")
+	if !ok || aud == "" {
+		return fmt.Errorf(`want AUDIENCE="SCOPE SCOPE…", got %q`, v)
 	}
-	(*m)[k] = val
+	*g = append(*g, admin.GrantInput{Audience: aud, Scopes: strings.Fields(scopes)})
 	return nil
 }
 
-// setFlags reports which flags were given on the command line.
-func setFlags(f *flags) map[string]bool {
-	set := map[string]bool{}
-	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	return set
+func clientCreate(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	var out output
+	var in admin.ClientInput
+	var audience, scopes string
+	var grants grantFlag
+	var life time.Duration
+	var asEnv bool
+	f := newFlags(e, "client create", "", "Creates a client (an application using the client-credentials grant) and prints its\nclient_id and client_secret. The secret is shown only this once.")
+	f.StringVar(&in.Name, "name", "", "display name")
+	f.StringVar(&in.Description, "description", "", "description")
+	f.StringVar(&audience, "audience", "", "API identifier to grant; also the client's default audience")
+	f.StringVar(&scopes, "scopes", "", "space-separated scopes of --audience to grant")
+	f.Var(&grants, "grant", `additional grant AUDIENCE="SCOPE SCOPE…" (repeatable)`)
+	f.DurationVar(&life, "token-lifetime", 0, "lifetime of this client's tokens (default: the API's or the server's)")
+	f.BoolVar(&in.RefreshTokens, "refresh-tokens", false, "also issue refresh tokens to this client (off by default, RFC 6749 §4.4.3)")
+	var introspect string
+	f.StringVar(&introspect, "introspect", "", `let this client introspect tokens for these APIs (space-separated; "*": all)`)
+	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=… M2MAUTH_CLIENT_SECRET=…" lines for eval in a shell`)
+	conn.register(f)
+	out.register(f)
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if audience != "" {
+		in.Grants = append(in.Grants, admin.GrantInput{Audience: audience, Scopes: strings.Fields(scopes)})
+		in.DefaultAudience = audience
+	} else if scopes != "" {
+		return fmt.Errorf("--scopes needs --audience")
+	}
+	in.Grants = append(in.Grants, grants...)
+	in.TokenLifetimeSeconds = int64(life / time.Second)
+	in.Introspect = strings.Fields(introspect)
+	ac, err := conn.connect(ctx)
+	if err != nil {
+		return err
+	}
+	var c admin.ClientResource
+	if err := ac.do(ctx, http.MethodPost, "/admin/v1/clients", in, &c); err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(e.stdout, c)
+	}
+	if asEnv {
+		// Ids and secrets are base32/base64url: safe inside single quotes.
+		fmt.Fprintf(e.stdout, "export M2MAUTH_CLIENT_ID='%s'\nexport M2MAUTH_CLIENT_SECRET='%s'\n", c.ClientID, c.ClientSecret)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "client_id:     %s\nclient_secret: %s\n\nStore the secret now: it is not shown again.\n", c.ClientID, c.ClientSecret)
+	return nil
+}
+
+func printClients(w io.Writer, clients []admin.ClientResource) {
+	rows := make([][]string, 0, len(clients))
+	for _, c := range clients {
+		var gs []string
+		for _, g := range c.Grants {
+			gs = append(gs, g.Audience+"="+strings.Join(g.Scopes, " "))
+		}
+		status := "enabled"
+		if c.Disabled {
+			status = "disabled"
+		}
+		rows = append(rows, []string{c.ClientID, c.Name, status, strings.Join(gs, "; "), fmt.Sprint(len(c.Secrets)), c.CreatedAt.Format(time.RFC3339)})
+	}
+	table(w, "CLIENT ID\tNAME\tSTATUS\tGRANTS\tSECRETS\tCREATED", rows)
+}
+
+func clientList(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	var out output
+	var name, audience string
+	f := newFlags(e, "client list", "", "Lists every client (all pages; never their secrets).")
+	f.StringVar(&name, "name", "", "only clients whose name contains this (any case)")
+	f.StringVar(&audience, "audience", "", "only clients granted this API")
+	conn.register(f)
+	out.register(f)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
+	if err != nil {
+		return err
+	}
+	items, err := listAll[admin.ClientResource](ctx, ac, "/admin/v1/clients", url.Values{"name": {name}, "audience": {audience}})
+	if err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(e.stdout, items)
+	}
+	printClients(e.stdout, items)
+	return nil
+}
+
+func clientShow(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	var out output
+	f := newFlags(e, "client show", "CLIENT_ID", "Shows one client with its grants and its secrets' ids and hints (never the secrets).")
+	conn.register(f)
+	out.register(f)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	var c admin.ClientResource
+	if err := ac.do(ctx, http.MethodGet, "/admin/v1/clients/"+url.PathEscape(pos[0]), nil, &c); err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(e.stdout, c)
+	}
+	status := "enabled"
+	if c.Disabled {
+		status = "disabled"
+	}
+	fmt.Fprintf(e.stdout, "client_id:        %s\nname:             %s\nstatus:           %s\ndescription:      %s\ndefault audience: %s\ntoken lifetime:   %s\nversion (ETag):   %d\ncreated:          %s\n",
+		c.ClientID, c.Name, status, c.Description, c.DefaultAudience, lifetime(c.TokenLifetimeSeconds), c.Version, c.CreatedAt.Format(time.RFC3339))
+	if len(c.CustomClaims) > 0 {
+		b, _ := json.Marshal(c.CustomClaims)
+		fmt.Fprintf(e.stdout, "custom claims:    %s\n", b)
+	}
+	if len(c.Metadata) > 0 {
+		b, _ := json.Marshal(c.Metadata)
+		fmt.Fprintf(e.stdout, "metadata:         %s\n", b)
+	}
+	fmt.Fprintln(e.stdout)
+	rows := [][]string{}
+	for _, g := range c.Grants {
+		rows = append(rows, []string{g.Audience, strings.Join(g.Scopes, " ")})
+	}
+	table(e.stdout, "GRANTED API\tSCOPES", rows)
+	fmt.Fprintln(e.stdout)
+	rows = rows[:0]
+	for _, s := range c.Secrets {
+		rows = append(rows, []string{s.ID, s.Hint + "…", s.Status, s.CreatedAt.Format(time.RFC3339), timeOrDash(s.ExpiresAt), timeOrDash(s.LastUsedAt)})
+	}
+	table(e.stdout, "SECRET ID\tHINT\tSTATUS\tCREATED\tEXPIRES\tLAST USED", rows)
+	return nil
+}
+
+func clientDelete(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	f := newFlags(e, "client delete", "CLIENT_ID", "Deletes a client and its secrets. Tokens it already holds stay valid until they expire.")
+	conn.register(f)
+	ac, pos, err := conn.parseConnect(ctx, f, args, 1, 1)
+	if err != nil {
+		return err
+	}
+	if err := ac.do(ctx, http.MethodDelete, "/admin/v1/clients/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "deleted client %s\n", pos[0])
+	return nil
 }
 
 func printClient(e *env, out output, c admin.ClientResource) error {
@@ -45,8 +206,6 @@ func printClient(e *env, out output, c admin.ClientResource) error {
 	printClients(e.stdout, []admin.ClientResource{c})
 	return nil
 }
-
-// ---- client update / disable / enable ----
 
 func clientUpdate(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
@@ -158,8 +317,6 @@ var (
 	clientEnable  = clientSetDisabled(false, "enable", "Enables a disabled client.")
 )
 
-// ---- secrets ----
-
 func clientRotateSecret(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
@@ -223,8 +380,6 @@ func clientRevokeSecret(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// ---- import ----
-
 func clientImport(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
@@ -283,54 +438,6 @@ func clientImport(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// ---- api update ----
-
-func apiUpdate(ctx context.Context, e *env, args []string) error {
-	var conn connFlags
-	var out output
-	var name, scopes, ifMatch string
-	var life time.Duration
-	f := newFlags(e, "api update", "IDENTIFIER", "Changes the given fields of an API. --scopes replaces the scope list: a scope removed\nfrom the API is removed from every client's grant.")
-	f.StringVar(&name, "name", "", "display name")
-	f.StringVar(&scopes, "scopes", "", "space-separated scopes (the whole list)")
-	f.DurationVar(&life, "token-lifetime", 0, "lifetime of tokens for this API (0: the server's)")
-	var discoverable bool
-	f.BoolVar(&discoverable, "discoverable", false, "list the API's scopes in the discovery documents (--discoverable=false: not)")
-	f.StringVar(&ifMatch, "if-match", "", "only change the API if its ETag is still this")
-	conn.register(f)
-	out.register(f)
-	pos, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	set := setFlags(f)
-	patch := map[string]any{}
-	if set["name"] {
-		patch["name"] = name
-	}
-	if set["scopes"] {
-		patch["scopes"] = append([]string{}, strings.Fields(scopes)...)
-	}
-	if set["token-lifetime"] {
-		patch["token_lifetime_seconds"] = int64(life / time.Second)
-	}
-	if set["discoverable"] {
-		patch["discoverable"] = discoverable
-	}
-	if len(patch) == 0 {
-		return errors.New("nothing to change: give --name, --scopes, --token-lifetime or --discoverable")
-	}
-	ac, err := conn.connect(ctx)
-	if err != nil {
-		return err
-	}
-	var a admin.APIResource
-	if err := ac.doIfMatch(ctx, http.MethodPatch, "/admin/v1/apis/"+url.PathEscape(pos[0]), ifMatch, patch, &a); err != nil {
-		return err
-	}
-	return printAPIs(e.stdout, out, a)
-}
-
 func clientRevokeTokens(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
@@ -349,69 +456,5 @@ func clientRevokeTokens(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, c)
 	}
 	fmt.Fprintf(e.stdout, "revoked every token of %s issued before %s\n", c.ClientID, timeOrDash(c.TokensRevokedBefore))
-	return nil
-}
-
-func revocationCommands() []command {
-	return []command{
-		{"add", "revoke one access or refresh token", revocationAdd},
-		{"list", "list revoked access tokens that have not expired", revocationList},
-	}
-}
-
-func revocationAdd(ctx context.Context, e *env, args []string) error {
-	var conn connFlags
-	f := newFlags(e, "revocation add", "TOKEN", "Revokes a token of this server, whoever holds it. TOKEN '-' reads standard input.")
-	conn.register(f)
-	pos, err := f.parse(args, 1, 1)
-	if err != nil {
-		return err
-	}
-	token := pos[0]
-	if token == "-" {
-		b, err := readAllLimited(os.Stdin, 64<<10)
-		if err != nil {
-			return err
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	ac, err := conn.connect(ctx)
-	if err != nil {
-		return err
-	}
-	var res admin.RevokeResponse
-	if err := ac.do(ctx, http.MethodPost, "/admin/v1/revocations", admin.RevokeRequest{Token: token}, &res); err != nil {
-		return err
-	}
-	if res.Revoked {
-		fmt.Fprintln(e.stdout, "revoked")
-	} else {
-		fmt.Fprintln(e.stdout, "nothing to revoke: the token is not live (expired, already revoked, or not of this server)")
-	}
-	return nil
-}
-
-func revocationList(ctx context.Context, e *env, args []string) error {
-	var conn connFlags
-	var out output
-	f := newFlags(e, "revocation list", "", "Lists revoked access tokens (by jti) that have not expired yet.")
-	conn.register(f)
-	out.register(f)
-	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
-	if err != nil {
-		return err
-	}
-	var l admin.ListResponse[admin.RevocationResource]
-	if err := ac.do(ctx, http.MethodGet, "/admin/v1/revocations?limit=1000", nil, &l); err != nil {
-		return err
-	}
-	if out.json {
-		return printJSON(e.stdout, l.Items)
-	}
-	rows := [][]string{}
-	for _, r := range l.Items {
-		rows = append(rows, []string{r.JTI, r.ClientID, r.RevokedAt.Format(time.RFC3339), r.ExpiresAt.Format(time.RFC3339)})
-	}
-	table(e.stdout, "JTI\tCLIENT ID\tREVOKED\tEXPIRES", rows)
 	return nil
 }

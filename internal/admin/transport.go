@@ -1,0 +1,357 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/strictjson"
+	"github.com/m2mauth/m2mauth/verify"
+)
+
+// MaxBodyBytes caps an admin request body.
+const MaxBodyBytes = 1 << 20
+
+// tokenVerifier validates admin bearer tokens.
+type tokenVerifier interface {
+	Verify(ctx context.Context, token string) (*verify.Claims, error)
+}
+
+// accessChecker tells whether a verified token of this server is still
+// active (not revoked, its client existing and enabled), from memory.
+type accessChecker interface {
+	Active(ctx context.Context, claims *verify.Claims) (store.Client, bool, error)
+}
+
+// pinger tells whether the database answers.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+type callerKey struct{}
+
+// CallerFromContext returns the id of the admin client that made the
+// request whose context ctx is ("" outside the admin API).
+func CallerFromContext(ctx context.Context) string {
+	id, _ := ctx.Value(callerKey{}).(string)
+	return id
+}
+
+// Handler serves the admin API.
+type Handler struct {
+	svc      *Service
+	verifier tokenVerifier
+	log      *slog.Logger
+	flush    func(context.Context) error
+	keys     keyManager
+	maxToken time.Duration
+	revoker  revoker
+	access   accessChecker
+	db       pinger
+}
+
+// HandlerConfig holds a Handler's dependencies.
+type HandlerConfig struct {
+	Service *Service
+	// Verifier must accept only tokens for the admin audience.
+	Verifier tokenVerifier
+	Log      *slog.Logger
+	// Flush, when set, writes pending secret last-use times before reads,
+	// so that reads show them.
+	Flush func(context.Context) error
+	// Keys manages the signing keys; MaxTokenLifetime tells how long the
+	// tokens a key signed can live.
+	Keys             keyManager
+	MaxTokenLifetime time.Duration
+	// Revoker revokes tokens whoever they belong to.
+	Revoker revoker
+	// Access checks that a verified admin token is still active.
+	Access accessChecker
+	// DB tells a failure of the database from other failures (503 vs 500).
+	DB pinger
+}
+
+// NewHandler returns a Handler.
+func NewHandler(c HandlerConfig) *Handler {
+	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime,
+		revoker: c.Revoker, access: c.Access, db: c.DB}
+}
+
+func (h *Handler) beforeRead(ctx context.Context) {
+	if h.flush != nil {
+		if err := h.flush(ctx); err != nil {
+			h.log.WarnContext(ctx, "flush secret last-use times", "error", err)
+		}
+	}
+}
+
+// Route is one admin route.
+type Route struct {
+	Pattern string
+	Handle  func(w http.ResponseWriter, r *http.Request) error
+}
+
+// Routes returns the admin routes (patterns in net/http ServeMux syntax).
+func (h *Handler) Routes() []Route {
+	return []Route{
+		{"GET /admin/v1/apis", h.listAPIs},
+		{"POST /admin/v1/apis", h.createAPI},
+		{"GET /admin/v1/apis/{identifier}", h.getAPI},
+		{"PATCH /admin/v1/apis/{identifier}", h.patchAPI},
+		{"PUT /admin/v1/apis/{identifier}", h.putAPI},
+		{"DELETE /admin/v1/apis/{identifier}", h.deleteAPI},
+		{"GET /admin/v1/clients", h.listClients},
+		{"POST /admin/v1/clients", h.createClient},
+		{"GET /admin/v1/clients/{id}", h.getClient},
+		{"PATCH /admin/v1/clients/{id}", h.patchClient},
+		{"PUT /admin/v1/clients/{id}", h.putClient},
+		{"DELETE /admin/v1/clients/{id}", h.deleteClient},
+		{"POST /admin/v1/clients/{id}/secrets", h.rotateSecret},
+		{"DELETE /admin/v1/clients/{id}/secrets/{secret_id}", h.revokeSecret},
+		{"POST /admin/v1/clients/{id}/revoke-tokens", h.revokeClientTokens},
+		{"GET /admin/v1/revocations", h.listRevocations},
+		{"POST /admin/v1/revocations", h.revokeToken},
+		{"GET /admin/v1/keys", h.listKeys},
+		{"POST /admin/v1/keys/rotate", h.rotateKey},
+		{"POST /admin/v1/keys/{kid}/revoke", h.revokeKey},
+	}
+}
+
+// Serve wraps an admin handler with authentication and error rendering.
+// The handler runs with the caller's client id in its request's context
+// (CallerFromContext).
+func (h *Handler) Serve(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		caller, err := h.authenticate(r)
+		if err != nil {
+			h.writeError(w, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, caller))
+		if err := fn(w, r); err != nil {
+			h.writeError(w, r, err)
+		}
+	}
+}
+
+// authError is an RFC 6750 §3 bearer-token failure.
+type authError struct {
+	status int
+	code   string // "" when no credentials were sent
+	detail string
+}
+
+func (e *authError) Error() string { return e.detail }
+
+// authenticate checks the request's bearer token (RFC 6750): a token of
+// this server for the admin API with the admin scope, still active (not
+// revoked by jti or by its client's cutoff; its client existing, enabled
+// and still granted the admin scope). It returns the caller's client id.
+func (h *Handler) authenticate(r *http.Request) (string, error) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return "", &authError{http.StatusUnauthorized, "", "a bearer token for the admin API is required"}
+	}
+	claims, err := h.verifier.Verify(r.Context(), strings.TrimSpace(token))
+	if err != nil {
+		return "", &authError{http.StatusUnauthorized, "invalid_token", "the bearer token is not valid for the admin API"}
+	}
+	c, active, err := h.access.Active(r.Context(), claims)
+	if err != nil {
+		return "", fmt.Errorf("admin authentication: %w", err)
+	}
+	if !active {
+		return "", &authError{http.StatusUnauthorized, "invalid_token", "the bearer token was revoked, or its client is disabled or deleted"}
+	}
+	granted := slices.ContainsFunc(c.Grants, func(g store.Grant) bool {
+		return slices.Contains(claims.Audience, g.Audience) && slices.Contains(g.Scopes, AdminScope)
+	})
+	if !claims.HasScope(AdminScope) || !granted {
+		return "", &authError{http.StatusForbidden, "insufficient_scope", "the token lacks the admin scope"}
+	}
+	return c.ID, nil
+}
+
+// problem is an RFC 9457 problem details object.
+type problem struct {
+	Type   string       `json:"type"`
+	Title  string       `json:"title"`
+	Status int          `json:"status"`
+	Detail string       `json:"detail,omitempty"`
+	Errors []FieldError `json:"errors,omitempty"`
+}
+
+// writeError renders err as problem+json: the one place admin errors are
+// written. Unexpected errors are logged and shown only as a generic 500.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	p := problem{Type: "about:blank"}
+	var ae *authError
+	var ve *ValidationError
+	var syn *requestError
+	var ce *ConflictError
+	switch {
+	case errors.As(err, &ae):
+		p.Status, p.Detail = ae.status, ae.detail
+		v := `Bearer realm="m2mauth-admin"`
+		if ae.code != "" {
+			v += `, error="` + ae.code + `"`
+		}
+		if ae.code == "insufficient_scope" {
+			v += `, scope="` + AdminScope + `"`
+		}
+		w.Header().Set("WWW-Authenticate", v)
+	case errors.As(err, &ve):
+		p.Status, p.Detail, p.Errors = http.StatusBadRequest, "the request has invalid fields", ve.Fields
+	case errors.As(err, &syn):
+		p.Status, p.Detail = syn.status, syn.detail
+	case errors.Is(err, ErrPreconditionFailed):
+		p.Status, p.Detail = http.StatusPreconditionFailed, err.Error()
+	case errors.Is(err, store.ErrNotFound):
+		p.Status, p.Detail = http.StatusNotFound, "no such resource"
+	case errors.As(err, &ce):
+		p.Status, p.Detail = http.StatusConflict, ce.Detail
+	case errors.Is(err, store.ErrConflict):
+		p.Status, p.Detail = http.StatusConflict, "the change conflicts with the current state; reload and retry"
+	case h.dbDown(r.Context()):
+		h.log.ErrorContext(r.Context(), "admin request failed: the database is unreachable", "error", err)
+		w.Header().Set("Retry-After", "1")
+		p.Status, p.Detail = http.StatusServiceUnavailable, "the database is unreachable; retry shortly"
+	default:
+		h.log.ErrorContext(r.Context(), "admin request failed", "error", err)
+		p.Status, p.Detail = http.StatusInternalServerError, "internal server error"
+	}
+	p.Title = http.StatusText(p.Status)
+	writeJSON(w, p.Status, "application/problem+json", p)
+}
+
+// WriteProblem writes an RFC 9457 problem for status with detail: the
+// answers the router gives on admin paths (404, 405) look like the rest of
+// the admin API's.
+func WriteProblem(w http.ResponseWriter, status int, detail string) {
+	writeJSON(w, status, "application/problem+json", problem{Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail})
+}
+
+// dbDown reports whether an unexpected error came with the database
+// unreachable: the request then answers 503 with Retry-After, as the token
+// endpoints do, instead of 500.
+func (h *Handler) dbDown(ctx context.Context) bool {
+	if h.db == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	return h.db.Ping(ctx) != nil
+}
+
+// requestError is a malformed request.
+type requestError struct {
+	status int
+	detail string
+}
+
+func (e *requestError) Error() string { return e.detail }
+
+// isJSON reports whether r declares a JSON body: application/json, or for
+// PATCH also application/merge-patch+json (RFC 7396).
+func isJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && (mt == "application/json" || r.Method == http.MethodPatch && mt == "application/merge-patch+json")
+}
+
+var errNotJSON = &requestError{http.StatusUnsupportedMediaType, "Content-Type must be application/json"}
+
+// readBody reads the body, which the server has capped.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, &requestError{http.StatusRequestEntityTooLarge, "the request body is too large"}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &requestError{http.StatusRequestTimeout, "the request body did not arrive in time"}
+	case err != nil:
+		return nil, &requestError{http.StatusBadRequest, "the request body could not be read"}
+	}
+	return body, nil
+}
+
+// decode reads a strict JSON body into v.
+func decode(r *http.Request, v any) error {
+	if !isJSON(r) {
+		return errNotJSON
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(body, v)
+}
+
+// decodeOptional is decode for a body that may be empty (v is then left
+// as it is).
+func decodeOptional(r *http.Request, v any) error {
+	body, err := readBody(r)
+	if err != nil || len(bytes.TrimSpace(body)) == 0 {
+		return err
+	}
+	if !isJSON(r) {
+		return errNotJSON
+	}
+	return decodeBytes(body, v)
+}
+
+// decodeBytes decodes body into v strictly: one JSON value, no member
+// given twice at any depth (names compared ignoring case, as encoding/json
+// matches them), no unknown member.
+func decodeBytes(body []byte, v any) error {
+	if err := strictjson.Check(body); err != nil {
+		return &requestError{http.StatusBadRequest, err.Error()}
+	}
+	return decodeReader(bytes.NewReader(body), v)
+}
+
+// decodeReader decodes exactly one JSON value from body into v, strictly.
+func decodeReader(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &requestError{http.StatusRequestEntityTooLarge, "the request body is too large"}
+		}
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return &ValidationError{Fields: []FieldError{{typeErr.Field, "has the wrong type"}}}
+		}
+		if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return &ValidationError{Fields: []FieldError{{strings.Trim(msg, `"`), "is not a known field"}}}
+		}
+		return &requestError{http.StatusBadRequest, "the body is not valid JSON"}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &requestError{http.StatusBadRequest, "the body must hold exactly one JSON object"}
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"title":"Internal Server Error","status":500}`)
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

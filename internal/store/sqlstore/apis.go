@@ -1,0 +1,176 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+const apiColumns = `id, identifier, name, scopes, token_lifetime_ms, discoverable, COALESCE(builtin, ''), version, created_at, updated_at`
+
+func scanAPI(row interface{ Scan(...any) error }) (store.API, error) {
+	var a store.API
+	var scopes string
+	var lifetimeMS, created, updated int64
+	err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetimeMS, &a.Discoverable, &a.Builtin, &a.Version, &created, &updated)
+	a.Scopes = splitScopes(scopes)
+	a.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
+	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return a, err
+}
+
+func insertAPI(ctx context.Context, q querier, a store.API) error {
+	var builtin any
+	if a.Builtin != "" {
+		builtin = a.Builtin
+	}
+	_, err := q.ExecContext(ctx, `INSERT INTO apis (id, identifier, name, scopes, token_lifetime_ms, discoverable, builtin, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)`,
+		a.ID, a.Identifier, a.Name, joinScopes(a.Scopes), a.TokenLifetime.Milliseconds(), a.Discoverable, builtin, micros(a.CreatedAt), micros(a.UpdatedAt))
+	return err
+}
+
+// CreateAPI implements store.Store.
+func (s *Store) CreateAPI(ctx context.Context, a store.API) error {
+	return s.mapErr("create api", insertAPI(ctx, s.db, a))
+}
+
+// GetAPI implements store.Store.
+func (s *Store) GetAPI(ctx context.Context, identifier string) (store.API, error) {
+	a, err := scanAPI(s.db.QueryRowContext(ctx, `SELECT `+apiColumns+` FROM apis WHERE identifier = $1`, identifier))
+	return a, s.mapErr("get api", err)
+}
+
+// ListAPIs implements store.Store.
+func (s *Store) ListAPIs(ctx context.Context, opts store.ListOptions) ([]store.API, error) {
+	var q strings.Builder
+	var a args
+	q.WriteString(`SELECT ` + apiColumns + ` FROM apis`)
+	s.page(&q, &a, "identifier", "name", opts, nil)
+	rows, err := s.db.QueryContext(ctx, q.String(), a...)
+	if err != nil {
+		return nil, s.mapErr("list apis", err)
+	}
+	defer rows.Close()
+	apis := []store.API{}
+	for rows.Next() {
+		api, err := scanAPI(rows)
+		if err != nil {
+			return nil, s.mapErr("list apis", err)
+		}
+		apis = append(apis, api)
+	}
+	return apis, s.mapErr("list apis", rows.Err())
+}
+
+// UpdateAPI implements store.Store.
+func (s *Store) UpdateAPI(ctx context.Context, identifier string, fn func(*store.API) error) (store.API, error) {
+	var out store.API
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := scanAPI(tx.QueryRowContext(ctx, `SELECT `+apiColumns+` FROM apis WHERE identifier = $1`+s.f.ForUpdate, identifier))
+		if err != nil {
+			return err
+		}
+		next := cur
+		next.Scopes = append([]string(nil), cur.Scopes...)
+		if err := fn(&next); err != nil {
+			return err
+		}
+		if next.Identifier != cur.Identifier || next.ID != cur.ID || next.Builtin != cur.Builtin {
+			return fmt.Errorf("%w: an API's identifier cannot change", store.ErrConflict)
+		}
+		next.Version = cur.Version + 1
+		if _, err := tx.ExecContext(ctx, `UPDATE apis SET name = $1, scopes = $2, token_lifetime_ms = $3, discoverable = $4, version = $5, updated_at = $6 WHERE identifier = $7`,
+			next.Name, joinScopes(next.Scopes), next.TokenLifetime.Milliseconds(), next.Discoverable, next.Version, micros(next.UpdatedAt), identifier); err != nil {
+			return err
+		}
+		if err := pruneGrants(ctx, tx, identifier, next.Scopes); err != nil {
+			return err
+		}
+		out = next
+		return s.notify(ctx, tx, ChangeAPIPrefix+identifier)
+	})
+	return out, s.mapErr("update api", err)
+}
+
+// pruneGrants removes from every grant for api the scopes it no longer
+// defines, bumping the version of each client it changes.
+func pruneGrants(ctx context.Context, tx *sql.Tx, api string, defined []string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT client_id, scopes FROM client_grants WHERE api_identifier = $1`, api)
+	if err != nil {
+		return err
+	}
+	type change struct{ client, scopes string }
+	var changes []change
+	for rows.Next() {
+		var c, scopes string
+		if err := rows.Scan(&c, &scopes); err != nil {
+			rows.Close()
+			return err
+		}
+		var kept []string
+		for _, sc := range splitScopes(scopes) {
+			for _, d := range defined {
+				if sc == d {
+					kept = append(kept, sc)
+					break
+				}
+			}
+		}
+		if joined := joinScopes(kept); joined != scopes {
+			changes = append(changes, change{c, joined})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if _, err := tx.ExecContext(ctx, `UPDATE client_grants SET scopes = $1 WHERE client_id = $2 AND api_identifier = $3`, c.scopes, c.client, api); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET version = version + 1 WHERE id = $1`, c.client); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteAPI implements store.Store.
+func (s *Store) DeleteAPI(ctx context.Context, identifier string, force bool) error {
+	return s.mapErr("delete api", s.inTx(ctx, func(tx *sql.Tx) error {
+		var builtin string
+		err := tx.QueryRowContext(ctx, `SELECT COALESCE(builtin, '') FROM apis WHERE identifier = $1`+s.f.ForUpdate, identifier).Scan(&builtin)
+		if err != nil {
+			return err
+		}
+		if builtin != "" {
+			return fmt.Errorf("%w: the %s API is built in", store.ErrConflict, builtin)
+		}
+		if force {
+			if _, err := tx.ExecContext(ctx, `UPDATE clients SET version = version + 1, default_audience = CASE WHEN default_audience = $1 THEN '' ELSE default_audience END
+				WHERE id IN (SELECT client_id FROM client_grants WHERE api_identifier = $1)`, identifier); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE api_identifier = $1`, identifier); err != nil {
+				return err
+			}
+		} else {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM client_grants WHERE api_identifier = $1`, identifier).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("%w: %d client(s) hold a grant for it", store.ErrConflict, n)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM apis WHERE identifier = $1`, identifier); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, ChangeAPIPrefix+identifier)
+	}))
+}

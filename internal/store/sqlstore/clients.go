@@ -1,0 +1,427 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+func marshalMap[M ~map[string]V, V any](m M) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func insertClient(ctx context.Context, q querier, c store.Client) error {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM client_tombstones WHERE id = $1`, c.ID).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: client id %s belonged to a deleted client", store.ErrConflict, c.ID)
+	}
+	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, introspect, tokens_revoked_before, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13)`,
+		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
+		marshalMap(c.CustomClaims), marshalMap(c.Metadata), joinScopes(c.Introspect), micros(c.TokensRevokedBefore), micros(c.CreatedAt), micros(c.UpdatedAt))
+	if err != nil {
+		return err
+	}
+	if err := insertGrants(ctx, q, c.ID, c.Grants); err != nil {
+		return err
+	}
+	for _, sec := range c.Secrets {
+		if err := insertSecret(ctx, q, c.ID, sec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertGrants(ctx context.Context, q querier, clientID string, grants []store.Grant) error {
+	for _, g := range grants {
+		if _, err := q.ExecContext(ctx, `INSERT INTO client_grants (client_id, api_identifier, scopes) VALUES ($1, $2, $3)`,
+			clientID, g.Audience, joinScopes(g.Scopes)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertSecret(ctx context.Context, q querier, clientID string, sec store.Secret) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO client_secrets (id, client_id, hash, hint, created_at, expires_at, last_used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		sec.ID, clientID, sec.Hash, sec.Hint, micros(sec.CreatedAt), micros(sec.ExpiresAt), micros(sec.LastUsedAt))
+	return err
+}
+
+// CreateClient implements store.Store.
+func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
+	return s.mapErr("create client", s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := insertClient(ctx, tx, c); err != nil {
+			return err
+		}
+		// Replicas may hold "no such client" for this id.
+		return s.notify(ctx, tx, ChangeClientPrefix+c.ID)
+	}))
+}
+
+const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.introspect, c.tokens_revoked_before, c.version, c.created_at, c.updated_at`
+
+func scanClient(row interface{ Scan(...any) error }, extra ...any) (store.Client, error) {
+	c, j, err := scanClientRow(row, extra...)
+	if err != nil {
+		return c, err
+	}
+	return c, j.decodeInto(&c)
+}
+
+// clientJSON holds a client row's JSON columns, still encoded.
+type clientJSON struct{ claims, meta string }
+
+// scanClientRow scans a client row, leaving its JSON columns encoded.
+func scanClientRow(row interface{ Scan(...any) error }, extra ...any) (store.Client, clientJSON, error) {
+	var c store.Client
+	var j clientJSON
+	var lifetimeMS, created, updated, revokedBefore int64
+	var introspect string
+	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &j.claims, &j.meta, &introspect, &revokedBefore, &c.Version, &created, &updated}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return c, j, err
+	}
+	c.Introspect = splitScopes(introspect)
+	c.TokensRevokedBefore = fromMicros(revokedBefore)
+	c.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
+	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	c.Grants, c.Secrets = []store.Grant{}, []store.Secret{}
+	return c, j, nil
+}
+
+func (j clientJSON) decodeInto(c *store.Client) error {
+	if j.claims != "{}" {
+		if err := json.Unmarshal([]byte(j.claims), &c.CustomClaims); err != nil {
+			return fmt.Errorf("client %s custom claims: %w", c.ID, err)
+		}
+	}
+	if j.meta != "{}" {
+		if err := json.Unmarshal([]byte(j.meta), &c.Metadata); err != nil {
+			return fmt.Errorf("client %s metadata: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+// GetClient implements store.Store. It is on the token hot path (on a cache
+// miss): one query for the client with its secrets, one for its grants with
+// their APIs' lifetimes.
+func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {
+	c, err := s.getClient(ctx, s.db, id, "")
+	return c, s.mapErr("get client", err)
+}
+
+func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (store.Client, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+clientColumns+`,
+			COALESCE(s.id, ''), COALESCE(s.hash, ''), COALESCE(s.hint, ''),
+			COALESCE(s.created_at, 0), COALESCE(s.expires_at, 0), COALESCE(s.last_used_at, 0)
+		FROM clients c LEFT JOIN client_secrets s ON s.client_id = c.id
+		WHERE c.id = $1 ORDER BY s.created_at, s.id`+lock, id)
+	if err != nil {
+		return store.Client{}, err
+	}
+	var c store.Client
+	found := false
+	for rows.Next() {
+		var sec store.Secret
+		var sCreated, sExpires, sUsed int64
+		// One row per secret: the client's columns repeat; decode its JSON once.
+		row, j, err := scanClientRow(rows, &sec.ID, &sec.Hash, &sec.Hint, &sCreated, &sExpires, &sUsed)
+		if err == nil && !found {
+			err = j.decodeInto(&row)
+			c, found = row, true
+		}
+		if err != nil {
+			rows.Close()
+			return store.Client{}, err
+		}
+		if sec.ID != "" {
+			sec.CreatedAt, sec.ExpiresAt, sec.LastUsedAt = fromMicros(sCreated), fromMicros(sExpires), fromMicros(sUsed)
+			c.Secrets = append(c.Secrets, sec)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return store.Client{}, err
+	}
+	// The grants query runs even for an unknown client, so that an unknown
+	// client id costs the token endpoint the same as a wrong secret.
+	grants, err := loadGrants(ctx, q, []string{id})
+	if err != nil {
+		return store.Client{}, err
+	}
+	if !found {
+		return store.Client{}, store.ErrNotFound
+	}
+	if g := grants[id]; g != nil {
+		c.Grants = g
+	}
+	return c, nil
+}
+
+// inList returns "($n, $n+1, …)" for ids.
+func inList(a *args, ids []string) string {
+	ph := make([]string, len(ids))
+	for i, id := range ids {
+		ph[i] = a.add(id)
+	}
+	return "(" + strings.Join(ph, ", ") + ")"
+}
+
+// loadGrants loads the grants (with their API's lifetime) of clients.
+func loadGrants(ctx context.Context, q querier, clientIDs []string) (map[string][]store.Grant, error) {
+	out := map[string][]store.Grant{}
+	if len(clientIDs) == 0 {
+		return out, nil
+	}
+	var a args
+	rows, err := q.QueryContext(ctx, `SELECT g.client_id, g.api_identifier, g.scopes, a.token_lifetime_ms
+		FROM client_grants g JOIN apis a ON a.identifier = g.api_identifier
+		WHERE g.client_id IN `+inList(&a, clientIDs)+` ORDER BY g.client_id, g.api_identifier`, a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var clientID, scopes string
+		var g store.Grant
+		var lifetimeMS int64
+		if err := rows.Scan(&clientID, &g.Audience, &scopes, &lifetimeMS); err != nil {
+			return nil, err
+		}
+		g.Scopes = splitScopes(scopes)
+		g.APITokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
+		out[clientID] = append(out[clientID], g)
+	}
+	return out, rows.Err()
+}
+
+// ListClients implements store.Store.
+func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]store.Client, error) {
+	var q strings.Builder
+	var a args
+	var extra []string
+	if opts.Audience != "" {
+		extra = append(extra, `EXISTS (SELECT 1 FROM client_grants g WHERE g.client_id = c.id AND g.api_identifier = `+a.add(opts.Audience)+`)`)
+	}
+	q.WriteString(`SELECT ` + clientColumns + ` FROM clients c`)
+	s.page(&q, &a, "c.id", "c.name", opts, extra)
+	rows, err := s.db.QueryContext(ctx, q.String(), a...)
+	if err != nil {
+		return nil, s.mapErr("list clients", err)
+	}
+	clients := []store.Client{}
+	var ids []string
+	index := map[string]int{}
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			rows.Close()
+			return nil, s.mapErr("list clients", err)
+		}
+		index[c.ID] = len(clients)
+		ids = append(ids, c.ID)
+		clients = append(clients, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, s.mapErr("list clients", err)
+	}
+	if len(ids) == 0 {
+		return clients, nil
+	}
+	grants, err := loadGrants(ctx, s.db, ids)
+	if err != nil {
+		return nil, s.mapErr("list clients", err)
+	}
+	for id, gs := range grants {
+		clients[index[id]].Grants = gs
+	}
+	var sa args
+	srows, err := s.db.QueryContext(ctx, `SELECT client_id, id, hash, hint, created_at, expires_at, last_used_at
+		FROM client_secrets WHERE client_id IN `+inList(&sa, ids)+` ORDER BY client_id, created_at, id`, sa...)
+	if err != nil {
+		return nil, s.mapErr("list clients", err)
+	}
+	defer srows.Close()
+	for srows.Next() {
+		var clientID string
+		var sec store.Secret
+		var created, expires, used int64
+		if err := srows.Scan(&clientID, &sec.ID, &sec.Hash, &sec.Hint, &created, &expires, &used); err != nil {
+			return nil, s.mapErr("list clients", err)
+		}
+		sec.CreatedAt, sec.ExpiresAt, sec.LastUsedAt = fromMicros(created), fromMicros(expires), fromMicros(used)
+		clients[index[clientID]].Secrets = append(clients[index[clientID]].Secrets, sec)
+	}
+	return clients, s.mapErr("list clients", srows.Err())
+}
+
+// ClientIDs implements store.Store.
+func (s *Store) ClientIDs(ctx context.Context, fn func(id string)) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM clients`)
+	if err != nil {
+		return s.mapErr("client ids", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return s.mapErr("client ids", err)
+		}
+		fn(id)
+	}
+	return s.mapErr("client ids", rows.Err())
+}
+
+// UpdateClient implements store.Store.
+func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Client) error) (store.Client, error) {
+	var out store.Client
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Lock the client row first: concurrent updates of one client
+		// run one after the other, each seeing the previous one's result.
+		var version int64
+		if err := tx.QueryRowContext(ctx, `SELECT version FROM clients WHERE id = $1`+s.f.ForUpdate, id).Scan(&version); err != nil {
+			return err
+		}
+		cur, err := s.getClient(ctx, tx, id, "")
+		if err != nil {
+			return err
+		}
+		next := cloneClient(cur)
+		if err := fn(&next); err != nil {
+			return err
+		}
+		if next.ID != cur.ID {
+			return fmt.Errorf("%w: a client's id cannot change", store.ErrConflict)
+		}
+		next.Version = cur.Version + 1
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = $1, description = $2, default_audience = $3, token_lifetime_ms = $4,
+				disabled = $5, refresh_tokens = $6, custom_claims = $7, metadata = $8, introspect = $9, tokens_revoked_before = $10,
+				version = $11, updated_at = $12 WHERE id = $13`,
+			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled, next.RefreshTokens,
+			marshalMap(next.CustomClaims), marshalMap(next.Metadata), joinScopes(next.Introspect), micros(next.TokensRevokedBefore),
+			next.Version, micros(next.UpdatedAt), id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE client_id = $1`, id); err != nil {
+			return err
+		}
+		if err := insertGrants(ctx, tx, id, next.Grants); err != nil {
+			return err
+		}
+		if err := syncSecrets(ctx, tx, id, cur.Secrets, next.Secrets); err != nil {
+			return err
+		}
+		if out, err = s.getClient(ctx, tx, id, ""); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, ChangeClientPrefix+id)
+	})
+	return out, s.mapErr("update client", err)
+}
+
+// syncSecrets writes the difference between two secret lists: removed
+// secrets are deleted, new ones inserted, and existing ones get their new
+// expiry (their hash and hint never change).
+func syncSecrets(ctx context.Context, tx *sql.Tx, clientID string, before, after []store.Secret) error {
+	old := map[string]store.Secret{}
+	for _, s := range before {
+		old[s.ID] = s
+	}
+	for _, s := range after {
+		prev, ok := old[s.ID]
+		delete(old, s.ID)
+		switch {
+		case !ok:
+			if err := insertSecret(ctx, tx, clientID, s); err != nil {
+				return err
+			}
+		case !prev.ExpiresAt.Equal(s.ExpiresAt):
+			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET expires_at = $1 WHERE id = $2 AND client_id = $3`,
+				micros(s.ExpiresAt), s.ID, clientID); err != nil {
+				return err
+			}
+		}
+	}
+	for id := range old {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM client_secrets WHERE id = $1 AND client_id = $2`, id, clientID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cloneClient(c store.Client) store.Client {
+	out := c
+	out.Grants = make([]store.Grant, len(c.Grants))
+	for i, g := range c.Grants {
+		out.Grants[i] = store.Grant{Audience: g.Audience, Scopes: append([]string(nil), g.Scopes...), APITokenLifetime: g.APITokenLifetime}
+	}
+	out.Secrets = append([]store.Secret(nil), c.Secrets...)
+	out.Introspect = append([]string(nil), c.Introspect...)
+	if c.CustomClaims != nil {
+		out.CustomClaims = make(map[string]any, len(c.CustomClaims))
+		for k, v := range c.CustomClaims {
+			out.CustomClaims[k] = v
+		}
+	}
+	if c.Metadata != nil {
+		out.Metadata = make(map[string]string, len(c.Metadata))
+		for k, v := range c.Metadata {
+			out.Metadata[k] = v
+		}
+	}
+	return out
+}
+
+// DeleteClient implements store.Store.
+func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error {
+	return s.mapErr("delete client", s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return store.ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO client_tombstones (id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+			id, micros(at)); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx, ChangeClientPrefix+id)
+	}))
+}
+
+// TouchSecrets implements store.Store. Last-use times are not propagated to
+// other replicas: they are informational and never affect authentication.
+func (s *Store) TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error {
+	if len(lastUsed) == 0 {
+		return nil
+	}
+	return s.mapErr("touch secrets", s.inTx(ctx, func(tx *sql.Tx) error {
+		for id, t := range lastUsed {
+			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, micros(t), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
