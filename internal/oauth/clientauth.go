@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/m2mauth/m2mauth/internal/secret"
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
 
@@ -63,24 +63,17 @@ func (a *ClientAuth) Authenticate(ctx context.Context, creds Credentials) (Calle
 	return au.Authenticate(ctx, creds)
 }
 
-// clientGetter reads a client with its secrets and grants.
-type clientGetter interface {
-	GetClient(ctx context.Context, id string) (store.Client, error)
-}
-
 // SecretAuth authenticates clients by shared secret (RFC 6749 §2.3.1):
 // client_secret_basic and client_secret_post.
 type SecretAuth struct {
-	clients clientGetter
-	hasher  *secret.Hasher
-	now     func() time.Time
-	usage   *UsageRecorder
+	now   func() time.Time
+	usage *UsageRecorder
 }
 
 // NewSecretAuth returns a SecretAuth. usage (may be nil) learns which
 // secret each successful authentication used.
-func NewSecretAuth(clients clientGetter, hasher *secret.Hasher, now func() time.Time, usage *UsageRecorder) *SecretAuth {
-	return &SecretAuth{clients: clients, hasher: hasher, now: now, usage: usage}
+func NewSecretAuth(now func() time.Time, usage *UsageRecorder) *SecretAuth {
+	return &SecretAuth{now: now, usage: usage}
 }
 
 // Methods implements Authenticator.
@@ -104,16 +97,17 @@ func (a *SecretAuth) Authenticate(ctx context.Context, creds Credentials) (Calle
 }
 
 func (a *SecretAuth) check(ctx context.Context, method, id, sec string) (Caller, *Error) {
+	en := env.FromContext(ctx)
 	if len(sec) > maxCredentialLen {
 		sec = sec[:maxCredentialLen]
 	}
 	if id == "" || sec == "" || len(id) > maxCredentialLen {
-		a.hasher.VerifyNothing(sec)
+		en.Hasher.VerifyNothing(sec)
 		return Caller{}, errInvalidClient("")
 	}
-	c, err := a.clients.GetClient(ctx, id)
+	c, err := en.Clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		a.hasher.VerifyNothing(sec)
+		en.Hasher.VerifyNothing(sec)
 		return Caller{}, errInvalidClient("")
 	}
 	if err != nil {
@@ -126,12 +120,12 @@ func (a *SecretAuth) check(ctx context.Context, method, id, sec string) (Caller,
 			continue
 		}
 		tried = true
-		if a.hasher.Verify(sec, cs.Hash) {
+		if en.Hasher.Verify(sec, cs.Hash) {
 			matched = cs.ID
 		}
 	}
 	if !tried {
-		a.hasher.VerifyNothing(sec)
+		en.Hasher.VerifyNothing(sec)
 	}
 	if matched == "" {
 		return Caller{}, errInvalidClient(c.ID)

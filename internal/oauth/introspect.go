@@ -9,44 +9,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
-// tokenChecker verifies this server's access tokens (signature, typ, iss,
-// exp, nbf, iat; any audience).
-type tokenChecker interface {
-	Verify(ctx context.Context, token string) (*verify.Claims, error)
-}
-
-// denyList answers whether an access token is revoked, from memory when it
-// can, and learns revocations made here.
-type denyList interface {
-	IsRevoked(ctx context.Context, jti string) (bool, error)
-	Add(jti string, expires time.Time)
-}
-
-// revocationStore holds the deny-list and the refresh tokens.
-type revocationStore interface {
-	RevokeToken(ctx context.Context, r store.Revocation) error
-	GetRefreshToken(ctx context.Context, hash string) (store.RefreshToken, error)
-	RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error
-}
-
 // Introspection serves token introspection (RFC 7662) and revocation
 // (RFC 7009) for this server's access tokens and refresh tokens.
+//
+// Like the Service, it works on the request's environment.
 type Introspection struct {
-	issuer string
-	svc    *Service
-	tokens tokenChecker
-	store  revocationStore
-	denied denyList
+	svc *Service
 }
 
-// NewIntrospection returns an Introspection for the tokens of issuer.
-func NewIntrospection(issuer string, svc *Service, tokens tokenChecker, st revocationStore, denied denyList) *Introspection {
-	return &Introspection{issuer: issuer, svc: svc, tokens: tokens, store: st, denied: denied}
+// NewIntrospection returns an Introspection authenticating through svc.
+func NewIntrospection(svc *Service) *Introspection {
+	return &Introspection{svc: svc}
 }
 
 // inspection is what the server knows of a presented token.
@@ -66,10 +45,11 @@ type inspection struct {
 // failure is an error.
 func (in *Introspection) Inspect(ctx context.Context, token string) (inspection, error) {
 	now := in.svc.now()
+	en := env.FromContext(ctx)
 	var out inspection
 	var issued time.Time
 	if strings.HasPrefix(token, secret.RefreshTokenPrefix) {
-		rt, err := in.store.GetRefreshToken(ctx, in.svc.hasher.Hash(token))
+		rt, err := en.Store.GetRefreshToken(ctx, en.Hasher.Hash(token))
 		if errors.Is(err, store.ErrNotFound) {
 			return out, nil
 		}
@@ -82,7 +62,7 @@ func (in *Introspection) Inspect(ctx context.Context, token string) (inspection,
 		}
 		issued = rt.CreatedAt
 	} else {
-		claims, err := in.tokens.Verify(ctx, token)
+		claims, err := en.Verifier.Verify(ctx, token)
 		if err != nil {
 			return out, nil // forged, foreign, expired, or by a removed key
 		}
@@ -102,7 +82,7 @@ func (in *Introspection) Inspect(ctx context.Context, token string) (inspection,
 // from memory on the hot path (the deny-list and the client cache); a
 // failure to decide is an error.
 func (in *Introspection) Active(ctx context.Context, claims *verify.Claims) (store.Client, bool, error) {
-	revoked, err := in.denied.IsRevoked(ctx, claims.JTI)
+	revoked, err := env.FromContext(ctx).Denied.IsRevoked(ctx, claims.JTI)
 	if err != nil || revoked {
 		return store.Client{}, false, err
 	}
@@ -112,7 +92,7 @@ func (in *Introspection) Active(ctx context.Context, claims *verify.Claims) (sto
 // clientActive reports whether a token issued at issued to client id is
 // still active as far as its client goes.
 func (in *Introspection) clientActive(ctx context.Context, id string, issued time.Time) (store.Client, bool, error) {
-	c, err := in.svc.clients.GetClient(ctx, id)
+	c, err := env.FromContext(ctx).Clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, false, nil
 	}
@@ -189,7 +169,7 @@ func (in *Introspection) introspect(ctx context.Context, caller Caller, req *Req
 	if !got.active || !visible {
 		return Result{Body: introspectionResponse{Active: false}}, nil
 	}
-	out := introspectionResponse{Active: true, ClientID: got.owner, Sub: got.owner, Iss: in.issuer}
+	out := introspectionResponse{Active: true, ClientID: got.owner, Sub: got.owner, Iss: env.FromContext(ctx).Issuer}
 	if len(got.audience) == 1 {
 		out.Aud = got.audience[0]
 	} else {
@@ -241,13 +221,14 @@ func (in *Introspection) RevokeAny(ctx context.Context, token string) (bool, err
 
 func (in *Introspection) revoke(ctx context.Context, got inspection) error {
 	now := in.svc.now()
+	en := env.FromContext(ctx)
 	if got.refresh {
-		return in.store.RevokeRefreshFamily(ctx, got.rt.FamilyID, now)
+		return en.Store.RevokeRefreshFamily(ctx, got.rt.FamilyID, now)
 	}
-	if err := in.store.RevokeToken(ctx, store.Revocation{JTI: got.claims.JTI, ClientID: got.owner, ExpiresAt: got.claims.ExpiresAt, RevokedAt: now}); err != nil {
+	if err := en.Store.RevokeToken(ctx, store.Revocation{JTI: got.claims.JTI, ClientID: got.owner, ExpiresAt: got.claims.ExpiresAt, RevokedAt: now}); err != nil {
 		return err
 	}
 	// Every replica learns it through the change feed; this one at once.
-	in.denied.Add(got.claims.JTI, got.claims.ExpiresAt)
+	en.Denied.Add(got.claims.JTI, got.claims.ExpiresAt)
 	return nil
 }

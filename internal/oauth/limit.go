@@ -39,7 +39,7 @@ type FailureLimiter struct {
 	mu        sync.RWMutex
 	addrs     map[string]*rate.Limiter
 	clients   map[string]*rate.Limiter
-	knownGood map[string]time.Time // address "\x00" client id → last success
+	knownGood map[pair]time.Time // (address, client) → last success
 }
 
 // knownGoodFor is how long a successful authentication from an address
@@ -51,7 +51,7 @@ const knownGoodFor = time.Hour
 // addresses, clients and known-good pairs.
 func NewFailureLimiter(perSecond float64, burst, max int, now func() time.Time) *FailureLimiter {
 	return &FailureLimiter{rate: rate.Limit(perSecond), burst: burst, max: max, now: now,
-		addrs: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}, knownGood: map[string]time.Time{}}
+		addrs: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}, knownGood: map[pair]time.Time{}}
 }
 
 func clientIP(r *http.Request) string {
@@ -62,7 +62,8 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-func pairKey(ip, clientID string) string { return ip + "\x00" + clientID }
+// pair is an address and a client that authenticated from it.
+type pair struct{ ip, client string }
 
 // Admit reports whether the credentials of a request from r naming
 // clientID may be checked: false while the client's bucket is empty, unless
@@ -74,7 +75,7 @@ func (l *FailureLimiter) Admit(r *http.Request, clientID string) bool {
 	now := l.now()
 	l.mu.RLock()
 	b, limited := l.clients[clientID]
-	good, known := l.knownGood[pairKey(clientIP(r), clientID)]
+	good, known := l.knownGood[pair{clientIP(r), clientID}]
 	l.mu.RUnlock()
 	if !limited || b.TokensAt(now) >= 1 {
 		return true
@@ -128,7 +129,7 @@ func (l *FailureLimiter) Succeeded(r *http.Request, clientID string) {
 		return
 	}
 	now := l.now()
-	key := pairKey(clientIP(r), clientID)
+	key := pair{clientIP(r), clientID}
 	l.mu.RLock()
 	last, ok := l.knownGood[key]
 	l.mu.RUnlock()

@@ -7,22 +7,12 @@ import (
 	"slices"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
-
-// refreshStore keeps refresh tokens.
-type refreshStore interface {
-	CreateRefreshToken(ctx context.Context, t store.RefreshToken) error
-	RedeemRefreshToken(ctx context.Context, hash string, now time.Time, next func(store.RefreshToken) (store.RefreshToken, error)) (store.RefreshToken, error)
-}
-
-// tokenIssuer signs access tokens.
-type tokenIssuer interface {
-	Issue(r issuer.Request) (issuer.Token, error)
-}
 
 // Policy holds the server-wide token lifetime rules.
 type Policy struct {
@@ -43,19 +33,19 @@ type Policy struct {
 // Service is the surface-independent core of the token endpoint: it
 // authenticates callers through the client-authentication registry and
 // decides and issues tokens for them.
+//
+// Everything it reads or writes (clients, refresh tokens, signing keys, the
+// issuer identifier) belongs to the request's environment (env.Env, from
+// the request's context): the Service itself holds only the rules.
 type Service struct {
-	auth    *ClientAuth
-	clients clientGetter
-	refresh refreshStore
-	hasher  *secret.Hasher
-	issuer  tokenIssuer
-	policy  Policy
-	now     func() time.Time
+	auth   *ClientAuth
+	policy Policy
+	now    func() time.Time
 }
 
 // NewService returns a Service authenticating clients with auth.
-func NewService(auth *ClientAuth, clients clientGetter, refresh refreshStore, hasher *secret.Hasher, iss tokenIssuer, policy Policy, now func() time.Time) *Service {
-	return &Service{auth: auth, clients: clients, refresh: refresh, hasher: hasher, issuer: iss, policy: policy, now: now}
+func NewService(auth *ClientAuth, policy Policy, now func() time.Time) *Service {
+	return &Service{auth: auth, policy: policy, now: now}
 }
 
 // AuthMethods are the client authentication methods the server supports.
@@ -114,7 +104,7 @@ func (s *Service) clientCredentials(ctx context.Context, c store.Client, req *Re
 		return nil, e
 	}
 	aud, scopes := d.aud, d.scopes
-	resp, e := s.issue(c, aud, scopes, d.lifetime)
+	resp, e := s.issue(ctx, c, aud, scopes, d.lifetime)
 	if e != nil {
 		return nil, e
 	}
@@ -127,8 +117,9 @@ func (s *Service) clientCredentials(ctx context.Context, c store.Client, req *Re
 	// RFC 6749 §4.4.3: not by default; this client opted in.
 	now := s.now().UTC()
 	plain := secret.GenerateWithPrefix(secret.RefreshTokenPrefix)
-	err := s.refresh.CreateRefreshToken(ctx, store.RefreshToken{
-		Hash: s.hasher.Hash(plain), FamilyID: secret.NewID("rtf_"), ClientID: c.ID, Audience: aud, Scopes: scopes,
+	en := env.FromContext(ctx)
+	err := en.Store.CreateRefreshToken(ctx, store.RefreshToken{
+		Hash: en.Hasher.Hash(plain), FamilyID: secret.NewID("rtf_"), ClientID: c.ID, Audience: aud, Scopes: scopes,
 		CreatedAt: now, ExpiresAt: now.Add(s.policy.RefreshLifetime),
 	})
 	if err != nil {
@@ -151,7 +142,8 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	now := s.now().UTC()
 	plain := secret.GenerateWithPrefix(secret.RefreshTokenPrefix)
 	var d decision
-	_, err := s.refresh.RedeemRefreshToken(ctx, s.hasher.Hash(req.RefreshToken), now, func(rt store.RefreshToken) (store.RefreshToken, error) {
+	en := env.FromContext(ctx)
+	_, err := en.Store.RedeemRefreshToken(ctx, en.Hasher.Hash(req.RefreshToken), now, func(rt store.RefreshToken) (store.RefreshToken, error) {
 		if rt.ClientID != c.ID {
 			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
 		}
@@ -172,7 +164,7 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 			return store.RefreshToken{}, de
 		}
 		next := rt
-		next.Hash, next.CreatedAt, next.UsedAt, next.RevokedAt = s.hasher.Hash(plain), now, time.Time{}, time.Time{}
+		next.Hash, next.CreatedAt, next.UsedAt, next.RevokedAt = en.Hasher.Hash(plain), now, time.Time{}, time.Time{}
 		return next, nil
 	})
 	var pe *Error
@@ -184,7 +176,7 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	case err != nil:
 		return nil, ErrUnavailable(err)
 	}
-	resp, e := s.issue(c, d.aud, d.scopes, d.lifetime)
+	resp, e := s.issue(ctx, c, d.aud, d.scopes, d.lifetime)
 	if e != nil {
 		return nil, e
 	}
@@ -192,8 +184,8 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	return resp, nil
 }
 
-func (s *Service) issue(c store.Client, aud, scopes []string, lifetime time.Duration) (*TokenResponse, *Error) {
-	tok, err := s.issuer.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims})
+func (s *Service) issue(ctx context.Context, c store.Client, aud, scopes []string, lifetime time.Duration) (*TokenResponse, *Error) {
+	tok, err := env.FromContext(ctx).Tokens.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims})
 	if err != nil {
 		return nil, ErrServer(err)
 	}
@@ -213,7 +205,7 @@ func (s *Service) identify(ctx context.Context, id string) (store.Client, *Error
 	if id == "" || len(id) > maxCredentialLen {
 		return store.Client{}, errInvalidClient("")
 	}
-	c, err := s.clients.GetClient(ctx, id)
+	c, err := env.FromContext(ctx).Clients.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Client{}, errInvalidClient("")
 	}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+
+	"github.com/m2mauth/m2mauth/internal/env"
 )
 
 type requestIDKey struct{}
@@ -100,7 +102,10 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// middleware assigns a request id, recovers panics as a 500, and writes one
+// resolveEnv finds the environment r is served in. There is one.
+func (s *Server) resolveEnv(*http.Request) *env.Env { return s.env }
+
+// middleware assigns a request id, resolves the request's environment, recovers panics as a 500, and writes one
 // access log record per request. Only the method, the route (the pattern of
 // the routes table that matched, never the path itself: a path may carry
 // anything a caller typed, and never the query), the status, the size and
@@ -113,6 +118,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		ctx = env.NewContext(ctx, s.resolveEnv(r))
 		r = r.WithContext(ctx)
 		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w}

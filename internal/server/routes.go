@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/oauth"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/surface"
@@ -128,7 +129,7 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, status int, v any) { oauth.WriteJSON(w, status, v) }
 
 func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
-	body, etag := s.keys.JWKS()
+	body, etag := env.FromContext(r.Context()).Keys.JWKS()
 	h := w.Header()
 	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(s.cfg.JWKSMaxAge.Seconds())))
 	h.Set("ETag", etag)
@@ -189,7 +190,7 @@ func (s *Server) discoveryScopes(ctx context.Context) ([]string, error) {
 	if s.discoveryScopesList != nil && now.Before(s.discoveryScopesUntil) {
 		return s.discoveryScopesList, nil
 	}
-	apis, err := s.store.ListAPIs(ctx, store.ListOptions{})
+	apis, err := env.FromContext(ctx).Store.ListAPIs(ctx, store.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +217,8 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return
 	}
-	iss := s.cfg.Issuer
+	en := env.FromContext(r.Context())
+	iss := en.Issuer
 	m := metadata{
 		Issuer:                            iss,
 		TokenEndpoint:                     iss + "/oauth/token",
@@ -225,7 +227,7 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		ResponseTypesSupported:            []string{},
 		GrantTypesSupported:               []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken},
 		TokenEndpointAuthMethodsSupported: s.authMethods,
-		AccessTokenSigningAlgs:            s.keys.Algorithms(),
+		AccessTokenSigningAlgs:            en.Keys.Algorithms(),
 		IntrospectionEndpoint:             iss + "/oauth/introspect",
 		IntrospectionAuthMethods:          s.authMethods,
 		RevocationEndpoint:                iss + "/oauth/revoke",

@@ -24,6 +24,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/clientcache"
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/denylist"
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/oauth"
@@ -48,6 +49,9 @@ type Server struct {
 	keys    *keys.Manager
 	clients *clientcache.Cache
 	denied  *denylist.List
+	// env is the one environment every request is served in (see
+	// resolveEnv).
+	env     *env.Env
 	usage   *oauth.UsageRecorder
 	handler http.Handler
 	// authMethods are the client authentication methods the server
@@ -265,9 +269,8 @@ func (s *Server) init(ctx context.Context) error {
 	if err := s.bootstrap(ctx, mgmt); err != nil {
 		return err
 	}
-	iss := issuer.New(s.cfg.Issuer, s.keys, s.now)
-	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.clients, hasher, s.now, s.usage))
-	tokens := oauth.NewService(clientAuth, s.clients, s.store, hasher, iss, oauth.Policy{
+	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.now, s.usage))
+	tokens := oauth.NewService(clientAuth, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
 		RefreshLifetime: s.cfg.RefreshTokenLifetime, IdentityScopes: s.cfg.IdentityScopes,
 	}, s.now)
@@ -285,7 +288,11 @@ func (s *Server) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	introspection := oauth.NewIntrospection(s.cfg.Issuer, tokens, anyAudience, s.store, s.denied)
+	s.env = &env.Env{
+		Issuer: s.cfg.Issuer, Store: s.store, Keys: s.keys, Tokens: issuer.New(s.cfg.Issuer, s.keys, s.now),
+		Clients: s.clients, Denied: s.denied, Hasher: hasher, Verifier: anyAudience,
+	}
+	introspection := oauth.NewIntrospection(tokens)
 	s.authMethods = tokens.AuthMethods()
 	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Log: s.log}
 	s.handler = s.routes(surfaces{

@@ -1,0 +1,58 @@
+// Package env is the environment a request is served in: one
+// authorization server's issuer identifier, signing keys and data. Every
+// request is resolved to exactly one environment, carried in its context,
+// and nothing it does reaches past that environment's values: handlers
+// never reach for a server-wide issuer, key set or store.
+//
+// A deployment has one environment today; environments (tenants) will make
+// them many, each resolved from the request's path or host.
+package env
+
+import (
+	"context"
+
+	"github.com/m2mauth/m2mauth/internal/clientcache"
+	"github.com/m2mauth/m2mauth/internal/denylist"
+	"github.com/m2mauth/m2mauth/internal/issuer"
+	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/secret"
+	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/verify"
+)
+
+// Env is one authorization server.
+type Env struct {
+	// Name identifies the environment ("" for the default one).
+	Name string
+	// Issuer is the issuer identifier: the iss of its tokens, the base of
+	// its advertised URLs, and the audience client assertions must name.
+	Issuer string
+	// Store holds its APIs, clients, tokens and keys.
+	Store store.Store
+	// Keys are its signing keys; Tokens signs its access tokens with them.
+	Keys   *keys.Manager
+	Tokens *issuer.Issuer
+	// Clients caches its clients; Denied holds its revoked access tokens.
+	Clients *clientcache.Cache
+	Denied  *denylist.List
+	// Hasher hashes its client secrets and refresh tokens.
+	Hasher *secret.Hasher
+	// Verifier checks its own access tokens, for any audience.
+	Verifier *verify.Verifier
+}
+
+// AdminAudience is the identifier of its built-in admin API.
+func (e *Env) AdminAudience() string { return e.Issuer + "/admin" }
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying e.
+func NewContext(ctx context.Context, e *Env) context.Context {
+	return context.WithValue(ctx, ctxKey{}, e)
+}
+
+// FromContext returns the environment ctx carries (nil if none).
+func FromContext(ctx context.Context) *Env {
+	e, _ := ctx.Value(ctxKey{}).(*Env)
+	return e
+}
