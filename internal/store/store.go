@@ -79,12 +79,74 @@ type Client struct {
 	// override registered claims.
 	CustomClaims map[string]any
 	Metadata     map[string]string
-	Grants       []Grant
-	Secrets      []Secret
+	// AuthMethod is how the client authenticates
+	// (token_endpoint_auth_method): "client_secret_basic" (also when
+	// empty) or "client_secret_post" (shared secrets), "private_key_jwt"
+	// (its own keys), "federated" (a token of a trusted external issuer).
+	AuthMethod string
+	// JWKS (a JWK Set, as JSON) or JWKSURI holds a private_key_jwt
+	// client's public keys.
+	JWKS    []byte
+	JWKSURI string
+	// AcceptSecrets lets a private_key_jwt or federated client still
+	// authenticate with its secrets (while it migrates away from them).
+	AcceptSecrets bool
+	// AcceptTokenEndpointAudience accepts client assertions whose aud is
+	// the token endpoint URL rather than the issuer (RFC 7523 §3's older
+	// wording, which some libraries follow by default).
+	AcceptTokenEndpointAudience bool
+	// Federation binds a federated client to the workload identities it
+	// stands for.
+	Federation []FederatedIdentity
+	Grants     []Grant
+	Secrets    []Secret
 	// Version increases with every change (optimistic concurrency).
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// FederatedIdentity binds a client to the tokens of a trust policy's
+// issuer whose subject matches Subject (exact, or a pattern where '*'
+// matches any run of characters) and whose claims have the given values
+// (names may be dotted paths into nested objects: kubernetes.io.namespace).
+type FederatedIdentity struct {
+	Policy  string            `json:"policy"`
+	Subject string            `json:"subject"`
+	Claims  map[string]string `json:"claims,omitempty"`
+}
+
+// Kinds of trust policy.
+const (
+	TrustJWT    = "jwt"    // an OpenID-style issuer: Kubernetes, CI providers
+	TrustSPIFFE = "spiffe" // a SPIFFE trust domain's JWT-SVIDs
+)
+
+// TrustPolicy is a trusted external issuer of workload identities.
+type TrustPolicy struct {
+	Name        string
+	Kind        string // TrustJWT or TrustSPIFFE
+	Issuer      string // the tokens' iss; for SPIFFE, the trust domain (spiffe://example.org)
+	Description string
+	// The issuer's keys: a JWKS URL, the JWKS of its OpenID discovery
+	// document (Discovery), or a static JWK Set (for clusters whose keys
+	// are not published).
+	JWKSURI    string
+	Discovery  bool
+	JWKS       []byte
+	Algorithms []string
+	// Audience is the aud its tokens must carry (naming this server).
+	Audience string
+	// MaxTokenAge bounds now - iat; MaxTokenLifetime bounds exp - iat.
+	MaxTokenAge      time.Duration
+	MaxTokenLifetime time.Duration
+	// SingleUse accepts a token with a jti once; RequireJTI refuses tokens
+	// without one.
+	SingleUse  bool
+	RequireJTI bool
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 // RefreshToken is one refresh token, stored by its keyed hash. Redeeming it
@@ -242,6 +304,33 @@ type Store interface {
 	ListRevocations(ctx context.Context, now time.Time, after *Revocation, limit int) ([]Revocation, error)
 	// DeleteExpiredRevocations removes revocations of tokens expired before t.
 	DeleteExpiredRevocations(ctx context.Context, before time.Time) (int, error)
+
+	// FederatedIdentities returns the federation of every client that has
+	// one, by client id.
+	FederatedIdentities(ctx context.Context) (map[string][]FederatedIdentity, error)
+
+	// CreateTrustPolicy stores a trust policy. ErrConflict if its name or
+	// issuer is taken.
+	CreateTrustPolicy(ctx context.Context, p TrustPolicy) error
+	// GetTrustPolicy returns the trust policy with this name.
+	GetTrustPolicy(ctx context.Context, name string) (TrustPolicy, error)
+	// ListTrustPolicies returns every trust policy, by name.
+	ListTrustPolicies(ctx context.Context) ([]TrustPolicy, error)
+	// UpdateTrustPolicy applies fn to the policy inside a transaction that
+	// holds it locked and stores the result with Version+1.
+	UpdateTrustPolicy(ctx context.Context, name string, fn func(*TrustPolicy) error) (TrustPolicy, error)
+	// DeleteTrustPolicy removes a policy. ErrConflict while a client's
+	// federation names it.
+	DeleteTrustPolicy(ctx context.Context, name string) error
+
+	// UseAssertionID records that the client assertion identified by key
+	// (a hash of its issuer and jti) was accepted, until expires; fresh is
+	// false when it already was: a replay. Safe under concurrency and
+	// across replicas: of concurrent calls with one key, exactly one is
+	// fresh.
+	UseAssertionID(ctx context.Context, key string, expires time.Time) (fresh bool, err error)
+	// DeleteExpiredAssertionIDs removes ids of assertions expired before t.
+	DeleteExpiredAssertionIDs(ctx context.Context, before time.Time) (int, error)
 
 	// TouchSecrets records when secrets were last used (batched; ids that no
 	// longer exist are ignored, and a time never moves backwards).

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -27,10 +28,13 @@ func insertClient(ctx context.Context, q querier, c store.Client) error {
 	if n > 0 {
 		return fmt.Errorf("%w: client id %s belonged to a deleted client", store.ErrConflict, c.ID)
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, introspect, tokens_revoked_before, version, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $13)`,
+	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, introspect, tokens_revoked_before,
+			auth_method, jwks, jwks_uri, accept_secrets, accept_token_endpoint_audience, federation, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1, $18, $19)`,
 		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
-		marshalMap(c.CustomClaims), marshalMap(c.Metadata), joinScopes(c.Introspect), micros(c.TokensRevokedBefore), micros(c.CreatedAt), micros(c.UpdatedAt))
+		marshalMap(c.CustomClaims), marshalMap(c.Metadata), joinScopes(c.Introspect), micros(c.TokensRevokedBefore),
+		authMethod(c.AuthMethod), string(c.JWKS), c.JWKSURI, c.AcceptSecrets, c.AcceptTokenEndpointAudience, marshalFederation(c.Federation),
+		micros(c.CreatedAt), micros(c.UpdatedAt))
 	if err != nil {
 		return err
 	}
@@ -73,7 +77,24 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	}))
 }
 
-const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.introspect, c.tokens_revoked_before, c.version, c.created_at, c.updated_at`
+const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.introspect, c.tokens_revoked_before,
+	c.auth_method, c.jwks, c.jwks_uri, c.accept_secrets, c.accept_token_endpoint_audience, c.federation, c.version, c.created_at, c.updated_at`
+
+// authMethod stores the default method by name.
+func authMethod(m string) string {
+	if m == "" {
+		return "client_secret_basic"
+	}
+	return m
+}
+
+func marshalFederation(f []store.FederatedIdentity) string {
+	if len(f) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(f)
+	return string(b)
+}
 
 func scanClient(row interface{ Scan(...any) error }, extra ...any) (store.Client, error) {
 	c, j, err := scanClientRow(row, extra...)
@@ -84,17 +105,21 @@ func scanClient(row interface{ Scan(...any) error }, extra ...any) (store.Client
 }
 
 // clientJSON holds a client row's JSON columns, still encoded.
-type clientJSON struct{ claims, meta string }
+type clientJSON struct{ claims, meta, federation string }
 
 // scanClientRow scans a client row, leaving its JSON columns encoded.
 func scanClientRow(row interface{ Scan(...any) error }, extra ...any) (store.Client, clientJSON, error) {
 	var c store.Client
 	var j clientJSON
 	var lifetimeMS, created, updated, revokedBefore int64
-	var introspect string
-	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &j.claims, &j.meta, &introspect, &revokedBefore, &c.Version, &created, &updated}, extra...)
+	var introspect, jwks string
+	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &j.claims, &j.meta, &introspect, &revokedBefore,
+		&c.AuthMethod, &jwks, &c.JWKSURI, &c.AcceptSecrets, &c.AcceptTokenEndpointAudience, &j.federation, &c.Version, &created, &updated}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return c, j, err
+	}
+	if jwks != "" {
+		c.JWKS = []byte(jwks)
 	}
 	c.Introspect = splitScopes(introspect)
 	c.TokensRevokedBefore = fromMicros(revokedBefore)
@@ -113,6 +138,11 @@ func (j clientJSON) decodeInto(c *store.Client) error {
 	if j.meta != "{}" {
 		if err := json.Unmarshal([]byte(j.meta), &c.Metadata); err != nil {
 			return fmt.Errorf("client %s metadata: %w", c.ID, err)
+		}
+	}
+	if j.federation != "[]" && j.federation != "" {
+		if err := json.Unmarshal([]byte(j.federation), &c.Federation); err != nil {
+			return fmt.Errorf("client %s federation: %w", c.ID, err)
 		}
 	}
 	return nil
@@ -313,9 +343,11 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 		next.Version = cur.Version + 1
 		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = $1, description = $2, default_audience = $3, token_lifetime_ms = $4,
 				disabled = $5, refresh_tokens = $6, custom_claims = $7, metadata = $8, introspect = $9, tokens_revoked_before = $10,
-				version = $11, updated_at = $12 WHERE id = $13`,
+				auth_method = $11, jwks = $12, jwks_uri = $13, accept_secrets = $14, accept_token_endpoint_audience = $15, federation = $16,
+				version = $17, updated_at = $18 WHERE id = $19`,
 			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled, next.RefreshTokens,
 			marshalMap(next.CustomClaims), marshalMap(next.Metadata), joinScopes(next.Introspect), micros(next.TokensRevokedBefore),
+			authMethod(next.AuthMethod), string(next.JWKS), next.JWKSURI, next.AcceptSecrets, next.AcceptTokenEndpointAudience, marshalFederation(next.Federation),
 			next.Version, micros(next.UpdatedAt), id); err != nil {
 			return err
 		}
@@ -387,7 +419,35 @@ func cloneClient(c store.Client) store.Client {
 			out.Metadata[k] = v
 		}
 	}
+	out.JWKS = append([]byte(nil), c.JWKS...)
+	out.Federation = make([]store.FederatedIdentity, len(c.Federation))
+	for i, f := range c.Federation {
+		out.Federation[i] = f
+		out.Federation[i].Claims = maps.Clone(f.Claims)
+	}
 	return out
+}
+
+// FederatedIdentities implements store.Store.
+func (s *Store) FederatedIdentities(ctx context.Context) (map[string][]store.FederatedIdentity, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, federation FROM clients WHERE federation <> '[]'`)
+	if err != nil {
+		return nil, s.mapErr("federated identities", err)
+	}
+	defer rows.Close()
+	out := map[string][]store.FederatedIdentity{}
+	for rows.Next() {
+		var id, raw string
+		if err := rows.Scan(&id, &raw); err != nil {
+			return nil, s.mapErr("federated identities", err)
+		}
+		var f []store.FederatedIdentity
+		if err := json.Unmarshal([]byte(raw), &f); err != nil {
+			return nil, fmt.Errorf("client %s federation: %w", id, err)
+		}
+		out[id] = f
+	}
+	return out, s.mapErr("federated identities", rows.Err())
 }
 
 // DeleteClient implements store.Store.

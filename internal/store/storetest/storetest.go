@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ func Run(t *testing.T, newDB Opener) {
 		{"APIs", testAPIs},
 		{"Clients", testClients},
 		{"ClientIDs", testClientIDs},
+		{"ClientAuthentication", testClientAuthentication},
+		{"TrustPolicies", testTrustPolicies},
+		{"AssertionIDs", testAssertionIDs},
 		{"DeleteAPIInUse", testDeleteAPIInUse},
 		{"SigningKeys", testSigningKeys},
 		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
@@ -72,7 +76,7 @@ func client(id string, grants ...store.Grant) store.Client {
 	}
 	return store.Client{
 		ID: id, Name: "client " + id, Description: "d", DefaultAudience: "",
-		TokenLifetime: 5 * time.Minute, Grants: grants,
+		TokenLifetime: 5 * time.Minute, Grants: grants, AuthMethod: "client_secret_basic",
 		Secrets:    []store.Secret{{ID: "sec_" + id, Hash: "hmac-sha256$abc", Hint: "m2ms_ab", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}},
 		Version:    1,
 		Introspect: []string{},
@@ -930,5 +934,167 @@ func testClientIDs(t *testing.T, open func() store.Store) {
 		if !got[id] {
 			t.Errorf("%s missing", id)
 		}
+	}
+}
+
+func testClientAuthentication(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	if err := s.CreateTrustPolicy(ctx, trustPolicy("k8s", "https://k8s.example")); err != nil {
+		t.Fatal(err)
+	}
+	c := client("m2mc_key")
+	c.AuthMethod = "private_key_jwt"
+	c.JWKS = []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}`)
+	c.AcceptSecrets = true
+	c.AcceptTokenEndpointAudience = true
+	f := client("m2mc_fed")
+	f.AuthMethod = "federated"
+	f.Federation = []store.FederatedIdentity{{Policy: "k8s", Subject: "system:serviceaccount:payments:*", Claims: map[string]string{"kubernetes.io.namespace": "payments"}}}
+	u := client("m2mc_uri")
+	u.AuthMethod = "private_key_jwt"
+	u.JWKSURI = "https://keys.example/jwks.json"
+	for _, cl := range []store.Client{c, f, u, client("m2mc_plain")} {
+		if err := s.CreateClient(ctx, cl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.GetClient(ctx, c.ID)
+	if err != nil || got.AuthMethod != "private_key_jwt" || string(got.JWKS) != string(c.JWKS) || !got.AcceptSecrets || !got.AcceptTokenEndpointAudience {
+		t.Fatalf("key client: %+v %v", got, err)
+	}
+	if got, _ := s.GetClient(ctx, "m2mc_plain"); got.AuthMethod != "client_secret_basic" || got.JWKS != nil || len(got.Federation) != 0 {
+		t.Errorf("plain client: method %q jwks %q federation %v", got.AuthMethod, got.JWKS, got.Federation)
+	}
+	if got, _ := s.GetClient(ctx, u.ID); got.JWKSURI != u.JWKSURI {
+		t.Errorf("jwks_uri %q", got.JWKSURI)
+	}
+	fed, err := s.FederatedIdentities(ctx)
+	if err != nil || len(fed) != 1 || !cmp.Equal(fed[f.ID], f.Federation) {
+		t.Fatalf("federated identities: %+v %v", fed, err)
+	}
+	// Updates write every field.
+	if _, err := s.UpdateClient(ctx, f.ID, func(c *store.Client) error {
+		c.Federation = append(c.Federation, store.FederatedIdentity{Policy: "k8s", Subject: "exact"})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetClient(ctx, f.ID); len(got.Federation) != 2 || got.Federation[1].Subject != "exact" {
+		t.Errorf("federation after update: %+v", got.Federation)
+	}
+	if _, err := s.UpdateClient(ctx, c.ID, func(c *store.Client) error {
+		c.AuthMethod, c.JWKS, c.AcceptSecrets = "client_secret_post", nil, false
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetClient(ctx, c.ID); got.AuthMethod != "client_secret_post" || got.JWKS != nil || got.AcceptSecrets {
+		t.Errorf("after update: %+v", got)
+	}
+	// A policy a client is bound to cannot be deleted.
+	if err := s.DeleteTrustPolicy(ctx, "k8s"); !errors.Is(err, store.ErrConflict) || !strings.Contains(err.Error(), f.ID) {
+		t.Errorf("delete a policy in use: %v", err)
+	}
+	if err := s.DeleteClient(ctx, f.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteTrustPolicy(ctx, "k8s"); err != nil {
+		t.Errorf("delete a policy no longer in use: %v", err)
+	}
+}
+
+func trustPolicy(name, issuer string) store.TrustPolicy {
+	return store.TrustPolicy{Name: name, Kind: store.TrustJWT, Issuer: issuer, Discovery: true, Algorithms: []string{"RS256", "ES256"},
+		Audience: "https://auth.example", MaxTokenAge: 10 * time.Minute, MaxTokenLifetime: time.Hour, SingleUse: true,
+		Version: 1, CreatedAt: t0, UpdatedAt: t0}
+}
+
+func testTrustPolicies(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := trustPolicy("a", "https://a.example")
+	b := trustPolicy("b", "spiffe://example.org")
+	b.Kind, b.Discovery, b.JWKS, b.RequireJTI = store.TrustSPIFFE, false, []byte(`{"keys":[]}`), true
+	for _, p := range []store.TrustPolicy{b, a} {
+		if err := s.CreateTrustPolicy(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateTrustPolicy(ctx, trustPolicy("a", "https://other.example")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("name taken: %v", err)
+	}
+	if err := s.CreateTrustPolicy(ctx, trustPolicy("c", "https://a.example")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("issuer taken: %v", err)
+	}
+	got, err := s.GetTrustPolicy(ctx, "b")
+	if err != nil || !cmp.Equal(got, b) {
+		t.Fatalf("get: %v\n%s", err, cmp.Diff(b, got))
+	}
+	list, err := s.ListTrustPolicies(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "a" {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	up, err := s.UpdateTrustPolicy(ctx, "a", func(p *store.TrustPolicy) error {
+		p.MaxTokenAge, p.Discovery, p.JWKSURI = time.Minute, false, "https://a.example/keys"
+		return nil
+	})
+	if err != nil || up.Version != 2 || up.MaxTokenAge != time.Minute {
+		t.Fatalf("update: %+v %v", up, err)
+	}
+	if got, _ := s.GetTrustPolicy(ctx, "a"); got.JWKSURI != "https://a.example/keys" || got.Discovery || got.Version != 2 {
+		t.Errorf("after update: %+v", got)
+	}
+	if _, err := s.UpdateTrustPolicy(ctx, "a", func(p *store.TrustPolicy) error { p.Kind = store.TrustSPIFFE; return nil }); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("kind change: %v", err)
+	}
+	if _, err := s.GetTrustPolicy(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing: %v", err)
+	}
+	if err := s.DeleteTrustPolicy(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("delete missing: %v", err)
+	}
+}
+
+// Of many concurrent uses of one assertion id, across connections,
+// exactly one is fresh.
+func testAssertionIDs(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	const n = 8
+	stores := make([]store.Store, n)
+	for i := range stores {
+		stores[i] = open()
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	fresh := 0
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := stores[i].UseAssertionID(ctx, "k1", t0.Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				fresh++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if fresh != 1 {
+		t.Fatalf("%d of %d concurrent uses fresh, want 1", fresh, n)
+	}
+	s := stores[0]
+	if ok, _ := s.UseAssertionID(ctx, "k2", t0.Add(2*time.Minute)); !ok {
+		t.Fatal("k2 not fresh")
+	}
+	if n, err := s.DeleteExpiredAssertionIDs(ctx, t0.Add(90*time.Second)); n != 1 || err != nil {
+		t.Fatalf("gc: %d %v", n, err)
+	}
+	if ok, _ := s.UseAssertionID(ctx, "k2", t0.Add(2*time.Minute)); ok {
+		t.Error("k2 fresh twice")
 	}
 }
