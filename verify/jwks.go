@@ -3,10 +3,6 @@ package verify
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
+	"github.com/m2mauth/m2mauth/internal/jws"
 )
 
 // discoveryPlaceholder marks a JWKS whose URL comes from discovery.
@@ -348,7 +344,9 @@ func maxAge(cc string, def time.Duration) time.Duration {
 	return def
 }
 
-// parseJWKS decodes a key set, keeping only sound signature keys with a kid.
+// parseJWKS decodes a key set, keeping only sound signature keys with a
+// kid (read by jws.ParseKey): a key this package cannot use, for whatever
+// reason, does not spoil the set. When two keys share a kid, the last wins.
 func parseJWKS(body []byte, maxKeys int) (map[string]publicKey, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -361,41 +359,11 @@ func parseJWKS(body []byte, maxKeys int) (map[string]publicKey, error) {
 	}
 	keys := map[string]publicKey{}
 	for _, raw := range set.Keys {
-		var k jose.JSONWebKey
-		if err := k.UnmarshalJSON(raw); err != nil {
-			continue // a key of a type we do not know does not spoil the set
-		}
-		if k.KeyID == "" || k.Use == "enc" || !k.IsPublic() {
+		k, err := jws.ParseKey(raw)
+		if err != nil || k.Kid == "" {
 			continue
 		}
-		if err := sound(k.Key); err != nil {
-			continue
-		}
-		keys[k.KeyID] = publicKey{key: k.Key, alg: k.Algorithm}
+		keys[k.Kid] = publicKey{key: k.Key, alg: k.Alg}
 	}
 	return keys, nil
-}
-
-// sound refuses weak or invalid public keys.
-func sound(key crypto.PublicKey) error {
-	switch k := key.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return errors.New("RSA key under 2048 bits")
-		}
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return errors.New("only P-256")
-		}
-		if _, err := k.ECDH(); err != nil {
-			return errors.New("EC point not on the curve")
-		}
-	case ed25519.PublicKey:
-		if len(k) != ed25519.PublicKeySize {
-			return errors.New("bad Ed25519 key")
-		}
-	default:
-		return fmt.Errorf("unsupported key type %T", key)
-	}
-	return nil
 }

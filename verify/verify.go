@@ -22,16 +22,22 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/m2mauth/m2mauth/internal/jws"
 )
 
 // Errors returned by Verify, so callers can tell an expired token from a
 // forged one. Every error from Verify wraps ErrInvalidToken.
+//
+// ErrInvalidToken, ErrMalformed, ErrAlgorithm and ErrSignature are the very
+// values the module's internal JWS parser returns, so errors.Is matches
+// them wherever the token was parsed.
 var (
-	ErrInvalidToken = errors.New("invalid token")
-	ErrMalformed    = fmt.Errorf("%w: malformed", ErrInvalidToken)
-	ErrAlgorithm    = fmt.Errorf("%w: algorithm not allowed", ErrInvalidToken)
+	ErrInvalidToken = jws.ErrInvalidToken
+	ErrMalformed    = jws.ErrMalformed
+	ErrAlgorithm    = jws.ErrAlgorithm
 	ErrUnknownKey   = fmt.Errorf("%w: unknown signing key", ErrInvalidToken)
-	ErrSignature    = fmt.Errorf("%w: bad signature", ErrInvalidToken)
+	ErrSignature    = jws.ErrSignature
 	ErrType         = fmt.Errorf("%w: not an access token (typ)", ErrInvalidToken)
 	ErrIssuer       = fmt.Errorf("%w: wrong issuer", ErrInvalidToken)
 	ErrAudience     = fmt.Errorf("%w: wrong audience", ErrInvalidToken)
@@ -157,11 +163,11 @@ func (c *Claims) HasScope(scope string) bool { return slices.Contains(c.Scopes, 
 // algorithm allow-list, typ (RFC 9068 §2.1), key (by kid) and its type,
 // signature, then iss (exact), aud, exp, nbf and iat (with leeway).
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
-	jws, err := parseCompact(token)
+	tok, err := jws.Parse(token, MaxTokenSize)
 	if err != nil {
 		return nil, err
 	}
-	h := jws.header
+	h := tok.Header
 	if !slices.Contains(v.algs, h.Alg) {
 		return nil, fmt.Errorf("%w: %q", ErrAlgorithm, h.Alg)
 	}
@@ -178,10 +184,10 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if alg != "" && alg != h.Alg {
 		return nil, fmt.Errorf("%w: the key is for %s", ErrAlgorithm, alg)
 	}
-	if err := verifySignature(h.Alg, key, jws.signingInput, jws.signature); err != nil {
+	if err := tok.VerifyWith(key); err != nil {
 		return nil, err
 	}
-	c, err := v.checkClaims(jws.claims)
+	c, err := v.checkClaims(tok.Claims)
 	if err != nil || v.online == nil {
 		return c, err
 	}
@@ -195,15 +201,15 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	return c, nil
 }
 
-func (v *Verifier) checkClaims(members []member) (*Claims, error) {
+func (v *Verifier) checkClaims(members []jws.Member) (*Claims, error) {
 	c := &Claims{Raw: make(map[string]json.RawMessage, len(members))}
 	var exp, nbf, iat []byte
 	bad := func(name string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: claim %s has the wrong type", ErrMalformed, name)
 	}
 	for _, m := range members {
-		name := string(m.name)
-		c.Raw[name] = json.RawMessage(m.value)
+		name := string(m.Name)
+		c.Raw[name] = json.RawMessage(m.Value)
 		var dst *string
 		switch name {
 		case "iss":
@@ -215,26 +221,26 @@ func (v *Verifier) checkClaims(members []member) (*Claims, error) {
 		case "jti":
 			dst = &c.JTI
 		case "scope":
-			s, ok := jsonString(m.value)
+			s, ok := jws.String(m.Value)
 			if !ok {
 				return bad(name)
 			}
 			c.Scopes = strings.Fields(s)
 		case "aud":
-			if s, ok := jsonString(m.value); ok {
-				c.Audience = []string{s}
-			} else if json.Unmarshal(m.value, &c.Audience) != nil {
+			aud, _, err := jws.StringOrStrings(m.Value)
+			if err != nil {
 				return bad(name)
 			}
+			c.Audience = aud
 		case "exp":
-			exp = m.value
+			exp = m.Value
 		case "nbf":
-			nbf = m.value
+			nbf = m.Value
 		case "iat":
-			iat = m.value
+			iat = m.Value
 		}
 		if dst != nil {
-			s, ok := jsonString(m.value)
+			s, ok := jws.String(m.Value)
 			if !ok {
 				return bad(name)
 			}
@@ -259,7 +265,7 @@ func (v *Verifier) checkClaims(members []member) (*Claims, error) {
 		if t.raw == nil {
 			continue
 		}
-		secs, ok := jsonSeconds(t.raw)
+		secs, ok := jws.Seconds(t.raw)
 		if !ok {
 			return bad(t.name)
 		}

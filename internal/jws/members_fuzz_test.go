@@ -1,4 +1,4 @@
-package verify
+package jws
 
 import (
 	"bytes"
@@ -38,9 +38,9 @@ func FuzzObjectMembers(f *testing.F) {
 			t.Fatalf("%q: %d members, encoding/json finds %d", b, len(members), len(want))
 		}
 		for _, m := range members {
-			v, ok := want[string(m.name)]
-			if !ok || !bytes.Equal(m.value, v) {
-				t.Fatalf("%q: member %q = %q, encoding/json says %q", b, m.name, m.value, v)
+			v, ok := want[string(m.Name)]
+			if !ok || !bytes.Equal(m.Value, v) {
+				t.Fatalf("%q: member %q = %q, encoding/json says %q", b, m.Name, m.Value, v)
 			}
 		}
 	})

@@ -1,19 +1,13 @@
-package verify
+package jws
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"unicode/utf8"
 )
-
-// member is one top-level member of a JSON object: its name (unescaped)
-// and its raw value, a slice of the input.
-type member struct {
-	name  []byte
-	value []byte
-}
 
 // maxMembers bounds the members of a header or claim set.
 const maxMembers = 64
@@ -28,7 +22,7 @@ var (
 // anything but an object, more than maxMembers members, and repeated member
 // names in any letter case (some parsers match names case-insensitively, so
 // {"alg":…,"ALG":…} must not pass).
-func objectMembers(b []byte) ([]member, error) {
+func objectMembers(b []byte) ([]Member, error) {
 	if !utf8.Valid(b) || !json.Valid(b) {
 		return nil, errNotObject
 	}
@@ -37,7 +31,7 @@ func objectMembers(b []byte) ([]member, error) {
 		return nil, errNotObject
 	}
 	i = skipWS(b, i+1)
-	members := make([]member, 0, 12)
+	members := make([]Member, 0, 12)
 	if b[i] == '}' {
 		return members, nil
 	}
@@ -55,14 +49,14 @@ func objectMembers(b []byte) ([]member, error) {
 		i = skipWS(b, skipWS(b, kEnd)+1) // past ':'
 		vEnd := endOfValue(b, i)
 		for _, m := range members {
-			if bytes.EqualFold(m.name, name) {
+			if bytes.EqualFold(m.Name, name) {
 				return nil, errRepeated
 			}
 		}
 		if len(members) == maxMembers {
 			return nil, errors.New("too many members")
 		}
-		members = append(members, member{name, b[i:vEnd]})
+		members = append(members, Member{name, b[i:vEnd]})
 		i = skipWS(b, vEnd)
 		if b[i] == '}' {
 			return members, nil
@@ -120,8 +114,9 @@ func endOfValue(b []byte, i int) int {
 	return j
 }
 
-// jsonString decodes a raw JSON string value.
-func jsonString(raw []byte) (string, bool) {
+// String decodes a raw JSON string value (a Member's Value); ok is false
+// for any other JSON value.
+func String(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
@@ -134,9 +129,12 @@ func jsonString(raw []byte) (string, bool) {
 	return s, err == nil
 }
 
-// jsonSeconds decodes a NumericDate (RFC 7519 §2): a JSON number of
-// seconds, possibly fractional, truncated to whole seconds.
-func jsonSeconds(raw []byte) (int64, bool) {
+// Seconds decodes a NumericDate (RFC 7519 §2): a JSON number of seconds
+// since the epoch. Fractions and exponents are accepted, as RFC 7519
+// allows, and truncated toward zero to whole seconds (1700000000.9 is
+// 1700000000); ok is false for any other JSON value and for numbers
+// outside int64.
+func Seconds(raw []byte) (int64, bool) {
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
 		return 0, false
 	}
@@ -164,4 +162,27 @@ func jsonSeconds(raw []byte) (int64, bool) {
 		n = -n
 	}
 	return n, true
+}
+
+// StringOrStrings decodes a value that is a string or an array of strings,
+// as aud is (RFC 7519 §4.1.3). isArray tells which it was; an empty array
+// gives an empty, non-nil slice. Anything else (null, a number, an array
+// holding a non-string) is an error wrapping ErrMalformed.
+func StringOrStrings(raw []byte) (values []string, isArray bool, err error) {
+	if s, ok := String(raw); ok {
+		return []string{s}, false, nil
+	}
+	var items []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return nil, false, fmt.Errorf("%w: neither a string nor an array of strings", ErrMalformed)
+	}
+	values = make([]string, len(items))
+	for i, item := range items {
+		s, ok := String(item)
+		if !ok {
+			return nil, true, fmt.Errorf("%w: an array of strings holds a non-string", ErrMalformed)
+		}
+		values[i] = s
+	}
+	return values, true, nil
 }
