@@ -39,3 +39,22 @@ func TestAudienceMustBeStringOrStrings(t *testing.T) {
 		})
 	}
 }
+
+// A genuine token with a line break added (which encoding/base64 would
+// skip) is another string, not the same token: it is refused, so that
+// nothing keyed by the token string (a cache, a deny-list) sees two
+// spellings of one token.
+func TestVerifyRefusesLineBreaksInGenuineToken(t *testing.T) {
+	k := getKeys(t)
+	v := newTestVerifier(t, &fakeJWKS{body: k.publishedSet(t), cc: "max-age=300"}, &clock{t: testNow}, JWKSOptions{})
+	tok := sign(t, hdr("RS256", "rsa"), mustJSON(goodClaims()), "RS256", k.rsa)
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, brk := range []string{"\n", "\r", "\r\n"} {
+		forged := tok[:len(tok)-4] + brk + tok[len(tok)-4:]
+		if c, err := v.Verify(context.Background(), forged); c != nil || !errors.Is(err, ErrMalformed) {
+			t.Errorf("token with %q in its signature: %v, %v; want ErrMalformed", brk, c, err)
+		}
+	}
+}

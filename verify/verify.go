@@ -5,10 +5,10 @@
 // that answers failures as RFC 6750 describes.
 //
 // Parsing is strict: a token larger than MaxTokenSize is refused before any
-// decoding; base64url must be canonical and unpadded; header and claims must
-// be valid UTF-8 JSON objects without repeated or case-variant member names;
-// crit and b64 headers are refused, and jku, x5u, jwk and x5c are never
-// followed.
+// decoding; base64url must be canonical and unpadded, without line breaks;
+// header and claims must be valid UTF-8 JSON objects without repeated or
+// case-variant member names; crit and b64 headers are refused, and jku,
+// x5u, jwk and x5c are never followed.
 package verify
 
 import (

@@ -46,7 +46,9 @@ var (
 )
 
 // strictB64 is base64url without padding, rejecting non-zero trailing bits
-// (so every token has exactly one encoding).
+// and any byte outside its alphabet except CR and LF, which encoding/base64
+// always skips: Parse refuses those first, so that every token has exactly
+// one spelling.
 var strictB64 = base64.RawURLEncoding.Strict()
 
 // Header is the part of a JOSE header (RFC 7515 §4) callers act on.
@@ -72,7 +74,8 @@ type Token struct {
 }
 
 // Parse splits and decodes a compact JWS strictly: at most maxSize bytes
-// (checked before any decoding), three non-empty parts, strict base64url,
+// (checked before any decoding), three non-empty parts, strict base64url
+// (nothing but its alphabet: no padding, no line breaks or spaces),
 // valid UTF-8 JSON objects without repeated or case-variant member names,
 // no crit and no b64 header. alg, kid and typ must be strings when present.
 // Every error wraps ErrMalformed.
@@ -84,6 +87,9 @@ func Parse(token string, maxSize int) (*Token, error) {
 	last := strings.LastIndexByte(token, '.')
 	if first <= 0 || last == first || strings.Count(token, ".") != 2 || last == len(token)-1 {
 		return nil, fmt.Errorf("%w: not a JWS in compact form (three non-empty parts)", ErrMalformed)
+	}
+	if strings.IndexByte(token, '\n') >= 0 || strings.IndexByte(token, '\r') >= 0 {
+		return nil, fmt.Errorf("%w: a line break in the token", ErrMalformed)
 	}
 	hdrB, err := strictB64.DecodeString(token[:first])
 	if err != nil {
