@@ -114,54 +114,73 @@ func endOfValue(b []byte, i int) int {
 	return j
 }
 
-// String decodes a raw JSON string value (a Member's Value); ok is false
-// for any other JSON value.
+// String decodes a raw JSON string value, as a Member's Value holds it
+// (no surrounding whitespace); ok is false for any other JSON value, and
+// for anything that is not valid JSON.
 func String(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
 	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') < 0 {
+	plain, ascii := true, true
+	for _, c := range inner {
+		if c == '\\' || c == '"' || c < 0x20 {
+			plain = false
+			break
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	if plain && (ascii || utf8.Valid(inner)) {
 		return string(inner), true
 	}
+	// Escapes (or garbage): the JSON decoder checks and unescapes, but it
+	// would replace invalid UTF-8 rather than refuse it.
 	var s string
-	err := json.Unmarshal(raw, &s)
-	return s, err == nil
+	if !utf8.Valid(raw) || json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 // Seconds decodes a NumericDate (RFC 7519 §2): a JSON number of seconds
 // since the epoch. Fractions and exponents are accepted, as RFC 7519
 // allows, and truncated toward zero to whole seconds (1700000000.9 is
-// 1700000000); ok is false for any other JSON value and for numbers
-// outside int64.
+// 1700000000). raw is as a Member's Value holds it (no surrounding
+// whitespace). ok is false for any other JSON value, for anything that is
+// not valid JSON, and for numbers outside int64 (integers of 19 digits or
+// more may be refused too: no date needs them).
 func Seconds(raw []byte) (int64, bool) {
-	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
-		return 0, false
-	}
-	var n int64
 	i := 0
-	neg := raw[0] == '-'
+	neg := len(raw) > 0 && raw[0] == '-'
 	if neg {
 		i = 1
 	}
+	start := i
+	var n int64
 	for ; i < len(raw) && raw[i] >= '0' && raw[i] <= '9'; i++ {
 		if n > (math.MaxInt64-9)/10 {
 			return 0, false
 		}
 		n = n*10 + int64(raw[i]-'0')
 	}
-	if i < len(raw) {
-		// A fraction or exponent: rare; let the JSON decoder handle it.
-		var f float64
-		if err := json.Unmarshal(raw, &f); err != nil || f > math.MaxInt64 || f < math.MinInt64 {
-			return 0, false
+	if i == start || raw[len(raw)-1] < '0' || raw[len(raw)-1] > '9' {
+		return 0, false // not a number, or whitespace around it
+	}
+	if i == len(raw) && (i-start == 1 || raw[start] != '0') {
+		if neg {
+			n = -n
 		}
-		return int64(f), true
+		return n, true
 	}
-	if neg {
-		n = -n
+	// A fraction or exponent (rare), or not JSON (a leading zero, a stray
+	// byte): the JSON decoder tells.
+	var f float64
+	if err := json.Unmarshal(raw, &f); err != nil || f >= 0x1p63 || f < -0x1p63 {
+		return 0, false
 	}
-	return n, true
+	return int64(f), true
 }
 
 // StringOrStrings decodes a value that is a string or an array of strings,

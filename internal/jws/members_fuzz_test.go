@@ -3,6 +3,7 @@ package jws
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
 	"unicode/utf8"
 )
@@ -74,4 +75,47 @@ func repeatedFold(names []string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzString: String accepts exactly the valid UTF-8 JSON strings without
+// surrounding whitespace, with encoding/json's value.
+func FuzzString(f *testing.F) {
+	for _, s := range []string{`"0" `, `"abc"`, `"a\"b"`, `"\u00e9"`, `"é"`, `"abc`, `"a"b"`, "\"\xff\"", "\"a\x01\"", `1`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := String(raw)
+		var want string
+		valid := utf8.Valid(raw) && json.Unmarshal(raw, &want) == nil && len(raw) > 0 && raw[0] == '"' && raw[len(raw)-1] == '"'
+		if !valid {
+			want = ""
+		}
+		if ok != valid || got != want {
+			t.Fatalf("String(%q) = %q, %v; encoding/json: %q, %v", raw, got, ok, want, valid)
+		}
+	})
+}
+
+// FuzzSeconds: what Seconds accepts is a JSON number, and its value is
+// encoding/json's, truncated.
+func FuzzSeconds(f *testing.F) {
+	for _, s := range []string{`1700000000`, `-5`, `1700000000.9`, `1.7e9`, `-`, `0123`, `9.223372036854775808e18`, `"1"`, `100000000000000001 `} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := Seconds(raw)
+		if !ok {
+			return
+		}
+		var num json.Number
+		if json.Unmarshal(raw, &num) != nil || len(raw) == 0 || raw[0] == '"' {
+			t.Fatalf("Seconds(%q) = %d, accepted a non-number", raw, got)
+		}
+		if n, err := num.Int64(); err == nil && n != got {
+			t.Fatalf("Seconds(%q) = %d, want %d", raw, got, n)
+		}
+		if f, err := num.Float64(); err != nil || float64(got) != math.Trunc(f) && math.Abs(f) < 1<<53 {
+			t.Fatalf("Seconds(%q) = %d, encoding/json says %v", raw, got, f)
+		}
+	})
 }

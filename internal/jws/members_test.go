@@ -2,6 +2,7 @@ package jws
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"testing"
 )
@@ -21,6 +22,14 @@ func TestString(t *testing.T) {
 		{`1`, "", false},
 		{`["a"]`, "", false},
 		{``, "", false},
+		// Not JSON strings: String is exported, so it checks what it is given.
+		{`"abc`, "", false},
+		{`"`, "", false},
+		{`"a"b"`, "", false},
+		{"\"a\x01\"", "", false},
+		{"\"\xff\"", "", false},
+		{"\"\\u00e9\xff\"", "", false},
+		{`"a\q"`, "", false},
 	} {
 		got, ok := String([]byte(tc.raw))
 		if got != tc.want || ok != tc.ok {
@@ -47,6 +56,20 @@ func TestSeconds(t *testing.T) {
 		{`null`, 0, false},
 		{`true`, 0, false},
 		{``, 0, false},
+		{`-1e3`, -1000, true},
+		{`-9.223372036854775808e18`, math.MinInt64, true},
+		{`9.223372036854775807e18`, 0, false}, // rounds to 2^63, outside int64
+		{`9.223372036854775808e18`, 0, false},
+		{`-9.223372036854777856e18`, 0, false}, // the float just below -2^63
+		{`9223372036854775807.0`, 0, false},    // digits near the edge are refused early
+		// Not JSON numbers.
+		{`-`, 0, false},
+		{`0123`, 0, false},
+		{`-01`, 0, false},
+		{`1.`, 0, false},
+		{`12a`, 0, false},
+		{` 1`, 0, false},
+		{`1 `, 0, false},
 	} {
 		got, ok := Seconds([]byte(tc.raw))
 		if got != tc.want || ok != tc.ok {
