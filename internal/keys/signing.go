@@ -9,11 +9,12 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"slices"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/m2mauth/m2mauth/internal/jws"
 )
 
 // Supported signing algorithms (RFC 7518 §3, RFC 8037).
@@ -96,11 +97,9 @@ func generate(alg string) (crypto.Signer, error) {
 // anyone can recompute it.
 func publicJWK(priv crypto.Signer, alg string) (kid string, jwk []byte, err error) {
 	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: alg, Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
-	if err != nil {
+	if pub.KeyID, err = jws.Thumbprint(pub.Key); err != nil {
 		return "", nil, err
 	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
 	jwk, err = pub.MarshalJSON()
 	return pub.KeyID, jwk, err
 }
