@@ -99,8 +99,10 @@ type publicKey struct {
 //   - each fetch replaces the set: a key the issuer removed stops verifying
 //     once a refresh brings the new set;
 //   - when fetching fails, the last good set is used for up to StaleIfError;
-//   - responses over MaxBytes or MaxKeys are refused, as are RSA keys under
-//     2048 bits, EC keys off their curve, and keys whose use is "enc".
+//   - responses over MaxBytes or MaxKeys are refused; keys without a kid,
+//     RSA keys under 2048 bits, EC keys off their curve, keys whose use is
+//     "enc" or whose alg does not fit them, and JWKs carrying private key
+//     members are left out of the set.
 type JWKS struct {
 	url    string // "" until discovered
 	issuer string
