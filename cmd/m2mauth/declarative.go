@@ -15,9 +15,14 @@ import (
 	"github.com/m2mauth/m2mauth/internal/declarative"
 )
 
-// fetchState reads every API and client, page by page.
+// fetchState reads every trust policy, API and client, page by page.
 func fetchState(ctx context.Context, ac *adminClient) (declarative.State, error) {
 	var s declarative.State
+	var policies admin.ListResponse[admin.TrustPolicyResource]
+	if err := ac.do(ctx, http.MethodGet, "/admin/v1/trust-policies", nil, &policies); err != nil {
+		return s, err
+	}
+	s.TrustPolicies = policies.Items
 	for cursor := ""; ; {
 		var page admin.ListResponse[admin.APIResource]
 		if err := ac.do(ctx, http.MethodGet, "/admin/v1/apis?limit=1000&cursor="+url.QueryEscape(cursor), nil, &page); err != nil {
@@ -26,6 +31,11 @@ func fetchState(ctx context.Context, ac *adminClient) (declarative.State, error)
 		s.APIs = append(s.APIs, page.Items...)
 		if cursor = page.NextCursor; cursor == "" {
 			break
+		}
+	}
+	for _, a := range s.APIs {
+		if a.Builtin {
+			s.Issuer = strings.TrimSuffix(a.Identifier, "/admin")
 		}
 	}
 	for cursor := ""; ; {
@@ -99,6 +109,12 @@ func runApply(ctx context.Context, e *env, args []string) error {
 
 func applyChange(ctx context.Context, e *env, ac *adminClient, baseDir string, c declarative.Change) error {
 	switch {
+	case c.Kind == "trust policy" && c.Op == "create":
+		return ac.do(ctx, http.MethodPost, "/admin/v1/trust-policies", c.TrustPolicy, nil)
+	case c.Kind == "trust policy" && c.Op == "update":
+		return ac.do(ctx, http.MethodPut, "/admin/v1/trust-policies/"+url.PathEscape(c.Key), c.TrustPolicy, nil)
+	case c.Kind == "trust policy" && c.Op == "delete":
+		return ac.do(ctx, http.MethodDelete, "/admin/v1/trust-policies/"+url.PathEscape(c.Key), nil, nil)
 	case c.Kind == "api" && c.Op == "create":
 		return ac.do(ctx, http.MethodPost, "/admin/v1/apis", c.API, nil)
 	case c.Kind == "api" && c.Op == "update":

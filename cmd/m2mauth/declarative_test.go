@@ -19,10 +19,28 @@ import (
 )
 
 // A sample gives one field of an admin resource (by its JSON name) a value
-// to create with and one to change to. Key fields have no second value.
+// to create with and one to change to. Key fields, and fields that cannot
+// change, have no second value (nil); null{} changes a field to null.
 type sample struct {
 	field         string
 	first, second any
+}
+
+// null is a sample's second value that removes the field.
+type null struct{}
+
+// valueOf is a sample value as JSON sees it, with ISSUER standing for the
+// server's issuer (a trust policy's audience must name its server).
+func valueOf(v any, issuer string) any {
+	switch v := v.(type) {
+	case null:
+		return nil
+	case string:
+		if rest, ok := strings.CutPrefix(v, "ISSUER"); ok {
+			return issuer + rest
+		}
+	}
+	return v
 }
 
 // The configurable fields of a client, each with two values the server
@@ -41,6 +59,37 @@ var clientSamples = []sample{
 	{"introspect", []any{"https://orders.example.com"}, []any{"*"}},
 	{"custom_claims", map[string]any{"tenant": "acme", "tier": 2}, map[string]any{"tenant": "globex", "labels": []any{"a", "b"}}},
 	{"metadata", map[string]any{"team": "billing"}, map[string]any{"team": "finance", "cost_center": "4711"}},
+	// Client authentication, in an order where every step is a valid client.
+	{"federation", []any{map[string]any{"policy": "ci", "subject": "repo:acme/billing:ref:refs/heads/main"}},
+		[]any{map[string]any{"policy": "ci", "subject": "repo:acme/billing:*", "claims": map[string]any{"repository_owner": "acme"}}}},
+	{"accept_token_endpoint_audience", true, false},
+	{"token_endpoint_auth_method", "private_key_jwt", "client_secret_post"},
+	{"accept_secrets", true, false},
+	{"jwks", map[string]any{"keys": []any{map[string]any{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}}, null{}},
+	{"jwks_uri", "", "https://keys.example.com/billing/jwks.json"},
+}
+
+// The configurable fields of a trust policy, likewise.
+var trustSamples = []sample{
+	{"name", "ci", nil},
+	{"kind", "jwt", nil},
+	{"issuer", "https://token.actions.githubusercontent.com", "https://ci.example.com"},
+	{"description", "GitHub Actions", "our CI"},
+	{"jwks_uri", "https://token.actions.githubusercontent.com/.well-known/jwks", "https://ci.example.com/jwks"},
+	{"discovery", false, true},
+	{"jwks", nil, map[string]any{"keys": []any{map[string]any{"kty": "OKP", "crv": "Ed25519", "kid": "ci1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}}},
+	{"algorithms", []any{"RS256"}, []any{"RS256", "ES256"}},
+	{"audience", "ISSUER", "ISSUER/federation"},
+	{"max_token_age_seconds", 300, 600},
+	{"max_token_lifetime_seconds", 1800, 3600},
+	{"require_jti", true, false},
+	{"single_use", true, false},
+}
+
+var trustServerOwned = map[string]string{
+	"version":    "kept by the server",
+	"created_at": "kept by the server",
+	"updated_at": "kept by the server",
 }
 
 // The fields of a client the server owns: they are not configuration, so the
@@ -98,12 +147,12 @@ func checkCoverage(t *testing.T, typ reflect.Type, samples []sample, owned map[s
 	}
 }
 
-func body(samples []sample, second bool) map[string]any {
+func body(samples []sample, second bool, issuer string) map[string]any {
 	m := map[string]any{}
 	for _, s := range samples {
-		m[s.field] = s.first
+		m[s.field] = valueOf(s.first, issuer)
 		if second && s.second != nil {
-			m[s.field] = s.second
+			m[s.field] = valueOf(s.second, issuer)
 		}
 	}
 	return m
@@ -201,13 +250,14 @@ func editFile(t *testing.T, path, list, keyField, key, field string, value any) 
 func TestExportApplyKeepsEveryField(t *testing.T) {
 	checkCoverage(t, reflect.TypeFor[admin.ClientResource](), clientSamples, clientServerOwned)
 	checkCoverage(t, reflect.TypeFor[admin.APIResource](), apiSamples, apiServerOwned)
+	checkCoverage(t, reflect.TypeFor[admin.TrustPolicyResource](), trustSamples, trustServerOwned)
 	if t.Failed() {
 		t.FailNow()
 	}
 	ctx := context.Background()
 	dirA, dirB := t.TempDir(), t.TempDir()
-	startServer(t, dirA)
-	startServer(t, dirB)
+	urlA := startServer(t, dirA)
+	urlB := startServer(t, dirB)
 	varsA, varsB := map[string]string{"M2MAUTH_DATA_DIR": dirA}, map[string]string{"M2MAUTH_DATA_DIR": dirB}
 	must := func(vars map[string]string, args ...string) result {
 		t.Helper()
@@ -226,7 +276,24 @@ func TestExportApplyKeepsEveryField(t *testing.T) {
 		return ac
 	}
 	acA, acB := connect(dirA), connect(dirB)
-	clientID, apiID := clientSamples[0].first.(string), apiSamples[0].first.(string)
+	clientID, apiID, policyName := clientSamples[0].first.(string), apiSamples[0].first.(string), trustSamples[0].first.(string)
+	readPolicy := func(ac *adminClient) (p map[string]any) {
+		t.Helper()
+		if err := ac.do(ctx, http.MethodGet, "/admin/v1/trust-policies/"+policyName, nil, &p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A trust policy's audience names its server: compared across
+	// servers, ISSUER stands for it.
+	portable := func(v any, issuer string) any {
+		if s, ok := v.(string); ok {
+			if rest, ok := strings.CutPrefix(s, issuer); ok {
+				return "ISSUER" + rest
+			}
+		}
+		return v
+	}
 	read := func(ac *adminClient) (client, api map[string]any) {
 		t.Helper()
 		if err := ac.do(ctx, http.MethodGet, "/admin/v1/clients/"+url.PathEscape(clientID), nil, &client); err != nil {
@@ -239,9 +306,18 @@ func TestExportApplyKeepsEveryField(t *testing.T) {
 	}
 
 	// On A, through the admin API (not the file): every field set.
-	for _, in := range []any{body(apiSamples, false),
+	if err := acA.do(ctx, http.MethodPost, "/admin/v1/trust-policies", body(trustSamples, false, urlA), nil); err != nil {
+		t.Fatalf("POST trust policy: %v", err)
+	}
+	policyA := readPolicy(acA)
+	for _, s := range trustSamples {
+		if got, want := canonicalJSON(t, policyA[s.field]), canonicalJSON(t, valueOf(s.first, urlA)); got != want {
+			t.Fatalf("server A keeps trust policy field %s as %s, want %s", s.field, got, want)
+		}
+	}
+	for _, in := range []any{body(apiSamples, false, urlA),
 		map[string]any{"identifier": "https://stock.example.com", "name": "Stock", "scopes": []string{"stock:read"}},
-		body(clientSamples, false)} {
+		body(clientSamples, false, urlA)} {
 		path := "/admin/v1/apis"
 		if _, ok := in.(map[string]any)["client_id"]; ok {
 			path = "/admin/v1/clients"
@@ -267,13 +343,14 @@ func TestExportApplyKeepsEveryField(t *testing.T) {
 	must(varsA, "export", "-o", file)
 	must(varsB, "apply", "-f", file)
 	clientB, apiB := read(acB)
+	policyB := readPolicy(acB)
 	for _, c := range []struct {
 		kind    string
 		a, b    map[string]any
 		samples []sample
-	}{{"client", clientA, clientB, clientSamples}, {"api", apiA, apiB, apiSamples}} {
+	}{{"client", clientA, clientB, clientSamples}, {"api", apiA, apiB, apiSamples}, {"trust policy", policyA, policyB, trustSamples}} {
 		for _, s := range c.samples {
-			if a, b := canonicalJSON(t, c.a[s.field]), canonicalJSON(t, c.b[s.field]); a != b {
+			if a, b := canonicalJSON(t, portable(c.a[s.field], urlA)), canonicalJSON(t, portable(c.b[s.field], urlB)); a != b {
 				eb, _ := os.ReadFile(file)
 				t.Errorf("%s field %s lost in export → apply: server A has %s, server B %s; the export:\n%s", c.kind, s.field, a, b, eb)
 			}
@@ -296,18 +373,22 @@ func TestExportApplyKeepsEveryField(t *testing.T) {
 		samples                   []sample
 		current                   func() map[string]any
 	}{
+		{"trust_policies", "name", policyName, "~ trust policy " + policyName, trustSamples, func() map[string]any { return readPolicy(acB) }},
 		{"apis", "identifier", apiID, "~ api " + apiID, apiSamples, func() map[string]any { _, a := read(acB); return a }},
 		{"clients", "client_id", clientID, "~ client " + clientID, clientSamples, func() map[string]any { c, _ := read(acB); return c }},
 	} {
 		for _, s := range c.samples[1:] {
-			key, value := fileField(s.field, s.second)
+			if s.second == nil {
+				continue // cannot change
+			}
+			key, value := fileField(s.field, valueOf(s.second, urlB))
 			editFile(t, file, c.list, c.keyField, c.key, key, value)
 			r := must(varsB, "apply", "-f", file, "--dry-run")
 			if !strings.Contains(r.stdout, c.line) || !strings.Contains(r.stdout, "\n    "+key+": ") {
 				t.Errorf("%s %s changed in the file: the dry run shows no diff for it:\n%s", c.list, key, r.stdout)
 			}
 			must(varsB, "apply", "-f", file)
-			if got, want := canonicalJSON(t, c.current()[s.field]), canonicalJSON(t, s.second); got != want {
+			if got, want := canonicalJSON(t, c.current()[s.field]), canonicalJSON(t, valueOf(s.second, urlB)); got != want {
 				t.Errorf("%s %s changed in the file: after apply the server has %s, want %s", c.list, key, got, want)
 			}
 			if r := must(varsB, "apply", "-f", file); !strings.Contains(r.stdout, "no changes") {

@@ -130,7 +130,7 @@ func TestCLIWorkflow(t *testing.T) {
 		t.Fatalf("client list: %+v", r)
 	}
 	r = cli(t, vars, "client", "show", c.ClientID, "--json")
-	if r.code != 0 || !strings.Contains(r.stdout, `"hint"`) || strings.Contains(r.stdout, c.ClientSecret) || strings.Contains(r.stdout, "client_secret") {
+	if r.code != 0 || !strings.Contains(r.stdout, `"hint"`) || strings.Contains(r.stdout, c.ClientSecret) || strings.Contains(r.stdout, `"client_secret":`) {
 		t.Fatalf("client show --json: %+v", r)
 	}
 	r = cli(t, vars, "api", "show", "https://api.example.com", "--json")

@@ -34,6 +34,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", cfg.JWKSMaxAge, "Cache-Control max-age of the JWKS")
 	f.Var((*listFlag)(&cfg.Surfaces), "surfaces", "comma-separated token endpoints to serve: standard (/oauth/token), machine (/v1/oauth/token/machine), atm (/auth/token)")
 	f.Var((*listFlag)(&cfg.IdentityScopes), "identity-scopes", "comma-separated OpenID Connect scopes accepted in a token request without granting anything (openid is echoed in the response's scope); empty: none")
+	f.DurationVar(&cfg.MaxAssertionLifetime, "max-assertion-lifetime", cfg.MaxAssertionLifetime, "longest exp - iat of a private_key_jwt client assertion")
 	f.DurationVar(&cfg.RefreshTokenLifetime, "refresh-token-lifetime", cfg.RefreshTokenLifetime, "absolute lifetime of a refresh token family (clients with refresh tokens enabled)")
 	f.Float64Var(&cfg.AuthFailureRate, "auth-failure-rate", cfg.AuthFailureRate, "failed client authentications allowed per second per client address before 429 (0: no limit)")
 	f.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", cfg.AuthFailureBurst, "burst of failed authentications allowed per client address")

@@ -37,6 +37,17 @@ type ClientInput struct {
 	// Introspect lists the APIs whose tokens the client may introspect;
 	// ["*"] makes it an admin-level introspector.
 	Introspect []string `json:"introspect,omitempty"`
+	// TokenEndpointAuthMethod is how the client authenticates (see
+	// AuthMethods; default client_secret_basic). private_key_jwt clients
+	// register public keys (JWKS or JWKSURI), federated ones bind to
+	// trust policies (Federation). Such clients get no secret unless
+	// AcceptSecrets, for a migration from secrets.
+	TokenEndpointAuthMethod     string                   `json:"token_endpoint_auth_method,omitempty"`
+	JWKS                        json.RawMessage          `json:"jwks,omitempty"`
+	JWKSURI                     string                   `json:"jwks_uri,omitempty"`
+	AcceptSecrets               bool                     `json:"accept_secrets"`
+	AcceptTokenEndpointAudience bool                     `json:"accept_token_endpoint_audience"`
+	Federation                  []FederatedIdentityInput `json:"federation,omitempty"`
 }
 
 // ClientPatch changes the fields it sets (RFC 7396 merge patch; the HTTP
@@ -52,6 +63,13 @@ type ClientPatch struct {
 	Disabled             *bool              `json:"disabled,omitempty"`
 	RefreshTokens        *bool              `json:"refresh_tokens,omitempty"`
 	Introspect           *[]string          `json:"introspect,omitempty"`
+
+	TokenEndpointAuthMethod     *string                   `json:"token_endpoint_auth_method,omitempty"`
+	JWKS                        *json.RawMessage          `json:"jwks,omitempty"`
+	JWKSURI                     *string                   `json:"jwks_uri,omitempty"`
+	AcceptSecrets               *bool                     `json:"accept_secrets,omitempty"`
+	AcceptTokenEndpointAudience *bool                     `json:"accept_token_endpoint_audience,omitempty"`
+	Federation                  *[]FederatedIdentityInput `json:"federation,omitempty"`
 }
 
 // Patch returns the patch that makes a client match in (PUT semantics).
@@ -64,6 +82,8 @@ func (in ClientInput) Patch() ClientPatch {
 		Name: &in.Name, Description: &in.Description, Grants: &grants, DefaultAudience: &in.DefaultAudience,
 		TokenLifetimeSeconds: &in.TokenLifetimeSeconds, CustomClaims: &in.CustomClaims, Metadata: &in.Metadata, Disabled: &in.Disabled,
 		RefreshTokens: &in.RefreshTokens, Introspect: &in.Introspect,
+		TokenEndpointAuthMethod: &in.TokenEndpointAuthMethod, JWKS: &in.JWKS, JWKSURI: &in.JWKSURI, AcceptSecrets: &in.AcceptSecrets,
+		AcceptTokenEndpointAudience: &in.AcceptTokenEndpointAudience, Federation: &in.Federation,
 	}
 }
 
@@ -149,12 +169,21 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 			v.add("client_secret", "an imported secret needs the client_id it belongs to")
 		}
 	}
-	if plain != "" {
+	// Only a client that authenticates with secrets (or accepts them
+	// while it migrates) gets one.
+	withSecret := IsSecretMethod(in.TokenEndpointAuthMethod) || in.AcceptSecrets
+	switch {
+	case plain != "" && !withSecret:
+		v.add("client_secret", "a %s client has no secret (set accept_secrets to import one while it migrates)", in.TokenEndpointAuthMethod)
+	case plain != "":
 		if len(plain) < MinImportedSecretLen || len(plain) > 512 || strings.ContainsFunc(plain, func(r rune) bool { return r <= 0x20 || r == 0x7f }) {
 			v.add("client_secret", "an imported secret must be %d to 512 printable characters without spaces", MinImportedSecretLen)
 		}
-	} else {
+	case withSecret:
 		plain = secret.Generate()
+	}
+	if err := s.checkFederationPolicies(ctx, &v, in.Federation); err != nil {
+		return store.Client{}, "", err
 	}
 	checkLifetime(&v, "token_lifetime_seconds", in.TokenLifetimeSeconds)
 	if err := s.checkIntrospect(ctx, &v, in.Introspect); err != nil {
@@ -171,10 +200,16 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		Disabled: in.Disabled, RefreshTokens: in.RefreshTokens, CustomClaims: in.CustomClaims, Metadata: in.Metadata,
 		Introspect: dedupe(in.Introspect),
 		Grants:     grants,
-		Secrets:    []store.Secret{s.newSecret(plain, now)},
-		Version:    1, CreatedAt: now, UpdatedAt: now,
+		Secrets:    []store.Secret{},
+		AuthMethod: in.TokenEndpointAuthMethod, JWKS: rawJWKS(in.JWKS), JWKSURI: in.JWKSURI, AcceptSecrets: in.AcceptSecrets,
+		AcceptTokenEndpointAudience: in.AcceptTokenEndpointAudience, Federation: federation(in.Federation),
+		Version: 1, CreatedAt: now, UpdatedAt: now,
+	}
+	if plain != "" {
+		c.Secrets = append(c.Secrets, s.newSecret(plain, now))
 	}
 	validateClient(&v, &c)
+	validateClientAuth(&v, &c, now)
 	if err := v.err(); err != nil {
 		return store.Client{}, "", err
 	}
@@ -223,6 +258,11 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 			return store.Client{}, err
 		}
 	}
+	if p.Federation != nil {
+		if err := s.checkFederationPolicies(ctx, &v, *p.Federation); err != nil {
+			return store.Client{}, err
+		}
+	}
 	if err := v.err(); err != nil {
 		return store.Client{}, err
 	}
@@ -260,8 +300,27 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		if p.Introspect != nil {
 			c.Introspect = dedupe(*p.Introspect)
 		}
+		if p.TokenEndpointAuthMethod != nil {
+			c.AuthMethod = *p.TokenEndpointAuthMethod
+		}
+		if p.JWKS != nil {
+			c.JWKS = rawJWKS(*p.JWKS)
+		}
+		if p.JWKSURI != nil {
+			c.JWKSURI = *p.JWKSURI
+		}
+		if p.AcceptSecrets != nil {
+			c.AcceptSecrets = *p.AcceptSecrets
+		}
+		if p.AcceptTokenEndpointAudience != nil {
+			c.AcceptTokenEndpointAudience = *p.AcceptTokenEndpointAudience
+		}
+		if p.Federation != nil {
+			c.Federation = federation(*p.Federation)
+		}
 		var v ValidationError
 		validateClient(&v, c)
+		validateClientAuth(&v, c, s.now())
 		if err := v.err(); err != nil {
 			return err
 		}
@@ -346,6 +405,9 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace ti
 	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
+		}
+		if !usesSecrets(c) {
+			return &ConflictError{"the client authenticates with " + c.AuthMethod + " and has no secrets (set accept_secrets while it migrates)"}
 		}
 		now := s.now().UTC()
 		live := 0

@@ -37,10 +37,12 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.log.InfoContext(r.Context(), "client created", "client_id", c.ID, "imported_secret", imported)
 	res := clientResource(c, h.svc.now())
-	if !imported {
-		res.ClientSecret = plain // an imported secret is the caller's already
+	if len(c.Secrets) > 0 {
+		if !imported {
+			res.ClientSecret = plain // an imported secret is the caller's already
+		}
+		res.SecretID = c.Secrets[0].ID
 	}
-	res.SecretID = c.Secrets[0].ID
 	w.Header().Set("Location", "/admin/v1/clients/"+url.PathEscape(c.ID))
 	h.writeResource(w, http.StatusCreated, c.Version, res)
 	return nil
@@ -57,7 +59,8 @@ func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
 }
 
 var clientEmpties = map[string]string{"name": `""`, "description": `""`, "grants": `[]`, "default_audience": `""`,
-	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`, "refresh_tokens": `false`, "introspect": `[]`}
+	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`, "refresh_tokens": `false`, "introspect": `[]`,
+	"token_endpoint_auth_method": `""`, "jwks": `""`, "jwks_uri": `""`, "accept_secrets": `false`, "accept_token_endpoint_audience": `false`, "federation": `[]`}
 
 func (h *Handler) patchClient(w http.ResponseWriter, r *http.Request) error {
 	var p ClientPatch

@@ -61,10 +61,17 @@ type ClientResource struct {
 	TokensRevokedBefore  *time.Time        `json:"tokens_revoked_before"`
 	CustomClaims         map[string]any    `json:"custom_claims"`
 	Metadata             map[string]string `json:"metadata"`
-	Secrets              []SecretResource  `json:"secrets"`
-	Version              int64             `json:"version"`
-	CreatedAt            time.Time         `json:"created_at"`
-	UpdatedAt            time.Time         `json:"updated_at"`
+	// How the client authenticates (see ClientInput).
+	TokenEndpointAuthMethod     string                   `json:"token_endpoint_auth_method"`
+	JWKS                        json.RawMessage          `json:"jwks"`
+	JWKSURI                     string                   `json:"jwks_uri"`
+	AcceptSecrets               bool                     `json:"accept_secrets"`
+	AcceptTokenEndpointAudience bool                     `json:"accept_token_endpoint_audience"`
+	Federation                  []FederatedIdentityInput `json:"federation"`
+	Secrets                     []SecretResource         `json:"secrets"`
+	Version                     int64                    `json:"version"`
+	CreatedAt                   time.Time                `json:"created_at"`
+	UpdatedAt                   time.Time                `json:"updated_at"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -81,6 +88,14 @@ func clientResource(c store.Client, now time.Time) ClientResource {
 		Introspect: c.Introspect, TokensRevokedBefore: optTime(c.TokensRevokedBefore),
 		CustomClaims: c.CustomClaims, Metadata: c.Metadata, Version: c.Version,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Grants: []GrantInput{}, Secrets: []SecretResource{},
+		TokenEndpointAuthMethod: c.AuthMethod, JWKSURI: c.JWKSURI, AcceptSecrets: c.AcceptSecrets,
+		AcceptTokenEndpointAudience: c.AcceptTokenEndpointAudience, Federation: federationInput(c.Federation),
+	}
+	if out.TokenEndpointAuthMethod == "" {
+		out.TokenEndpointAuthMethod = AuthSecretBasic
+	}
+	if len(c.JWKS) > 0 {
+		out.JWKS = json.RawMessage(c.JWKS)
 	}
 	if out.CustomClaims == nil {
 		out.CustomClaims = map[string]any{}

@@ -84,16 +84,18 @@ type Service struct {
 	inval  invalidator
 }
 
-// invalidator drops cached client data.
+// invalidator drops cached client data and trust policies.
 type invalidator interface {
 	Invalidate(clientID string)
 	InvalidateAll()
+	InvalidateTrust(policy string)
 }
 
 type noInvalidator struct{}
 
-func (noInvalidator) Invalidate(string) {}
-func (noInvalidator) InvalidateAll()    {}
+func (noInvalidator) Invalidate(string)      {}
+func (noInvalidator) InvalidateAll()         {}
+func (noInvalidator) InvalidateTrust(string) {}
 
 // NewService returns a Service. inval may be nil.
 func NewService(st store.Store, hasher *secret.Hasher, now func() time.Time, inval invalidator) *Service {
@@ -200,3 +202,5 @@ func mapConflict(err error, detail string) error {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+func errorsIsConflict(err error) bool { return errors.Is(err, store.ErrConflict) }

@@ -125,6 +125,11 @@ func (h *Handler) Routes() []Route {
 		{"GET /admin/v1/keys", h.listKeys},
 		{"POST /admin/v1/keys/rotate", h.rotateKey},
 		{"POST /admin/v1/keys/{kid}/revoke", h.revokeKey},
+		{"GET /admin/v1/trust-policies", h.listTrustPolicies},
+		{"POST /admin/v1/trust-policies", h.createTrustPolicy},
+		{"GET /admin/v1/trust-policies/{name}", h.getTrustPolicy},
+		{"PUT /admin/v1/trust-policies/{name}", h.putTrustPolicy},
+		{"DELETE /admin/v1/trust-policies/{name}", h.deleteTrustPolicy},
 	}
 }
 

@@ -45,6 +45,9 @@ type Config struct {
 	// RefreshTokenLifetime is the absolute lifetime of a refresh token
 	// family (for clients with refresh tokens enabled).
 	RefreshTokenLifetime time.Duration
+	// MaxAssertionLifetime bounds a private_key_jwt client assertion's
+	// exp - iat.
+	MaxAssertionLifetime time.Duration
 	// IdentityScopes are OpenID Connect scopes accepted in a
 	// client-credentials request without granting anything.
 	IdentityScopes []string
@@ -73,6 +76,7 @@ func Default() Config {
 		Surfaces:             slices.Clone(AllSurfaces),
 		RefreshTokenLifetime: 24 * time.Hour,
 		IdentityScopes:       []string{"openid", "profile", "email"},
+		MaxAssertionLifetime: 5 * time.Minute,
 		AuthFailureRate:      5,
 		AuthFailureBurst:     20,
 		LogLevel:             "info",
@@ -119,6 +123,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshTokenLifetime < time.Minute || c.RefreshTokenLifetime > 365*24*time.Hour {
 		errs = append(errs, fmt.Errorf("refresh-token-lifetime %s: want 1m to 8760h", c.RefreshTokenLifetime))
+	}
+	if c.MaxAssertionLifetime < 10*time.Second || c.MaxAssertionLifetime > time.Hour {
+		errs = append(errs, fmt.Errorf("max-assertion-lifetime %s: want 10s to 1h", c.MaxAssertionLifetime))
 	}
 	for _, sc := range c.IdentityScopes {
 		if !scope.ValidToken(sc) {

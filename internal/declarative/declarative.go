@@ -5,10 +5,11 @@
 // printed once), and an imported secret is read from an environment
 // variable or a file the file names.
 //
-// An entry of the file is the admin API's input for an API or a client
-// (admin.APIInput, admin.ClientInput) under the same names, lifetimes in
-// seconds written as durations: a field the admin API gains is in the file,
-// the export and the plan with no change here.
+// An entry of the file is the admin API's input for a trust policy, an API
+// or a client (admin.TrustPolicyInput, admin.APIInput, admin.ClientInput)
+// under the same names, lifetimes in seconds written as durations and JWK
+// Sets as YAML: a field the admin API gains is in the file, the export and
+// the plan with no change here.
 //
 // Clients are matched by client_id, APIs by identifier. The built-in admin
 // API, grants for it, and clients holding such grants (admin clients) are
@@ -32,8 +33,14 @@ import (
 
 // File is the configuration file.
 type File struct {
-	APIs    []API    `yaml:"apis,omitempty"`
-	Clients []Client `yaml:"clients,omitempty"`
+	TrustPolicies []TrustPolicy `yaml:"trust_policies,omitempty"`
+	APIs          []API         `yaml:"apis,omitempty"`
+	Clients       []Client      `yaml:"clients,omitempty"`
+}
+
+// TrustPolicy describes one trust policy: the admin API's input for it.
+type TrustPolicy struct {
+	admin.TrustPolicyInput
 }
 
 // API describes one API: the admin API's input for it, in YAML.
@@ -62,6 +69,14 @@ type Client struct {
 var notInFile = map[string]string{
 	"client_secret": "secrets never appear in the file: import_secret reads an existing one from an environment variable or a file",
 }
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (p *TrustPolicy) UnmarshalYAML(n *yaml.Node) error {
+	return typeError(decodeStruct(n, reflect.ValueOf(p).Elem(), nil))
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (p TrustPolicy) MarshalYAML() (any, error) { return encodeStruct(reflect.ValueOf(p), nil) }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (a *API) UnmarshalYAML(n *yaml.Node) error {
@@ -126,10 +141,13 @@ func Marshal(f File) ([]byte, error) {
 	return buf.Bytes(), enc.Close()
 }
 
-// State is a server's current APIs and clients.
+// State is a server's current trust policies, APIs and clients, and its
+// issuer (which defaults depend on).
 type State struct {
-	APIs    []admin.APIResource
-	Clients []admin.ClientResource
+	Issuer        string
+	TrustPolicies []admin.TrustPolicyResource
+	APIs          []admin.APIResource
+	Clients       []admin.ClientResource
 }
 
 func (s State) builtinAPIs() map[string]bool {
@@ -152,6 +170,16 @@ func isAdminClient(c admin.ClientResource, builtin map[string]bool) bool {
 func Export(s State) (File, error) {
 	builtin := s.builtinAPIs()
 	var f File
+	for _, p := range s.TrustPolicies {
+		in, err := inputOf[admin.TrustPolicyInput](p)
+		if err != nil {
+			return File{}, fmt.Errorf("trust policy %s: %w", p.Name, err)
+		}
+		if in.Audience == s.Issuer {
+			in.Audience = "" // the default: the issuer of whichever server applies the file
+		}
+		f.TrustPolicies = append(f.TrustPolicies, TrustPolicy{in})
+	}
 	for _, a := range s.APIs {
 		if a.Builtin {
 			continue
@@ -179,9 +207,11 @@ func Export(s State) (File, error) {
 // Change is one step of a plan.
 type Change struct {
 	Op    string // "create", "update" or "delete"
-	Kind  string // "api" or "client"
-	Key   string // identifier or client id
+	Kind  string // "trust policy", "api" or "client"
+	Key   string // name, identifier or client id
 	Diffs []string
+	// For trust policy creates and updates: its full desired state.
+	TrustPolicy *admin.TrustPolicyInput
 	// For API creates and updates: the API's full desired state.
 	API *admin.APIInput
 	// For client creates: the client to create (without its secret); for
@@ -203,8 +233,9 @@ func (c Change) String() string {
 }
 
 // Plan returns the changes that make the server match f, in the order they
-// must be applied: APIs created or updated, clients created or updated,
-// then (with prune) clients and APIs the file does not name deleted.
+// must be applied: trust policies and APIs created or updated, clients
+// created or updated, then (with prune) clients, APIs and trust policies
+// the file does not name deleted.
 func Plan(f File, s State, prune bool) ([]Change, error) {
 	builtin := s.builtinAPIs()
 	var errs []error
@@ -222,6 +253,27 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 		clients[c.ClientID] = c
 	}
 	var plan []Change
+	policies := map[string]admin.TrustPolicyResource{}
+	for _, p := range s.TrustPolicies {
+		policies[p.Name] = p
+	}
+	for i := range f.TrustPolicies {
+		want := f.TrustPolicies[i].TrustPolicyInput.WithDefaults(s.Issuer)
+		cur, ok := policies[want.Name]
+		if !ok {
+			plan = append(plan, Change{Op: "create", Kind: "trust policy", Key: want.Name, TrustPolicy: &want})
+			continue
+		}
+		have, err := inputOf[admin.TrustPolicyInput](cur)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trust policy %s: %w", want.Name, err))
+			continue
+		}
+		// An update replaces the whole policy (PUT).
+		if diffs, _ := compare(have.WithDefaults(s.Issuer), want, "name"); len(diffs) > 0 {
+			plan = append(plan, Change{Op: "update", Kind: "trust policy", Key: want.Name, Diffs: diffs, TrustPolicy: &want})
+		}
+	}
 	for i := range f.APIs {
 		want := f.APIs[i].APIInput
 		want.Scopes = nonNil(want.Scopes)
@@ -266,12 +318,20 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 			errs = append(errs, fmt.Errorf("client %s: %w", spec.ClientID, err))
 			continue
 		}
+		for _, in := range []*admin.ClientInput{&have, &want} {
+			if in.TokenEndpointAuthMethod == "" {
+				in.TokenEndpointAuthMethod = admin.AuthSecretBasic // the default, named or not
+			}
+		}
 		if diffs, patch := compare(have, want, "client_id", "client_secret"); len(diffs) > 0 {
 			plan = append(plan, Change{Op: "update", Kind: "client", Key: spec.ClientID, Diffs: diffs, ClientPatch: patch, Spec: spec})
 		}
 	}
 	if prune {
 		inFile := map[string]bool{}
+		for _, p := range f.TrustPolicies {
+			inFile["trust policy "+p.Name] = true
+		}
 		for _, c := range f.Clients {
 			inFile["client "+c.ClientID] = true
 		}
@@ -286,6 +346,11 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 		for _, a := range s.APIs {
 			if !inFile["api "+a.Identifier] && !a.Builtin {
 				plan = append(plan, Change{Op: "delete", Kind: "api", Key: a.Identifier})
+			}
+		}
+		for _, p := range s.TrustPolicies {
+			if !inFile["trust policy "+p.Name] {
+				plan = append(plan, Change{Op: "delete", Kind: "trust policy", Key: p.Name})
 			}
 		}
 	}

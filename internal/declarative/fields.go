@@ -136,6 +136,18 @@ func decodeValue(n *yaml.Node, v reflect.Value, duration bool) []string {
 		}
 		v.SetInt(int64(d / time.Second))
 		return nil
+	case v.Type() == rawJSONType:
+		// A JSON document in the file (a JWK Set) is written as YAML.
+		var x any
+		if err := n.Decode(&x); err != nil {
+			return []string{fmt.Sprintf("line %d: %v", n.Line, err)}
+		}
+		b, err := json.Marshal(jsonable(x))
+		if err != nil {
+			return []string{fmt.Sprintf("line %d: not a JSON document: %v", n.Line, err)}
+		}
+		v.SetBytes(b)
+		return nil
 	case v.Kind() == reflect.Struct:
 		return decodeStruct(n, v, nil)
 	case v.Kind() == reflect.Pointer && v.Type().Elem().Kind() == reflect.Struct:
@@ -162,6 +174,31 @@ func decodeValue(n *yaml.Node, v reflect.Value, duration bool) []string {
 		return []string{fmt.Sprintf("line %d: %v", n.Line, err)}
 	}
 	return nil
+}
+
+// rawJSONType is json.RawMessage: a JSON document held as is (jwks).
+var rawJSONType = reflect.TypeOf(json.RawMessage(nil))
+
+// jsonable turns what yaml decodes (maps with any keys) into what
+// encoding/json encodes.
+func jsonable(x any) any {
+	switch t := x.(type) {
+	case map[string]any:
+		for k, v := range t {
+			t[k] = jsonable(v)
+		}
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, v := range t {
+			m[fmt.Sprint(k)] = jsonable(v)
+		}
+		return m
+	case []any:
+		for i, v := range t {
+			t[i] = jsonable(v)
+		}
+	}
+	return x
 }
 
 func hasStruct(t reflect.Type) bool {
@@ -212,6 +249,13 @@ func encodeValue(v reflect.Value, duration bool) (*yaml.Node, error) {
 		return &yaml.Node{Kind: yaml.ScalarNode, Value: shortDuration(time.Duration(v.Int()) * time.Second)}, nil
 	case v.Kind() == reflect.Pointer:
 		return encodeValue(v.Elem(), false)
+	case v.Type() == rawJSONType:
+		var x any
+		if err := json.Unmarshal(v.Bytes(), &x); err != nil {
+			return nil, err
+		}
+		n := &yaml.Node{}
+		return n, n.Encode(x)
 	case v.Kind() == reflect.Struct:
 		return encodeStruct(v, nil)
 	case v.Kind() == reflect.Slice && hasStruct(v.Type().Elem()):
@@ -266,6 +310,13 @@ func canonical(v reflect.Value) string {
 }
 
 func canonicalValue(v reflect.Value) any {
+	if v.Type() == rawJSONType {
+		var out any
+		if v.Len() == 0 || json.Unmarshal(v.Bytes(), &out) != nil {
+			return nil
+		}
+		return out
+	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {
@@ -344,6 +395,10 @@ func display(v reflect.Value, duration bool) string {
 // patchValue is a field's value in a merge patch: empty, never null.
 func patchValue(v reflect.Value) any {
 	switch {
+	case v.Type() == rawJSONType && v.Len() == 0:
+		return nil // null: none
+	case v.Type() == rawJSONType:
+		return v.Interface()
 	case v.Kind() == reflect.Slice && v.IsNil():
 		return reflect.MakeSlice(v.Type(), 0, 0).Interface()
 	case v.Kind() == reflect.Map && v.IsNil():

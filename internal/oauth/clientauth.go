@@ -30,11 +30,16 @@ type Authenticator interface {
 }
 
 // ClientAuth is the client-authentication registry: one authenticator per
-// token_endpoint_auth_method. Discovery lists its methods.
+// token_endpoint_auth_method. Discovery lists its methods, and the
+// algorithms of those that verify signatures.
 type ClientAuth struct {
 	byMethod map[string]Authenticator
 	methods  []string
+	algs     []string
 }
+
+// signer is an authenticator that verifies signed assertions.
+type signer interface{ SigningAlgs() []string }
 
 // NewClientAuth returns a registry of the given authenticators.
 func NewClientAuth(auths ...Authenticator) *ClientAuth {
@@ -44,9 +49,20 @@ func NewClientAuth(auths ...Authenticator) *ClientAuth {
 			a.byMethod[m] = au
 			a.methods = append(a.methods, m)
 		}
+		if s, ok := au.(signer); ok {
+			for _, alg := range s.SigningAlgs() {
+				if !slices.Contains(a.algs, alg) {
+					a.algs = append(a.algs, alg)
+				}
+			}
+		}
 	}
 	return a
 }
+
+// SigningAlgs are the algorithms client assertions may be signed with
+// (token_endpoint_auth_signing_alg_values_supported).
+func (a *ClientAuth) SigningAlgs() []string { return slices.Clone(a.algs) }
 
 // Methods are the supported token_endpoint_auth_method values, in
 // registration order.
@@ -115,7 +131,13 @@ func (a *SecretAuth) check(ctx context.Context, method, id, sec string) (Caller,
 	}
 	now := a.now()
 	matched, tried := "", false
-	for _, cs := range c.Secrets {
+	// A client authenticates only by its own method: a key or federated
+	// client's secrets count only while it migrates (AcceptSecrets).
+	secrets := c.Secrets
+	if !usesSecrets(c) {
+		secrets = nil
+	}
+	for _, cs := range secrets {
 		if !cs.Live(now) {
 			continue
 		}
@@ -139,4 +161,14 @@ func (a *SecretAuth) check(ctx context.Context, method, id, sec string) (Caller,
 		a.usage.Record(matched, now)
 	}
 	return Caller{Client: c, Method: method}, nil
+}
+
+// usesSecrets reports whether a client's secrets authenticate it: its
+// method is a secret method, or it accepts secrets while it migrates.
+func usesSecrets(c store.Client) bool {
+	switch c.AuthMethod {
+	case "", AuthSecretBasic, AuthSecretPost:
+		return true
+	}
+	return c.AcceptSecrets
 }

@@ -125,9 +125,7 @@ func parseTokenForm(r *http.Request) (*Request, *Error) {
 		return nil, e
 	}
 	req := &Request{}
-	id, _ := form.single("client_id")
-	sec, _ := form.single("client_secret")
-	if e := req.Credentials.set(r.Header.Get("Authorization"), id, sec); e != nil {
+	if e := req.Credentials.read(r, form); e != nil {
 		return nil, e
 	}
 	req.Token, _ = form.single("token")

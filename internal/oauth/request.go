@@ -49,6 +49,10 @@ type Credentials struct {
 	// secret with '+' or '%' would otherwise fail. The authenticator tries
 	// them when the decoded pair fails.
 	RawID, RawSecret string
+	// AssertionType and Assertion are client_assertion_type and
+	// client_assertion (RFC 7521 §4.2); Method is then AuthPrivateKeyJWT,
+	// the one authenticator for assertions.
+	AssertionType, Assertion string
 }
 
 // Request is one request to a token-endpoint-like route, parsed from any
@@ -110,9 +114,7 @@ func parseTokenRequest(r *http.Request) (*Request, *Error) {
 	if req.GrantType == "" {
 		return nil, ErrInvalidRequest("grant_type is required")
 	}
-	postID, _ := p.single("client_id")
-	postSecret, _ := p.single("client_secret")
-	if e := req.Credentials.set(r.Header.Get("Authorization"), postID, postSecret); e != nil {
+	if e := req.Credentials.read(r, p); e != nil {
 		return nil, e
 	}
 	if s, given := p["scope"]; given {
@@ -154,6 +156,38 @@ func checkResources(res []string) *Error {
 		return newError(http.StatusBadRequest, CodeInvalidTarget, "a request may carry at most %d audience and resource values", scope.MaxResources)
 	}
 	return nil
+}
+
+// read records the credentials of a form or JSON request: a Basic header,
+// client_id and client_secret, or client_assertion_type and
+// client_assertion. RFC 6749 §2.3 allows one method per request: an
+// assertion with a secret (in the body or the header) is refused.
+func (c *Credentials) read(r *http.Request, p params) *Error {
+	postID, _ := p.single("client_id")
+	postSecret, _ := p.single("client_secret")
+	aType, _ := p.single("client_assertion_type")
+	aValue, _ := p.single("client_assertion")
+	if aType == "" && aValue == "" {
+		return c.set(r.Header.Get("Authorization"), postID, postSecret)
+	}
+	switch {
+	case aType == "" || aValue == "":
+		return ErrInvalidRequest("client_assertion_type and client_assertion go together")
+	case aType != AssertionJWTBearer && aType != AssertionJWTSPIFFE:
+		return ErrInvalidRequest("client_assertion_type must be %s or %s", AssertionJWTBearer, AssertionJWTSPIFFE)
+	case postSecret != "" || hasBasic(r.Header.Get("Authorization")):
+		return ErrInvalidRequest("a request authenticates its client one way: a client assertion or a secret, not both")
+	case len(aValue) > MaxAssertionBytes:
+		// Refused like any bad assertion, without being read.
+		aValue = "oversize"
+	}
+	c.Method, c.ClientID, c.AssertionType, c.Assertion = AuthPrivateKeyJWT, postID, aType, aValue
+	return nil
+}
+
+func hasBasic(authz string) bool {
+	scheme, _, found := strings.Cut(authz, " ")
+	return found && strings.EqualFold(scheme, "Basic")
 }
 
 // set records the client's credentials from an Authorization header and
@@ -310,6 +344,7 @@ func parseJSONParams(body []byte) (params, *Error) {
 var knownParams = map[string]bool{
 	"grant_type": true, "client_id": true, "client_secret": true, "scope": true,
 	"audience": true, "resource": true, "refresh_token": true,
+	"client_assertion_type": true, "client_assertion": true,
 }
 
 // JSONObjectMembers decodes a JSON object into its members, rejecting

@@ -51,6 +51,9 @@ func NewService(auth *ClientAuth, policy Policy, now func() time.Time) *Service 
 // AuthMethods are the client authentication methods the server supports.
 func (s *Service) AuthMethods() []string { return s.auth.Methods() }
 
+// AuthSigningAlgs are the algorithms client assertions may use.
+func (s *Service) AuthSigningAlgs() []string { return s.auth.SigningAlgs() }
+
 // TokenResponse is an issued access token with what every surface reports.
 type TokenResponse struct {
 	AccessToken  string

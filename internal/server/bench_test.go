@@ -38,7 +38,7 @@ func benchServer(b *testing.B, cfg config.Config) (http.Handler, func() *http.Re
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := admin.NewService(srv.store, secret.NewHasher(hashKey), srv.now, srv.clients)
+	svc := admin.NewService(srv.store, secret.NewHasher(hashKey), srv.now, invalidator{srv})
 	if _, err := svc.CreateAPI(context.Background(), admin.APIInput{Identifier: ordersAPI, Name: "orders", Scopes: []string{"orders:read", "orders:write"}}); err != nil {
 		b.Fatal(err)
 	}

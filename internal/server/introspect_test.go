@@ -110,7 +110,7 @@ func TestIntrospectionActive(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodGet, f.ts.URL+"/.well-known/oauth-authorization-server", nil)
 	_, disc := f.ts.do(req)
-	for _, want := range []string{`"introspection_endpoint":"` + f.ts.cfg.Issuer + `/oauth/introspect"`, `"revocation_endpoint":"` + f.ts.cfg.Issuer + `/oauth/revoke"`, `"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post"]`} {
+	for _, want := range []string{`"introspection_endpoint":"` + f.ts.cfg.Issuer + `/oauth/introspect"`, `"revocation_endpoint":"` + f.ts.cfg.Issuer + `/oauth/revoke"`, `"introspection_endpoint_auth_methods_supported":["client_secret_basic","client_secret_post","private_key_jwt"]`} {
 		if !strings.Contains(string(disc), want) {
 			t.Errorf("discovery lacks %s", want)
 		}

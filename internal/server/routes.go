@@ -153,11 +153,14 @@ type metadata struct {
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	GrantTypesSupported               []string `json:"grant_types_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
 	AccessTokenSigningAlgs            []string `json:"access_token_signing_alg_values_supported"`
 	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
 	IntrospectionAuthMethods          []string `json:"introspection_endpoint_auth_methods_supported"`
+	IntrospectionAuthSigningAlgs      []string `json:"introspection_endpoint_auth_signing_alg_values_supported,omitempty"`
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
 	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
+	RevocationAuthSigningAlgs         []string `json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
 
 	// OpenID Connect Discovery 1.0 §3 requires these of
 	// /.well-known/openid-configuration, and libraries that read that
@@ -227,6 +230,9 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		ResponseTypesSupported:            []string{},
 		GrantTypesSupported:               []string{oauth.GrantClientCredentials, oauth.GrantRefreshToken},
 		TokenEndpointAuthMethodsSupported: s.authMethods,
+		TokenEndpointAuthSigningAlgs:      s.authAlgs,
+		IntrospectionAuthSigningAlgs:      s.authAlgs,
+		RevocationAuthSigningAlgs:         s.authAlgs,
 		AccessTokenSigningAlgs:            en.Keys.Algorithms(),
 		IntrospectionEndpoint:             iss + "/oauth/introspect",
 		IntrospectionAuthMethods:          s.authMethods,

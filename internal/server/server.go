@@ -49,6 +49,9 @@ type Server struct {
 	keys    *keys.Manager
 	clients *clientcache.Cache
 	denied  *denylist.List
+	// assertions authenticates clients by signed JWTs (private_key_jwt,
+	// federation); it caches trust policies and federations.
+	assertions *oauth.AssertionAuth
 	// env is the one environment every request is served in (see
 	// resolveEnv).
 	env     *env.Env
@@ -57,7 +60,8 @@ type Server struct {
 	// authMethods are the client authentication methods the server
 	// supports (from the registry), for discovery.
 	authMethods []string
-	table       []route // the routes served (enabled ones), in table order
+	authAlgs    []string // algorithms of client assertions
+	table       []route  // the routes served (enabled ones), in table order
 	// scopes_supported of the discovery documents, kept briefly
 	discoveryMu          sync.Mutex
 	discoveryScopesList  []string
@@ -265,11 +269,12 @@ func (s *Server) init(ctx context.Context) error {
 	s.clients = clientcache.New(s.store, clientCacheTTL, clientCacheMax, s.now)
 	s.denied = denylist.New(s.store, denyListMax, s.now)
 	s.usage = oauth.NewUsageRecorder()
-	mgmt := admin.NewService(s.store, hasher, s.now, s.clients)
+	mgmt := admin.NewService(s.store, hasher, s.now, invalidator{s})
 	if err := s.bootstrap(ctx, mgmt); err != nil {
 		return err
 	}
-	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.now, s.usage))
+	s.assertions = oauth.NewAssertionAuth(oauth.AssertionConfig{MaxLifetime: s.cfg.MaxAssertionLifetime, Now: s.now})
+	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.now, s.usage), s.assertions)
 	tokens := oauth.NewService(clientAuth, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
 		RefreshLifetime: s.cfg.RefreshTokenLifetime, IdentityScopes: s.cfg.IdentityScopes,
@@ -293,7 +298,7 @@ func (s *Server) init(ctx context.Context) error {
 		Clients: s.clients, Denied: s.denied, Hasher: hasher, Verifier: anyAudience,
 	}
 	introspection := oauth.NewIntrospection(tokens)
-	s.authMethods = tokens.AuthMethods()
+	s.authMethods, s.authAlgs = tokens.AuthMethods(), tokens.AuthSigningAlgs()
 	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Log: s.log}
 	s.handler = s.routes(surfaces{
 		standard:   eps.Token(surface.Standard, oauth.StandardCodec{}),
@@ -425,12 +430,41 @@ func (s *Server) loadDenyList(ctx context.Context) {
 // stall the notification loop.
 const changeWorkTimeout = 10 * time.Second
 
+// invalidator tells this replica's caches of a change made through it (the
+// change feed tells the others): the client cache, and the federation
+// index, which holds every trust policy and client federation.
+type invalidator struct{ s *Server }
+
+func (i invalidator) Invalidate(clientID string) {
+	i.s.clients.Invalidate(clientID)
+	if i.s.assertions != nil {
+		i.s.assertions.InvalidateTrust()
+	}
+}
+
+func (i invalidator) InvalidateAll() {
+	i.s.clients.InvalidateAll()
+	if i.s.assertions != nil {
+		i.s.assertions.InvalidateTrust()
+	}
+}
+
+func (i invalidator) InvalidateTrust(string) {
+	if i.s.assertions != nil {
+		i.s.assertions.InvalidateTrust()
+	}
+}
+
 // applyChange invalidates what a change announced by any replica affects.
 func (s *Server) applyChange(ctx context.Context, change string) {
 	ctx, cancel := context.WithTimeout(ctx, changeWorkTimeout)
 	defer cancel()
 	if id, ok := strings.CutPrefix(change, sqlstore.ChangeClientPrefix); ok {
-		s.clients.Invalidate(id)
+		invalidator{s}.Invalidate(id)
+		return
+	}
+	if name, ok := strings.CutPrefix(change, sqlstore.ChangeTrustPrefix); ok {
+		invalidator{s}.InvalidateTrust(name)
 		return
 	}
 	if rest, ok := strings.CutPrefix(change, sqlstore.ChangeRevokedPrefix); ok {
@@ -451,7 +485,7 @@ func (s *Server) applyChange(ctx context.Context, change string) {
 		}
 		return
 	}
-	s.clients.InvalidateAll()
+	invalidator{s}.InvalidateAll()
 }
 
 func (s *Server) flushUsage(ctx context.Context) error { return s.usage.Flush(ctx, s.store) }
@@ -471,6 +505,11 @@ func (s *Server) collectGarbage(ctx context.Context) {
 		s.log.Warn("delete expired revocations", "error", err)
 	} else if n > 0 {
 		s.log.Info("deleted revocations of expired tokens", "count", n)
+	}
+	if n, err := s.store.DeleteExpiredAssertionIDs(ctx, now); err != nil && ctx.Err() == nil {
+		s.log.Warn("delete expired assertion ids", "error", err)
+	} else if n > 0 {
+		s.log.Info("deleted ids of expired client assertions", "count", n)
 	}
 	if n, err := s.store.DeleteExpiredRefreshTokens(ctx, now.Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
 		s.log.Warn("delete expired refresh tokens", "error", err)

@@ -1,0 +1,444 @@
+package oauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/env"
+	"github.com/m2mauth/m2mauth/internal/jws"
+	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/verify"
+)
+
+// Client assertion types (RFC 7521 §4.2, draft-ietf-oauth-spiffe-client-auth).
+const (
+	AssertionJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	AssertionJWTSPIFFE = "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"
+)
+
+// Client authentication methods served by AssertionAuth.
+const (
+	// AuthPrivateKeyJWT is RFC 7523 §2.2 with draft-ietf-oauth-rfc7523bis.
+	AuthPrivateKeyJWT = "private_key_jwt"
+	// AuthFederated is workload identity federation: the assertion is a
+	// token of a trusted external issuer, bound to the client by a trust
+	// policy. It is not a registered token_endpoint_auth_method: such
+	// clients send the same client_assertion parameters.
+	AuthFederated = "federated"
+)
+
+// MaxAssertionBytes caps a client assertion: a Kubernetes or GitHub token
+// is 1 to 2 KiB.
+const MaxAssertionBytes = 16 << 10
+
+// assertionAlgs are the only signature algorithms a client assertion may
+// use: never none, never HMAC.
+var assertionAlgs = []string{"RS256", "PS256", "ES256", "EdDSA"}
+
+// AssertionConfig holds AssertionAuth's rules.
+type AssertionConfig struct {
+	// MaxLifetime bounds a private_key_jwt assertion's exp - iat (default
+	// 5 min).
+	MaxLifetime time.Duration
+	// Leeway is the clock skew allowed on exp, nbf and iat (default 30 s).
+	Leeway time.Duration
+	// HTTPClient fetches jwks_uri and discovery documents (default: 5 s
+	// timeout).
+	HTTPClient *http.Client
+	// MaxRemoteKeySets bounds the key sets fetched by URL that are kept
+	// (default 10,000).
+	MaxRemoteKeySets int
+	Now              func() time.Time
+}
+
+// AssertionAuth authenticates clients by a signed JWT sent as
+// client_assertion (RFC 7521 §4.2): either the client's own assertion
+// (private_key_jwt, verified with the public keys it registered) or a
+// token its platform gave it (federated: Kubernetes service accounts,
+// SPIFFE JWT-SVIDs, CI OIDC tokens, verified with a trust policy's keys and
+// bound to exactly one client by its subject and claims).
+//
+// Assertions are parsed by the same strict parser as verify (internal/jws).
+// Every failure is the same invalid_client, whatever failed, so an
+// assertion tells its sender nothing about clients or policies. A jti is
+// accepted once across every replica (private_key_jwt always; federated
+// tokens as their trust policy says), remembered in the database until the
+// assertion expires and in memory in front of it.
+type AssertionAuth struct {
+	cfg    AssertionConfig
+	remote *remoteKeySets
+	static staticKeySets
+	replay replayFront
+	fed    federationIndex
+}
+
+// NewAssertionAuth returns an AssertionAuth.
+func NewAssertionAuth(cfg AssertionConfig) *AssertionAuth {
+	if cfg.MaxLifetime == 0 {
+		cfg.MaxLifetime = 5 * time.Minute
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if cfg.MaxRemoteKeySets == 0 {
+		cfg.MaxRemoteKeySets = 10_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &AssertionAuth{cfg: cfg}
+	a.remote = newRemoteKeySets(cfg)
+	a.static.sets = map[string][]jws.Key{}
+	a.replay.seen = map[string]time.Time{}
+	return a
+}
+
+// Methods implements Authenticator: the token_endpoint_auth_method values
+// discovery lists (federated clients use the same parameters).
+func (a *AssertionAuth) Methods() []string { return []string{AuthPrivateKeyJWT} }
+
+// SigningAlgs are the algorithms an assertion may be signed with
+// (token_endpoint_auth_signing_alg_values_supported).
+func (a *AssertionAuth) SigningAlgs() []string { return slices.Clone(assertionAlgs) }
+
+// InvalidateTrust drops what the federation index knows: a trust policy
+// or a client's federation changed (here or on another replica).
+func (a *AssertionAuth) InvalidateTrust() { a.fed.invalidate() }
+
+// assertion is a parsed client assertion's registered claims.
+type assertion struct {
+	tok           *jws.Token
+	iss, sub, jti string
+	aud           []string
+	audIsArray    bool
+	exp, iat, nbf time.Time
+}
+
+// parseAssertion parses a client assertion strictly and reads its
+// registered claims; a claim of the wrong type is an error.
+func parseAssertion(raw string) (*assertion, error) {
+	t, err := jws.Parse(raw, MaxAssertionBytes)
+	if err != nil {
+		return nil, err
+	}
+	h := t.Header
+	switch {
+	case !slices.Contains(assertionAlgs, h.Alg):
+		return nil, errors.New("algorithm not allowed")
+	case h.JWK || h.JKU || h.X5C || h.X5U:
+		// A key named by the token itself would let anyone sign.
+		return nil, errors.New("embedded or referenced key")
+	}
+	switch strings.ToLower(h.Typ) {
+	case "", "jwt", "client-authentication+jwt":
+	default:
+		// Another kind of JWT (an access token, at+jwt) is not a client
+		// assertion, even when signed by the right key.
+		return nil, errors.New("typ is not a client assertion's")
+	}
+	a := &assertion{tok: t}
+	strClaim := func(name string, dst *string) error {
+		if v, ok := t.Claim(name); ok {
+			s, ok := jws.String(v)
+			if !ok {
+				return errors.New(name + " is not a string")
+			}
+			*dst = s
+		}
+		return nil
+	}
+	timeClaim := func(name string, dst *time.Time) error {
+		if v, ok := t.Claim(name); ok {
+			secs, ok := jws.Seconds(v)
+			if !ok {
+				return errors.New(name + " is not a NumericDate")
+			}
+			*dst = time.Unix(secs, 0)
+		}
+		return nil
+	}
+	for _, err := range []error{strClaim("iss", &a.iss), strClaim("sub", &a.sub), strClaim("jti", &a.jti),
+		timeClaim("exp", &a.exp), timeClaim("iat", &a.iat), timeClaim("nbf", &a.nbf)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := t.Claim("aud"); ok {
+		if a.aud, a.audIsArray, err = jws.StringOrStrings(v); err != nil {
+			return nil, err
+		}
+	}
+	if a.exp.IsZero() {
+		return nil, errors.New("exp is required")
+	}
+	return a, nil
+}
+
+// Authenticate implements Authenticator.
+func (a *AssertionAuth) Authenticate(ctx context.Context, creds Credentials) (Caller, *Error) {
+	en := env.FromContext(ctx)
+	as, err := parseAssertion(creds.Assertion)
+	if err != nil {
+		return Caller{}, errInvalidClient("")
+	}
+	if creds.AssertionType == AssertionJWTBearer && as.iss != "" && as.iss == as.sub {
+		// iss = sub: the client's own assertion, if the client exists and
+		// authenticates so. (A trusted issuer's token never has its
+		// subject equal to its issuer.)
+		c, err := en.Clients.GetClient(ctx, as.sub)
+		switch {
+		case err == nil:
+			return a.privateKeyJWT(ctx, en, creds, as, c)
+		case !errors.Is(err, store.ErrNotFound):
+			return Caller{}, ErrUnavailable(err)
+		}
+	}
+	return a.federated(ctx, en, creds, as)
+}
+
+// privateKeyJWT checks an RFC 7523 §2.2 assertion of client c, as
+// draft-ietf-oauth-rfc7523bis profiles it: aud is the issuer identifier as
+// one string (never an array: the audience-injection vector the draft
+// closes; the token endpoint URL only when the client's compatibility
+// switch is on), exp at most MaxLifetime after iat, a jti never seen
+// before, and a signature by one of the client's keys.
+func (a *AssertionAuth) privateKeyJWT(ctx context.Context, en *env.Env, creds Credentials, as *assertion, c store.Client) (Caller, *Error) {
+	fail := errInvalidClient(c.ID)
+	if c.AuthMethod != AuthPrivateKeyJWT || (creds.ClientID != "" && creds.ClientID != c.ID) {
+		return Caller{}, fail
+	}
+	if as.audIsArray || len(as.aud) != 1 {
+		return Caller{}, fail
+	}
+	if aud := as.aud[0]; aud != en.Issuer && !(c.AcceptTokenEndpointAudience && aud == en.Issuer+"/oauth/token") {
+		return Caller{}, fail
+	}
+	now := a.cfg.Now()
+	if !a.timely(now, as, a.cfg.MaxLifetime) || as.jti == "" || len(as.jti) > 256 {
+		return Caller{}, fail
+	}
+	key, ok, e := a.clientKey(ctx, c, as.tok.Header)
+	if e != nil {
+		e.client = c.ID
+		return Caller{}, e
+	}
+	if !ok || as.tok.VerifyWith(key) != nil {
+		return Caller{}, fail
+	}
+	if c.Disabled {
+		return Caller{}, fail
+	}
+	fresh, err := a.once(ctx, en, "client "+c.ID, as.jti, as.exp)
+	if err != nil {
+		return Caller{}, ErrUnavailable(err)
+	}
+	if !fresh {
+		return Caller{}, fail
+	}
+	return Caller{Client: c, Method: AuthPrivateKeyJWT}, nil
+}
+
+// timely checks exp, nbf and iat against now with leeway, and that the
+// assertion lives at most maxLifetime (from iat, or from now without one).
+func (a *AssertionAuth) timely(now time.Time, as *assertion, maxLifetime time.Duration) bool {
+	l := a.cfg.Leeway
+	switch {
+	case !now.Before(as.exp.Add(l)):
+		return false // expired
+	case !as.nbf.IsZero() && now.Add(l).Before(as.nbf):
+		return false
+	case !as.iat.IsZero() && now.Add(l).Before(as.iat):
+		return false // issued in the future
+	}
+	from := as.iat
+	if from.IsZero() {
+		from = now
+	}
+	return as.exp.Sub(from) <= maxLifetime
+}
+
+// clientKey finds the key of client c named by h: by kid, or, for keys
+// registered inline, the one key whose algorithms fit when the assertion
+// names none. Keys from a jwks_uri must be named by kid.
+func (a *AssertionAuth) clientKey(ctx context.Context, c store.Client, h jws.Header) (crypto.PublicKey, bool, *Error) {
+	if len(c.JWKS) > 0 {
+		keys, err := a.static.get(c.JWKS)
+		if err != nil {
+			return nil, false, nil
+		}
+		k, ok := pickKey(keys, h)
+		return k, ok, nil
+	}
+	if c.JWKSURI == "" || h.Kid == "" {
+		return nil, false, nil
+	}
+	return a.remote.key(ctx, c.JWKSURI, "", h)
+}
+
+// pickKey returns the key of keys for header h: the one with its kid, or,
+// without a kid, the only key whose algorithms include h.Alg.
+func pickKey(keys []jws.Key, h jws.Header) (crypto.PublicKey, bool) {
+	var found *jws.Key
+	for i, k := range keys {
+		if (h.Kid != "" && k.Kid != h.Kid) || !keyFits(k, h.Alg) {
+			continue
+		}
+		if found != nil {
+			return nil, false // ambiguous without a kid
+		}
+		found = &keys[i]
+	}
+	if found == nil {
+		return nil, false
+	}
+	return found.Key, true
+}
+
+func keyFits(k jws.Key, alg string) bool {
+	if k.Alg != "" {
+		return k.Alg == alg
+	}
+	return slices.Contains(jws.AlgorithmsFor(k.Key), alg)
+}
+
+// once records the use of jti by scope until exp (plus leeway) and reports
+// whether it is the first: the in-memory front answers repeats on this
+// replica; the database decides among replicas.
+func (a *AssertionAuth) once(ctx context.Context, en *env.Env, scope, jti string, exp time.Time) (bool, error) {
+	sum := sha256.Sum256([]byte(en.Issuer + "\x00" + scope + "\x00" + jti))
+	key := hex.EncodeToString(sum[:])
+	until := exp.Add(a.cfg.Leeway)
+	now := a.cfg.Now()
+	if a.replay.seenBefore(key, now) {
+		return false, nil
+	}
+	fresh, err := en.Store.UseAssertionID(ctx, key, until)
+	if err != nil {
+		return false, err
+	}
+	a.replay.remember(key, until, now)
+	return fresh, nil
+}
+
+// replayFront remembers the assertion ids this replica saw, until they
+// expire, so that a replay costs no database round trip.
+type replayFront struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+const replayFrontMax = 100_000
+
+func (r *replayFront) seenBefore(key string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	until, ok := r.seen[key]
+	return ok && now.Before(until)
+}
+
+func (r *replayFront) remember(key string, until, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.seen) >= replayFrontMax {
+		for k, u := range r.seen {
+			if !now.Before(u) {
+				delete(r.seen, k)
+			}
+		}
+		if len(r.seen) >= replayFrontMax {
+			// Forgetting is safe: the database still refuses replays.
+			clear(r.seen)
+		}
+	}
+	r.seen[key] = until
+}
+
+// staticKeySets caches parsed inline key sets by their content's hash.
+type staticKeySets struct {
+	mu   sync.Mutex
+	sets map[string][]jws.Key
+}
+
+const staticKeySetsMax = 10_000
+
+func (s *staticKeySets) get(raw []byte) ([]jws.Key, error) {
+	sum := sha256.Sum256(raw)
+	id := string(sum[:])
+	s.mu.Lock()
+	keys, ok := s.sets[id]
+	s.mu.Unlock()
+	if ok {
+		return keys, nil
+	}
+	keys, err := jws.ParseKeySet(raw, 100)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.sets) >= staticKeySetsMax {
+		clear(s.sets)
+	}
+	s.sets[id] = keys
+	s.mu.Unlock()
+	return keys, nil
+}
+
+// remoteKeySets are key sets fetched by URL (a client's jwks_uri, a trust
+// policy's jwks_uri) or through an issuer's discovery document, each
+// through verify's JWKS cache: Cache-Control, unknown-kid refetch with a
+// cooldown, backoff, stale-if-error, size caps.
+type remoteKeySets struct {
+	cfg  AssertionConfig
+	mu   sync.Mutex
+	sets map[string]*verify.JWKS
+}
+
+func newRemoteKeySets(cfg AssertionConfig) *remoteKeySets {
+	return &remoteKeySets{cfg: cfg, sets: map[string]*verify.JWKS{}}
+}
+
+// key returns the key named by h from the set at url, or, when url is
+// empty, the set of issuer's discovery document.
+func (r *remoteKeySets) key(ctx context.Context, url, issuer string, h jws.Header) (crypto.PublicKey, bool, *Error) {
+	id := url
+	if id == "" {
+		id = "discovery " + issuer
+	}
+	r.mu.Lock()
+	set, ok := r.sets[id]
+	if !ok {
+		if len(r.sets) >= r.cfg.MaxRemoteKeySets {
+			clear(r.sets)
+		}
+		set = verify.NewJWKS(url, issuer, verify.JWKSOptions{HTTPClient: r.cfg.HTTPClient, Now: r.cfg.Now})
+		r.sets[id] = set
+	}
+	r.mu.Unlock()
+	key, alg, err := set.Key(ctx, h.Kid)
+	switch {
+	case errors.Is(err, verify.ErrUnknownKey) || errors.Is(err, verify.ErrInvalidToken):
+		return nil, false, nil
+	case err != nil:
+		// The key source cannot be reached and nothing usable is cached:
+		// the server cannot decide.
+		return nil, false, ErrUnavailable(err)
+	}
+	if alg != "" && alg != h.Alg {
+		return nil, false, nil
+	}
+	if !slices.Contains(jws.AlgorithmsFor(key), h.Alg) {
+		return nil, false, nil
+	}
+	return key, true, nil
+}
