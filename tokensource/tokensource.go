@@ -13,6 +13,16 @@
 //   - the token endpoint comes from TokenURL or from the issuer's discovery
 //     document (RFC 8414).
 //
+// The client authenticates in exactly one of three ways:
+//
+//   - a client secret (ClientSecret), sent with HTTP Basic (RFC 6749 §2.3.1);
+//   - a private key (PrivateKey or PrivateKeyFile): private_key_jwt (RFC 7523
+//     §2.2), a new short-lived assertion signed for every token request;
+//   - a workload identity (AssertionFile or AssertionFunc): a token the
+//     platform gives the workload (a Kubernetes projected service-account
+//     token, a SPIFFE JWT-SVID, a CI OIDC token) sent as the client
+//     assertion, read anew for every token request.
+//
 // Source.OAuth2 adapts it to golang.org/x/oauth2 (oauth2.NewClient), and
 // Source.Transport wraps an http.RoundTripper that sets the Authorization
 // header and, when the API answers 401, fetches a fresh token once and
@@ -21,10 +31,12 @@ package tokensource
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -42,11 +54,63 @@ type Config struct {
 	// TokenURL is the token endpoint; when empty, the token_endpoint of
 	// Issuer's discovery document is used.
 	TokenURL string
-	Issuer   string
+	// Issuer is the authorization server's issuer identifier: where
+	// discovery starts when TokenURL is empty, and the audience of
+	// private_key_jwt assertions.
+	Issuer string
 
-	ClientID     string
+	// ClientID identifies the client. Required with ClientSecret and with
+	// a private key; optional with an assertion source (the server finds
+	// the client from the assertion), sent as client_id when set.
+	ClientID string
+
+	// Client authentication: set exactly one of ClientSecret, a private
+	// key (PrivateKey or PrivateKeyFile) or an assertion source
+	// (AssertionFile or AssertionFunc).
+
+	// ClientSecret is sent with HTTP Basic (client_secret_basic).
 	ClientSecret string
-	Scopes       []string
+
+	// PrivateKey signs a private_key_jwt assertion (RFC 7523 §2.2) for
+	// every token request: iss = sub = ClientID, aud = AssertionAudience,
+	// iat = now, exp = now + AssertionLifetime, a random 128-bit jti, and
+	// the header typ "client-authentication+jwt". RSA (2048 bits or more),
+	// ECDSA P-256 and Ed25519 keys are supported; the signer may be backed
+	// by a KMS or an HSM.
+	PrivateKey crypto.Signer
+	// PrivateKeyFile is a file holding the private key, read by New: PEM
+	// (PKCS#8 "PRIVATE KEY", PKCS#1 "RSA PRIVATE KEY" or SEC1 "EC PRIVATE
+	// KEY", unencrypted) or a private JWK (RFC 7517).
+	PrivateKeyFile string
+	// KeyID is the assertion's kid header (default: the JWK's kid, else the
+	// key's RFC 7638 thumbprint, base64url SHA-256).
+	KeyID string
+	// SigningAlg is the assertion's algorithm: RS256 or PS256 for RSA,
+	// ES256 for P-256, EdDSA for Ed25519 (default: the JWK's alg, else
+	// RS256, ES256 or EdDSA by the key type).
+	SigningAlg string
+	// AssertionAudience is the assertion's aud, one string (default:
+	// Issuer). Set it to the token endpoint URL for a server that wants
+	// that instead of its issuer identifier.
+	AssertionAudience string
+	// AssertionLifetime is exp - iat of each assertion, in whole seconds
+	// (default 60 s, at most MaxAssertionLifetime).
+	AssertionLifetime time.Duration
+
+	// AssertionFile is a file holding the workload's token (a Kubernetes
+	// projected service-account token, a SPIFFE JWT-SVID), read again for
+	// every token request: the platform rotates it on disk.
+	AssertionFile string
+	// AssertionFunc returns the workload's token for each token request
+	// (e.g. GitHubActionsToken). Its errors are returned to the caller of
+	// Token as they are, never retried by the Source.
+	AssertionFunc func(ctx context.Context) (string, error)
+	// AssertionType is the client_assertion_type sent with AssertionFile
+	// or AssertionFunc: AssertionTypeJWTBearer (default) or
+	// AssertionTypeSPIFFE.
+	AssertionType string
+
+	Scopes []string
 	// Audience is sent as the audience parameter when set.
 	Audience string
 
@@ -98,21 +162,20 @@ func (e *RetrieveError) Error() string {
 
 // Source gets and caches tokens. It is safe for concurrent use.
 type Source struct {
-	cfg Config
-	sf  singleflight.Group
+	cfg  Config
+	auth clientAuth
+	sf   singleflight.Group
 
 	mu       sync.Mutex
 	tok      *Token
 	tokenURL string
 }
 
-// New returns a Source; it does no I/O until the first Token call.
+// New returns a Source. It reads PrivateKeyFile, if set, and does no other
+// I/O until the first Token call.
 func New(cfg Config) (*Source, error) {
 	if cfg.TokenURL == "" && cfg.Issuer == "" {
 		return nil, errors.New("tokensource: TokenURL or Issuer is required")
-	}
-	if cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return nil, errors.New("tokensource: ClientID and ClientSecret are required")
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -132,7 +195,11 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Source{cfg: cfg, tokenURL: cfg.TokenURL}, nil
+	auth, err := newClientAuth(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{cfg: cfg, auth: auth, tokenURL: cfg.TokenURL}, nil
 }
 
 // Token returns a valid token: the cached one while it is fresh; past its
@@ -270,14 +337,20 @@ func (s *Source) fetch(ctx context.Context) (*Token, error) {
 	if s.cfg.Audience != "" {
 		form.Set("audience", s.cfg.Audience)
 	}
+	// A new assertion for every attempt: a server that saw the last one
+	// (even when its answer was lost) refuses its jti, and a workload
+	// token on disk may have been rotated since.
+	header := http.Header{}
+	if err := s.auth.authenticate(ctx, form, header); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
+	maps.Copy(req.Header, header)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	// RFC 6749 §2.3.1: form-encode before Basic.
-	req.SetBasicAuth(url.QueryEscape(s.cfg.ClientID), url.QueryEscape(s.cfg.ClientSecret))
 	sent := s.cfg.Now()
 	resp, err := s.cfg.HTTPClient.Do(req)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,8 @@ type tokenServer struct {
 	delay     time.Duration
 	lastAuth  string
 	lastForm  string
+	forms     []url.Values // every request's form, in order
+	auths     []string     // every request's Authorization header
 }
 
 type resp struct {
@@ -45,6 +48,9 @@ func (s *tokenServer) RoundTrip(r *http.Request) (*http.Response, error) {
 	s.lastAuth = r.Header.Get("Authorization")
 	b, _ := io.ReadAll(r.Body)
 	s.lastForm = string(b)
+	form, _ := url.ParseQuery(s.lastForm)
+	s.forms = append(s.forms, form)
+	s.auths = append(s.auths, s.lastAuth)
 	out := resp{status: 200, body: fmt.Sprintf(`{"access_token":"tok-%d","token_type":"Bearer","expires_in":%d}`, s.requests, s.expiresIn)}
 	if len(s.script) > 0 {
 		out, s.script = s.script[0], s.script[1:]
