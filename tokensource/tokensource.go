@@ -169,6 +169,11 @@ type Source struct {
 	mu       sync.Mutex
 	tok      *Token
 	tokenURL string
+	// The background refresh: whether one is running, and after failures
+	// the time the next may start and the wait that led to it.
+	bgRunning bool
+	bgNext    time.Time
+	bgWait    time.Duration
 }
 
 // New returns a Source. It reads PrivateKeyFile, if set, and does no other
@@ -204,23 +209,52 @@ func New(cfg Config) (*Source, error) {
 
 // Token returns a valid token: the cached one while it is fresh; past its
 // refresh point the cached one while a new one is fetched in the
-// background; a new one (waiting for it) when there is no valid token.
+// background (after a failed background fetch, the next waits MinBackoff,
+// doubling up to MaxBackoff); a new one (waiting for it) when there is no
+// valid token.
 func (s *Source) Token(ctx context.Context) (*Token, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
 	tok := s.tok
 	s.mu.Unlock()
 	if tok.Valid(now) {
-		if !now.Before(tok.refreshAt) {
+		if !now.Before(tok.refreshAt) && s.startBackground(now) {
 			go func() {
 				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 				defer cancel()
-				_, _ = s.refresh(ctx)
+				_, err := s.refresh(ctx)
+				s.backgroundDone(err)
 			}()
 		}
 		return tok, nil
 	}
 	return s.refresh(ctx)
+}
+
+// startBackground reports whether a background refresh may start now: none
+// is running, and the wait after the last failed one is over.
+func (s *Source) startBackground(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bgRunning || now.Before(s.bgNext) {
+		return false
+	}
+	s.bgRunning = true
+	return true
+}
+
+// backgroundDone records the end of a background refresh: after a failure
+// the next one waits, MinBackoff doubling up to MaxBackoff.
+func (s *Source) backgroundDone(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bgRunning = false
+	if err == nil {
+		s.bgWait = 0
+		return
+	}
+	s.bgWait = min(max(2*s.bgWait, s.cfg.MinBackoff), s.cfg.MaxBackoff)
+	s.bgNext = s.cfg.Now().Add(s.bgWait)
 }
 
 // Invalidate drops tok from the cache (if it is still the cached one), so
@@ -241,7 +275,7 @@ func (s *Source) refresh(ctx context.Context) (*Token, error) {
 			return nil, err
 		}
 		s.mu.Lock()
-		s.tok = tok
+		s.tok, s.bgWait = tok, 0
 		s.mu.Unlock()
 		return tok, nil
 	})

@@ -310,3 +310,66 @@ func TestDiscovery(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A background refresh that fails is not started again on every Token call
+// while the cached token is still good: the next attempt waits, MinBackoff
+// doubling up to MaxBackoff, so a busy client does not hammer the token
+// endpoint or the assertion source.
+func TestFailedEarlyRefreshBacksOff(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config, *tokenServer, *int, *error)
+	}{
+		{"token endpoint refuses", func(c *Config, srv *tokenServer, calls *int, fail *error) {
+			srv.script = []resp{{status: 200, body: `{"access_token":"tok-1","token_type":"Bearer","expires_in":1000}`}}
+			for range 200 {
+				srv.script = append(srv.script, resp{status: 400, body: `{"error":"invalid_scope"}`})
+			}
+		}},
+		{"assertion source fails", func(c *Config, srv *tokenServer, calls *int, fail *error) {
+			c.ClientSecret = ""
+			c.AssertionFunc = func(context.Context) (string, error) {
+				*calls++
+				if *calls > 1 {
+					return "", *fail
+				}
+				return jwtLike(`{}`), nil
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := &tokenServer{expiresIn: 1000}
+				var calls int
+				fail := errors.New("unavailable")
+				s := newSource(t, srv, func(c *Config) { tc.mod(c, srv, &calls, &fail) })
+				if tok, err := s.Token(t.Context()); err != nil || tok.AccessToken != "tok-1" {
+					t.Fatalf("%v %v", tok, err)
+				}
+				attempts := func() int { return max(srv.count(), calls) - 1 }
+				time.Sleep(800 * time.Second) // past the refresh point
+				for range 100 {
+					if tok, err := s.Token(t.Context()); err != nil || tok.AccessToken != "tok-1" {
+						t.Fatalf("%v %v", tok, err)
+					}
+					synctest.Wait()
+					time.Sleep(10 * time.Millisecond)
+				}
+				// 1 s of calls: attempts at 0, 0.2 s and 0.6 s (then 1.4 s).
+				if n := attempts(); n != 3 {
+					t.Fatalf("%d refresh attempts during 1 s of Token calls, want 3", n)
+				}
+				// The waits grow to MaxBackoff and stay there.
+				for range 60 {
+					s.Token(t.Context())
+					synctest.Wait()
+					time.Sleep(time.Second)
+				}
+				if n := attempts(); n < 3+6 || n > 3+9 {
+					t.Fatalf("%d refresh attempts after 61 s, want 3 + 6..9 (one per 10 s at most)", n)
+				}
+			})
+		})
+	}
+}
