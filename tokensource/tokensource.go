@@ -120,7 +120,8 @@ type Config struct {
 	// refreshed (default 0.2); a random part of up to half of it is added
 	// as jitter.
 	RefreshBefore float64
-	// MaxRetries bounds retries of one fetch (default 4); the backoff
+	// MaxRetries bounds retries of one fetch (default 4; negative: none,
+	// e.g. for a command-line tool that reports the first error); the backoff
 	// starts at MinBackoff (default 200 ms) and doubles up to MaxBackoff
 	// (default 10 s).
 	MaxRetries             int

@@ -198,6 +198,12 @@ func TestGivesUpAndDoesNotRetry4xx(t *testing.T) {
 		if _, err := s2.Token(t.Context()); !errors.As(err, &re) || re.StatusCode != 502 || srv2.count() != 4 {
 			t.Fatalf("err %v after %d requests, want 502 after 4", err, srv2.count())
 		}
+		// Negative MaxRetries: no retry at all.
+		srv3 := &tokenServer{script: []resp{{status: 503}, {status: 503}}}
+		s3 := newSource(t, srv3, func(c *Config) { c.MaxRetries = -1 })
+		if _, err := s3.Token(t.Context()); !errors.As(err, &re) || re.StatusCode != 503 || srv3.count() != 1 {
+			t.Fatalf("err %v after %d requests, want 503 after 1", err, srv3.count())
+		}
 	})
 }
 
