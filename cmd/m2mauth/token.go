@@ -2,40 +2,140 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
+
+	"github.com/m2mauth/m2mauth/tokensource"
 )
+
+// assertionTypes maps --assertion-type to client_assertion_type.
+var assertionTypes = map[string]string{
+	"jwt-bearer":                       tokensource.AssertionTypeJWTBearer,
+	"jwt-spiffe":                       tokensource.AssertionTypeSPIFFE,
+	tokensource.AssertionTypeJWTBearer: tokensource.AssertionTypeJWTBearer,
+	tokensource.AssertionTypeSPIFFE:    tokensource.AssertionTypeSPIFFE,
+}
 
 func runToken(ctx context.Context, e *env, args []string) error {
 	var server, id, sec, audience, scopes string
+	var keyFile, keyID, alg, assertionAudience, assertionFile, assertionType string
 	var out output
-	f := newFlags(e, "token", "", "Gets an access token with the client-credentials grant (HTTP Basic client authentication)\nand prints it; --json prints the whole token response.")
+	f := newFlags(e, "token", "", `Gets an access token with the client-credentials grant and prints it; --json prints
+the whole token response. The client authenticates with exactly one of:
+  --client-secret   the client secret, sent with HTTP Basic;
+  --private-key     private_key_jwt: a 60 s assertion signed with the key (aud: --assertion-audience);
+  --assertion-file  a workload token (a Kubernetes projected service-account token, a SPIFFE
+                    JWT-SVID, a CI OIDC token) sent as the client assertion.`)
 	f.StringVar(&server, "server", "", "server base URL (e.g. http://127.0.0.1:8080)")
-	f.StringVar(&id, "client-id", "", "client id")
+	f.StringVar(&id, "client-id", "", "client id (optional with --assertion-file)")
 	f.StringVar(&sec, "client-secret", "", "client secret; prefer the environment variable")
+	f.StringVar(&keyFile, "private-key", "", "private key file for private_key_jwt: PEM (PKCS#8, PKCS#1 or SEC1) or a private JWK")
+	f.StringVar(&keyID, "key-id", "", "the assertion's kid (default: the JWK's kid, else the key's RFC 7638 thumbprint)")
+	f.StringVar(&alg, "alg", "", "the assertion's algorithm: RS256 or PS256 for RSA (default RS256), ES256 for P-256, EdDSA for Ed25519")
+	f.StringVar(&assertionAudience, "assertion-audience", "", "the assertion's aud (default: the issuer, taken as --server)")
+	f.StringVar(&assertionFile, "assertion-file", "", "file holding the workload token to send as the client assertion")
+	f.StringVar(&assertionType, "assertion-type", "", "client assertion type of --assertion-file: jwt-bearer or jwt-spiffe (default jwt-bearer)")
 	f.StringVar(&audience, "audience", "", "API identifier (default: the client's default audience)")
 	f.StringVar(&scopes, "scopes", "", "space-separated scopes (default: all granted)")
 	out.register(f)
 	f.setEnv("client-id", "M2MAUTH_CLIENT_ID")
 	f.setEnv("client-secret", "M2MAUTH_CLIENT_SECRET")
+	f.setEnv("private-key", "M2MAUTH_PRIVATE_KEY_FILE")
+	f.setEnv("alg", "M2MAUTH_ASSERTION_ALG")
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	if server == "" || id == "" || sec == "" {
-		return fmt.Errorf("--server, --client-id and --client-secret are required")
+	// Say where a credential came from: a variable left in the shell is
+	// the usual reason for two of them.
+	onCommandLine := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { onCommandLine[fl.Name] = true })
+	origin := func(name string) string {
+		if onCommandLine[name] {
+			return "--" + name
+		}
+		return fmt.Sprintf("--%s (from $%s)", name, f.envName(name))
 	}
-	form := url.Values{"grant_type": {"client_credentials"}}
-	if audience != "" {
-		form.Set("audience", audience)
+	var kinds []string
+	for name, v := range map[string]string{"client-secret": sec, "private-key": keyFile, "assertion-file": assertionFile} {
+		if v != "" {
+			kinds = append(kinds, origin(name))
+		}
 	}
-	if scopes != "" {
-		form.Set("scope", scopes)
+	switch {
+	case server == "":
+		return errors.New("--server is required")
+	case len(kinds) == 0:
+		return errors.New("a client credential is required: --client-secret, --private-key or --assertion-file")
+	case len(kinds) > 1:
+		slices.Sort(kinds)
+		return fmt.Errorf("give exactly one client credential, not %s", strings.Join(kinds, " and "))
 	}
-	tok, err := requestToken(ctx, strings.TrimRight(server, "/")+"/oauth/token", id, sec, form)
+	for _, o := range []struct{ name, v string }{{"key-id", keyID}, {"alg", alg}, {"assertion-audience", assertionAudience}} {
+		if o.v != "" && keyFile == "" {
+			return fmt.Errorf("%s applies only with --private-key", origin(o.name))
+		}
+	}
+	if assertionType != "" && assertionFile == "" {
+		return fmt.Errorf("%s applies only with --assertion-file", origin("assertion-type"))
+	}
+	base := strings.TrimRight(server, "/")
+	if sec != "" {
+		if id == "" {
+			return errors.New("--client-id is required with --client-secret")
+		}
+		form := url.Values{"grant_type": {"client_credentials"}}
+		if audience != "" {
+			form.Set("audience", audience)
+		}
+		if scopes != "" {
+			form.Set("scope", scopes)
+		}
+		tok, err := requestToken(ctx, base+"/oauth/token", id, sec, form)
+		if err != nil {
+			return err
+		}
+		return printToken(e, out, tok)
+	}
+	cfg := tokensource.Config{
+		TokenURL: base + "/oauth/token", Issuer: base, ClientID: id,
+		Scopes: strings.Fields(scopes), Audience: audience,
+		HTTPClient: httpClient, MaxRetries: -1, // one attempt, as with a secret
+	}
+	if keyFile != "" {
+		if id == "" {
+			return errors.New("--client-id is required with --private-key (it is the assertion's iss and sub)")
+		}
+		cfg.PrivateKeyFile, cfg.KeyID, cfg.SigningAlg, cfg.AssertionAudience = keyFile, keyID, alg, assertionAudience
+	} else {
+		cfg.AssertionFile = assertionFile
+		if assertionType != "" {
+			typ, ok := assertionTypes[assertionType]
+			if !ok {
+				return fmt.Errorf("--assertion-type %q: want jwt-bearer or jwt-spiffe", assertionType)
+			}
+			cfg.AssertionType = typ
+		}
+	}
+	src, err := tokensource.New(cfg)
 	if err != nil {
 		return err
 	}
+	tok, err := src.Token(ctx)
+	if err != nil {
+		return err
+	}
+	return printToken(e, out, &tokenResponse{
+		AccessToken: tok.AccessToken, TokenType: tok.TokenType, Scope: tok.Scope,
+		ExpiresIn: int64(time.Until(tok.Expiry).Round(time.Second) / time.Second),
+	})
+}
+
+func printToken(e *env, out output, tok *tokenResponse) error {
 	if out.json {
 		return printJSON(e.stdout, tok)
 	}
