@@ -340,6 +340,14 @@ func clientRotateSecret(ctx context.Context, e *env, args []string) error {
 	}
 	secs := int64(grace / time.Second)
 	var c admin.ClientResource
+	if ifMatch == "" {
+		// Rotate the version this command saw: two rotations run at once
+		// then cannot both win (the other gets 412).
+		if err := ac.do(ctx, http.MethodGet, "/admin/v1/clients/"+url.PathEscape(pos[0]), nil, &c); err != nil {
+			return err
+		}
+		ifMatch = admin.ETag(c.Version)
+	}
 	if err := ac.doIfMatch(ctx, http.MethodPost, "/admin/v1/clients/"+url.PathEscape(pos[0])+"/secrets", ifMatch,
 		admin.RotateRequest{GraceSeconds: &secs}, &c); err != nil {
 		return err

@@ -266,10 +266,12 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 	if err := v.err(); err != nil {
 		return store.Client{}, err
 	}
+	var revokeRefresh bool
 	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
 		}
+		before := store.Client{Disabled: c.Disabled, RefreshTokens: c.RefreshTokens, Grants: c.Grants}
 		if p.Name != nil {
 			c.Name = *p.Name
 		}
@@ -324,15 +326,58 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		if err := v.err(); err != nil {
 			return err
 		}
-		c.UpdatedAt = s.now().UTC()
+		now := s.now().UTC()
+		// Taking rights away revokes the tokens issued under them, for
+		// good: disabling the client, removing a grant or a granted scope
+		// sets the client's cutoff, so that re-enabling or granting again
+		// later does not bring back tokens issued before (a stolen token
+		// would come back with them). Refresh tokens go too, and when
+		// refresh tokens are turned off.
+		if narrowed(before, *c) {
+			c.TokensRevokedBefore = cutoff(now)
+			revokeRefresh = true
+		}
+		if before.RefreshTokens && !c.RefreshTokens {
+			revokeRefresh = true
+		}
+		c.UpdatedAt = now
 		return nil
 	})
 	if err != nil {
 		return store.Client{}, mapConflict(err, "a granted API was deleted meanwhile")
 	}
+	if revokeRefresh {
+		if err := s.store.RevokeClientRefreshTokens(ctx, id, s.now().UTC()); err != nil {
+			return store.Client{}, err
+		}
+	}
 	s.inval.Invalidate(id)
 	return c, nil
 }
+
+// narrowed reports whether after takes rights away from before: the
+// client is disabled, or loses a grant or a granted scope.
+func narrowed(before, after store.Client) bool {
+	if after.Disabled && !before.Disabled {
+		return true
+	}
+	for _, g := range before.Grants {
+		i := slices.IndexFunc(after.Grants, func(n store.Grant) bool { return n.Audience == g.Audience })
+		if i < 0 {
+			return true
+		}
+		for _, sc := range g.Scopes {
+			if !slices.Contains(after.Grants[i].Scopes, sc) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cutoff is the revocation instant for tokens issued up to now: tokens
+// carry whole seconds, so everything issued in this second or before.
+func cutoff(now time.Time) time.Time { return now.Truncate(time.Second).Add(time.Second) }
 
 // checkIntrospect validates an introspection permission: "*" alone, or
 // identifiers of existing APIs.
@@ -363,9 +408,7 @@ func (s *Service) checkIntrospect(ctx context.Context, v *ValidationError, auds 
 func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Client, error) {
 	now := s.now().UTC()
 	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
-		// Tokens carry whole seconds: anything issued in this second or
-		// before is revoked.
-		c.TokensRevokedBefore = now.Truncate(time.Second).Add(time.Second)
+		c.TokensRevokedBefore = cutoff(now)
 		c.UpdatedAt = now
 		return nil
 	})
@@ -393,7 +436,8 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace ti
 	if grace < 0 || grace > 90*24*time.Hour {
 		return store.Client{}, store.Secret{}, "", &ValidationError{Fields: []FieldError{{"grace_seconds", "must be between 0 and 90 days"}}}
 	}
-	if ifMatch == "" {
+	guarded := ifMatch == ""
+	if guarded {
 		cur, err := s.store.GetClient(ctx, id)
 		if err != nil {
 			return store.Client{}, store.Secret{}, "", err
@@ -427,6 +471,19 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace ti
 			}
 			return &ConflictError{msg}
 		}
+		// A rotation without If-Match must not end, at once, a secret
+		// another rotation handed out a moment ago (two rotations that
+		// overlap): with a grace under MinSecretAge, a secret younger than
+		// that is kept. A caller that names the version it saw (If-Match)
+		// knows what it ends.
+		if guarded && grace < MinSecretAge {
+			for _, sec := range c.Secrets {
+				if sec.Live(now) && now.Sub(sec.CreatedAt) < MinSecretAge {
+					return &ConflictError{fmt.Sprintf("the client's current secret was created %s ago: a rotation with a grace under %s would end it at once; retry in a few seconds, give a longer grace, or send If-Match with the version you mean to rotate",
+						now.Sub(sec.CreatedAt).Round(time.Millisecond), MinSecretAge)}
+				}
+			}
+		}
 		expire := now.Add(grace)
 		kept := liveSecrets(c.Secrets, now)
 		for i, sec := range kept {
@@ -445,6 +502,10 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace ti
 	s.inval.Invalidate(id)
 	return c, added, plain, nil
 }
+
+// MinSecretAge is how long a new secret is safe from a rotation without
+// If-Match that would end it at once.
+const MinSecretAge = 5 * time.Second
 
 // liveSecrets returns the secrets that still authenticate at now: expired
 // ones are pruned whenever a client's secrets change.

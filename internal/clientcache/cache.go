@@ -8,15 +8,18 @@
 // is bypassed. Entries also expire after a TTL, a safety net that bounds
 // staleness if a notification were ever lost.
 //
-// An unknown client id costs no database round trip either: the cache
-// holds a Bloom filter of every client id (about 10 bits per id), loaded
-// by LoadIDs and kept current by the same invalidations, since creating a
-// client invalidates its id. An id the filter does not hold is answered
-// "no such client" from memory, so an unknown id costs what a cached known
-// one does (no timing tells them apart) and a flood of random ids never
-// reaches the database. The filter is trusted only while invalidations
-// cannot be missed: it is dropped when the cache is disabled and must be
-// loaded again.
+// Unknown client ids are kept away from the database too: the cache holds
+// a Bloom filter of every client id (about 10 bits per id), loaded by
+// LoadIDs and kept current by the same invalidations, since creating a
+// client invalidates its id. A client created on another replica reaches
+// the filter when the change feed delivers its notification, a few
+// milliseconds after the commit; a request for it in between must not be
+// refused, so an id the filter does not hold is still confirmed by the
+// database, within a budget (MissRate per second): a flood of random ids
+// costs the database at most that, and past it ids the filter does not
+// hold are answered "no such client" from memory. The filter is trusted
+// only while invalidations cannot be missed: it is dropped when the cache
+// is disabled and must be loaded again.
 package clientcache
 
 import (
@@ -25,6 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -56,7 +61,16 @@ type Cache struct {
 	loading   bool
 	loadedNew []string
 	loadMu    sync.Mutex // one load at a time
+	// misses bounds the database reads that confirm the filter's "no".
+	misses *rate.Limiter
 }
+
+// MissRate and MissBurst bound the database reads per second that confirm
+// an id the filter does not hold.
+const (
+	MissRate  = 100
+	MissBurst = 100
+)
 
 type entry struct {
 	client   store.Client
@@ -66,7 +80,8 @@ type entry struct {
 
 // New returns an enabled cache in front of src.
 func New(src source, ttl time.Duration, maxEntries int, now func() time.Time) *Cache {
-	return &Cache{src: src, ttl: ttl, maxEntries: maxEntries, now: now, entries: map[string]entry{}, enabled: true}
+	return &Cache{src: src, ttl: ttl, maxEntries: maxEntries, now: now, entries: map[string]entry{}, enabled: true,
+		misses: rate.NewLimiter(MissRate, MissBurst)}
 }
 
 // GetClient returns the client from the cache or, on a miss, from the
@@ -83,7 +98,7 @@ func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) 
 		}
 		return e.client, nil
 	}
-	if f := c.ids.Load(); f != nil && !f.mayContain(id) {
+	if f := c.ids.Load(); f != nil && !f.mayContain(id) && !c.misses.AllowN(now, 1) {
 		return store.Client{}, store.ErrNotFound
 	}
 	cl, err := c.src.GetClient(ctx, id)

@@ -200,8 +200,17 @@ func (c *Credentials) set(authz, postID, postSecret string) *Error {
 	}
 	switch {
 	case hasBasic && (postID != "" || postSecret != ""):
-		// The body must agree with the header, read either way.
-		if (postID != "" && postID != b.id && postID != b.rawID) || (postSecret != "" && postSecret != b.secret && postSecret != b.rawSecret) {
+		// The body must agree with the header, read either way, and then
+		// decides which reading of the header is meant.
+		decoded := (postID == "" || postID == b.id) && (postSecret == "" || postSecret == b.secret)
+		raw := (postID == "" || postID == b.rawID) && (postSecret == "" || postSecret == b.rawSecret)
+		switch {
+		case decoded && raw:
+		case decoded:
+			b.rawID, b.rawSecret = b.id, b.secret
+		case raw:
+			b.id, b.secret = b.rawID, b.rawSecret
+		default:
 			return ErrInvalidRequest("the client credentials in the Authorization header and the body differ")
 		}
 		c.setBasic(b)
@@ -275,8 +284,18 @@ func readBody(r *http.Request) (params, *Error) {
 	return nil, ErrInvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
 }
 
+// maxParams caps the parameters (form) or members (JSON) of a request: a
+// token request has a handful, and each costs parsing work before the
+// client is known.
+const maxParams = 64
+
+var errTooManyParams = ErrInvalidRequest("a request may carry at most %d parameters", maxParams)
+
 // formParams decodes an application/x-www-form-urlencoded body.
 func formParams(body []byte) (params, *Error) {
+	if bytes.Count(body, []byte("&")) >= maxParams {
+		return nil, errTooManyParams
+	}
 	v, err := url.ParseQuery(string(body))
 	if err != nil {
 		return nil, ErrInvalidRequest("the form body is not valid application/x-www-form-urlencoded")
@@ -327,12 +346,13 @@ func parseJSONParams(body []byte) (params, *Error) {
 			}
 			continue
 		}
-		if name == "resource" {
-			var list []string
-			if err := json.Unmarshal(raw, &list); err == nil {
-				p[name] = list
-				continue
+		if name == "resource" && len(raw) > 0 && raw[0] == '[' {
+			list, e := stringArray(raw, scope.MaxResources)
+			if e != nil {
+				return nil, e
 			}
+			p[name] = list
+			continue
 		}
 		if knownParams[name] {
 			return nil, ErrInvalidRequest("parameter %s must be a string", name)
@@ -347,8 +367,32 @@ var knownParams = map[string]bool{
 	"client_assertion_type": true, "client_assertion": true,
 }
 
+// stringArray decodes a JSON array of strings, stopping at the first
+// element past max: its work is bounded by the cap, not by the body.
+func stringArray(raw []byte, max int) ([]string, *Error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, ErrInvalidRequest("parameter resource must be a string or an array of strings")
+	}
+	var out []string
+	for dec.More() {
+		if len(out) == max {
+			return nil, newError(http.StatusBadRequest, CodeInvalidTarget, "a request may carry at most %d audience and resource values", max)
+		}
+		var s string
+		if err := dec.Decode(&s); err != nil {
+			return nil, ErrInvalidRequest("parameter resource must be a string or an array of strings")
+		}
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
 // JSONObjectMembers decodes a JSON object into its members, rejecting
-// repeated member names and anything after the object.
+// repeated member names, more than maxParams members and anything after
+// the object.
 func JSONObjectMembers(body []byte) (map[string]json.RawMessage, *Error) {
 	bad := ErrInvalidRequest("the body is not a valid JSON object")
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -357,6 +401,9 @@ func JSONObjectMembers(body []byte) (map[string]json.RawMessage, *Error) {
 	}
 	members := map[string]json.RawMessage{}
 	for dec.More() {
+		if len(members) == maxParams {
+			return nil, errTooManyParams
+		}
 		tok, err := dec.Token()
 		if err != nil {
 			return nil, bad

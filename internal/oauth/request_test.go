@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,18 @@ import (
 
 func basic(id, secret string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
+}
+
+// jsonMembers is n distinct JSON members.
+func jsonMembers(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"m%d":1`, i)
+	}
+	return b.String()
 }
 
 func TestParseTokenRequest(t *testing.T) {
@@ -38,8 +51,13 @@ func TestParseTokenRequest(t *testing.T) {
 			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a:b", Secret: "s+% x", RawID: "a%3Ab", RawSecret: "s%2B%25+x"}}},
 		{name: "basic that is not form-url-encoded is read raw", contentType: form, body: "grant_type=client_credentials", authz: basic("a", "s%zz+1"),
 			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s%zz+1"}}},
-		{name: "basic raw, the same in the body", contentType: form, body: "grant_type=client_credentials&client_secret=s%2B1", authz: basic("a", "s+1"),
-			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s 1", RawID: "a", RawSecret: "s+1"}}},
+		{name: "basic raw, the same in the body: the raw reading only", contentType: form, body: "grant_type=client_credentials&client_secret=s%2B1", authz: basic("a", "s+1"),
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s+1"}}},
+		{name: "basic decoded, the same id in the body: the decoded reading only", contentType: form, body: "grant_type=client_credentials&client_id=svc+oneA", authz: basic("svc+one%41", "s"),
+			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "svc oneA", Secret: "s"}}},
+		{name: "too many parameters", contentType: form, body: "grant_type=client_credentials" + strings.Repeat("&x=1", 64), wantCode: CodeInvalidRequest, wantStatus: 400},
+		{name: "too many JSON members", contentType: "application/json", body: "{" + strings.TrimSuffix(strings.Repeat(`"x":1,`, 0), ",") + jsonMembers(65) + "}", wantCode: CodeInvalidRequest, wantStatus: 400},
+		{name: "too many resources in a JSON array", contentType: "application/json", body: `{"grant_type":"client_credentials","resource":[` + strings.TrimSuffix(strings.Repeat(`"r",`, 101), ",") + `]}`, wantCode: CodeInvalidTarget, wantStatus: 400},
 		{name: "basic and the same credentials in the body", contentType: form, body: "grant_type=client_credentials&client_id=a&client_secret=s", authz: basic("a", "s"),
 			want: &Request{GrantType: "client_credentials", Credentials: Credentials{Method: AuthSecretBasic, ClientID: "a", Secret: "s"}}},
 		{name: "basic and the same id in the body", contentType: form, body: "grant_type=client_credentials&client_id=a", authz: basic("a", "s"),

@@ -82,7 +82,24 @@ func TestAdminTokenRevocation(t *testing.T) {
 			if resp, b := ts.adminDo(http.MethodPatch, "/admin/v1/clients/"+id, map[string]any{"grants": []any{}}); resp.StatusCode != 200 {
 				t.Fatalf("remove grant: %d %s", resp.StatusCode, b)
 			}
-		}, 403},
+		}, 401},
+		// Giving the rights back does not revive the tokens issued before
+		// they were taken away.
+		{"disabled, then enabled again", func(id, _, _ string) {
+			for _, disabled := range []bool{true, false} {
+				if resp, b := ts.adminDo(http.MethodPatch, "/admin/v1/clients/"+id, map[string]any{"disabled": disabled}); resp.StatusCode != 200 {
+					t.Fatalf("disabled=%v: %d %s", disabled, resp.StatusCode, b)
+				}
+			}
+		}, 401},
+		{"admin grant removed, then granted again", func(id, _, _ string) {
+			grants := []any{map[string]any{"audience": ts.cfg.AdminAudience(), "scopes": []string{admin.AdminScope}}}
+			for _, g := range [][]any{{}, grants} {
+				if resp, b := ts.adminDo(http.MethodPatch, "/admin/v1/clients/"+id, map[string]any{"grants": g}); resp.StatusCode != 200 {
+					t.Fatalf("grants %v: %d %s", g, resp.StatusCode, b)
+				}
+			}
+		}, 401},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

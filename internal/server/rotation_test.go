@@ -67,7 +67,8 @@ func TestRotationsWithoutGrace(t *testing.T) {
 	// The issuer must be the URL the test server gets: start it first.
 	hs := httptest.NewUnstartedServer(nil)
 	cfg.Issuer = "http://" + hs.Listener.Addr().String()
-	srv, err := newServer(context.Background(), cfg, NewLogger(io.Discard, "json", "error"), nil, bs, nil)
+	clk := newFakeClock()
+	srv, err := newServer(context.Background(), cfg, NewLogger(io.Discard, "json", "error"), clk.Now, bs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +83,7 @@ func TestRotationsWithoutGrace(t *testing.T) {
 	ts.login()
 	id, _ := setupOrders(ts)
 	bs.id = id
+	clk.Advance(admin.MinSecretAge) // the client's first secret is not new any more
 
 	const n = 64
 	bs.reads.Add(n)
@@ -110,12 +112,19 @@ func TestRotationsWithoutGrace(t *testing.T) {
 	if counts[201] != 1 || counts[412] != n-1 || len(secrets) != 1 {
 		t.Fatalf("statuses %v, %d secrets returned; want one 201 and %d × 412", counts, len(secrets), n-1)
 	}
+	// A rotation that read the client after the winner committed finds a
+	// secret handed out a moment ago: it is refused, not ended at once.
+	if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients/"+id+"/secrets", `{"grace_seconds":0}`); resp.StatusCode != 409 {
+		t.Errorf("a rotation right after another: %d %s, want 409", resp.StatusCode, b)
+	}
 	if st, code := ts.tokenStatus(id, secrets[0], url.Values{}); st != 200 {
 		t.Fatalf("the returned secret does not authenticate: %d %s", st, code)
 	}
 
 	var last string
 	for range n {
+		clk.Advance(admin.MinSecretAge)
+		ts.login()
 		resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients/"+id+"/secrets", `{"grace_seconds":0}`)
 		if resp.StatusCode != 201 {
 			t.Fatalf("sequential rotation: %d %s", resp.StatusCode, b)

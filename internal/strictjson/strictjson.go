@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"unicode"
 )
 
 // Errors of Check.
@@ -20,6 +21,13 @@ var (
 	ErrDuplicate = errors.New("a JSON member is given more than once (names are compared ignoring case)")
 	ErrTrailing  = errors.New("the body must hold exactly one JSON value")
 )
+
+// fold maps a member name to the key encoding/json matches struct fields
+// by: it compares names under Unicode case folding, so "ſ" (U+017F) and
+// "s", "K" (U+212A) and "k" name the same field.
+func fold(name string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToUpper(unicode.ToLower(r)) }, name)
+}
 
 // frame is an open object or array.
 type frame struct {
@@ -74,7 +82,7 @@ func Check(data []byte) error {
 				done = true
 			case top.object && top.expectKey:
 				name, _ := t.(string)
-				key := strings.ToLower(name)
+				key := fold(name)
 				if _, dup := top.seen[key]; dup {
 					return ErrDuplicate
 				}

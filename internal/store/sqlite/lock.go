@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -51,7 +52,9 @@ type FileLock struct {
 // another process gets. holder names what the caller runs ("serve",
 // "key rewrap").
 func Lock(path, holder string) (*FileLock, error) {
-	lockPath := path + ".lock"
+	// One database, one lock, whatever path names it: symbolic links
+	// (to the file or its directory) are resolved first.
+	lockPath := canonical(path) + ".lock"
 	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock the database: %w", err)
@@ -77,6 +80,20 @@ func Lock(path, holder string) (*FileLock, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+" "+holder+"\n"), 0)
 	}
 	return &FileLock{f: f}, nil
+}
+
+// canonical resolves symbolic links in path (in its directory when the file
+// does not exist yet) and makes it absolute.
+func canonical(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	} else if dir, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		path = filepath.Join(dir, filepath.Base(path))
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return path
 }
 
 // Unlock releases the lock. The lock file stays: removing it would let a

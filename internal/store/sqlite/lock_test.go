@@ -50,3 +50,33 @@ func TestLock(t *testing.T) {
 		t.Errorf("lock file %q does not record the pid", b)
 	}
 }
+
+// The lock is the database's, whatever path names it: a symbolic link to
+// the file, or to its directory, finds it held.
+func TestLockThroughSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "data", "m2mauth.db")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := sqlite.Lock(path, sqlite.HolderServe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	fileLink, dirLink := filepath.Join(dir, "l.db"), filepath.Join(dir, "datalink")
+	if err := os.Symlink(path, fileLink); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	if err := os.Symlink(filepath.Dir(path), dirLink); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fileLink, filepath.Join(dirLink, "m2mauth.db"), filepath.Join(dir, "data", ".", "m2mauth.db")} {
+		if _, err := sqlite.Lock(p, "key rewrap"); !errors.Is(err, sqlite.ErrLocked) {
+			t.Errorf("lock through %s: %v, want ErrLocked", p, err)
+		}
+	}
+}
