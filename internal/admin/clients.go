@@ -160,8 +160,13 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 	var v ValidationError
 	id, plain := in.ClientID, in.ClientSecret
 	if id != "" {
-		if !validIdentifier(id) || len(id) > 128 || strings.HasPrefix(id, secret.SecretPrefix) {
+		switch {
+		case !validIdentifier(id) || len(id) > 128 || strings.HasPrefix(id, secret.SecretPrefix):
 			v.add("client_id", "must be 1 to 128 printable ASCII characters without spaces")
+		case strings.Contains(id, ":"):
+			// HTTP Basic separates id and secret with the first ':': a
+			// client sending its id unencoded (as most do) could not name it.
+			v.add("client_id", "must not contain ':', which HTTP Basic authentication cannot carry unencoded")
 		}
 	} else {
 		id = secret.NewID(secret.ClientIDPrefix)

@@ -160,7 +160,11 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // become 429 once the caller is over its limit; a failure to decide (5xx)
 // counts for nothing.
 func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request, e *Error) {
-	if e.Status < 500 && ep.limiter.Failed(r, e.client) {
+	claimed := e.client
+	if claimed == "" && req != nil {
+		claimed = req.Credentials.ClientID
+	}
+	if e.Status < 500 && ep.limiter.Failed(r, claimed, e.client != "") {
 		limited := ErrTooManyRequests()
 		limited.client = e.client
 		e = limited

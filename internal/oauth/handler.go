@@ -11,10 +11,12 @@ type StandardCodec struct{}
 
 // tokenResponse is RFC 6749 §5.1.
 type tokenResponse struct {
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type"`
-	ExpiresIn    int64  `json:"expires_in"`
-	Scope        string `json:"scope,omitempty"`
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	// Scope is always sent: RFC 6749 §5.1 requires it whenever it differs
+	// from the request, which an empty scope can.
+	Scope        string `json:"scope"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 }
 

@@ -36,11 +36,18 @@ type FailureLimiter struct {
 	max   int
 	now   func() time.Time
 
-	mu        sync.RWMutex
-	addrs     map[string]*rate.Limiter
-	clients   map[string]*rate.Limiter
+	mu      sync.RWMutex
+	addrs   map[string]*rate.Limiter
+	clients map[string]*rate.Limiter
+	// unknown are the buckets of client ids that name no client: kept
+	// apart (an attacker spraying ids can only flush these), and kept at
+	// all so that a refusal does not tell an existing id from another.
+	unknown   map[string]*rate.Limiter
 	knownGood map[pair]time.Time // (address, client) → last success
 }
+
+// maxUnknown bounds the buckets of ids that name no client.
+const maxUnknown = 10_000
 
 // knownGoodFor is how long a successful authentication from an address
 // exempts that address from its client's failure limit.
@@ -51,7 +58,7 @@ const knownGoodFor = time.Hour
 // addresses, clients and known-good pairs.
 func NewFailureLimiter(perSecond float64, burst, max int, now func() time.Time) *FailureLimiter {
 	return &FailureLimiter{rate: rate.Limit(perSecond), burst: burst, max: max, now: now,
-		addrs: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}, knownGood: map[pair]time.Time{}}
+		addrs: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}, unknown: map[string]*rate.Limiter{}, knownGood: map[pair]time.Time{}}
 }
 
 func clientIP(r *http.Request) string {
@@ -75,6 +82,9 @@ func (l *FailureLimiter) Admit(r *http.Request, clientID string) bool {
 	now := l.now()
 	l.mu.RLock()
 	b, limited := l.clients[clientID]
+	if !limited {
+		b, limited = l.unknown[clientID]
+	}
 	good, known := l.knownGood[pair{clientIP(r), clientID}]
 	l.mu.RUnlock()
 	if !limited || b.TokensAt(now) >= 1 {
@@ -84,19 +94,23 @@ func (l *FailureLimiter) Admit(r *http.Request, clientID string) bool {
 }
 
 // Failed records a request from r that failed before its client was
-// authenticated; client is the existing client it named ("" if none). It
-// reports whether the address or the client had no failures left, in
-// which case the caller answers 429.
-func (l *FailureLimiter) Failed(r *http.Request, client string) (limited bool) {
+// authenticated; claimed is the client id it named ("" if none), exists
+// whether that names a client. It reports whether the address or the id
+// had no failures left, in which case the caller answers 429.
+func (l *FailureLimiter) Failed(r *http.Request, claimed string, exists bool) (limited bool) {
 	if l == nil {
 		return false
 	}
 	now := l.now()
 	l.mu.Lock()
-	ab := l.bucket(l.addrs, clientIP(r))
+	ab := l.bucket(l.addrs, clientIP(r), l.max)
 	var cb *rate.Limiter
-	if client != "" {
-		cb = l.bucket(l.clients, client)
+	switch {
+	case claimed == "":
+	case exists:
+		cb = l.bucket(l.clients, claimed, l.max)
+	default:
+		cb = l.bucket(l.unknown, claimed, maxUnknown)
 	}
 	l.mu.Unlock()
 	limited = !ab.AllowN(now, 1)
@@ -106,11 +120,12 @@ func (l *FailureLimiter) Failed(r *http.Request, client string) (limited bool) {
 	return limited
 }
 
-// bucket returns m[key], creating it; l.mu must be held for writing.
-func (l *FailureLimiter) bucket(m map[string]*rate.Limiter, key string) *rate.Limiter {
+// bucket returns m[key], creating it in a map of at most max entries;
+// l.mu must be held for writing.
+func (l *FailureLimiter) bucket(m map[string]*rate.Limiter, key string, max int) *rate.Limiter {
 	b, ok := m[key]
 	if !ok {
-		if len(m) >= l.max {
+		if len(m) >= max {
 			// Bounded memory: forget every entry (an attacker spreading over
 			// more addresses than that is for a network-level limit).
 			clear(m)

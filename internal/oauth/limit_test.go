@@ -23,18 +23,18 @@ func TestFailureLimiterAddress(t *testing.T) {
 	l := NewFailureLimiter(1, 3, 100, clk.now)
 	r := fromAddr("10.0.0.1")
 	for i := range 3 {
-		if l.Failed(r, "") {
+		if l.Failed(r, "", false) {
 			t.Fatalf("failure %d limited within the burst", i+1)
 		}
 	}
-	if !l.Failed(r, "") {
+	if !l.Failed(r, "", false) {
 		t.Fatal("the fourth failure is not limited")
 	}
-	if l.Failed(fromAddr("10.0.0.2"), "") {
+	if l.Failed(fromAddr("10.0.0.2"), "", false) {
 		t.Fatal("another address is limited")
 	}
 	clk.add(time.Second)
-	if l.Failed(r, "") {
+	if l.Failed(r, "", false) {
 		t.Fatal("not refilled after a second")
 	}
 	// The address limit never stops a request from being checked.
@@ -51,7 +51,7 @@ func TestFailureLimiterClient(t *testing.T) {
 	home := fromAddr("10.0.0.1")
 	l.Succeeded(home, "c1")
 	for i := range 4 {
-		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "c1")
+		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "c1", true)
 	}
 	if l.Admit(fromAddr("192.0.2.200"), "c1") {
 		t.Error("a new address may try a client whose failure budget is spent")
@@ -64,7 +64,7 @@ func TestFailureLimiterClient(t *testing.T) {
 	}
 	clk.add(knownGoodFor)
 	for i := range 4 {
-		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "c1")
+		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "c1", true)
 	}
 	if l.Admit(home, "c1") {
 		t.Error("a success an hour old still exempts the address")
@@ -80,7 +80,7 @@ func TestFailureLimiterBoundedMemory(t *testing.T) {
 	l := NewFailureLimiter(1, 3, 50, clk.now)
 	for i := range 1000 {
 		r := fromAddr("10.1." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250))
-		l.Failed(r, "c"+strconv.Itoa(i))
+		l.Failed(r, "c"+strconv.Itoa(i), true)
 		l.Succeeded(r, "c"+strconv.Itoa(i))
 	}
 	if len(l.addrs) > 50 || len(l.clients) > 50 || len(l.knownGood) > 50 {
@@ -91,8 +91,29 @@ func TestFailureLimiterBoundedMemory(t *testing.T) {
 func TestNilFailureLimiter(t *testing.T) {
 	var l *FailureLimiter
 	r := fromAddr("10.0.0.1")
-	if l.Failed(r, "c") || !l.Admit(r, "c") {
+	if l.Failed(r, "c", true) || !l.Admit(r, "c") {
 		t.Error("a nil limiter limits")
 	}
 	l.Succeeded(r, "c")
+}
+
+// Ids that name no client get buckets too, so a refusal never tells an
+// existing id from another; they cannot flush the real clients' buckets.
+func TestFailureLimiterUnknownIDs(t *testing.T) {
+	clk := &testClock{t: time.Unix(1e9, 0)}
+	l := NewFailureLimiter(1, 3, 100, clk.now)
+	for i := range 4 {
+		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "real", true)
+		l.Failed(fromAddr("192.0.2."+strconv.Itoa(i)), "nobody", false)
+	}
+	probe := fromAddr("198.51.100.1")
+	if l.Admit(probe, "real") != l.Admit(probe, "nobody") {
+		t.Error("an existing id and an unknown one are limited differently")
+	}
+	for i := range maxUnknown + 10 {
+		l.Failed(fromAddr("203.0.113.1"), "spray"+strconv.Itoa(i), false)
+	}
+	if l.Admit(probe, "real") {
+		t.Error("spraying unknown ids flushed a real client's bucket")
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/verify"
 )
 
 // Policy holds the server-wide token lifetime rules.
@@ -157,6 +158,10 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 		if want == nil {
 			want = rt.Scopes
 		}
+		// Identity scopes, as at the first grant, mean nothing here.
+		want = slices.DeleteFunc(slices.Clone(want), func(sc string) bool {
+			return !slices.Contains(rt.Scopes, sc) && slices.Contains(s.policy.IdentityScopes, sc)
+		})
 		for _, sc := range want {
 			if !slices.Contains(rt.Scopes, sc) {
 				return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidScope, "scope %s exceeds the scopes of the refresh token", sc)
@@ -191,6 +196,12 @@ func (s *Service) issue(ctx context.Context, c store.Client, aud, scopes []strin
 	tok, err := env.FromContext(ctx).Tokens.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims})
 	if err != nil {
 		return nil, ErrServer(err)
+	}
+	if len(tok.Raw) > verify.MaxTokenSize {
+		// Resource servers (verify among them) refuse larger tokens: say
+		// so now rather than hand out a token nothing accepts.
+		return nil, newError(http.StatusBadRequest, CodeInvalidScope,
+			"the token would be %d bytes, more than the %d resource servers accept: request fewer scopes or audiences", len(tok.Raw), verify.MaxTokenSize)
 	}
 	return &TokenResponse{
 		AccessToken: tok.Raw,

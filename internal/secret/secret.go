@@ -27,7 +27,9 @@ const (
 	ClientIDPrefix     = "m2mc_"
 	RefreshTokenPrefix = "m2mr_"
 	algHMACSHA256      = "hmac-sha256$"
-	hintLen            = len(SecretPrefix) + 4
+	// hintChars is how many characters of a secret, after its prefix, a
+	// hint shows: 24 bits of a generated secret's 256.
+	hintChars = 4
 )
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -49,12 +51,19 @@ func NewID(prefix string) string {
 	return prefix + idEncoding.EncodeToString(b)
 }
 
-// Hint returns the short, non-secret prefix of a secret shown in listings.
+// Hint returns the short prefix of a secret shown in listings, enough to
+// tell two secrets apart: the m2ms_ prefix and 4 characters of a generated
+// secret, the first 4 characters of an imported one (at least 32 long), so
+// that a hint never gives away more than 4 characters of a secret.
 func Hint(secret string) string {
-	if len(secret) <= hintLen {
+	prefix := ""
+	if strings.HasPrefix(secret, SecretPrefix) {
+		prefix = SecretPrefix
+	}
+	if len(secret) <= len(prefix)+2*hintChars {
 		return ""
 	}
-	return secret[:hintLen]
+	return secret[:len(prefix)+hintChars]
 }
 
 // Hasher hashes and verifies secrets under one key. It is safe for

@@ -40,7 +40,7 @@ func TestHashVerify(t *testing.T) {
 	}{
 		{"match", h, s, stored, true},
 		{"wrong secret", h, Generate(), stored, false},
-		{"secret with a changed last char", h, s[:len(s)-1] + "A", stored, false},
+		{"secret with a changed last char", h, s[:len(s)-1] + changed(s[len(s)-1]), stored, false},
 		{"other key", other, s, stored, false},
 		{"empty secret", h, "", stored, false},
 		{"unknown algorithm", h, s, "bcrypt$" + stored[len("hmac-sha256$"):], false},
@@ -64,6 +64,10 @@ func TestHint(t *testing.T) {
 	}
 	if Hint("short") != "" {
 		t.Error("Hint of a short string must be empty")
+	}
+	// An imported secret shows 4 characters, never its first 9.
+	if got := Hint("ImportedPasswordThatIsLongEnough0123"); got != "Impo" {
+		t.Errorf("Hint of an imported secret = %q, want Impo", got)
 	}
 }
 
@@ -89,4 +93,12 @@ func BenchmarkVerifyParallel(b *testing.B) {
 			h.Verify(s, stored)
 		}
 	})
+}
+
+// changed returns a character other than c.
+func changed(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -28,6 +29,9 @@ func TestAdminErrorEnvelope(t *testing.T) {
 	}{
 		{"unknown admin path", "GET", "/admin/v1/nothing-here", "", "", 404},
 		{"unknown admin version", "GET", "/admin/v2/clients", "", "", 404},
+		{"the admin prefix alone", "GET", "/admin", "", "", 404},
+		{"an unclean admin path (no HTML redirect)", "GET", "//admin/v1/clients", "", "", 404},
+		{"a dot segment", "GET", "/admin/v1/./clients", "", "", 404},
 		{"method not allowed", "DELETE", "/admin/v1/apis", "", "", 405},
 		{"method not allowed on a resource", "POST", "/admin/v1/keys", "", "", 405},
 		{"repeated member", "POST", "/admin/v1/apis", "application/json", `{"identifier":"https://a","name":"a","name":"b"}`, 400},
@@ -77,7 +81,8 @@ func TestAdminErrorEnvelope(t *testing.T) {
 // answering.
 type failingStore struct {
 	store.Store
-	down atomic.Bool
+	down   atomic.Bool
+	frozen atomic.Bool // calls hang until their context ends
 }
 
 var errDown = errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
@@ -85,6 +90,10 @@ var errDown = errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
 func (f *failingStore) ListAPIs(ctx context.Context, o store.ListOptions) ([]store.API, error) {
 	if f.down.Load() {
 		return nil, errDown
+	}
+	if f.frozen.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	return f.Store.ListAPIs(ctx, o)
 }
@@ -99,6 +108,10 @@ func (f *failingStore) CreateAPI(ctx context.Context, a store.API) error {
 func (f *failingStore) Ping(ctx context.Context) error {
 	if f.down.Load() {
 		return errDown
+	}
+	if f.frozen.Load() {
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	return f.Store.Ping(ctx)
 }
@@ -159,4 +172,13 @@ func TestAdminDatabaseDown(t *testing.T) {
 	if w := do(req("GET", "")); w.Code != 200 {
 		t.Errorf("after: %d", w.Code)
 	}
+	// A database that stops answering without refusing (frozen, a network
+	// black hole): the request's deadline ends the wait, and the answer is
+	// a 503.
+	srv.timeouts = Timeouts{Request: 100 * time.Millisecond}
+	fs.frozen.Store(true)
+	if w := do(req("GET", "")); w.Code != 503 || w.Header().Get("Retry-After") == "" {
+		t.Errorf("while the database is frozen: %d %s", w.Code, w.Body)
+	}
+	fs.frozen.Store(false)
 }

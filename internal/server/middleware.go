@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
+	"strings"
 
 	"github.com/m2mauth/m2mauth/internal/env"
 )
@@ -119,6 +121,11 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		}
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
 		ctx = env.NewContext(ctx, s.resolveEnv(r))
+		// Every request's work is bounded, so a database that stops
+		// answering (frozen, not refused) gets a 503 in time instead of a
+		// request that hangs.
+		ctx, cancel := context.WithTimeout(ctx, s.timeouts.withDefaults().Request)
+		defer cancel()
 		r = r.WithContext(ctx)
 		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w}
@@ -137,8 +144,25 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
 				slog.Duration("duration", s.now().Sub(start)))
 		}()
+		if !cleanPath(r.URL.EscapedPath()) {
+			// ServeMux would redirect to the clean path with an HTML body;
+			// an API answers 404 in its own format instead.
+			notFound(rec, r)
+			return
+		}
 		next.ServeHTTP(rec, r)
 	})
+}
+
+// cleanPath reports whether p, an escaped path (an API identifier's "//"
+// arrives as %2F%2F), is in the form the routes are written in: no empty,
+// "." or ".." segment (a trailing slash is kept as it is).
+func cleanPath(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // routeOf names what r matched for the access log: its pattern in the routes

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,7 +108,10 @@ func methodNotAllowed(methods []string) http.Handler {
 
 // isAdminPath reports whether r is for the admin API, whose errors are
 // RFC 9457 problems.
-func isAdminPath(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/admin/") }
+func isAdminPath(r *http.Request) bool {
+	p := path.Clean(r.URL.Path)
+	return p == "/admin" || strings.HasPrefix(p, "/admin/")
+}
 
 // limitBody caps the request body; reads beyond it fail with
 // *http.MaxBytesError, which each surface renders in its own envelope.

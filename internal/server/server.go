@@ -860,10 +860,14 @@ type Timeouts struct {
 	Read       time.Duration // the whole request, body included
 	Write      time.Duration // from the end of the headers to the end of the response
 	Idle       time.Duration // a kept-alive connection between requests
+	// Request bounds a request's work (its context's deadline), below
+	// Write so that the answer still goes out: a database that stops
+	// answering yields a 503 in time instead of a request that hangs.
+	Request time.Duration
 }
 
 // DefaultTimeouts are the timeouts of `m2mauth serve`.
-var DefaultTimeouts = Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second}
+var DefaultTimeouts = Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second, Request: 20 * time.Second}
 
 func (t Timeouts) withDefaults() Timeouts {
 	pick := func(v, d time.Duration) time.Duration {
@@ -873,7 +877,7 @@ func (t Timeouts) withDefaults() Timeouts {
 		return d
 	}
 	d := DefaultTimeouts
-	return Timeouts{pick(t.ReadHeader, d.ReadHeader), pick(t.Read, d.Read), pick(t.Write, d.Write), pick(t.Idle, d.Idle)}
+	return Timeouts{pick(t.ReadHeader, d.ReadHeader), pick(t.Read, d.Read), pick(t.Write, d.Write), pick(t.Idle, d.Idle), pick(t.Request, d.Request)}
 }
 
 // HTTPServer returns an http.Server for h with timeouts on every phase.

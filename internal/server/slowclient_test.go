@@ -31,14 +31,14 @@ func TestHTTPServerTimeouts(t *testing.T) {
 		in   Timeouts
 		want Timeouts
 	}{
-		{"zero: the defaults", Timeouts{}, Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second}},
-		{"all given", Timeouts{1, 2, 3, 4}, Timeouts{1, 2, 3, 4}},
-		{"some given", Timeouts{ReadHeader: time.Second}, Timeouts{ReadHeader: time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second}},
+		{"zero: the defaults", Timeouts{}, Timeouts{ReadHeader: 5 * time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second, Request: 20 * time.Second}},
+		{"all given", Timeouts{1, 2, 3, 4, 5}, Timeouts{1, 2, 3, 4, 5}},
+		{"some given", Timeouts{ReadHeader: time.Second}, Timeouts{ReadHeader: time.Second, Read: 15 * time.Second, Write: 30 * time.Second, Idle: 120 * time.Second, Request: 20 * time.Second}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			hs := HTTPServer(http.NotFoundHandler(), log, tc.in)
-			got := Timeouts{hs.ReadHeaderTimeout, hs.ReadTimeout, hs.WriteTimeout, hs.IdleTimeout}
+			got := Timeouts{hs.ReadHeaderTimeout, hs.ReadTimeout, hs.WriteTimeout, hs.IdleTimeout, tc.in.withDefaults().Request}
 			if got != tc.want {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
@@ -216,6 +216,12 @@ func responseStatuses(t *testing.T, kind string, b []byte) []int {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		out = append(out, resp.StatusCode)
+		if strings.HasPrefix(kind, "headers") && resp.StatusCode == http.StatusBadRequest && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			// The headers never completed: no route, so no surface, was
+			// reached, and net/http answers by itself (on a loaded machine
+			// the timeout can end a read mid-line).
+			continue
+		}
 		if resp.StatusCode >= 400 {
 			surface := "standard"
 			switch {
