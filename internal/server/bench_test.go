@@ -23,6 +23,13 @@ import (
 // returns its handler and a request factory for the token endpoint.
 func benchServer(b *testing.B, cfg config.Config) (http.Handler, func() *http.Request) {
 	b.Helper()
+	_, h, newReq := benchServerSrv(b, cfg)
+	return h, newReq
+}
+
+// benchServerSrv is benchServer, also returning the server.
+func benchServerSrv(b *testing.B, cfg config.Config) (*Server, http.Handler, func() *http.Request) {
+	b.Helper()
 	cfg.DataDir = b.TempDir()
 	cfg.LogLevel = "error"
 	srv, err := New(context.Background(), cfg, NewLogger(io.Discard, "json", "error"), nil)
@@ -48,7 +55,7 @@ func benchServer(b *testing.B, cfg config.Config) (http.Handler, func() *http.Re
 		b.Fatal(err)
 	}
 	body := "grant_type=client_credentials&scope=orders%3Aread"
-	return srv.Handler(), func() *http.Request {
+	return srv, srv.Handler(), func() *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(body))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		r.SetBasicAuth(c.ID, secret)
