@@ -3,9 +3,14 @@ package oauth
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math/big"
 	"net/http"
 	"slices"
 	"strings"
@@ -118,7 +123,9 @@ func (a *AssertionAuth) InvalidateTrust() { a.fed.invalidate() }
 
 // assertion is a parsed client assertion's registered claims.
 type assertion struct {
-	tok           *jws.Token
+	tok *jws.Token
+	// checked is set once its signature was verified against a key.
+	checked       bool
 	iss, sub, jti string
 	aud           []string
 	audIsArray    bool
@@ -192,6 +199,18 @@ func (a *AssertionAuth) Authenticate(ctx context.Context, creds Credentials) (Ca
 	if err != nil {
 		return Caller{}, errInvalidClient("")
 	}
+	caller, e := a.authenticate(ctx, en, creds, as)
+	if e != nil && !as.checked {
+		// Refused before its signature was checked (no such client or
+		// policy, wrong audience, expired…): spend what a signature check
+		// costs, so that the time of a refusal does not tell which check
+		// refused it, nor whether the client or issuer exists.
+		_ = jws.VerifySignature(as.tok.Header.Alg, dummyKeys()[as.tok.Header.Alg], as.tok.SigningInput, as.tok.Signature)
+	}
+	return caller, e
+}
+
+func (a *AssertionAuth) authenticate(ctx context.Context, en *env.Env, creds Credentials, as *assertion) (Caller, *Error) {
 	if creds.AssertionType == AssertionJWTBearer && as.iss != "" && as.iss == as.sub {
 		// iss = sub: the client's own assertion, if the client exists and
 		// authenticates so. (A trusted issuer's token never has its
@@ -206,6 +225,21 @@ func (a *AssertionAuth) Authenticate(ctx context.Context, creds Credentials) (Ca
 	}
 	return a.federated(ctx, en, creds, as)
 }
+
+// dummyKeys are public keys of each algorithm that no assertion verifies
+// against, for spending a signature check's time: verifying costs the same
+// whatever the key (an RSA modulus of the size, a point on the curve).
+var dummyKeys = sync.OnceValue(func() map[string]crypto.PublicKey {
+	h := sha256.Sum256([]byte("m2mauth dummy modulus"))
+	n := new(big.Int).Lsh(big.NewInt(1), 2047)
+	n.Add(n, new(big.Int).SetBytes(h[:]))
+	n.SetBit(n, 0, 1)
+	rsaKey := &rsa.PublicKey{N: n, E: 65537}
+	curve := elliptic.P256()
+	ecKey := &ecdsa.PublicKey{Curve: curve, X: curve.Params().Gx, Y: curve.Params().Gy}
+	edKey := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public()
+	return map[string]crypto.PublicKey{"RS256": rsaKey, "PS256": rsaKey, "ES256": ecKey, "EdDSA": edKey}
+})
 
 // privateKeyJWT checks an RFC 7523 §2.2 assertion of client c, as
 // draft-ietf-oauth-rfc7523bis profiles it: aud is the issuer identifier as
@@ -233,7 +267,11 @@ func (a *AssertionAuth) privateKeyJWT(ctx context.Context, en *env.Env, creds Cr
 		e.client = c.ID
 		return Caller{}, e
 	}
-	if !ok || as.tok.VerifyWith(key) != nil {
+	if !ok {
+		return Caller{}, fail
+	}
+	as.checked = true
+	if as.tok.VerifyWith(key) != nil {
 		return Caller{}, fail
 	}
 	if c.Disabled {

@@ -58,7 +58,11 @@ func (a *AssertionAuth) federated(ctx context.Context, en *env.Env, creds Creden
 	if e != nil {
 		return Caller{}, e
 	}
-	if !ok || as.tok.VerifyWith(key) != nil {
+	if !ok {
+		return Caller{}, fail
+	}
+	as.checked = true
+	if as.tok.VerifyWith(key) != nil {
 		return Caller{}, fail
 	}
 	matched := ""

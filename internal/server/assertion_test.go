@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -10,7 +11,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +23,7 @@ import (
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/oauth"
+	"github.com/m2mauth/m2mauth/tokensource"
 )
 
 // testKey is a signing key with its public JWK.
@@ -268,5 +273,130 @@ func TestPrivateKeyJWT(t *testing.T) {
 	// An unknown assertion type is a malformed request.
 	if st, m := ts.assertionForm("/oauth/token", "urn:example:other", key.sign(t, good(), nil), nil); st != 400 {
 		t.Errorf("unknown assertion type: %d %v", st, m)
+	}
+}
+
+// A private_key_jwt client whose keys are at a jwks_uri: fetched through
+// the JWKS cache, once, and a key added there later is found by its kid.
+func TestPrivateKeyJWTWithJWKSURI(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	ts := startServer(t, cfg)
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	k1, k2 := newTestKey(t, jose.ES256, "k1"), newTestKey(t, jose.EdDSA, "k2")
+	published := jwkSet(t, k1)
+	fetches := 0
+	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches++
+		w.Header().Set("Cache-Control", "max-age=300")
+		_, _ = w.Write(published)
+	}))
+	defer keys.Close()
+	if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients", admin.ClientInput{ClientID: "remote", Name: "remote",
+		Grants: []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}, TokenEndpointAuthMethod: admin.AuthPrivateKeyJWT,
+		JWKSURI: keys.URL}); resp.StatusCode != 201 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	for range 3 {
+		if st, m := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, k1.sign(t, assertionClaims("remote", ts.cfg.Issuer, time.Now()), nil), nil); st != 200 {
+			t.Fatalf("%d %v", st, m)
+		}
+	}
+	if fetches != 1 {
+		t.Errorf("%d fetches for 3 assertions, want 1", fetches)
+	}
+	published = jwkSet(t, k1, k2) // the client adds a key: an unknown kid refetches
+	if st, m := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, k2.sign(t, assertionClaims("remote", ts.cfg.Issuer, time.Now()), nil), nil); st != 200 {
+		t.Errorf("a key added to the jwks_uri: %d %v", st, m)
+	}
+	// Without a kid, keys at a URI are not tried one by one.
+	noKid := testKey{alg: k1.alg, priv: k1.priv}
+	if st, _ := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, noKid.sign(t, assertionClaims("remote", ts.cfg.Issuer, time.Now()), nil), nil); st != 401 {
+		t.Errorf("an assertion without kid for jwks_uri keys: %d", st)
+	}
+}
+
+// Moving a client from a secret to a key: registering the key with live
+// secrets needs accept_secrets; while it is set both work; once the secret
+// is revoked and the switch is off, only the key does.
+func TestMigrationFromSecretToKey(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	ts := startServer(t, cfg)
+	id, secret := setupOrders(ts)
+	key := newTestKey(t, jose.ES256, "k1")
+	patch := func(body map[string]any) (int, []byte) {
+		resp, b := ts.adminDo(http.MethodPatch, "/admin/v1/clients/"+id, body)
+		return resp.StatusCode, b
+	}
+	if st, b := patch(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": jwkSet(t, key)}); st != 400 || !strings.Contains(string(b), "accept_secrets") {
+		t.Fatalf("switching with live secrets, without accept_secrets: %d %s", st, b)
+	}
+	if st, b := patch(map[string]any{"token_endpoint_auth_method": "private_key_jwt", "jwks": jwkSet(t, key), "accept_secrets": true}); st != 200 {
+		t.Fatalf("switching with accept_secrets: %d %s", st, b)
+	}
+	if st, code := ts.tokenStatus(id, secret, url.Values{}); st != 200 {
+		t.Errorf("the secret during the migration: %d %s", st, code)
+	}
+	if st, m := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, key.sign(t, assertionClaims(id, ts.cfg.Issuer, time.Now()), nil), nil); st != 200 {
+		t.Errorf("the key during the migration: %d %v", st, m)
+	}
+	c, _ := ts.client(id)
+	if resp, b := ts.adminDo(http.MethodDelete, "/admin/v1/clients/"+id+"/secrets/"+c.Secrets[0].ID, nil); resp.StatusCode != 200 {
+		t.Fatalf("revoke the secret: %d %s", resp.StatusCode, b)
+	}
+	if st, b := patch(map[string]any{"accept_secrets": false}); st != 200 {
+		t.Fatalf("accept_secrets off: %d %s", st, b)
+	}
+	if st, _ := ts.tokenStatus(id, secret, url.Values{}); st != 401 {
+		t.Errorf("the old secret after the migration: %d", st)
+	}
+	if st, m := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, key.sign(t, assertionClaims(id, ts.cfg.Issuer, time.Now()), nil), nil); st != 200 {
+		t.Errorf("the key after the migration: %d %v", st, m)
+	}
+	if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients/"+id+"/secrets", nil); resp.StatusCode != 409 {
+		t.Errorf("rotating the secret of a key client: %d %s", resp.StatusCode, b)
+	}
+}
+
+// tokensource, the client library, against the real server: a key, and a
+// workload token file.
+func TestTokensourceWithoutSecret(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	ts := startServer(t, cfg)
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	key := newTestKey(t, jose.ES256, "k1")
+	grants := []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}
+	ts.adminDo(http.MethodPost, "/admin/v1/clients", admin.ClientInput{ClientID: "keyed", Name: "keyed", Grants: grants,
+		TokenEndpointAuthMethod: admin.AuthPrivateKeyJWT, JWKS: jwkSet(t, key)})
+	src, err := tokensource.New(tokensource.Config{Issuer: ts.cfg.Issuer, TokenURL: ts.URL + "/oauth/token", ClientID: "keyed", PrivateKey: key.priv, KeyID: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := src.Token(context.Background())
+	if err != nil || ts.verifyToken(tok.AccessToken).claims["sub"] != "keyed" {
+		t.Fatalf("private_key_jwt through tokensource: %v", err)
+	}
+
+	cluster := newTestKey(t, jose.RS256, "cluster")
+	f := false
+	ts.adminDo(http.MethodPost, "/admin/v1/trust-policies", admin.TrustPolicyInput{Name: "k8s", Kind: "jwt", Issuer: "https://k8s.example",
+		JWKS: jwkSet(t, cluster), SingleUse: &f})
+	ts.adminDo(http.MethodPost, "/admin/v1/clients", admin.ClientInput{ClientID: "pod", Name: "pod", Grants: grants, TokenEndpointAuthMethod: admin.AuthFederated,
+		Federation: []admin.FederatedIdentityInput{{Policy: "k8s", Subject: "system:serviceaccount:payments:api"}}})
+	file := filepath.Join(t.TempDir(), "token")
+	now := time.Now()
+	if err := os.WriteFile(file, []byte(cluster.sign(t, map[string]any{"iss": "https://k8s.example", "sub": "system:serviceaccount:payments:api",
+		"aud": []string{ts.cfg.Issuer}, "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix()}, nil)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, err = tokensource.New(tokensource.Config{Issuer: ts.cfg.Issuer, TokenURL: ts.URL + "/oauth/token", AssertionFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err = src.Token(context.Background())
+	if err != nil || ts.verifyToken(tok.AccessToken).claims["sub"] != "pod" {
+		t.Fatalf("a projected token through tokensource: %v", err)
 	}
 }

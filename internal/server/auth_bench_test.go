@@ -96,6 +96,28 @@ func BenchmarkClientAuthentication(b *testing.B) {
 			}
 		})
 	}
+	// Refusals take the time of a signature check whatever refused them:
+	// an unknown client costs what a known client's wrong signature does.
+	refuse := func(b *testing.B, r *http.Request) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 401 {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+	stranger := newTestKey(b, jose.ES256, "es")
+	unknown := stranger.sign(b, assertionClaims("no-such-client", iss, now), nil)
+	wrongKey := stranger.sign(b, assertionClaims("pkjwt-es256", iss, now), nil)
+	b.Run("refused-unknown-client-ES256", func(b *testing.B) {
+		for b.Loop() {
+			refuse(b, form(unknown))
+		}
+	})
+	b.Run("refused-wrong-key-ES256", func(b *testing.B) {
+		for b.Loop() {
+			refuse(b, form(wrongKey))
+		}
+	})
 	b.Run("federated", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
