@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"testing"
 )
 
@@ -42,6 +43,25 @@ func FuzzJSONObjectMembers(f *testing.F) {
 			if got, ok := members[k]; !ok || !bytes.Equal(got, v) {
 				t.Fatalf("%q: member %q = %q, encoding/json says %q", body, k, got, v)
 			}
+		}
+	})
+}
+
+// FuzzParseAssertion: whatever a client sends as client_assertion, parsing
+// never panics, and an accepted assertion has an allowed algorithm, no
+// embedded key, an exp and a client assertion's typ.
+func FuzzParseAssertion(f *testing.F) {
+	f.Add("eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJhIiwic3ViIjoiYSIsImV4cCI6MX0.AAAA")
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, raw string) {
+		as, err := parseAssertion(raw)
+		if err != nil {
+			return
+		}
+		h := as.tok.Header
+		if !slices.Contains(assertionAlgs, h.Alg) || h.JWK || h.JKU || h.X5C || h.X5U || as.exp.IsZero() {
+			t.Fatalf("accepted %q: header %+v exp %v", raw, h, as.exp)
 		}
 	})
 }
