@@ -69,10 +69,9 @@ func run(ctx context.Context, args []string, e *env) int {
 
 func dispatch(ctx context.Context, e *env, prefix string, cmds []command, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		w := e.stdout
-		if len(args) == 0 {
-			w = e.stderr
-		}
+		// Usage goes to standard error, like every message that is not
+		// the command's result; asked for, it exits 0, else 2.
+		w := e.stderr
 		fmt.Fprintf(w, "Usage: %s <command> [flags]\n\nCommands:\n", prefix)
 		for _, c := range cmds {
 			fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
@@ -104,30 +103,37 @@ type flags struct {
 	e        *env
 	envNames map[string]string // flag name → variable
 	args     string            // positional arguments, for usage
+	summary  string
 }
 
 // newFlags returns a flag set for "m2mauth <name>".
 func newFlags(e *env, name, args, summary string) *flags {
 	fs := flag.NewFlagSet("m2mauth "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	f := &flags{FlagSet: fs, e: e, envNames: map[string]string{}, args: args}
-	fs.Usage = func() {
-		w := e.stdout
-		fmt.Fprintf(w, "Usage: m2mauth %s [flags] %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", name, args, summary)
-		var names []string
-		fs.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
-		sort.Strings(names)
-		for _, n := range names {
-			fl := fs.Lookup(n)
-			typ, usage := flag.UnquoteUsage(fl)
-			def := ""
-			if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0s" {
-				def = fmt.Sprintf(" (default %s)", fl.DefValue)
-			}
-			fmt.Fprintf(w, "  --%s %s\n      $%s\n      %s%s\n", n, typ, f.envName(n), usage, def)
-		}
-	}
+	f := &flags{FlagSet: fs, e: e, envNames: map[string]string{}, args: args, summary: summary}
+	// flag.FlagSet.Parse calls Usage on -h/--help and on every parse
+	// error: it prints nothing, and parse prints the usage once for
+	// --help and a one-line error otherwise.
+	fs.Usage = func() {}
 	return f
+}
+
+// printUsage writes the command's usage, flags and variables to stderr.
+func (f *flags) printUsage() {
+	w := f.e.stderr
+	fmt.Fprintf(w, "Usage: %s [flags] %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", f.Name(), f.args, f.summary)
+	var names []string
+	f.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
+	sort.Strings(names)
+	for _, n := range names {
+		fl := f.Lookup(n)
+		typ, usage := flag.UnquoteUsage(fl)
+		def := ""
+		if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0s" {
+			def = fmt.Sprintf(" (default %s)", fl.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s %s\n      $%s\n      %s%s\n", n, typ, f.envName(n), usage, def)
+	}
 }
 
 // envName is the variable a flag reads: M2MAUTH_ + upper snake case,
@@ -156,7 +162,7 @@ func (f *flags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
 	for {
 		if err := f.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				f.Usage()
+				f.printUsage()
 				return nil, err
 			}
 			fmt.Fprintf(f.e.stderr, "%s: %v (run '%s --help')\n", f.Name(), err, f.Name())

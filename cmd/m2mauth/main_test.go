@@ -170,11 +170,14 @@ func TestCLIUsage(t *testing.T) {
 	}{
 		{"no command", nil, nil, 2, "", "Commands:"},
 		{"unknown command", []string{"frobnicate"}, nil, 2, "", `unknown command "frobnicate"`},
-		{"help", []string{"--help"}, nil, 0, "serve", ""},
-		{"serve help lists flags and variables", []string{"serve", "--help"}, nil, 0, "$M2MAUTH_DATA_DIR", ""},
-		{"admin flags read the admin variables", []string{"client", "list", "--help"}, nil, 0, "$M2MAUTH_ADMIN_CLIENT_SECRET", ""},
-		{"token flags read the client variables", []string{"token", "--help"}, nil, 0, "$M2MAUTH_CLIENT_SECRET", ""},
+		{"help", []string{"--help"}, nil, 0, "", "serve"},
+		{"group help", []string{"client", "--help"}, nil, 0, "", "rotate-secret"},
+		{"serve help lists flags and variables", []string{"serve", "--help"}, nil, 0, "", "$M2MAUTH_DATA_DIR"},
+		{"admin flags read the admin variables", []string{"client", "list", "--help"}, nil, 0, "", "$M2MAUTH_ADMIN_CLIENT_SECRET"},
+		{"-h", []string{"api", "create", "-h"}, nil, 0, "", "--discoverable"},
+		{"token flags read the client variables", []string{"token", "--help"}, nil, 0, "", "$M2MAUTH_CLIENT_SECRET"},
 		{"unknown flag", []string{"api", "list", "--nope"}, nil, 2, "", "flag provided but not defined"},
+		{"bad flag value", []string{"client", "create", "--token-lifetime", "soon"}, nil, 2, "", "invalid value"},
 		{"missing positional", []string{"client", "show"}, nil, 2, "", "Usage: m2mauth client show"},
 		{"no admin credentials", []string{"api", "list", "--data-dir", "/nonexistent"}, nil, 1, "", "no admin credentials"},
 		{"bad duration from env", []string{"serve"}, map[string]string{"M2MAUTH_TOKEN_LIFETIME": "soon"}, 1, "", "$M2MAUTH_TOKEN_LIFETIME"},
@@ -185,7 +188,18 @@ func TestCLIUsage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := cli(t, tc.vars, tc.args...)
 			if r.code != tc.wantCode || !strings.Contains(r.stdout, tc.wantOut) || !strings.Contains(r.stderr, tc.wantErr) {
-				t.Fatalf("got %+v; want code %d, stdout ~ %q, stderr ~ %q", r, tc.wantCode, tc.wantOut, tc.wantErr)
+				t.Errorf("got %+v; want code %d, stdout ~ %q, stderr ~ %q", r, tc.wantCode, tc.wantOut, tc.wantErr)
+			}
+			// Usage and errors go to stderr, the usage once: stdout holds
+			// only a command's result.
+			if tc.wantOut == "" && r.stdout != "" {
+				t.Errorf("stdout is not empty: %q", r.stdout)
+			}
+			if n := strings.Count(r.stdout+r.stderr, "Usage: "); n > 1 {
+				t.Errorf("the usage is printed %d times:\n%s", n, r.stderr)
+			}
+			if r.code == exitUsage && strings.Contains(r.stderr, "Flags (each") {
+				t.Errorf("a usage error prints the whole flag list:\n%s", r.stderr)
 			}
 		})
 	}

@@ -212,7 +212,7 @@ func TestTokenFlagValidation(t *testing.T) {
 	}
 	r := cli(t, nil, "token", "--help")
 	for _, want := range []string{"--private-key", "$M2MAUTH_PRIVATE_KEY_FILE", "--key-id", "--alg", "--assertion-file", "--assertion-type", "--assertion-audience"} {
-		if r.code != 0 || !strings.Contains(r.stdout, want) {
+		if r.code != 0 || !strings.Contains(r.stderr, want) {
 			t.Fatalf("token --help lacks %q: %+v", want, r)
 		}
 	}
