@@ -83,6 +83,13 @@ func runApply(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
+	// Every secret to import is read and checked before anything
+	// changes: a missing one must not leave half the file applied.
+	baseDir := filepath.Dir(file)
+	imported, err := resolveImportSecrets(e, baseDir, plan)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
 	if len(plan) == 0 {
 		fmt.Fprintln(e.stdout, "no changes: the server matches", file)
 		return nil
@@ -97,9 +104,8 @@ func runApply(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "\ndry run: %s; nothing was changed\n", summary)
 		return nil
 	}
-	baseDir := filepath.Dir(file)
 	for _, c := range plan {
-		if err := applyChange(ctx, e, ac, baseDir, c); err != nil {
+		if err := applyChange(ctx, e, ac, baseDir, c, imported[c.Key]); err != nil {
 			return fmt.Errorf("%s %s %s: %w", c.Op, c.Kind, c.Key, err)
 		}
 	}
@@ -107,7 +113,27 @@ func runApply(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func applyChange(ctx context.Context, e *env, ac *adminClient, baseDir string, c declarative.Change) error {
+// resolveImportSecrets reads the import_secret of every client the plan
+// creates and checks it as the server would, naming each one that is
+// missing or unfit (never its value). It returns the secrets by client id.
+func resolveImportSecrets(e *env, baseDir string, plan []declarative.Change) (map[string]string, error) {
+	out := map[string]string{}
+	var errs []error
+	for _, c := range plan {
+		if c.Op != "create" || c.Kind != "client" || c.Spec == nil || c.Spec.ImportSecret == nil {
+			continue
+		}
+		sec, err := readSecretRef(e, baseDir, c.Spec.ImportSecret)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("client %s: %w", c.Key, err))
+			continue
+		}
+		out[c.Key] = sec
+	}
+	return out, errors.Join(errs...)
+}
+
+func applyChange(ctx context.Context, e *env, ac *adminClient, baseDir string, c declarative.Change, importSecret string) error {
 	switch {
 	case c.Kind == "trust policy" && c.Op == "create":
 		return ac.do(ctx, http.MethodPost, "/admin/v1/trust-policies", c.TrustPolicy, nil)
@@ -127,13 +153,7 @@ func applyChange(ctx context.Context, e *env, ac *adminClient, baseDir string, c
 		return ac.do(ctx, http.MethodDelete, "/admin/v1/clients/"+url.PathEscape(c.Key), nil, nil)
 	case c.Kind == "client" && c.Op == "create":
 		in := *c.Client
-		if ref := c.Spec.ImportSecret; ref != nil {
-			sec, err := readSecretRef(e, baseDir, ref)
-			if err != nil {
-				return err
-			}
-			in.ClientSecret = sec
-		}
+		in.ClientSecret = importSecret // read and checked with the plan
 		var created admin.ClientResource
 		if err := ac.do(ctx, http.MethodPost, "/admin/v1/clients", in, &created); err != nil {
 			return err
@@ -158,23 +178,36 @@ func applyChange(ctx context.Context, e *env, ac *adminClient, baseDir string, c
 	return fmt.Errorf("unknown change %s %s", c.Op, c.Kind)
 }
 
+// readSecretRef reads an existing secret from the environment variable or
+// the file ref names and checks it as the admin API would: 32 to 512
+// printable characters without spaces. Errors never quote the secret.
 func readSecretRef(e *env, baseDir string, ref *declarative.SecretRef) (string, error) {
+	var sec, from string
 	if ref.Env != "" {
-		v := e.getenv(ref.Env)
-		if v == "" {
-			return "", fmt.Errorf("import_secret: environment variable %s is empty", ref.Env)
+		sec, from = e.getenv(ref.Env), "$"+ref.Env
+		if sec == "" {
+			return "", fmt.Errorf("import_secret: environment variable %s is not set (or empty): set it to the client's existing secret", ref.Env)
 		}
-		return v, nil
+	} else {
+		path := ref.File
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(baseDir, path)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("import_secret: %w", err)
+		}
+		sec, from = strings.TrimSpace(string(b)), path
 	}
-	path := ref.File
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(baseDir, path)
+	switch {
+	case len(sec) < admin.MinImportedSecretLen:
+		return "", fmt.Errorf("import_secret: %s is shorter than %d characters", from, admin.MinImportedSecretLen)
+	case len(sec) > 512:
+		return "", fmt.Errorf("import_secret: %s is longer than 512 characters", from)
+	case strings.ContainsFunc(sec, func(r rune) bool { return r <= 0x20 || r == 0x7f }):
+		return "", fmt.Errorf("import_secret: %s holds spaces or control characters", from)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("import_secret: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return sec, nil
 }
 
 // writeSecretFile writes a client's credentials, owner-only, never

@@ -209,3 +209,66 @@ func TestApplyAndExport(t *testing.T) {
 		t.Fatalf("unknown field: %+v", r)
 	}
 }
+
+// apply reads every secret to import before it changes anything: a file
+// whose second client's secret is missing, too short or unreadable
+// leaves the server as it was (it used to create the API and the first
+// client, then fail).
+func TestApplyChecksImportSecretsFirst(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, dir)
+	cfgDir := t.TempDir()
+	file := filepath.Join(cfgDir, "m2mauth.yaml")
+	if err := os.WriteFile(file, []byte(configYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fromFile := strings.Replace(configYAML, "{env: REPORTER_SECRET}", "{file: reporter.secret}", 1)
+	fileCfg := filepath.Join(cfgDir, "from-file.yaml")
+	if err := os.WriteFile(fileCfg, []byte(fromFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		file    string
+		secret  string // REPORTER_SECRET, or the content of reporter.secret ("" for no file)
+		args    []string
+		wantErr string
+	}{
+		{"variable not set", file, "", nil, "client legacy-reporter: import_secret: environment variable REPORTER_SECRET is not set"},
+		{"variable not set, dry run", file, "", []string{"--dry-run"}, "environment variable REPORTER_SECRET is not set"},
+		{"too short", file, "short-secret", nil, "$REPORTER_SECRET is shorter than 32 characters"},
+		{"with a space", file, "reporter secret 0123456789abcdef0123", nil, "$REPORTER_SECRET holds spaces"},
+		{"no file", fileCfg, "", nil, "client legacy-reporter: import_secret: open " + filepath.Join(cfgDir, "reporter.secret")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
+			if tc.file == file {
+				vars["REPORTER_SECRET"] = tc.secret
+			}
+			r := cli(t, vars, append([]string{"apply", "-f", tc.file}, tc.args...)...)
+			if r.code != 1 || !strings.Contains(r.stderr, tc.wantErr) {
+				t.Fatalf("got %+v; want exit 1, stderr ~ %q", r, tc.wantErr)
+			}
+			if tc.secret != "" && strings.Contains(r.stdout+r.stderr, tc.secret) {
+				t.Fatalf("the secret is printed: %+v", r)
+			}
+			if r := cli(t, vars, "api", "list"); strings.Contains(r.stdout, "orders.example.com") {
+				t.Fatalf("the API was created:\n%s", r.stdout)
+			}
+			if r := cli(t, vars, "client", "list"); strings.Contains(r.stdout, "billing-service") {
+				t.Fatalf("the first client was created:\n%s", r.stdout)
+			}
+			if _, err := os.Stat(filepath.Join(cfgDir, "secrets")); !os.IsNotExist(err) {
+				t.Fatalf("a secret file was written: %v", err)
+			}
+		})
+	}
+	// With the secret in the file it names, everything is applied.
+	if err := os.WriteFile(filepath.Join(cfgDir, "reporter.secret"), []byte("reporter-secret-0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli(t, map[string]string{"M2MAUTH_DATA_DIR": dir}, "apply", "-f", fileCfg); r.code != 0 || !strings.Contains(r.stdout, "applied: 3 to create") {
+		t.Fatalf("apply: %+v", r)
+	}
+}
