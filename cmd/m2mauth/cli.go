@@ -40,6 +40,7 @@ func commands() []command {
 		{"client", "manage clients (applications): create, update, rotate-secret, import, …", group("client", clientCommands())},
 		{"key", "signing keys: list, rotate, revoke, rewrap", group("key", keyCommands())},
 		{"revocation", "revoke a token, list revocations", group("revocation", revocationCommands())},
+		{"trust", "trust policies for workload identities: create, list, show, update, delete", group("trust", trustCommands())},
 		{"admin", "regain admin access (recover)", group("admin", adminCommands())},
 		{"apply", "make the server match a configuration file (-f m2mauth.yaml)", runApply},
 		{"export", "write the server's APIs and clients as a configuration file", runExport},

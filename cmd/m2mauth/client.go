@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,122 @@ func (g *grantFlag) Set(v string) error {
 	return nil
 }
 
+// federationFlag collects repeated --federation values.
+type federationFlag []admin.FederatedIdentityInput
+
+// federationHelp documents --federation's syntax.
+const federationHelp = `bind to a trust policy's tokens: 'policy=NAME,subject=PATTERN[,claim.NAME=VALUE…]'
+      (repeatable). PATTERN is the tokens' sub, where '*' matches any run of characters;
+      each claim.NAME=VALUE must also hold: NAME is a claim, or a dotted path into one
+      (claim.kubernetes.io.namespace=payments), VALUE its string, number or boolean.
+      Commas separate the parts: a value cannot hold one`
+
+func (fl *federationFlag) String() string { return "" }
+
+func (fl *federationFlag) Set(v string) error {
+	var b admin.FederatedIdentityInput
+	for part := range strings.SplitSeq(v, ",") {
+		k, val, ok := strings.Cut(part, "=")
+		switch name, isClaim := strings.CutPrefix(k, "claim."); {
+		case !ok:
+			return fmt.Errorf("%q: want KEY=VALUE parts, separated by commas", part)
+		case k == "policy" && b.Policy == "":
+			b.Policy = val
+		case k == "subject" && b.Subject == "":
+			b.Subject = val
+		case isClaim && name != "":
+			if b.Claims == nil {
+				b.Claims = map[string]string{}
+			}
+			if _, dup := b.Claims[name]; dup {
+				return fmt.Errorf("claim.%s is given twice", name)
+			}
+			b.Claims[name] = val
+		default:
+			return fmt.Errorf("%q: want policy=, subject= (each once) or claim.NAME=", k)
+		}
+	}
+	if b.Policy == "" || b.Subject == "" {
+		return fmt.Errorf("want 'policy=NAME,subject=PATTERN[,claim.NAME=VALUE…]', got %q", v)
+	}
+	*fl = append(*fl, b)
+	return nil
+}
+
+// authFlags are a client's authentication settings.
+type authFlags struct {
+	method, jwksFile, jwksURI        string
+	acceptSecrets, acceptEndpointAud bool
+	federation                       federationFlag
+	clearFederation                  bool
+}
+
+func (a *authFlags) register(f *flags, update bool) {
+	f.StringVar(&a.method, "auth-method", "", strings.Join(admin.AuthMethods, ", ")+`: how the client authenticates
+      (default client_secret_basic; private_key_jwt and federated clients get no secret
+      unless --accept-secrets)`)
+	f.StringVar(&a.jwksFile, "jwks-file", "", "private_key_jwt: the client's public keys, a JWK Set, one public JWK or PEM public keys\n      (kid: the JWK's, else the key's RFC 7638 thumbprint)")
+	f.StringVar(&a.jwksURI, "jwks-uri", "", "private_key_jwt: URL of the client's JWK Set (https; the assertions must name a kid)")
+	f.BoolVar(&a.acceptSecrets, "accept-secrets", false, "also accept the client's secrets while its deployments move to a key or a workload identity")
+	f.BoolVar(&a.acceptEndpointAud, "accept-token-endpoint-audience", false, "private_key_jwt: also accept assertions whose aud is the token endpoint URL\n      (for libraries that send it instead of the issuer)")
+	f.Var(&a.federation, "federation", federationHelp)
+	if update {
+		f.BoolVar(&a.clearFederation, "clear-federation", false, "remove every federation binding")
+	}
+}
+
+// input sets the client input's authentication fields.
+func (a *authFlags) input(in *admin.ClientInput) error {
+	if a.jwksFile != "" && a.jwksURI != "" {
+		return errors.New("give the client's keys one way: --jwks-file or --jwks-uri")
+	}
+	in.TokenEndpointAuthMethod, in.JWKSURI = a.method, a.jwksURI
+	in.AcceptSecrets, in.AcceptTokenEndpointAudience = a.acceptSecrets, a.acceptEndpointAud
+	in.Federation = a.federation
+	if a.jwksFile != "" {
+		jwks, err := readJWKSFile(a.jwksFile)
+		if err != nil {
+			return err
+		}
+		in.JWKS = jwks
+	}
+	return nil
+}
+
+// patch adds the given flags' fields to a merge patch. A key given one way
+// removes the other: a client has jwks or jwks_uri.
+func (a *authFlags) patch(set map[string]bool, patch map[string]any) error {
+	if set["jwks-file"] && set["jwks-uri"] {
+		return errors.New("give the client's keys one way: --jwks-file or --jwks-uri")
+	}
+	if set["federation"] && a.clearFederation {
+		return errors.New("--federation replaces the bindings: leave out --clear-federation")
+	}
+	if set["auth-method"] {
+		patch["token_endpoint_auth_method"] = a.method
+	}
+	if set["jwks-file"] {
+		jwks, err := readJWKSFile(a.jwksFile)
+		if err != nil {
+			return err
+		}
+		patch["jwks"], patch["jwks_uri"] = jwks, nil
+	}
+	if set["jwks-uri"] {
+		patch["jwks_uri"], patch["jwks"] = a.jwksURI, nil
+	}
+	if set["accept-secrets"] {
+		patch["accept_secrets"] = a.acceptSecrets
+	}
+	if set["accept-token-endpoint-audience"] {
+		patch["accept_token_endpoint_audience"] = a.acceptEndpointAud
+	}
+	if set["federation"] || a.clearFederation {
+		patch["federation"] = append([]admin.FederatedIdentityInput{}, a.federation...)
+	}
+	return nil
+}
+
 func clientCreate(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
@@ -53,7 +170,10 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	var grants grantFlag
 	var life time.Duration
 	var asEnv bool
-	f := newFlags(e, "client create", "", "Creates a client (an application using the client-credentials grant) and prints its\nclient_id and client_secret. The secret is shown only this once.")
+	var auth authFlags
+	f := newFlags(e, "client create", "", `Creates a client (an application using the client-credentials grant) and prints its
+client_id and client_secret. The secret is shown only this once. A private_key_jwt or
+federated client has no secret (unless --accept-secrets): only its client_id is printed.`)
 	f.StringVar(&in.Name, "name", "", "display name")
 	f.StringVar(&in.Description, "description", "", "description")
 	f.StringVar(&audience, "audience", "", "API identifier to grant; also the client's default audience")
@@ -63,10 +183,14 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	f.BoolVar(&in.RefreshTokens, "refresh-tokens", false, "also issue refresh tokens to this client (off by default, RFC 6749 §4.4.3)")
 	var introspect string
 	f.StringVar(&introspect, "introspect", "", `let this client introspect tokens for these APIs (space-separated; "*": all)`)
-	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=… M2MAUTH_CLIENT_SECRET=…" lines for eval in a shell`)
+	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=…" and, if it has a secret, "export M2MAUTH_CLIENT_SECRET=…" for eval in a shell`)
+	auth.register(f, false)
 	conn.register(f)
 	out.register(f)
 	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if err := auth.input(&in); err != nil {
 		return err
 	}
 	if audience != "" {
@@ -91,11 +215,29 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	}
 	if asEnv {
 		// Ids and secrets are base32/base64url: safe inside single quotes.
-		fmt.Fprintf(e.stdout, "export M2MAUTH_CLIENT_ID='%s'\nexport M2MAUTH_CLIENT_SECRET='%s'\n", c.ClientID, c.ClientSecret)
+		fmt.Fprintf(e.stdout, "export M2MAUTH_CLIENT_ID='%s'\n", c.ClientID)
+		if c.ClientSecret != "" {
+			fmt.Fprintf(e.stdout, "export M2MAUTH_CLIENT_SECRET='%s'\n", c.ClientSecret)
+		}
+		return nil
+	}
+	if c.ClientSecret == "" {
+		fmt.Fprintf(e.stdout, "client_id:     %s\n\nIt has no secret: it authenticates with %s.\n", c.ClientID, authDescription(c))
 		return nil
 	}
 	fmt.Fprintf(e.stdout, "client_id:     %s\nclient_secret: %s\n\nStore the secret now: it is not shown again.\n", c.ClientID, c.ClientSecret)
 	return nil
+}
+
+// authDescription says how a client without a secret authenticates.
+func authDescription(c admin.ClientResource) string {
+	switch c.TokenEndpointAuthMethod {
+	case admin.AuthPrivateKeyJWT:
+		return "private_key_jwt, an assertion signed by one of its registered keys (m2mauth token --private-key)"
+	case admin.AuthFederated:
+		return "a token of a trusted issuer that its federation bindings match (m2mauth token --assertion-file)"
+	}
+	return c.TokenEndpointAuthMethod
 }
 
 func printClients(w io.Writer, clients []admin.ClientResource) {
@@ -109,9 +251,16 @@ func printClients(w io.Writer, clients []admin.ClientResource) {
 		if c.Disabled {
 			status = "disabled"
 		}
-		rows = append(rows, []string{c.ClientID, c.Name, status, strings.Join(gs, "; "), fmt.Sprint(len(c.Secrets)), c.CreatedAt.Format(time.RFC3339)})
+		rows = append(rows, []string{c.ClientID, c.Name, status, authMethod(c), strings.Join(gs, "; "), fmt.Sprint(len(c.Secrets)), c.CreatedAt.Format(time.RFC3339)})
 	}
-	table(w, "CLIENT ID\tNAME\tSTATUS\tGRANTS\tSECRETS\tCREATED", rows)
+	table(w, "CLIENT ID\tNAME\tSTATUS\tAUTH\tGRANTS\tSECRETS\tCREATED", rows)
+}
+
+func authMethod(c admin.ClientResource) string {
+	if c.TokenEndpointAuthMethod == "" {
+		return admin.AuthSecretBasic
+	}
+	return c.TokenEndpointAuthMethod
 }
 
 func clientList(ctx context.Context, e *env, args []string) error {
@@ -169,12 +318,43 @@ func clientShow(ctx context.Context, e *env, args []string) error {
 		b, _ := json.Marshal(c.Metadata)
 		fmt.Fprintf(e.stdout, "metadata:         %s\n", b)
 	}
+	fmt.Fprintf(e.stdout, "auth method:      %s\n", authMethod(c))
+	switch {
+	case hasKeys(c.JWKS):
+		fmt.Fprintf(e.stdout, "keys:             jwks (%s)\n", kidList(c.JWKS))
+	case c.JWKSURI != "":
+		fmt.Fprintf(e.stdout, "keys:             jwks_uri %s\n", c.JWKSURI)
+	}
+	if c.AcceptSecrets || !admin.IsSecretMethod(c.TokenEndpointAuthMethod) {
+		fmt.Fprintf(e.stdout, "accept secrets:   %s\n", yesNo(c.AcceptSecrets))
+	}
+	if c.AcceptTokenEndpointAudience {
+		fmt.Fprintf(e.stdout, "assertion aud:    the issuer or the token endpoint URL\n")
+	} else if c.TokenEndpointAuthMethod == admin.AuthPrivateKeyJWT {
+		fmt.Fprintf(e.stdout, "assertion aud:    the issuer\n")
+	}
 	fmt.Fprintln(e.stdout)
+	if len(c.Federation) > 0 {
+		rows := [][]string{}
+		for _, b := range c.Federation {
+			var conds []string
+			for k, v := range b.Claims {
+				conds = append(conds, k+"="+v)
+			}
+			slices.Sort(conds)
+			rows = append(rows, []string{b.Policy, b.Subject, strings.Join(conds, ", ")})
+		}
+		table(e.stdout, "TRUST POLICY\tSUBJECT\tCLAIMS", rows)
+		fmt.Fprintln(e.stdout)
+	}
 	rows := [][]string{}
 	for _, g := range c.Grants {
 		rows = append(rows, []string{g.Audience, strings.Join(g.Scopes, " ")})
 	}
 	table(e.stdout, "GRANTED API\tSCOPES", rows)
+	if len(c.Secrets) == 0 && !admin.IsSecretMethod(c.TokenEndpointAuthMethod) {
+		return nil
+	}
 	fmt.Fprintln(e.stdout)
 	rows = rows[:0]
 	for _, s := range c.Secrets {
@@ -216,7 +396,8 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	var life time.Duration
 	var clearClaims, clearMeta, refresh bool
 	var introspect string
-	f := newFlags(e, "client update", "CLIENT_ID", "Changes the given fields of a client; the others stay as they are.\n--audience/--scopes/--grant replace the client's grants as a whole.")
+	var auth authFlags
+	f := newFlags(e, "client update", "CLIENT_ID", "Changes the given fields of a client; the others stay as they are.\n--audience/--scopes/--grant replace the client's grants as a whole, --federation its bindings.")
 	f.StringVar(&name, "name", "", "display name")
 	f.StringVar(&desc, "description", "", "description")
 	f.StringVar(&audience, "audience", "", "API identifier to grant (replaces the grants; with --scopes)")
@@ -231,6 +412,7 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	f.BoolVar(&refresh, "refresh-tokens", false, "issue refresh tokens to this client (--refresh-tokens=false to stop)")
 	f.StringVar(&introspect, "introspect", "", `APIs whose tokens this client may introspect (space-separated; "*": all; "" : none)`)
 	f.StringVar(&ifMatch, "if-match", "", "only change the client if its ETag is still this (from client show --json)")
+	auth.register(f, true)
 	conn.register(f)
 	out.register(f)
 	pos, err := f.parse(args, 1, 1)
@@ -239,6 +421,9 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	}
 	set := setFlags(f)
 	patch := map[string]any{}
+	if err := auth.patch(set, patch); err != nil {
+		return err
+	}
 	if set["name"] {
 		patch["name"] = name
 	}
