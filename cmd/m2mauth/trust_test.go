@@ -8,9 +8,12 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
+	neturl "net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -396,4 +399,78 @@ func TestReadJWKSFile(t *testing.T) {
 	if _, err := readJWKSFile(filepath.Join(t.TempDir(), "none")); err == nil {
 		t.Fatal("a missing file is read")
 	}
+}
+
+// A SPIFFE trust domain's bundle, as `spire-server bundle show -format
+// spiffe` writes it (an X.509 authority with its certificate and a JWT
+// authority), is a trust policy's key file; a JWT-SVID sent with
+// --assertion-type jwt-spiffe gets a token for the client bound to its
+// SPIFFE ID.
+func TestCLITrustSPIFFEBundle(t *testing.T) {
+	dir := t.TempDir()
+	url := startServer(t, dir)
+	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
+	must := func(args ...string) result {
+		t.Helper()
+		r := cli(t, vars, args...)
+		if r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+		return r
+	}
+	must("api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read")
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.org"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		URIs: []*neturl.URL{{Scheme: "spiffe", Host: "example.org"}}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwtKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x509Entry, _ := json.Marshal(jose.JSONWebKey{Key: caKey.Public(), Certificates: []*x509.Certificate{mustCert(t, der)}})
+	var entry map[string]any
+	_ = json.Unmarshal(x509Entry, &entry)
+	entry["use"] = "x509-svid"
+	jwtEntry, _ := json.Marshal(jose.JSONWebKey{Key: jwtKey.Public(), KeyID: "jwt-1"})
+	var jwtMap map[string]any
+	_ = json.Unmarshal(jwtEntry, &jwtMap)
+	jwtMap["use"] = "jwt-svid"
+	bundle, _ := json.Marshal(map[string]any{"keys": []any{entry, jwtMap}, "spiffe_sequence": 12, "spiffe_refresh_hint": 300})
+	bundleFile := writeTestFile(t, "example.org.json", bundle)
+
+	r := must("trust", "create", "--name", "mesh", "--kind", "spiffe", "--issuer", "spiffe://example.org", "--jwks-file", bundleFile)
+	if !strings.Contains(r.stdout, "jwks (no kid, kid jwt-1)") {
+		t.Fatalf("trust create:\n%s", r.stdout)
+	}
+	r = must("client", "create", "--name", "payments", "--audience", "https://api.example.com", "--auth-method", "federated",
+		"--federation", "policy=mesh,subject=spiffe://example.org/ns/payments/sa/api", "--env")
+	id := strings.Split(r.stdout, "'")[1]
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jwtKey}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "jwt-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	svid, _ := jwt.Signed(s).Claims(map[string]any{"sub": "spiffe://example.org/ns/payments/sa/api", "aud": []string{url},
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}).Serialize()
+	file := writeTestFile(t, "svid.jwt", []byte(svid+"\n"))
+	r = cli(t, nil, "token", "--server", url, "--assertion-file", file, "--assertion-type", "jwt-spiffe")
+	if r.code != 0 || subjectOf(t, r.stdout) != id {
+		t.Fatalf("token with a JWT-SVID: %+v", r)
+	}
+}
+
+func mustCert(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
