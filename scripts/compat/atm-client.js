@@ -1,12 +1,15 @@
 // The ATM service's documented client (seed 002), written with axios:
 // client credentials, then the refresh request exactly as documented, then
 // a replay of the spent refresh token, which must fail.
-// Usage: node atm-client.js BASE_URL CLIENT_ID CLIENT_SECRET
+// Usage: node atm-client.js BASE_URL CLIENT_ID CLIENT_SECRET TOKEN_FILE
+// (the refreshed access token is written to TOKEN_FILE for the resource
+// server's check, never printed)
 'use strict';
 const axios = require('axios');
+const fs = require('node:fs');
 const assert = require('node:assert/strict');
 
-const [base, clientId, clientSecret] = process.argv.slice(2);
+const [base, clientId, clientSecret, tokenFile] = process.argv.slice(2);
 
 async function main() {
   var data = JSON.stringify({
@@ -44,7 +47,7 @@ async function main() {
   assert.equal(replay.status, 400);
   assert.equal(replay.data.error, 'invalid_grant');
   console.log('atm-client (axios): client credentials, refresh, replay refused: ok');
-  console.log(refreshed.access_token);
+  fs.writeFileSync(tokenFile, refreshed.access_token, { mode: 0o600 });
 }
 
 main().catch((e) => { console.error('atm-client failed:', e.response ? e.response.data : e); process.exit(1); });

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs the compatibility clients (Node.js with axios, an Express resource
-# server with jsonwebtoken + jwks-rsa, Python on the standard library)
-# against a freshly started m2mauth. Needs node, npm and python3; installs
-# the npm packages from package-lock.json.
+# Runs the compatibility clients against a freshly started m2mauth:
+#   - Node.js with axios (machine-token and ATM surfaces), an Express
+#     resource server with jsonwebtoken + jwks-rsa, Python on the standard
+#     library.
+# Needs node, npm and python3; installs the npm packages from
+# package-lock.json. Prints one line per client result, then "compat: N
+# passed, M failed"; exits 1 when any failed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -15,47 +18,78 @@ cleanup() {
 }
 trap cleanup EXIT
 
+die() { echo "compat: $*" >&2; exit 1; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_for() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; echo "compat: $1 did not come up" >&2; return 1; }
+wait_for() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; die "$1 did not come up"; }
 
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 (cd "$root" && go build -o "$work/m2mauth" ./cmd/m2mauth)
 
-port="$(free_port)"
-base="http://127.0.0.1:$port"
-"$work/m2mauth" serve --addr "127.0.0.1:$port" --data-dir "$work/data" --log-level warn > "$work/server.log" 2>&1 &
-pids+=($!)
-wait_for "$base/readyz"
+# start_server NAME [serve flags…]: starts a server with its own data
+# directory and creates the APIs.
+start_server() {
+  local name="$1" port
+  shift
+  port="$(free_port)"
+  "$work/m2mauth" serve --addr "127.0.0.1:$port" --data-dir "$work/$name" --log-level warn "$@" > "$work/$name.log" 2>&1 &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$port/readyz"
+  "$work/m2mauth" api create --identifier https://api.example.com --name Orders --scopes "orders:read" --data-dir "$work/$name" > /dev/null
+  "$work/m2mauth" api create --identifier https://api.bank.example --name Banking --scopes "banking/read banking/write" --data-dir "$work/$name" > /dev/null
+}
 
-m2m() { "$work/m2mauth" "$@" --data-dir "$work/data"; }
-m2m api create --identifier https://api.example.com --name Orders --scopes "orders:read" > /dev/null
-m2m api create --identifier https://api.bank.example --name Banking --scopes "banking/read banking/write" > /dev/null
+passed=0
+failed=()
+# check NAME COMMAND…: runs one client. Each line it prints on stdout is a
+# result ("PASS NAME: line"); on failure everything it printed follows
+# "FAIL NAME", indented, and the run goes on to the next client.
+check() {
+  local name="$1" out rc=0
+  shift
+  out="$("$@" 2>&1)" || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    while IFS= read -r line; do echo "PASS $name: $line"; done <<<"$out"
+    passed=$((passed + 1))
+  else
+    echo "FAIL $name (exit $rc):"
+    sed 's/^/    /' <<<"$out"
+    failed+=("$name")
+  fi
+}
+
+server_url() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["server"])' "$work/$1/admin.json"; }
+start_server default
+base="$(server_url default)"
+
+m2m() { "$work/m2mauth" "$@" --data-dir "$work/default"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 atm_json="$(m2m client create --name atm --audience https://api.example.com --scopes orders:read --refresh-tokens --json)"
 machine_json="$(m2m client create --name machine --audience https://api.example.com --scopes orders:read --json)"
 bank_json="$(m2m client create --name bank --audience https://api.bank.example --scopes "banking/read banking/write" --json)"
 
-echo "== Node.js (axios): ATM surface, seed 002"
-atm_out="$(node "$here/atm-client.js" "$base" "$(field client_id <<<"$atm_json")" "$(field client_secret <<<"$atm_json")")"
-head -n 1 <<<"$atm_out"            # the result line; the last line is the token, not printed
-token="$(tail -n 1 <<<"$atm_out")"
-
-echo "== Node.js (axios): machine-token surface, seed 000"
-node "$here/machine-client.js" "$base" "$(field client_id <<<"$machine_json")" "$(field client_secret <<<"$machine_json")"
-
-echo "== Python (standard library): seeds 000 and 001"
-python3 "$here/client.py" "$base" "$(field client_id <<<"$machine_json")" "$(field client_secret <<<"$machine_json")" \
+check "axios ATM surface (seed 002)" node "$here/atm-client.js" "$base" \
+  "$(field client_id <<<"$atm_json")" "$(field client_secret <<<"$atm_json")" "$work/atm-token"
+check "axios machine-token surface (seed 000)" node "$here/machine-client.js" "$base" \
+  "$(field client_id <<<"$machine_json")" "$(field client_secret <<<"$machine_json")"
+check "python stdlib (seeds 000, 001)" python3 "$here/client.py" "$base" \
+  "$(field client_id <<<"$machine_json")" "$(field client_secret <<<"$machine_json")" \
   "$(field client_id <<<"$bank_json")" "$(field client_secret <<<"$bank_json")"
 
-echo "== Express + jsonwebtoken + jwks-rsa resource server, seed 003"
+# The resource server (seed 003) checks the ATM client's token, a forgery
+# of it (subject changed, signature kept) and no token. It is started here,
+# not inside check's subshell, so that cleanup stops it.
 rsport="$(free_port)"
 node "$here/resource-server.js" "$rsport" "$base" https://api.example.com > "$work/rs.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do grep -q listening "$work/rs.log" && break; sleep 0.1; done
-ok="$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$rsport/api/data")"
-case "$ok" in *'"message":"Authenticated successfully"'*' 200') echo "resource server accepted the token: $ok" ;; *) echo "compat: resource server refused a valid token: $ok" >&2; exit 1 ;; esac
-# A forgery: the same token with its subject changed, signature kept.
-forged="$(python3 - "$token" <<'PY'
+resource_server() {
+  local token ok forged bad none
+  [ -s "$work/atm-token" ] || { echo "no token: the ATM client failed"; return 1; }
+  token="$(cat "$work/atm-token")"
+  for _ in $(seq 1 100); do grep -qs listening "$work/rs.log" && break; sleep 0.1; done
+  ok="$(curl -s -w ' %{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$rsport/api/data")"
+  case "$ok" in *'"message":"Authenticated successfully"'*' 200') ;; *) echo "refused a valid token: $ok"; return 1 ;; esac
+  forged="$(python3 - "$token" <<'PY'
 import base64, json, sys
 h, p, s = sys.argv[1].split(".")
 claims = json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
@@ -64,10 +98,16 @@ p = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
 print(f"{h}.{p}.{s}")
 PY
 )"
-bad="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $forged" "http://127.0.0.1:$rsport/api/data")"
-[ "$bad" = 401 ] || { echo "compat: resource server accepted a forged token ($bad)" >&2; exit 1; }
-none="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$rsport/api/data")"
-[ "$none" = 401 ] || { echo "compat: resource server accepted no token ($none)" >&2; exit 1; }
-echo "resource server refused a forged token and a missing one: ok"
+  bad="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $forged" "http://127.0.0.1:$rsport/api/data")"
+  [ "$bad" = 401 ] || { echo "accepted a forged token ($bad)"; return 1; }
+  none="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$rsport/api/data")"
+  [ "$none" = 401 ] || { echo "accepted no token ($none)"; return 1; }
+  echo "Express + jsonwebtoken + jwks-rsa: valid token accepted (200), forged and missing token refused (401)"
+}
+check "resource server (seed 003)" resource_server
 
-echo "compat: 4 passed, 0 failed"
+echo "compat: ${passed} passed, ${#failed[@]} failed"
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'compat: FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
