@@ -2,10 +2,11 @@
 # Runs the compatibility clients against a freshly started m2mauth:
 #   - Node.js with axios (machine-token and ATM surfaces), an Express
 #     resource server with jsonwebtoken + jwks-rsa, Python on the standard
-#     library.
-# Needs node, npm and python3; installs the npm packages from
-# package-lock.json. Prints one line per client result, then "compat: N
-# passed, M failed"; exits 1 when any failed.
+#     library;
+#   - private_key_jwt with openid-client 5 (ES256) and 6 (RS256).
+# Needs node (20 or later), npm and python3; installs the npm packages from package-lock.json. Prints
+# one line per client result, then "compat: N passed, M failed"; exits 1
+# when any failed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -19,6 +20,8 @@ cleanup() {
 trap cleanup EXIT
 
 die() { echo "compat: $*" >&2; exit 1; }
+[ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \
+  || die "Node.js $(node --version) is too old: openid-client 6 needs 20 or later"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_for() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; die "$1 did not come up"; }
@@ -37,6 +40,19 @@ start_server() {
   wait_for "http://127.0.0.1:$port/readyz"
   "$work/m2mauth" api create --identifier https://api.example.com --name Orders --scopes "orders:read" --data-dir "$work/$name" > /dev/null
   "$work/m2mauth" api create --identifier https://api.bank.example --name Banking --scopes "banking/read banking/write" --data-dir "$work/$name" > /dev/null
+}
+
+# admin_token NAME: an admin API token, from the credentials the server
+# wrote to <data-dir>/admin.json on first start.
+admin_token() {
+  python3 - "$work/$1/admin.json" <<'PY'
+import base64, json, sys, urllib.request
+d = json.load(open(sys.argv[1]))
+basic = base64.b64encode(f"{d['client_id']}:{d['client_secret']}".encode()).decode()
+req = urllib.request.Request(d["server"] + "/admin/v1/token", data=b"grant_type=client_credentials",
+                             headers={"Authorization": "Basic " + basic})
+print(json.load(urllib.request.urlopen(req, timeout=10))["access_token"])
+PY
 }
 
 passed=0
@@ -105,6 +121,13 @@ PY
   echo "Express + jsonwebtoken + jwks-rsa: valid token accepted (200), forged and missing token refused (401)"
 }
 check "resource server (seed 003)" resource_server
+
+# private_key_jwt: each client makes its key pair and registers its public
+# key through the admin API.
+M2MAUTH_ADMIN_TOKEN="$(admin_token default)"
+export M2MAUTH_ADMIN_TOKEN
+check "openid-client 5" node "$here/openid-client-5.js" "$base" https://api.example.com orders:read
+check "openid-client 6" node "$here/openid-client-6.mjs" "$base" https://api.example.com orders:read
 
 echo "compat: ${passed} passed, ${#failed[@]} failed"
 if [ "${#failed[@]}" -gt 0 ]; then
