@@ -40,6 +40,7 @@ fuzz:
 	  done
 
 # compat: clients written with the libraries of the source services' documents
-# (Node.js axios, Express + jsonwebtoken + jwks-rsa, Python stdlib).
+# (Node.js axios, Express + jsonwebtoken + jwks-rsa, Python stdlib), and
+# private_key_jwt clients (openid-client 5 and 6, Python Authlib).
 compat:
 	bash scripts/compat/run.sh

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Runs the compatibility clients against a freshly started m2mauth:
+# Runs the compatibility clients against freshly started m2mauth servers:
 #   - Node.js with axios (machine-token and ATM surfaces), an Express
 #     resource server with jsonwebtoken + jwks-rsa, Python on the standard
 #     library;
-#   - private_key_jwt with openid-client 5 (ES256) and 6 (RS256).
-# Needs node (20 or later), npm and python3; installs the npm packages from package-lock.json. Prints
+#   - private_key_jwt with openid-client 5 (ES256) and 6 (RS256), and
+#     Python Authlib's PrivateKeyJWT (Debian's python3-authlib and
+#     python3-requests, for /usr/bin/python3), against a server with the
+#     default --max-assertion-lifetime (5 min) and one allowing Authlib's
+#     default 3600 s assertions.
+# Needs node (20 or later), npm, python3 and /usr/bin/python3 with authlib
+# and requests; installs the npm packages from package-lock.json. Prints
 # one line per client result, then "compat: N passed, M failed"; exits 1
 # when any failed.
 set -euo pipefail
@@ -22,6 +27,8 @@ trap cleanup EXIT
 die() { echo "compat: $*" >&2; exit 1; }
 [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] \
   || die "Node.js $(node --version) is too old: openid-client 6 needs 20 or later"
+/usr/bin/python3 -c 'import authlib, requests' 2>/dev/null \
+  || die "/usr/bin/python3 cannot import authlib and requests: apt-get install python3-authlib python3-requests"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_for() { for _ in $(seq 1 100); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; die "$1 did not come up"; }
@@ -77,6 +84,8 @@ check() {
 server_url() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["server"])' "$work/$1/admin.json"; }
 start_server default
 base="$(server_url default)"
+start_server long --max-assertion-lifetime 1h
+long_base="$(server_url long)"
 
 m2m() { "$work/m2mauth" "$@" --data-dir "$work/default"; }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
@@ -128,6 +137,10 @@ M2MAUTH_ADMIN_TOKEN="$(admin_token default)"
 export M2MAUTH_ADMIN_TOKEN
 check "openid-client 5" node "$here/openid-client-5.js" "$base" https://api.example.com orders:read
 check "openid-client 6" node "$here/openid-client-6.mjs" "$base" https://api.example.com orders:read
+# 300: the default --max-assertion-lifetime, in seconds.
+check "Authlib, 5 min assertion limit" /usr/bin/python3 "$here/authlib-client.py" "$base" https://api.example.com orders:read 300
+M2MAUTH_ADMIN_TOKEN="$(admin_token long)"
+check "Authlib, 1 h assertion limit" /usr/bin/python3 "$here/authlib-client.py" "$long_base" https://api.example.com orders:read 3600
 
 echo "compat: ${passed} passed, ${#failed[@]} failed"
 if [ "${#failed[@]}" -gt 0 ]; then
