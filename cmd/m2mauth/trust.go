@@ -427,11 +427,14 @@ func hasKeys(raw json.RawMessage) bool {
 	return len(raw) > 0 && string(raw) != "null"
 }
 
-// kidList names the keys of a JWK Set by kid ("no kid" for those without).
+// kidList names the keys of a JWK Set by kid ("no kid" for those without),
+// marking those the server never verifies a JWT with (use enc or
+// x509-svid).
 func kidList(raw json.RawMessage) string {
 	var set struct {
 		Keys []struct {
 			Kid string `json:"kid"`
+			Use string `json:"use"`
 		} `json:"keys"`
 	}
 	if json.Unmarshal(raw, &set) != nil {
@@ -439,11 +442,14 @@ func kidList(raw json.RawMessage) string {
 	}
 	kids := make([]string, 0, len(set.Keys))
 	for _, k := range set.Keys {
+		name := "kid " + k.Kid
 		if k.Kid == "" {
-			kids = append(kids, "no kid")
-		} else {
-			kids = append(kids, "kid "+k.Kid)
+			name = "no kid"
 		}
+		if k.Use == "enc" || k.Use == "x509-svid" {
+			name += " (use " + k.Use + ": ignored)"
+		}
+		kids = append(kids, name)
 	}
 	return strings.Join(kids, ", ")
 }

@@ -419,7 +419,7 @@ func TestCLITrustSPIFFEBundle(t *testing.T) {
 		return r
 	}
 	must("api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read")
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,8 @@ func TestCLITrustSPIFFEBundle(t *testing.T) {
 	bundleFile := writeTestFile(t, "example.org.json", bundle)
 
 	r := must("trust", "create", "--name", "mesh", "--kind", "spiffe", "--issuer", "spiffe://example.org", "--jwks-file", bundleFile)
-	if !strings.Contains(r.stdout, "jwks (no kid, kid jwt-1)") {
+	// The X.509 authority is no JWT signer: only the JWT authority is kept.
+	if !strings.Contains(r.stdout, "jwks (no kid (use x509-svid: ignored), kid jwt-1)") {
 		t.Fatalf("trust create:\n%s", r.stdout)
 	}
 	r = must("client", "create", "--name", "payments", "--audience", "https://api.example.com", "--auth-method", "federated",
@@ -463,6 +464,19 @@ func TestCLITrustSPIFFEBundle(t *testing.T) {
 	r = cli(t, nil, "token", "--server", url, "--assertion-file", file, "--assertion-type", "jwt-spiffe")
 	if r.code != 0 || subjectOf(t, r.stdout) != id {
 		t.Fatalf("token with a JWT-SVID: %+v", r)
+	}
+
+	// A JWT-SVID signed by the X.509 authority's key is refused: without a
+	// kid, it is the only key of the bundle that fits RS256.
+	rs, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: caKey}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := jwt.Signed(rs).Claims(map[string]any{"sub": "spiffe://example.org/ns/payments/sa/api", "aud": []string{url},
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "forged"}).Serialize()
+	file = writeTestFile(t, "forged.jwt", []byte(forged+"\n"))
+	if r := cli(t, nil, "token", "--server", url, "--assertion-file", file, "--assertion-type", "jwt-spiffe"); r.code == 0 {
+		t.Fatalf("a JWT-SVID signed by the X.509 authority got a token: %+v", r)
 	}
 }
 

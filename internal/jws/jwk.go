@@ -59,7 +59,7 @@ type jwkHead struct {
 // RFC 7518 §6.2.1 and §6.3.1, RFC 8037 §2). It refuses, with ErrPrivateKey,
 // any JWK with private or secret members, so that nobody registers a
 // private key by mistake; with ErrUnsupportedKey, a key type, curve, alg or
-// "use":"enc" it does not verify with; and with ErrInvalidKey, a malformed
+// "use" of "enc" or "x509-svid" it does not verify JWTs with; and with ErrInvalidKey, a malformed
 // JWK, an RSA key under 2048 bits (or with an even modulus, or an exponent
 // that is even or under 3), an EC point off its curve, an alg that does not
 // fit the key's type, or x5c certificates that do not hold the key.
@@ -85,6 +85,10 @@ func ParseKey(jwk []byte) (Key, error) {
 		return Key{}, fmt.Errorf("%w: kty %q (only RSA, EC and OKP)", ErrUnsupportedKey, h.Kty)
 	case h.Use == "enc":
 		return Key{}, fmt.Errorf("%w: an encryption key (use enc)", ErrUnsupportedKey)
+	case h.Use == "x509-svid":
+		// A SPIFFE bundle's X.509 authority signs certificates, never a
+		// JWT-SVID (SPIFFE Trust Domain and Bundle §4.2.2).
+		return Key{}, fmt.Errorf("%w: an X.509-SVID authority (use x509-svid) does not sign JWTs", ErrUnsupportedKey)
 	case h.Alg != "" && !slices.Contains(algorithms, h.Alg):
 		return Key{}, fmt.Errorf("%w: alg %q (only RS256, PS256, ES256 and EdDSA)", ErrUnsupportedKey, h.Alg)
 	}

@@ -84,6 +84,7 @@ func TestParseKey(t *testing.T) {
 		{"an array", `[]`, ErrInvalidKey, "", "", nil},
 
 		{"use enc", jwk(t, rsaKey.Public(), "enc", "", "enc"), ErrUnsupportedKey, "", "", nil},
+		{"a SPIFFE X.509 authority", jwk(t, rsaKey.Public(), "x", "", "x509-svid"), ErrUnsupportedKey, "", "", nil},
 		{"RSA-OAEP", with(t, rsaJWK, "alg", `"RSA-OAEP"`), ErrUnsupportedKey, "", "", nil},
 		{"RS384", with(t, rsaJWK, "alg", `"RS384"`), ErrUnsupportedKey, "", "", nil},
 		{"P-384", jwk(t, p384.Public(), "e3", "", ""), ErrUnsupportedKey, "", "", nil},
@@ -149,6 +150,7 @@ func TestParseKeySet(t *testing.T) {
 		{"unsupported keys ignored", set(jwk(t, rsaKey.Public(), "enc", "RSA-OAEP", "enc"), r, jwk(t, p384.Public(), "p384", "", ""), `{"kty":"AKP"}`), 4, []string{"r"}},
 		{"keys without kid kept", set(jwk(t, rsaKey.Public(), "", "", ""), jwk(t, ecKey.Public(), "", "", "")), 2, []string{"", ""}},
 		{"one kid, a supported and an ignored key", set(r, jwk(t, rsaKey.Public(), "r", "", "enc")), 2, []string{"r"}},
+		{"a SPIFFE bundle: the X.509 authority ignored", set(jwk(t, rsaKey.Public(), "", "", "x509-svid"), jwk(t, ecKey.Public(), "j", "", "jwt-svid")), 2, []string{"j"}},
 
 		{"duplicate kid", set(r, jwk(t, ecKey.Public(), "r", "", "")), 2, nil},
 		{"a private key", set(r, jwk(t, ecKey, "e", "ES256", "sig")), 2, nil},
