@@ -83,9 +83,9 @@ func (s *Service) ListAPIs(ctx context.Context, opts store.ListOptions) (Page[st
 }
 
 // UpdateAPI applies a patch to an API. Removing a scope removes it from
-// every client's grant.
+// every client's grant and revokes the tokens of those clients.
 func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p APIPatch) (store.API, error) {
-	a, err := s.store.UpdateAPI(ctx, identifier, func(a *store.API) error {
+	a, err := s.store.UpdateAPI(ctx, identifier, cutoff(s.now().UTC()), func(a *store.API) error {
 		if err := checkMatch(ifMatch, a.Version); err != nil {
 			return err
 		}
@@ -122,7 +122,8 @@ func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p A
 }
 
 // DeleteAPI deletes an API. Without force it is refused while a client holds
-// a grant for it; with force those grants are removed too.
+// a grant for it; with force those grants are removed too, and the tokens of
+// their clients revoked.
 func (s *Service) DeleteAPI(ctx context.Context, identifier, ifMatch string, force bool) error {
 	api, err := s.store.GetAPI(ctx, identifier)
 	if err != nil {
@@ -134,7 +135,7 @@ func (s *Service) DeleteAPI(ctx context.Context, identifier, ifMatch string, for
 	if api.Builtin != "" {
 		return &ConflictError{"the " + api.Builtin + " API is built in and cannot be deleted"}
 	}
-	err = s.store.DeleteAPI(ctx, identifier, force)
+	err = s.store.DeleteAPI(ctx, identifier, force, cutoff(s.now().UTC()))
 	if errors.Is(err, store.ErrConflict) {
 		return &ConflictError{"clients hold grants for this API: remove their grants first, or delete with force"}
 	}

@@ -287,3 +287,51 @@ func TestVerifyOnlineModeEndToEnd(t *testing.T) {
 		t.Fatalf("after the TTL: %v, want ErrRevoked", err)
 	}
 }
+
+// Taking a scope away from an API, or deleting a granted API, revokes the
+// tokens of the clients that lose rights (access and refresh), and only
+// theirs.
+func TestNarrowingAnAPIRevokesTokens(t *testing.T) {
+	f := newIntrospectFixture(t)
+	ts := f.ts
+	f.ts.createAPI("https://stock.example.com", 0, "stock:read")
+	keep := cred{}
+	keep.id, keep.secret = ts.createClient(admin.ClientInput{Grants: []admin.GrantInput{{Audience: "https://stock.example.com", Scopes: []string{"stock:read"}}}})
+	resp, b := ts.tokenForm(f.app.id, f.app.secret, url.Values{})
+	var first struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal(b, &first); err != nil || resp.StatusCode != 200 || first.RefreshToken == "" {
+		t.Fatalf("token with a refresh token: %d %s", resp.StatusCode, b)
+	}
+	billing := ts.mustToken(f.other.id, f.other.secret, url.Values{})
+	stock := ts.mustToken(keep.id, keep.secret, url.Values{})
+
+	// orders:read goes from the orders API: the app's tokens go with it.
+	path := "/admin/v1/apis/" + url.PathEscape(ordersAPI)
+	if resp, b := ts.adminDo(http.MethodPatch, path, `{"scopes":["orders:write"]}`); resp.StatusCode != 200 {
+		t.Fatalf("PATCH API: %d %s", resp.StatusCode, b)
+	}
+	if f.active(t, f.root, first.AccessToken) {
+		t.Error("a token whose scope was removed from its API is still active")
+	}
+	if st, code := ts.tokenStatus(f.app.id, f.app.secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}}); st != 400 || code != "invalid_grant" {
+		t.Errorf("refresh token of a client that lost its scope: %d %s", st, code)
+	}
+	if !f.active(t, f.root, billing) || !f.active(t, f.root, stock) {
+		t.Fatal("tokens of clients that lost nothing were revoked")
+	}
+
+	// The billing API is deleted with its grants: the other client's token
+	// goes; the stock client's stays.
+	if resp, b := ts.adminDo(http.MethodDelete, "/admin/v1/apis/"+url.PathEscape("https://billing.example.com")+"?force=true", nil); resp.StatusCode != 204 {
+		t.Fatalf("forced delete: %d %s", resp.StatusCode, b)
+	}
+	if f.active(t, f.root, billing) {
+		t.Error("a token for a deleted API is still active")
+	}
+	if !f.active(t, f.root, stock) {
+		t.Error("deleting another API revoked this token")
+	}
+}

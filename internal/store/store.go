@@ -251,11 +251,14 @@ type Store interface {
 	// UpdateAPI applies fn to the API inside a transaction that holds it
 	// locked, and stores the result with Version+1. fn may return an error
 	// to abort. The identifier cannot change. Scopes removed from the API
-	// are removed from every grant.
-	UpdateAPI(ctx context.Context, identifier string, fn func(*API) error) (API, error)
+	// are removed from every grant, and every client whose grant loses one
+	// has its tokens revoked: TokensRevokedBefore moves up to revokeBefore
+	// (never back) and its refresh tokens are revoked at that instant.
+	UpdateAPI(ctx context.Context, identifier string, revokeBefore time.Time, fn func(*API) error) (API, error)
 	// DeleteAPI removes an API. ErrConflict when it is built in, or while
-	// a client holds a grant for it unless force, which removes the grants.
-	DeleteAPI(ctx context.Context, identifier string, force bool) error
+	// a client holds a grant for it unless force, which removes the grants
+	// and revokes the tokens of their clients as UpdateAPI does.
+	DeleteAPI(ctx context.Context, identifier string, force bool, revokeBefore time.Time) error
 
 	// CreateClient stores a client with its grants and secrets in one
 	// transaction. ErrConflict if the id is or ever was taken, or a grant

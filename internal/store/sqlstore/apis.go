@@ -68,7 +68,7 @@ func (s *Store) ListAPIs(ctx context.Context, opts store.ListOptions) ([]store.A
 }
 
 // UpdateAPI implements store.Store.
-func (s *Store) UpdateAPI(ctx context.Context, identifier string, fn func(*store.API) error) (store.API, error) {
+func (s *Store) UpdateAPI(ctx context.Context, identifier string, revokeBefore time.Time, fn func(*store.API) error) (store.API, error) {
 	var out store.API
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		cur, err := scanAPI(tx.QueryRowContext(ctx, `SELECT `+apiColumns+` FROM apis WHERE identifier = $1`+s.f.ForUpdate, identifier))
@@ -88,7 +88,7 @@ func (s *Store) UpdateAPI(ctx context.Context, identifier string, fn func(*store
 			next.Name, joinScopes(next.Scopes), next.TokenLifetime.Milliseconds(), next.Discoverable, next.Version, micros(next.UpdatedAt), identifier); err != nil {
 			return err
 		}
-		if err := pruneGrants(ctx, tx, identifier, next.Scopes); err != nil {
+		if err := pruneGrants(ctx, tx, identifier, next.Scopes, revokeBefore); err != nil {
 			return err
 		}
 		out = next
@@ -98,8 +98,8 @@ func (s *Store) UpdateAPI(ctx context.Context, identifier string, fn func(*store
 }
 
 // pruneGrants removes from every grant for api the scopes it no longer
-// defines, bumping the version of each client it changes.
-func pruneGrants(ctx context.Context, tx *sql.Tx, api string, defined []string) error {
+// defines, and revokes the tokens of each client it changes.
+func pruneGrants(ctx context.Context, tx *sql.Tx, api string, defined []string, revokeBefore time.Time) error {
 	rows, err := tx.QueryContext(ctx, `SELECT client_id, scopes FROM client_grants WHERE api_identifier = $1`, api)
 	if err != nil {
 		return err
@@ -133,15 +133,30 @@ func pruneGrants(ctx context.Context, tx *sql.Tx, api string, defined []string) 
 		if _, err := tx.ExecContext(ctx, `UPDATE client_grants SET scopes = $1 WHERE client_id = $2 AND api_identifier = $3`, c.scopes, c.client, api); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE clients SET version = version + 1 WHERE id = $1`, c.client); err != nil {
+		if err := revokeNarrowed(ctx, tx, `id = $2`, c.client, revokeBefore); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// revokeNarrowed bumps the version of the clients matched by where (a
+// condition on clients.id with its argument as $2) and revokes their
+// tokens: access tokens issued before revokeBefore, and every refresh
+// token. Rights taken away take the tokens issued under them, as a
+// client update that narrows grants does.
+func revokeNarrowed(ctx context.Context, tx *sql.Tx, where, arg string, revokeBefore time.Time) error {
+	at := micros(revokeBefore)
+	if _, err := tx.ExecContext(ctx, `UPDATE clients SET version = version + 1,
+		tokens_revoked_before = CASE WHEN tokens_revoked_before < $1 THEN $1 ELSE tokens_revoked_before END WHERE `+where, at, arg); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at = 0 AND client_id IN (SELECT id FROM clients WHERE `+where+`)`, at, arg)
+	return err
+}
+
 // DeleteAPI implements store.Store.
-func (s *Store) DeleteAPI(ctx context.Context, identifier string, force bool) error {
+func (s *Store) DeleteAPI(ctx context.Context, identifier string, force bool, revokeBefore time.Time) error {
 	return s.mapErr("delete api", s.inTx(ctx, func(tx *sql.Tx) error {
 		var builtin string
 		err := tx.QueryRowContext(ctx, `SELECT COALESCE(builtin, '') FROM apis WHERE identifier = $1`+s.f.ForUpdate, identifier).Scan(&builtin)
@@ -152,8 +167,10 @@ func (s *Store) DeleteAPI(ctx context.Context, identifier string, force bool) er
 			return fmt.Errorf("%w: the %s API is built in", store.ErrConflict, builtin)
 		}
 		if force {
-			if _, err := tx.ExecContext(ctx, `UPDATE clients SET version = version + 1, default_audience = CASE WHEN default_audience = $1 THEN '' ELSE default_audience END
-				WHERE id IN (SELECT client_id FROM client_grants WHERE api_identifier = $1)`, identifier); err != nil {
+			if err := revokeNarrowed(ctx, tx, `id IN (SELECT client_id FROM client_grants WHERE api_identifier = $2)`, identifier, revokeBefore); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE clients SET default_audience = '' WHERE default_audience = $1`, identifier); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE api_identifier = $1`, identifier); err != nil {

@@ -117,10 +117,10 @@ func testAPIs(t *testing.T, open func() store.Store) {
 	if diff := cmp.Diff([]store.API{b, a}, list); diff != "" {
 		t.Errorf("ListAPIs mismatch (-want +got):\n%s", diff)
 	}
-	if err := s.DeleteAPI(ctx, a.Identifier, false); err != nil {
+	if err := s.DeleteAPI(ctx, a.Identifier, false, t0); err != nil {
 		t.Fatalf("DeleteAPI: %v", err)
 	}
-	if err := s.DeleteAPI(ctx, a.Identifier, false); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteAPI(ctx, a.Identifier, false, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("DeleteAPI twice: got %v, want ErrNotFound", err)
 	}
 	if _, err := s.GetAPI(ctx, a.Identifier); !errors.Is(err, store.ErrNotFound) {
@@ -183,7 +183,7 @@ func testClients(t *testing.T, open func() store.Store) {
 		t.Errorf("DeleteClient twice: got %v, want ErrNotFound", err)
 	}
 	// The grant went with the client, so the API can now be deleted.
-	if err := s.DeleteAPI(ctx, a.Identifier, false); err != nil {
+	if err := s.DeleteAPI(ctx, a.Identifier, false, t0); err != nil {
 		t.Errorf("DeleteAPI after its only client was deleted: %v", err)
 	}
 }
@@ -198,7 +198,7 @@ func testDeleteAPIInUse(t *testing.T, open func() store.Store) {
 	if err := s.CreateClient(ctx, client("m2mc_x", store.Grant{Audience: a.Identifier, Scopes: []string{"orders:read"}})); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAPI(ctx, a.Identifier, false); !errors.Is(err, store.ErrConflict) {
+	if err := s.DeleteAPI(ctx, a.Identifier, false, t0); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("DeleteAPI with a grant: got %v, want ErrConflict", err)
 	}
 	if _, err := s.GetAPI(ctx, a.Identifier); err != nil {
@@ -288,7 +288,7 @@ func testBootstrap(t *testing.T, open func() store.Store) {
 	if err != nil || !created {
 		t.Fatalf("first InitBootstrap: created=%v err=%v", created, err)
 	}
-	if err := s.DeleteAPI(ctx, "http://one/admin", false); !errors.Is(err, store.ErrConflict) {
+	if err := s.DeleteAPI(ctx, "http://one/admin", false, t0); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("DeleteAPI(builtin): got %v, want ErrConflict", err)
 	}
 	if iss, err := s.GetMeta(ctx, store.MetaIssuer); iss != "http://one" || err != nil {
@@ -485,7 +485,17 @@ func testUpdateAPIPrunesGrants(t *testing.T, open func() store.Store) {
 	if err := s.CreateClient(ctx, client("m2mc_p", store.Grant{Audience: a.Identifier, Scopes: []string{"r", "w"}})); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.UpdateAPI(ctx, a.Identifier, func(a *store.API) error {
+	// m2mc_q holds only scopes that stay: its tokens stay valid.
+	if err := s.CreateClient(ctx, client("m2mc_q", store.Grant{Audience: a.Identifier, Scopes: []string{"r", "x"}})); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []store.RefreshToken{refreshToken("p1", "fp", "m2mc_p", t0.Add(time.Hour)), refreshToken("q1", "fq", "m2mc_q", t0.Add(time.Hour))} {
+		if err := s.CreateRefreshToken(ctx, rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := t0.Add(time.Second)
+	got, err := s.UpdateAPI(ctx, a.Identifier, cut, func(a *store.API) error {
 		a.Name, a.Scopes, a.TokenLifetime = "renamed", []string{"r", "x", "new"}, time.Hour
 		return nil
 	})
@@ -502,10 +512,30 @@ func testUpdateAPIPrunesGrants(t *testing.T, open func() store.Store) {
 	if len(c.Grants) != 1 || !cmp.Equal(c.Grants[0].Scopes, []string{"r"}) || c.Grants[0].APITokenLifetime != time.Hour || c.Version != 2 {
 		t.Errorf("grant after removing scope w: %+v (client v%d), want [r], 1h, v2", c.Grants, c.Version)
 	}
-	if _, err := s.UpdateAPI(ctx, a.Identifier, func(a *store.API) error { a.Identifier = "https://b"; return nil }); !errors.Is(err, store.ErrConflict) {
+	if !c.TokensRevokedBefore.Equal(cut) {
+		t.Errorf("client that lost a scope: tokens revoked before %v, want %v", c.TokensRevokedBefore, cut)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "p1", t0, successor("p2", t0)); !errors.Is(err, store.ErrTokenSpent) {
+		t.Errorf("refresh token of a client that lost a scope: got %v, want ErrTokenSpent", err)
+	}
+	q, _ := s.GetClient(ctx, "m2mc_q")
+	if !q.TokensRevokedBefore.IsZero() || q.Version != 1 {
+		t.Errorf("client that lost nothing: tokens revoked before %v, v%d", q.TokensRevokedBefore, q.Version)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "q1", t0, successor("q2", t0)); err != nil {
+		t.Errorf("refresh token of a client that lost nothing: %v", err)
+	}
+	// A later cutoff never moves back.
+	if _, err := s.UpdateAPI(ctx, a.Identifier, t0, func(a *store.API) error { a.Scopes = []string{"x"}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.GetClient(ctx, "m2mc_p"); !c.TokensRevokedBefore.Equal(cut) {
+		t.Errorf("an earlier cutoff moved tokens_revoked_before to %v, want %v", c.TokensRevokedBefore, cut)
+	}
+	if _, err := s.UpdateAPI(ctx, a.Identifier, t0, func(a *store.API) error { a.Identifier = "https://b"; return nil }); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("identifier change: %v", err)
 	}
-	if _, err := s.UpdateAPI(ctx, "https://none", func(*store.API) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.UpdateAPI(ctx, "https://none", t0, func(*store.API) error { return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing API: %v", err)
 	}
 }
@@ -525,12 +555,34 @@ func testDeleteAPIForce(t *testing.T, open func() store.Store) {
 	if err := s.CreateClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteAPI(ctx, a.Identifier, true); err != nil {
+	other := client("m2mc_o", store.Grant{Audience: b.Identifier, Scopes: []string{"r"}})
+	if err := s.CreateClient(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []store.RefreshToken{refreshToken("f1", "ff", c.ID, t0.Add(time.Hour)), refreshToken("o1", "fo", other.ID, t0.Add(time.Hour))} {
+		if err := s.CreateRefreshToken(ctx, rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := t0.Add(time.Second)
+	if err := s.DeleteAPI(ctx, a.Identifier, true, cut); err != nil {
 		t.Fatalf("forced delete: %v", err)
 	}
 	got, _ := s.GetClient(ctx, c.ID)
 	if len(got.Grants) != 1 || got.Grants[0].Audience != b.Identifier || got.DefaultAudience != "" || got.Version != 2 {
 		t.Errorf("client after forced delete: grants %+v default %q v%d", got.Grants, got.DefaultAudience, got.Version)
+	}
+	if !got.TokensRevokedBefore.Equal(cut) {
+		t.Errorf("client whose grant went: tokens revoked before %v, want %v", got.TokensRevokedBefore, cut)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "f1", t0, successor("f2", t0)); !errors.Is(err, store.ErrTokenSpent) {
+		t.Errorf("refresh token of a client whose grant went: got %v, want ErrTokenSpent", err)
+	}
+	if o, _ := s.GetClient(ctx, other.ID); !o.TokensRevokedBefore.IsZero() || o.Version != 1 {
+		t.Errorf("client without a grant for the deleted API: tokens revoked before %v, v%d", o.TokensRevokedBefore, o.Version)
+	}
+	if _, err := s.RedeemRefreshToken(ctx, "o1", t0, successor("o2", t0)); err != nil {
+		t.Errorf("refresh token of a client without a grant for the deleted API: %v", err)
 	}
 }
 
