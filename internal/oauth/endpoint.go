@@ -174,8 +174,19 @@ func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request,
 
 // fail renders e in the surface's envelope and logs it.
 func (ep *Endpoint) fail(w http.ResponseWriter, r *http.Request, req *Request, e *Error, caller Caller) {
+	e.challenge = e.Status == http.StatusUnauthorized && basicChallenge(r, req)
 	ep.logRefusal(r, req, e, caller)
 	ep.codec.WriteError(w, e)
+}
+
+// basicChallenge reports whether a 401 names the Basic scheme: RFC 6749
+// §5.2 requires it when the client authenticated with Basic, and it tells a
+// request without credentials how to send them. A client that
+// authenticated in the body (client_secret_post or an assertion) gets the
+// error object alone: libraries such as openid-client 6 read a challenge
+// as the error and would hide invalid_client behind it.
+func basicChallenge(r *http.Request, req *Request) bool {
+	return hasBasic(r.Header.Get("Authorization")) || req == nil || req.Credentials.Method == ""
 }
 
 // unknownClient stands in the log for a client id that names no client:

@@ -41,6 +41,8 @@ type Error struct {
 	// client is the id of the existing client a failed request named
 	// ("" when it named none, or one that does not exist).
 	client string
+	// challenge asks for a Basic challenge on a 401 (see basicChallenge).
+	challenge bool
 }
 
 func (e *Error) Error() string {

@@ -49,8 +49,9 @@ func (introspectionCodec) Parse(r *http.Request) (*Request, *Error) { return par
 func WriteError(w http.ResponseWriter, e *Error) {
 	switch e.Status {
 	case http.StatusUnauthorized:
-		// RFC 6749 §5.2 and RFC 9110 §15.5.2: a 401 names the scheme.
-		w.Header().Set("WWW-Authenticate", `Basic realm="m2mauth", charset="UTF-8"`)
+		if e.challenge {
+			w.Header().Set("WWW-Authenticate", `Basic realm="m2mauth", charset="UTF-8"`)
+		}
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "1")
 	}

@@ -113,6 +113,7 @@ func TestTokenErrors(t *testing.T) {
 		{name: "wrong secret, basic", body: "grant_type=client_credentials", basic: [2]string{id, secret + "x"}, wantStatus: 401, wantCode: "invalid_client"},
 		{name: "unknown client, basic", body: "grant_type=client_credentials", basic: [2]string{"m2mc_nobody", secret}, wantStatus: 401, wantCode: "invalid_client"},
 		{name: "wrong secret, post", body: "grant_type=client_credentials&client_id=" + id + "&client_secret=nope", wantStatus: 401, wantCode: "invalid_client"},
+		{name: "bad assertion", body: "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer&client_assertion=e30.e30.c2ln", wantStatus: 401, wantCode: "invalid_client"},
 		{name: "no credentials", body: "grant_type=client_credentials", wantStatus: 401, wantCode: "invalid_client"},
 		{name: "id without secret", body: "grant_type=client_credentials&client_id=" + id, wantStatus: 401, wantCode: "invalid_client"},
 		{name: "credentials only in the query", body: "grant_type=client_credentials", wantStatus: 401, wantCode: "invalid_client"},
@@ -165,7 +166,10 @@ func TestTokenErrors(t *testing.T) {
 			if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Pragma") != "no-cache" {
 				t.Error("error response lacks no-store / no-cache")
 			}
-			if got := resp.Header.Get("WWW-Authenticate"); (resp.StatusCode == 401) != strings.HasPrefix(got, "Basic realm=") {
+			// A 401 names Basic when Basic was used or no credentials came;
+			// a client that authenticated in the body gets none.
+			wantChallenge := resp.StatusCode == 401 && (tc.basic[0] != "" || !strings.Contains(tc.body, "client_id=") && !strings.Contains(tc.body, "client_assertion="))
+			if got := resp.Header.Get("WWW-Authenticate"); wantChallenge != strings.HasPrefix(got, "Basic realm=") {
 				t.Errorf("status %d with WWW-Authenticate %q", resp.StatusCode, got)
 			}
 			if resp.StatusCode == 405 && resp.Header.Get("Allow") != "POST" {
