@@ -62,13 +62,23 @@ const (
 // TrustAlgorithms are the signature algorithms a trust policy may accept.
 var TrustAlgorithms = []string{"RS256", "PS256", "ES256", "EdDSA"}
 
+// canonicalAlgs names each algorithm as the token parser does (Ed25519
+// is EdDSA), without repeats.
+func canonicalAlgs(in []string) []string {
+	out := make([]string, len(in))
+	for i, a := range in {
+		out[i] = jws.CanonicalAlg(a)
+	}
+	return dedupe(out)
+}
+
 var policyName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
 // trustPolicy builds the policy in describes, filling defaults.
 func trustPolicy(in TrustPolicyInput, issuer string) store.TrustPolicy {
 	p := store.TrustPolicy{
 		Name: in.Name, Kind: in.Kind, Issuer: in.Issuer, Description: in.Description,
-		JWKSURI: in.JWKSURI, Discovery: in.Discovery, JWKS: rawJWKS(in.JWKS), Algorithms: dedupe(in.Algorithms),
+		JWKSURI: in.JWKSURI, Discovery: in.Discovery, JWKS: rawJWKS(in.JWKS), Algorithms: canonicalAlgs(in.Algorithms),
 		Audience: in.Audience, MaxTokenAge: time.Duration(in.MaxTokenAgeSeconds) * time.Second,
 		MaxTokenLifetime: time.Duration(in.MaxTokenLifetimeSeconds) * time.Second, SingleUse: true, RequireJTI: in.RequireJTI,
 	}

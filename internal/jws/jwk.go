@@ -76,6 +76,7 @@ func ParseKey(jwk []byte) (Key, error) {
 			return Key{}, fmt.Errorf("%w (member %s): register and publish only the public key", ErrPrivateKey, m.name)
 		}
 	}
+	h.Alg = CanonicalAlg(h.Alg)
 	switch {
 	case h.Kty == "":
 		return Key{}, fmt.Errorf("%w: no kty", ErrInvalidKey)

@@ -61,6 +61,7 @@ func TestParseKey(t *testing.T) {
 		{"RSA without kid or alg", jwk(t, rsaKey.Public(), "", "", ""), nil, "", "", rsaKey.Public()},
 		{"P-256", jwk(t, ecKey.Public(), "e1", "ES256", "sig"), nil, "e1", "ES256", ecKey.Public()},
 		{"Ed25519", jwk(t, edKey.Public(), "o1", "EdDSA", "sig"), nil, "o1", "EdDSA", edKey.Public()},
+		{"alg Ed25519 (RFC 9864) reads as EdDSA", jwk(t, edKey.Public(), "o1", "Ed25519", "sig"), nil, "o1", "EdDSA", edKey.Public()},
 		{"another use than enc", with(t, rsaJWK, "use", `"jwt-svid"`), nil, "r1", "RS256", rsaKey.Public()},
 
 		{"RSA private key", jwk(t, rsaKey, "r1", "RS256", "sig"), ErrPrivateKey, "", "", nil},

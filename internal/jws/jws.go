@@ -141,11 +141,24 @@ func Parse(token string, maxSize int) (*Token, error) {
 		}
 		*dst = v
 	}
+	h.Alg = CanonicalAlg(h.Alg)
 	claims, err := objectMembers(payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	return &Token{Header: h, Claims: claims, SigningInput: []byte(token[:last]), Signature: sig}, nil
+}
+
+// CanonicalAlg returns the name this package uses for alg: the
+// fully-specified "Ed25519" of RFC 9864 §2.2 (Node's WebCrypto and
+// oauth4webapi send it) is "EdDSA" with an Ed25519 key, the only EdDSA
+// curve supported, so it reads as "EdDSA"; every other name is unchanged.
+// Parse and ParseKey apply it, so that allow-lists name EdDSA alone.
+func CanonicalAlg(alg string) string {
+	if alg == "Ed25519" {
+		return "EdDSA"
+	}
+	return alg
 }
 
 // Claim returns the raw JSON value of the payload member name (matched

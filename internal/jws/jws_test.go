@@ -84,6 +84,8 @@ func TestParseHeader(t *testing.T) {
 		{"x5t#S256", `{"alg":"RS256","x5t#S256":"AAAA"}`, Header{Alg: "RS256", X5T: true}},
 		{"a null jwk still counts", `{"alg":"RS256","jwk":null}`, Header{Alg: "RS256", JWK: true}},
 		{"every reference", `{"alg":"EdDSA","jwk":{},"jku":"u","x5c":[],"x5u":"u","x5t":"t"}`, Header{Alg: "EdDSA", JWK: true, JKU: true, X5C: true, X5U: true, X5T: true}},
+		{"Ed25519 (RFC 9864) reads as EdDSA", `{"alg":"Ed25519"}`, Header{Alg: "EdDSA"}},
+		{"Ed448 stays itself (and is refused by VerifySignature)", `{"alg":"Ed448"}`, Header{Alg: "Ed448"}},
 		{"names are exact: JWK is not jwk", `{"alg":"RS256","JWK":{}}`, Header{Alg: "RS256"}},
 		{"other members ignored", `{"alg":"RS256","cty":"x","exp2":1}`, Header{Alg: "RS256"}},
 	} {

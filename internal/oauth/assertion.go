@@ -114,8 +114,9 @@ func NewAssertionAuth(cfg AssertionConfig) *AssertionAuth {
 func (a *AssertionAuth) Methods() []string { return []string{AuthPrivateKeyJWT} }
 
 // SigningAlgs are the algorithms an assertion may be signed with
-// (token_endpoint_auth_signing_alg_values_supported).
-func (a *AssertionAuth) SigningAlgs() []string { return slices.Clone(assertionAlgs) }
+// (token_endpoint_auth_signing_alg_values_supported), with Ed25519, RFC
+// 9864's name for EdDSA on Ed25519, which the parser reads as EdDSA.
+func (a *AssertionAuth) SigningAlgs() []string { return append(slices.Clone(assertionAlgs), "Ed25519") }
 
 // InvalidateTrust drops what the federation index knows: a trust policy
 // or a client's federation changed (here or on another replica).

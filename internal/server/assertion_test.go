@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -398,5 +399,37 @@ func TestTokensourceWithoutSecret(t *testing.T) {
 	tok, err = src.Token(context.Background())
 	if err != nil || ts.verifyToken(tok.AccessToken).claims["sub"] != "pod" {
 		t.Fatalf("a projected token through tokensource: %v", err)
+	}
+}
+
+// Node's WebCrypto exports an Ed25519 key with "alg":"Ed25519" and
+// oauth4webapi signs with that name (RFC 9864): it is EdDSA with Ed25519,
+// and works whichever name the key and the assertion carry.
+func TestPrivateKeyJWTEd25519AlgorithmName(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk := fmt.Sprintf(`{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"Ed25519","kid":"n1","x":%q}]}`, base64.RawURLEncoding.EncodeToString(pub))
+	grants := []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}
+	if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients", admin.ClientInput{ClientID: "node", Name: "node", Grants: grants,
+		TokenEndpointAuthMethod: admin.AuthPrivateKeyJWT, JWKS: json.RawMessage(jwk)}); resp.StatusCode != 201 {
+		t.Fatalf("register a JWK with alg Ed25519: %d %s", resp.StatusCode, b)
+	}
+	sign := func(alg string) string {
+		h, _ := json.Marshal(map[string]string{"alg": alg, "kid": "n1", "typ": "JWT"})
+		c, _ := json.Marshal(assertionClaims("node", ts.cfg.Issuer, time.Now()))
+		input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+		return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, []byte(input)))
+	}
+	for _, alg := range []string{"Ed25519", "EdDSA"} {
+		if st, m := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, sign(alg), nil); st != 200 {
+			t.Errorf("assertion with alg %s: %d %v", alg, st, m)
+		}
+	}
+	if st, _ := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, sign("Ed448"), nil); st != 401 {
+		t.Errorf("assertion with alg Ed448: %d, want 401", st)
 	}
 }

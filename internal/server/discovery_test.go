@@ -37,7 +37,7 @@ func TestDiscovery(t *testing.T) {
 		"jwks_uri":                              "https://auth.example.com/tenant-a/.well-known/jwks.json",
 		"grant_types_supported":                 []any{"client_credentials", "refresh_token"},
 		"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post", "private_key_jwt"},
-		"token_endpoint_auth_signing_alg_values_supported": []any{"RS256", "PS256", "ES256", "EdDSA"},
+		"token_endpoint_auth_signing_alg_values_supported": []any{"RS256", "PS256", "ES256", "EdDSA", "Ed25519"},
 		"access_token_signing_alg_values_supported":        []any{"RS256"},
 		// Only the identity scopes: no API is discoverable yet, and the
 		// built-in admin API never is.
