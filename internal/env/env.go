@@ -46,13 +46,18 @@ func (e *Env) AdminAudience() string { return e.Issuer + "/admin" }
 
 type ctxKey struct{}
 
+// ContextKey is the key an Env is found under in a context: NewContext
+// stores it there, and a context type of its own (the server's request
+// context) may answer it directly.
+var ContextKey any = ctxKey{}
+
 // NewContext returns ctx carrying e.
 func NewContext(ctx context.Context, e *Env) context.Context {
-	return context.WithValue(ctx, ctxKey{}, e)
+	return context.WithValue(ctx, ContextKey, e)
 }
 
 // FromContext returns the environment ctx carries (nil if none).
 func FromContext(ctx context.Context) *Env {
-	e, _ := ctx.Value(ctxKey{}).(*Env)
+	e, _ := ctx.Value(ContextKey).(*Env)
 	return e
 }

@@ -217,10 +217,21 @@ func (ep *Endpoint) logRefusal(r *http.Request, req *Request, e *Error, caller C
 	ep.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused", append(attrs, slog.String("reason", e.reason))...)
 }
 
+// Constant header values, shared by every response: assigning one costs
+// no allocation, where Header.Set allocates a slice per call. Nothing
+// writes into a header value's slice in place (Header.Add appends, which
+// copies a full slice), so sharing is safe.
+var (
+	noStoreValue  = []string{"no-store"}
+	noCacheValue  = []string{"no-cache"}
+	jsonTypeValue = []string{"application/json"}
+)
+
 // NoStore sets the RFC 6749 §5.1 cache headers every token response carries.
 func NoStore(w http.ResponseWriter) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
+	h := w.Header()
+	h["Cache-Control"] = noStoreValue
+	h["Pragma"] = noCacheValue
 }
 
 // WriteJSON writes v as a JSON response.
@@ -230,7 +241,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b = []byte(`{"error":"server_error"}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonTypeValue
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }

@@ -10,6 +10,7 @@ import (
 	"path"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/m2mauth/m2mauth/internal/env"
 )
@@ -18,8 +19,10 @@ type requestIDKey struct{}
 
 // RequestID returns the request id carried by ctx ("" if none).
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if c, ok := ctx.Value(requestIDKey{}).(*requestCtx); ok {
+		return c.id
+	}
+	return ""
 }
 
 // NewLogger returns the server's logger: JSON or text to w at level, with
@@ -119,13 +122,12 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
-		ctx = env.NewContext(ctx, s.resolveEnv(r))
 		// Every request's work is bounded, so a database that stops
 		// answering (frozen, not refused) gets a 503 in time instead of a
 		// request that hangs.
-		ctx, cancel := context.WithTimeout(ctx, s.timeouts.withDefaults().Request)
-		defer cancel()
+		rc := newRequestCtx(r.Context(), id, s.resolveEnv(r), time.Now().Add(s.timeouts.withDefaults().Request))
+		defer rc.release()
+		ctx := context.Context(rc)
 		r = r.WithContext(ctx)
 		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w}
