@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
@@ -236,8 +237,11 @@ var dummyKeys = sync.OnceValue(func() map[string]crypto.PublicKey {
 	n.Add(n, new(big.Int).SetBytes(h[:]))
 	n.SetBit(n, 0, 1)
 	rsaKey := &rsa.PublicKey{N: n, E: 65537}
-	curve := elliptic.P256()
-	ecKey := &ecdsa.PublicKey{Curve: curve, X: curve.Params().Gx, Y: curve.Params().Gy}
+	ecPriv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic("m2mauth: no randomness for a P-256 key: " + err.Error())
+	}
+	ecKey := ecPriv.Public()
 	edKey := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public()
 	return map[string]crypto.PublicKey{"RS256": rsaKey, "PS256": rsaKey, "ES256": ecKey, "EdDSA": edKey}
 })

@@ -10,7 +10,10 @@ import (
 	"github.com/m2mauth/m2mauth/internal/env"
 )
 
-type parentKey struct{}
+type (
+	parentKey  struct{}
+	derivedKey struct{}
+)
 
 func TestRequestContext(t *testing.T) {
 	e := &env.Env{Issuer: "https://auth.example.com"}
@@ -25,7 +28,7 @@ func TestRequestContext(t *testing.T) {
 	t.Run("served without waiting: never armed", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			c := newRequestCtx(parentWith(), "0123456789abcdef", e, time.Now().Add(20*time.Second))
-			derived := context.WithValue(c, struct{}{}, 1)
+			derived := context.WithValue(c, derivedKey{}, 1)
 			values(t, derived)
 			if err := c.Err(); err != nil {
 				t.Errorf("Err before the deadline: %v", err)
