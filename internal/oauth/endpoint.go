@@ -126,7 +126,12 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !ep.limiter.Admit(r, req.Credentials.ClientID) {
+	// A client's failure bucket stops its secret being guessed from many
+	// addresses. A signature cannot be guessed, and anyone may send
+	// assertions naming a client: letting their failures refuse the
+	// client's own assertions from a new address would hand its lockout to
+	// whoever knows its id.
+	if req.Credentials.Assertion == "" && !ep.limiter.Admit(r, req.Credentials.ClientID) {
 		ep.fail(w, r, req, ErrTooManyRequests(), Caller{})
 		return
 	}

@@ -8,6 +8,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/oauth"
 )
 
 // tokenFrom sends a client-credentials request through the server's
@@ -169,5 +174,65 @@ func TestBasicCredentialsRawAndEncoded(t *testing.T) {
 		if resp, b := ts.do(req); resp.StatusCode != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, resp.StatusCode, b, tc.want)
 		}
+	}
+}
+
+// assertionFrom sends a client-assertion token request through the
+// server's handler as if from addr, and returns the status.
+func (ts *testServer) assertionFrom(addr, assertion string, extra url.Values) int {
+	ts.t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {oauth.AssertionJWTBearer}, "client_assertion": {assertion}}
+	for k, v := range extra {
+		form[k] = v
+	}
+	r := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = addr + ":40000"
+	w := httptest.NewRecorder()
+	ts.srv.Handler().ServeHTTP(w, r)
+	return w.Code
+}
+
+// Anyone who knows a private_key_jwt client's id (not a secret) can send
+// assertions naming it that fail; a signature cannot be guessed, so such
+// failures must not stop the client itself: its next assertion, sent with
+// client_id (as tokensource and m2mauth token do) from an address it never
+// used (a new pod), gets a token. The limiter's clock does not move, so no
+// bucket refills during the test.
+//
+// Measured before: 0 of 20 legitimate requests from new addresses
+// succeeded after 100 forged assertions; after: 20 of 20.
+func TestForgedAssertionsDoNotLockOutAKeyClient(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	clk := newFakeClock()
+	ts := startServerClock(t, cfg, clk.Now)
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	key := newTestKey(t, jose.ES256, "k1")
+	forger := newTestKey(t, jose.ES256, "k1")
+	grants := []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}
+	if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients", admin.ClientInput{ClientID: "keyed", Name: "keyed", Grants: grants,
+		TokenEndpointAuthMethod: admin.AuthPrivateKeyJWT, JWKS: jwkSet(t, key)}); resp.StatusCode != 201 {
+		t.Fatalf("create a key client: %d %s", resp.StatusCode, b)
+	}
+	iss := ts.cfg.Issuer
+	statuses := map[int]int{}
+	for i := range 100 {
+		forged := forger.sign(t, assertionClaims("keyed", iss, clk.Now()), nil)
+		statuses[ts.assertionFrom(fmt.Sprintf("192.0.2.%d", i), forged, nil)]++
+	}
+	if statuses[200] != 0 {
+		t.Fatalf("forged assertions: %v", statuses)
+	}
+	ok := 0
+	for i := range 20 {
+		good := key.sign(t, assertionClaims("keyed", iss, clk.Now()), nil)
+		if st := ts.assertionFrom(fmt.Sprintf("198.51.100.%d", i), good, url.Values{"client_id": {"keyed"}}); st == 200 {
+			ok++
+		}
+	}
+	t.Logf("after 100 forged assertions, %d of 20 legitimate requests from new addresses succeeded", ok)
+	if ok != 20 {
+		t.Errorf("%d of 20 legitimate assertions from new addresses refused", 20-ok)
 	}
 }
