@@ -127,8 +127,8 @@ func validateClientAuth(v *ValidationError, c *store.Client, now time.Time) {
 		switch {
 		case f.Subject == "" || len(f.Subject) > maxSubjectLen:
 			v.add(field+".subject", "is required, at most %d characters", maxSubjectLen)
-		case f.Subject == "*":
-			v.add(field+".subject", "must name something: a lone '*' would accept every token of the issuer")
+		case strings.Trim(f.Subject, "*") == "":
+			v.add(field+".subject", "must name something: a pattern of nothing but '*' would accept every token of the issuer")
 		}
 		if len(f.Claims) > maxClaimRules {
 			v.add(field+".claims", "at most %d conditions", maxClaimRules)
