@@ -11,7 +11,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -57,7 +59,8 @@ type AssertionConfig struct {
 	// Leeway is the clock skew allowed on exp, nbf and iat (default 30 s).
 	Leeway time.Duration
 	// HTTPClient fetches jwks_uri and discovery documents (default: 5 s
-	// timeout).
+	// timeout). Its requests go only to https URLs, or plain http on a
+	// loopback host, whatever a redirect or a discovery document names.
 	HTTPClient *http.Client
 	// MaxRemoteKeySets bounds the key sets fetched by URL that are kept
 	// (default 10,000).
@@ -97,6 +100,7 @@ func NewAssertionAuth(cfg AssertionConfig) *AssertionAuth {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
+	cfg.HTTPClient = secureFetches(cfg.HTTPClient)
 	if cfg.MaxRemoteKeySets == 0 {
 		cfg.MaxRemoteKeySets = 10_000
 	}
@@ -484,4 +488,36 @@ func (r *remoteKeySets) key(ctx context.Context, url, issuer string, h jws.Heade
 		return nil, false, nil
 	}
 	return key, true, nil
+}
+
+// secureFetches returns a copy of c whose requests go only where a key
+// source may be configured (https, or plain http on a loopback host):
+// keys fetched over plain http from elsewhere could be replaced on the
+// way, and the configured URL's check alone would let a redirect or a
+// discovery document's jwks_uri lead there.
+func secureFetches(c *http.Client) *http.Client {
+	cc := *c
+	next := cc.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	cc.Transport = keySourceTransport{next}
+	return &cc
+}
+
+type keySourceTransport struct{ next http.RoundTripper }
+
+func (t keySourceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	host := r.URL.Hostname()
+	ip := net.ParseIP(host)
+	switch {
+	case r.URL.Scheme == "https":
+	case r.URL.Scheme == "http" && (host == "localhost" || ip != nil && ip.IsLoopback()):
+	default:
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		return nil, fmt.Errorf("key source %s: only https, or http on a loopback host", r.URL.Redacted())
+	}
+	return t.next.RoundTrip(r)
 }
