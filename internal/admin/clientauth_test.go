@@ -41,3 +41,39 @@ func TestFederationSubjectMustNameSomething(t *testing.T) {
 		})
 	}
 }
+
+// Lifetimes and ages arrive in seconds: a number of seconds too large for
+// a time.Duration must be refused, never wrapped around into a value in
+// range (2^55 + 600 seconds is 600 s once multiplied in int64
+// nanoseconds).
+func TestHugeSecondsAreRefusedNotWrapped(t *testing.T) {
+	const wrapsTo600 = 1<<55 + 600
+	for _, secs := range []int64{wrapsTo600, 1 << 62, 9223372036854775807} {
+		var v ValidationError
+		checkLifetime(&v, "token_lifetime_seconds", secs)
+		if len(v.Fields) == 0 {
+			t.Errorf("token_lifetime_seconds %d accepted", secs)
+		}
+		for _, in := range []TrustPolicyInput{
+			{MaxTokenAgeSeconds: secs},
+			{MaxTokenLifetimeSeconds: secs},
+		} {
+			in.Name, in.Kind, in.Issuer, in.JWKSURI = "k8s", "jwt", "https://k8s.example", "https://k8s.example/jwks"
+			p := trustPolicy(in, "https://auth.example")
+			var v ValidationError
+			validateTrustPolicy(&v, &p, "https://auth.example")
+			if len(v.Fields) == 0 {
+				t.Errorf("%+v accepted as max age %v, max lifetime %v", in, p.MaxTokenAge, p.MaxTokenLifetime)
+			}
+		}
+	}
+	// In range still passes.
+	var v ValidationError
+	checkLifetime(&v, "token_lifetime_seconds", 600)
+	p := trustPolicy(TrustPolicyInput{Name: "k8s", Kind: "jwt", Issuer: "https://k8s.example", JWKSURI: "https://k8s.example/jwks",
+		MaxTokenAgeSeconds: 600, MaxTokenLifetimeSeconds: 86400}, "https://auth.example")
+	validateTrustPolicy(&v, &p, "https://auth.example")
+	if len(v.Fields) != 0 {
+		t.Errorf("in range refused: %v", v.Fields)
+	}
+}

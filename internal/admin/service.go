@@ -165,7 +165,7 @@ func checkText(v *ValidationError, field, s string, required bool, max int) {
 }
 
 func checkLifetime(v *ValidationError, field string, seconds int64) {
-	if seconds < 0 || (seconds > 0 && seconds < 60) || time.Duration(seconds)*time.Second > maxLifetime {
+	if seconds < 0 || (seconds > 0 && seconds < 60) || seconds > int64(maxLifetime/time.Second) {
 		v.add(field, "must be 0 (default) or between 60 and %d seconds", int64(maxLifetime/time.Second))
 	}
 }

@@ -79,8 +79,8 @@ func trustPolicy(in TrustPolicyInput, issuer string) store.TrustPolicy {
 	p := store.TrustPolicy{
 		Name: in.Name, Kind: in.Kind, Issuer: in.Issuer, Description: in.Description,
 		JWKSURI: in.JWKSURI, Discovery: in.Discovery, JWKS: rawJWKS(in.JWKS), Algorithms: canonicalAlgs(in.Algorithms),
-		Audience: in.Audience, MaxTokenAge: time.Duration(in.MaxTokenAgeSeconds) * time.Second,
-		MaxTokenLifetime: time.Duration(in.MaxTokenLifetimeSeconds) * time.Second, SingleUse: true, RequireJTI: in.RequireJTI,
+		Audience: in.Audience, MaxTokenAge: trustSeconds(in.MaxTokenAgeSeconds),
+		MaxTokenLifetime: trustSeconds(in.MaxTokenLifetimeSeconds), SingleUse: true, RequireJTI: in.RequireJTI,
 	}
 	if in.SingleUse != nil {
 		p.SingleUse = *in.SingleUse
@@ -98,6 +98,17 @@ func trustPolicy(in TrustPolicyInput, issuer string) store.TrustPolicy {
 		p.MaxTokenLifetime = defaultMaxTokenLifetime
 	}
 	return p
+}
+
+// trustSeconds converts a policy's age or lifetime in seconds; a value
+// beyond the bound becomes -1 s, which validation refuses, rather than a
+// product that wraps around in int64 nanoseconds (to 0, the default, or to
+// some value in range).
+func trustSeconds(n int64) time.Duration {
+	if n > int64(maxTrustTokenAge/time.Second) {
+		return -time.Second
+	}
+	return time.Duration(n) * time.Second
 }
 
 // WithDefaults returns in with every default the server would fill in
