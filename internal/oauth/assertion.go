@@ -47,6 +47,10 @@ const (
 // is 1 to 2 KiB.
 const MaxAssertionBytes = 16 << 10
 
+// maxNumericDate is 9999-12-31T23:59:59Z, the latest date an assertion's
+// exp, iat or nbf may name.
+const maxNumericDate = 253402300799
+
 // assertionAlgs are the only signature algorithms a client assertion may
 // use: never none, never HMAC.
 var assertionAlgs = []string{"RS256", "PS256", "ES256", "EdDSA"}
@@ -174,8 +178,10 @@ func parseAssertion(raw string) (*assertion, error) {
 	timeClaim := func(name string, dst *time.Time) error {
 		if v, ok := t.Claim(name); ok {
 			secs, ok := jws.Seconds(v)
-			if !ok {
-				return errors.New(name + " is not a NumericDate")
+			if !ok || secs < 0 || secs > maxNumericDate {
+				// Beyond these, time.Unix wraps around: a far-future nbf
+				// would read as a date long past.
+				return errors.New(name + " is not a NumericDate from 1970 to 9999")
 			}
 			*dst = time.Unix(secs, 0)
 		}
