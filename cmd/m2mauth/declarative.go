@@ -55,10 +55,10 @@ func runApply(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var file string
 	var dryRun, prune bool
-	f := newFlags(e, "apply", "", "Makes the server match a configuration file (YAML): creates and updates the APIs and\nclients it names. Applying the same file twice changes nothing the second time.\n--dry-run prints the changes and makes none; --prune also deletes the APIs and clients\nthe file does not name (never the admin API or admin clients).")
+	f := newFlags(e, "apply", "", "Makes the server match a configuration file (YAML): creates and updates the trust\npolicies, APIs and clients it names. Applying the same file twice changes nothing the second\ntime. --dry-run prints the changes and makes none; --prune also deletes the trust policies,\nAPIs and clients the file does not name (never the admin API or admin clients).")
 	f.StringVar(&file, "f", "m2mauth.yaml", "the configuration file")
 	f.BoolVar(&dryRun, "dry-run", false, "print the changes without making them")
-	f.BoolVar(&prune, "prune", false, "delete APIs and clients the file does not name")
+	f.BoolVar(&prune, "prune", false, "delete trust policies, APIs and clients the file does not name")
 	conn.register(f)
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err

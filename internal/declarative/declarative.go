@@ -327,6 +327,7 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 			plan = append(plan, Change{Op: "update", Kind: "client", Key: spec.ClientID, Diffs: diffs, ClientPatch: patch, Spec: spec})
 		}
 	}
+	errs = append(errs, checkBindings(f, s, builtin, prune)...)
 	if prune {
 		inFile := map[string]bool{}
 		for _, p := range f.TrustPolicies {
@@ -355,6 +356,47 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 		}
 	}
 	return plan, errors.Join(errs...)
+}
+
+// checkBindings refuses, while planning, a client federation binding that
+// names a trust policy the apply would leave missing: one neither the file
+// nor the server has, or (with prune) one the file does not declare, which
+// prune would delete while a kept client is bound to it (the server would
+// refuse that delete half-way through the apply).
+func checkBindings(f File, s State, builtin map[string]bool, prune bool) []error {
+	declared, onServer := map[string]bool{}, map[string]bool{}
+	for _, p := range f.TrustPolicies {
+		declared[p.Name] = true
+	}
+	for _, p := range s.TrustPolicies {
+		onServer[p.Name] = true
+	}
+	var errs []error
+	check := func(client string, bindings []admin.FederatedIdentityInput) {
+		for _, b := range bindings {
+			switch {
+			case declared[b.Policy]:
+			case !onServer[b.Policy]:
+				errs = append(errs, fmt.Errorf("client %s: trust policy %s is neither in the file nor on the server", client, b.Policy))
+			case prune:
+				errs = append(errs, fmt.Errorf("client %s is bound to trust policy %s, which the file does not declare: --prune would delete it; declare the policy or drop the binding", client, b.Policy))
+			}
+		}
+	}
+	inFile := map[string]bool{}
+	for _, c := range f.Clients {
+		inFile[c.ClientID] = true
+		check(c.ClientID, c.Federation)
+	}
+	if prune {
+		// Admin clients stay whatever the file says.
+		for _, c := range s.Clients {
+			if !inFile[c.ClientID] && isAdminClient(c, builtin) {
+				check(c.ClientID, c.Federation)
+			}
+		}
+	}
+	return errs
 }
 
 // compare returns the differences of two values of an admin input type,

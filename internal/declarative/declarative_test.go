@@ -111,6 +111,40 @@ clients:
 	}
 }
 
+// A binding to a trust policy the apply would leave missing is refused
+// while planning, before any change: with prune, a policy the file drops
+// while a kept client is bound to it (the delete would fail half-way).
+func TestPlanChecksFederationBindings(t *testing.T) {
+	bound := []admin.FederatedIdentityInput{{Policy: "ci", Subject: "repo:org/app:ref:refs/heads/main"}}
+	state := State{
+		Issuer:        "https://auth.example.com",
+		TrustPolicies: []admin.TrustPolicyResource{{Name: "ci", Kind: "jwt", Issuer: "https://token.actions.githubusercontent.com", Discovery: true}},
+		Clients: []admin.ClientResource{
+			{ClientID: "deploy", Name: "deploy", TokenEndpointAuthMethod: admin.AuthFederated, Federation: bound},
+		},
+	}
+	client := Client{ClientInput: admin.ClientInput{ClientID: "deploy", Name: "deploy", TokenEndpointAuthMethod: admin.AuthFederated, Federation: bound}}
+	for _, tc := range []struct {
+		name    string
+		file    File
+		prune   bool
+		wantErr string
+	}{
+		{"policy on the server, no prune", File{Clients: []Client{client}}, false, ""},
+		{"policy dropped by the file, prune", File{Clients: []Client{client}}, true, "--prune would delete it"},
+		{"policy declared, prune", File{TrustPolicies: []TrustPolicy{{admin.TrustPolicyInput{Name: "ci", Kind: "jwt", Issuer: "https://token.actions.githubusercontent.com", Discovery: true}}}, Clients: []Client{client}}, true, ""},
+		{"policy nowhere", File{Clients: []Client{{ClientInput: admin.ClientInput{ClientID: "deploy", Name: "deploy",
+			TokenEndpointAuthMethod: admin.AuthFederated, Federation: []admin.FederatedIdentityInput{{Policy: "k8s", Subject: "x"}}}}}}, false, "neither in the file nor on the server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Plan(tc.file, state, tc.prune)
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Errorf("err %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
 func TestExportRoundTrip(t *testing.T) {
 	state := State{
 		APIs:    []admin.APIResource{{Identifier: "https://orders", Name: "Orders", Scopes: []string{"r"}, TokenLifetimeSeconds: 3600}},
@@ -197,6 +231,10 @@ func TestEveryInputField(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := State{APIs: []admin.APIResource{apiRes}, Clients: []admin.ClientResource{clientRes}}
+	for _, name := range []string{"v1", "v2"} {
+		// The policies the client is bound to, filled with 1 and then 2, exist.
+		state.TrustPolicies = append(state.TrustPolicies, admin.TrustPolicyResource{Name: name, Kind: "jwt", Issuer: "https://issuer.example.com/" + name, Discovery: true})
+	}
 	exported, err := Export(state)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +247,7 @@ func TestEveryInputField(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b)
 	}
-	if len(f.APIs) != 1 || len(f.Clients) != 1 {
+	if len(f.APIs) != 1 || len(f.Clients) != 1 || len(f.TrustPolicies) != len(state.TrustPolicies) {
 		t.Fatalf("export:\n%s", b)
 	}
 	if !reflect.DeepEqual(f.APIs[0].APIInput, api) || !reflect.DeepEqual(f.Clients[0].ClientInput, client) {
