@@ -86,6 +86,14 @@ var trustSamples = []sample{
 	{"single_use", true, false},
 }
 
+// trustSameStep are the fields changed to their second value in the same
+// step as a trust policy's field, where one alone cannot change validly: a
+// policy has one key source, and moving to another clears the one before.
+var trustSameStep = map[string][]sample{
+	"discovery": {{"jwks_uri", nil, ""}},
+	"jwks":      {{"discovery", nil, false}},
+}
+
 var trustServerOwned = map[string]string{
 	"version":    "kept by the server",
 	"created_at": "kept by the server",
@@ -383,6 +391,14 @@ func TestExportApplyKeepsEveryField(t *testing.T) {
 			}
 			key, value := fileField(s.field, valueOf(s.second, urlB))
 			editFile(t, file, c.list, c.keyField, c.key, key, value)
+			var sameStep []sample
+			if c.list == "trust_policies" {
+				sameStep = trustSameStep[s.field]
+			}
+			for _, w := range sameStep {
+				k, v := fileField(w.field, valueOf(w.second, urlB))
+				editFile(t, file, c.list, c.keyField, c.key, k, v)
+			}
 			r := must(varsB, "apply", "-f", file, "--dry-run")
 			if !strings.Contains(r.stdout, c.line) || !strings.Contains(r.stdout, "\n    "+key+": ") {
 				t.Errorf("%s %s changed in the file: the dry run shows no diff for it:\n%s", c.list, key, r.stdout)

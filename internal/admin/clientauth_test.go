@@ -77,3 +77,33 @@ func TestHugeSecondsAreRefusedNotWrapped(t *testing.T) {
 		t.Errorf("in range refused: %v", v.Fields)
 	}
 }
+
+// A trust policy has exactly one source of keys: with several, one would
+// silently win and the others mislead whoever reads the policy.
+func TestTrustPolicyHasOneKeySource(t *testing.T) {
+	jwks := []byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"a"}]}`)
+	for _, tc := range []struct {
+		name    string
+		in      TrustPolicyInput
+		refused bool
+	}{
+		{"jwks", TrustPolicyInput{JWKS: jwks}, false},
+		{"jwks_uri", TrustPolicyInput{JWKSURI: "https://k8s.example/jwks"}, false},
+		{"discovery", TrustPolicyInput{Discovery: true}, false},
+		{"none", TrustPolicyInput{}, true},
+		{"jwks and jwks_uri", TrustPolicyInput{JWKS: jwks, JWKSURI: "https://k8s.example/jwks"}, true},
+		{"jwks and discovery", TrustPolicyInput{JWKS: jwks, Discovery: true}, true},
+		{"jwks_uri and discovery", TrustPolicyInput{JWKSURI: "https://k8s.example/jwks", Discovery: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in
+			in.Name, in.Kind, in.Issuer = "k8s", "jwt", "https://k8s.example"
+			p := trustPolicy(in, "https://auth.example")
+			var v ValidationError
+			validateTrustPolicy(&v, &p, "https://auth.example")
+			if refused := len(v.Fields) > 0; refused != tc.refused {
+				t.Errorf("refused %v, want %v (%v)", refused, tc.refused, v.Fields)
+			}
+		})
+	}
+}

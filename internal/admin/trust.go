@@ -159,8 +159,11 @@ func validateTrustPolicy(v *ValidationError, p *store.TrustPolicy, issuer string
 			v.add("jwks", "is not a usable JWK Set of public keys (%v)", err)
 		}
 	}
-	if sources == 0 {
+	switch {
+	case sources == 0:
 		v.add("jwks_uri", "give a source of the issuer's keys: jwks, jwks_uri or discovery")
+	case sources > 1:
+		v.add("jwks_uri", "give one source of the issuer's keys, not several: jwks, jwks_uri or discovery")
 	}
 	for _, a := range p.Algorithms {
 		if !slices.Contains(TrustAlgorithms, a) {
