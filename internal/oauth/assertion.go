@@ -209,7 +209,7 @@ func (a *AssertionAuth) Authenticate(ctx context.Context, creds Credentials) (Ca
 	en := env.FromContext(ctx)
 	as, err := parseAssertion(creds.Assertion)
 	if err != nil {
-		return Caller{}, errInvalidClient("")
+		return Caller{}, refusedAssertion("", "assertion: not a well-formed signed JWT with the required claims")
 	}
 	caller, e := a.authenticate(ctx, en, creds, as)
 	if e != nil && !as.checked {
@@ -238,6 +238,14 @@ func (a *AssertionAuth) authenticate(ctx context.Context, en *env.Env, creds Cre
 	return a.federated(ctx, en, creds, as)
 }
 
+// refusedAssertion is invalid_client, the same answer whatever refused the
+// assertion; reason, a fixed text, tells the log which check did.
+func refusedAssertion(known, reason string) *Error {
+	e := errInvalidClient(known)
+	e.reason = reason
+	return e
+}
+
 // dummyKeys are public keys of each algorithm that no assertion verifies
 // against, for spending a signature check's time: verifying costs the same
 // whatever the key (an RSA modulus of the size, a point on the curve).
@@ -263,19 +271,25 @@ var dummyKeys = sync.OnceValue(func() map[string]crypto.PublicKey {
 // switch is on), exp at most MaxLifetime after iat, a jti never seen
 // before, and a signature by one of the client's keys.
 func (a *AssertionAuth) privateKeyJWT(ctx context.Context, en *env.Env, creds Credentials, as *assertion, c store.Client) (Caller, *Error) {
-	fail := errInvalidClient(c.ID)
-	if c.AuthMethod != AuthPrivateKeyJWT || (creds.ClientID != "" && creds.ClientID != c.ID) {
-		return Caller{}, fail
+	fail := func(reason string) *Error { return refusedAssertion(c.ID, reason) }
+	if c.AuthMethod != AuthPrivateKeyJWT {
+		return Caller{}, fail("private_key_jwt: the client authenticates another way")
+	}
+	if creds.ClientID != "" && creds.ClientID != c.ID {
+		return Caller{}, fail("private_key_jwt: client_id differs from the assertion's iss")
 	}
 	if as.audIsArray || len(as.aud) != 1 {
-		return Caller{}, fail
+		return Caller{}, fail("private_key_jwt: aud is not one string")
 	}
 	if aud := as.aud[0]; aud != en.Issuer && !(c.AcceptTokenEndpointAudience && aud == en.Issuer+"/oauth/token") {
-		return Caller{}, fail
+		return Caller{}, fail("private_key_jwt: aud does not name this server")
 	}
 	now := a.cfg.Now()
-	if !a.timely(now, as, a.cfg.MaxLifetime) || as.jti == "" || len(as.jti) > 256 {
-		return Caller{}, fail
+	if !a.timely(now, as, a.cfg.MaxLifetime) {
+		return Caller{}, fail("private_key_jwt: expired, not yet valid, or living longer than the maximum")
+	}
+	if as.jti == "" || len(as.jti) > 256 {
+		return Caller{}, fail("private_key_jwt: jti missing or longer than 256 characters")
 	}
 	key, ok, e := a.clientKey(ctx, c, as.tok.Header)
 	if e != nil {
@@ -283,21 +297,21 @@ func (a *AssertionAuth) privateKeyJWT(ctx context.Context, en *env.Env, creds Cr
 		return Caller{}, e
 	}
 	if !ok {
-		return Caller{}, fail
+		return Caller{}, fail("private_key_jwt: no registered key fits the header's kid and alg")
 	}
 	as.checked = true
 	if as.tok.VerifyWith(key) != nil {
-		return Caller{}, fail
+		return Caller{}, fail("private_key_jwt: bad signature")
 	}
 	if c.Disabled {
-		return Caller{}, fail
+		return Caller{}, fail("private_key_jwt: the client is disabled")
 	}
 	fresh, err := a.once(ctx, en, "client "+c.ID, as.jti, as.exp)
 	if err != nil {
 		return Caller{}, ErrUnavailable(err)
 	}
 	if !fresh {
-		return Caller{}, fail
+		return Caller{}, fail("private_key_jwt: jti already used (a replay)")
 	}
 	return Caller{Client: c, Method: AuthPrivateKeyJWT}, nil
 }

@@ -25,7 +25,8 @@ import (
 // named client, when client_id was sent): zero or several matches are
 // refused.
 func (a *AssertionAuth) federated(ctx context.Context, en *env.Env, creds Credentials, as *assertion) (Caller, *Error) {
-	fail := errInvalidClient("")
+	known := ""
+	fail := func(reason string) *Error { return refusedAssertion(known, "federated: "+reason) }
 	idx, err := a.fed.get(ctx, en)
 	if err != nil {
 		return Caller{}, ErrUnavailable(err)
@@ -36,34 +37,37 @@ func (a *AssertionAuth) federated(ctx context.Context, en *env.Env, creds Creden
 	} else {
 		p = idx.byIssuer[as.iss]
 	}
-	if p == nil || !slices.Contains(p.Algorithms, as.tok.Header.Alg) {
-		return Caller{}, fail
+	if p == nil {
+		return Caller{}, fail("no trust policy for the token's issuer")
+	}
+	if !slices.Contains(p.Algorithms, as.tok.Header.Alg) {
+		return Caller{}, fail("the policy does not allow the token's alg")
 	}
 	if !slices.Contains(as.aud, p.Audience) {
-		return Caller{}, fail
+		return Caller{}, fail("aud does not hold the policy's audience")
 	}
 	now := a.cfg.Now()
 	if !a.timely(now, as, p.MaxTokenLifetime) {
-		return Caller{}, fail
+		return Caller{}, fail("expired, not yet valid, or living longer than the policy's maximum")
 	}
 	switch {
 	case !as.iat.IsZero() && now.Sub(as.iat) > p.MaxTokenAge:
-		return Caller{}, fail // too old, however long it lives
+		return Caller{}, fail("older than the policy's maximum age") // however long it lives
 	case as.iat.IsZero() && p.Kind != store.TrustSPIFFE:
-		return Caller{}, fail // the age cannot be judged
+		return Caller{}, fail("no iat: the age cannot be judged")
 	case p.RequireJTI && as.jti == "":
-		return Caller{}, fail
+		return Caller{}, fail("no jti, which the policy requires")
 	}
 	key, ok, e := a.policyKey(ctx, p, as.tok.Header)
 	if e != nil {
 		return Caller{}, e
 	}
 	if !ok {
-		return Caller{}, fail
+		return Caller{}, fail("no key of the issuer fits the header's kid and alg")
 	}
 	as.checked = true
 	if as.tok.VerifyWith(key) != nil {
-		return Caller{}, fail
+		return Caller{}, fail("bad signature")
 	}
 	matched := ""
 	for _, b := range idx.bindings[p.Name] {
@@ -74,23 +78,26 @@ func (a *AssertionAuth) federated(ctx context.Context, en *env.Env, creds Creden
 			continue
 		}
 		if matched != "" && matched != b.client {
-			return Caller{}, fail // two clients: refuse rather than guess
+			return Caller{}, fail("the subject and claims match two clients") // refuse rather than guess
 		}
 		matched = b.client
 	}
 	if matched == "" {
-		return Caller{}, fail
+		return Caller{}, fail("the subject and claims match no client's binding")
 	}
 	c, err := en.Clients.GetClient(ctx, matched)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return Caller{}, fail
+			return Caller{}, fail("the bound client is gone")
 		}
 		return Caller{}, ErrUnavailable(err)
 	}
-	fail.client = c.ID
-	if c.AuthMethod != AuthFederated || c.Disabled {
-		return Caller{}, fail
+	known = c.ID
+	if c.AuthMethod != AuthFederated {
+		return Caller{}, fail("the bound client authenticates another way")
+	}
+	if c.Disabled {
+		return Caller{}, fail("the client is disabled")
 	}
 	if p.SingleUse && as.jti != "" {
 		fresh, err := a.once(ctx, en, "issuer "+p.Issuer, as.jti, as.exp)
@@ -98,7 +105,7 @@ func (a *AssertionAuth) federated(ctx context.Context, en *env.Env, creds Creden
 			return Caller{}, ErrUnavailable(err)
 		}
 		if !fresh {
-			return Caller{}, fail
+			return Caller{}, fail("jti already used (a replay)")
 		}
 	}
 	return Caller{Client: c, Method: AuthFederated}, nil

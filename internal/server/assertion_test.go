@@ -433,3 +433,38 @@ func TestPrivateKeyJWTEd25519AlgorithmName(t *testing.T) {
 		t.Errorf("assertion with alg Ed448: %d, want 401", st)
 	}
 }
+
+// Every refused assertion gets the same answer, but the log says which
+// check refused it, so that an operator can tell a client's misconfigured
+// audience from a replay.
+func TestAssertionRefusalReasonsAreLogged(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	key := newTestKey(t, jose.ES256, "k1")
+	grants := []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}
+	if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients", admin.ClientInput{ClientID: "keyed", Name: "keyed", Grants: grants,
+		TokenEndpointAuthMethod: admin.AuthPrivateKeyJWT, JWKS: jwkSet(t, key)}); resp.StatusCode != 201 {
+		t.Fatalf("create: %d %s", resp.StatusCode, b)
+	}
+	used := key.sign(t, assertionClaims("keyed", ts.cfg.Issuer, time.Now()), nil)
+	if st, m := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, used, nil); st != 200 {
+		t.Fatalf("first use: %d %v", st, m)
+	}
+	endpoint := assertionClaims("keyed", ts.cfg.Issuer, time.Now())
+	endpoint["aud"] = ts.cfg.Issuer + "/oauth/token"
+	other := newTestKey(t, jose.ES256, "k1")
+	for _, tc := range []struct{ assertion, reason string }{
+		{used, "private_key_jwt: jti already used (a replay)"},
+		{key.sign(t, endpoint, nil), "private_key_jwt: aud does not name this server"},
+		{other.sign(t, assertionClaims("keyed", ts.cfg.Issuer, time.Now()), nil), "private_key_jwt: bad signature"},
+		{"a.b.c", "assertion: not a well-formed signed JWT with the required claims"},
+	} {
+		st, m := ts.assertionForm("/oauth/token", oauth.AssertionJWTBearer, tc.assertion, nil)
+		if st != 401 || m["error"] != "invalid_client" || m["error_description"] != "client authentication failed" {
+			t.Errorf("%s: %d %v, want the one invalid_client answer", tc.reason, st, m)
+		}
+		if !strings.Contains(ts.logs.String(), `"reason":"`+tc.reason+`"`) {
+			t.Errorf("the log does not say %q", tc.reason)
+		}
+	}
+}
