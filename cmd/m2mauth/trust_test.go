@@ -226,7 +226,7 @@ func TestCLITrustAndClientsWithoutSecret(t *testing.T) {
 
 	// delete of a policy in use prints the server's 409 detail.
 	r = cli(t, vars, "trust", "delete", "ci")
-	if r.code != 1 || !strings.Contains(r.stderr, "Conflict") || !strings.Contains(r.stderr, "unbind them first") {
+	if r.code != 1 || !strings.Contains(r.stderr, "Conflict: clients bound to trust policy ci: ") || !strings.Contains(r.stderr, "unbind them first") {
 		t.Fatalf("trust delete of a bound policy: %+v", r)
 	}
 	// --federation replaces the bindings; --clear-federation removes them.

@@ -271,7 +271,9 @@ func (s *Service) DeleteTrustPolicy(ctx context.Context, name, ifMatch string) e
 	}
 	if err := s.store.DeleteTrustPolicy(ctx, name); err != nil {
 		if errorsIsConflict(err) {
-			return &ConflictError{strings.TrimPrefix(err.Error(), "delete trust policy: ") + ": unbind them first"}
+			detail := strings.TrimPrefix(err.Error(), "delete trust policy: ")
+			detail = strings.TrimPrefix(detail, store.ErrConflict.Error()+": ")
+			return &ConflictError{detail + ": unbind them first"}
 		}
 		return err
 	}
