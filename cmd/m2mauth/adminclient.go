@@ -31,6 +31,13 @@ func (c *connFlags) registerAs(f *flags, prefix string) {
 	f.StringVar(&c.clientID, prefix+"client-id", "", "admin client id (default: from <data-dir>/admin.json)")
 	f.StringVar(&c.clientSecret, prefix+"client-secret", "", "admin client secret (default: from <data-dir>/admin.json); prefer the environment variable")
 	f.StringVar(&c.dataDir, "data-dir", "./m2mauth-data", "data directory holding admin.json")
+	// The connection comes from the environment too; nothing else does.
+	if f.envOnly == nil {
+		f.envOnly = map[string]bool{}
+	}
+	for _, n := range []string{"server", prefix + "client-id", prefix + "client-secret", "data-dir"} {
+		f.envOnly[n] = true
+	}
 	f.setEnv(prefix+"client-id", "M2MAUTH_ADMIN_CLIENT_ID")
 	f.setEnv(prefix+"client-secret", "M2MAUTH_ADMIN_CLIENT_SECRET")
 }

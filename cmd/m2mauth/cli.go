@@ -102,9 +102,15 @@ func group(name string, cmds []command) func(context.Context, *env, []string) er
 type flags struct {
 	*flag.FlagSet
 	e        *env
-	envNames map[string]string // flag name → variable
-	args     string            // positional arguments, for usage
-	summary  string
+	envNames map[string]string // flag name → variable ("": none)
+	// envOnly, when set, limits the variables read to these flags and
+	// those given one by setEnv: an admin command reads its connection
+	// from the environment, never a resource's fields (a variable set for
+	// another command, M2MAUTH_TOKEN_LIFETIME for serve or
+	// M2MAUTH_AUDIENCE for token, must not silently configure a client).
+	envOnly map[string]bool
+	args    string // positional arguments, for usage
+	summary string
 }
 
 // newFlags returns a flag set for "m2mauth <name>".
@@ -122,7 +128,7 @@ func newFlags(e *env, name, args, summary string) *flags {
 // printUsage writes the command's usage, flags and variables to stderr.
 func (f *flags) printUsage() {
 	w := f.e.stderr
-	fmt.Fprintf(w, "Usage: %s [flags] %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", f.Name(), f.args, f.summary)
+	fmt.Fprintf(w, "Usage: %s [flags] %s\n\n%s\n\nFlags (a flag with a $VARIABLE also reads it when not given):\n", f.Name(), f.args, f.summary)
 	var names []string
 	f.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
 	sort.Strings(names)
@@ -133,15 +139,22 @@ func (f *flags) printUsage() {
 		if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0s" {
 			def = fmt.Sprintf(" (default %s)", fl.DefValue)
 		}
-		fmt.Fprintf(w, "  --%s %s\n      $%s\n      %s%s\n", n, typ, f.envName(n), usage, def)
+		if v := f.envName(n); v != "" {
+			fmt.Fprintf(w, "  --%s %s\n      $%s\n      %s%s\n", n, typ, v, usage, def)
+		} else {
+			fmt.Fprintf(w, "  --%s %s\n      %s%s\n", n, typ, usage, def)
+		}
 	}
 }
 
 // envName is the variable a flag reads: M2MAUTH_ + upper snake case,
-// unless overridden with setEnv.
+// unless overridden with setEnv or switched off with noEnv ("").
 func (f *flags) envName(name string) string {
 	if v, ok := f.envNames[name]; ok {
 		return v
+	}
+	if f.envOnly != nil && !f.envOnly[name] {
+		return ""
 	}
 	return "M2MAUTH_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 }
@@ -182,6 +195,9 @@ func (f *flags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
 	var err error
 	f.VisitAll(func(fl *flag.Flag) {
 		if set[fl.Name] || err != nil {
+			return
+		}
+		if f.envName(fl.Name) == "" {
 			return
 		}
 		if v := f.e.getenv(f.envName(fl.Name)); v != "" {

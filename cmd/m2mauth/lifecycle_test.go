@@ -272,3 +272,38 @@ func TestApplyChecksImportSecretsFirst(t *testing.T) {
 		t.Fatalf("apply: %+v", r)
 	}
 }
+
+// A variable set for another command (M2MAUTH_TOKEN_LIFETIME configures
+// serve, M2MAUTH_AUDIENCE and M2MAUTH_SCOPES the token command) never
+// configures a client or an API: their fields come from the command line.
+func TestCLIResourceFieldsIgnoreTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, dir)
+	vars := map[string]string{"M2MAUTH_DATA_DIR": dir, "M2MAUTH_TOKEN_LIFETIME": "5m",
+		"M2MAUTH_AUDIENCE": "https://api.example.com", "M2MAUTH_SCOPES": "orders:read", "M2MAUTH_NAME": "from the environment",
+		"M2MAUTH_REFRESH_TOKENS": "true", "M2MAUTH_DISCOVERABLE": "true"}
+	if r := cli(t, vars, "api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read", "--json"); r.code != 0 ||
+		strings.Contains(r.stdout, `"token_lifetime_seconds": 300`) || strings.Contains(r.stdout, `"discoverable": true`) {
+		t.Fatalf("api create took fields from the environment: %+v", r)
+	}
+	r := cli(t, vars, "client", "create", "--name", "billing", "--json")
+	if r.code != 0 {
+		t.Fatalf("client create: %+v", r)
+	}
+	var c struct {
+		Name          string `json:"name"`
+		TokenLifetime int    `json:"token_lifetime_seconds"`
+		RefreshTokens bool   `json:"refresh_tokens"`
+		Grants        []any  `json:"grants"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &c); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	if c.Name != "billing" || c.TokenLifetime != 0 || c.RefreshTokens || len(c.Grants) != 0 {
+		t.Errorf("client create took fields from the environment: %+v", c)
+	}
+	// The connection still comes from it (M2MAUTH_DATA_DIR above).
+	if r := cli(t, vars, "client", "list", "--json"); r.code != 0 || !strings.Contains(r.stdout, "billing") {
+		t.Errorf("client list with the connection from the environment: %+v", r)
+	}
+}
