@@ -139,10 +139,14 @@ func (f *flags) printUsage() {
 		if fl.DefValue != "" && fl.DefValue != "false" && fl.DefValue != "0s" {
 			def = fmt.Sprintf(" (default %s)", fl.DefValue)
 		}
+		dash := "--"
+		if len(n) == 1 {
+			dash = "-" // -f, -o
+		}
 		if v := f.envName(n); v != "" {
-			fmt.Fprintf(w, "  --%s %s\n      $%s\n      %s%s\n", n, typ, v, usage, def)
+			fmt.Fprintf(w, "  %s%s %s\n      $%s\n      %s%s\n", dash, n, typ, v, usage, def)
 		} else {
-			fmt.Fprintf(w, "  --%s %s\n      %s%s\n", n, typ, usage, def)
+			fmt.Fprintf(w, "  %s%s %s\n      %s%s\n", dash, n, typ, usage, def)
 		}
 	}
 }

@@ -231,7 +231,7 @@ func writeSecretFile(path, id, secret, server string) error {
 func runExport(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out string
-	f := newFlags(e, "export", "", "Writes the server's APIs and clients as a configuration file for 'apply' (no secrets;\nthe admin API and admin clients are left out).")
+	f := newFlags(e, "export", "", "Writes the server's trust policies, APIs and clients as a configuration file for 'apply' (no secrets;\nthe admin API and admin clients are left out).")
 	f.StringVar(&out, "o", "", "write to this file instead of standard output")
 	conn.register(f)
 	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
