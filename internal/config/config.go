@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/keys"
-	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/surface"
 )
 
@@ -48,7 +47,7 @@ type Config struct {
 	// MaxAssertionLifetime bounds a private_key_jwt client assertion's
 	// exp - iat.
 	MaxAssertionLifetime time.Duration
-	// IdentityScopes are OpenID Connect scopes accepted in a
+	// IdentityScopes are OpenID Connect scopes (of OpenIDScopes) accepted in a
 	// client-credentials request without granting anything.
 	IdentityScopes []string
 	// AuthFailureRate and AuthFailureBurst limit failed client
@@ -61,6 +60,10 @@ type Config struct {
 
 	ShutdownTimeout time.Duration
 }
+
+// OpenIDScopes are the scopes OpenID Connect Core 1.0 §5.4 and §11 define:
+// the only ones IdentityScopes may name.
+var OpenIDScopes = []string{"openid", "profile", "email", "address", "phone", "offline_access"}
 
 // Default returns the defaults (the issuer is derived from Addr by Validate).
 func Default() Config {
@@ -128,8 +131,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max-assertion-lifetime %s: want 10s to 1h", c.MaxAssertionLifetime))
 	}
 	for _, sc := range c.IdentityScopes {
-		if !scope.ValidToken(sc) {
-			errs = append(errs, fmt.Errorf("identity-scopes: %q is not a valid scope", sc))
+		if !slices.Contains(OpenIDScopes, sc) {
+			// An API's scope here would be accepted without a grant and
+			// then silently left out of the token.
+			errs = append(errs, fmt.Errorf("identity-scopes: %q is not an OpenID Connect scope (%s)", sc, strings.Join(OpenIDScopes, ", ")))
 		}
 	}
 	if c.AuthFailureRate < 0 || (c.AuthFailureRate > 0 && c.AuthFailureBurst < 1) {

@@ -25,6 +25,9 @@ func TestValidate(t *testing.T) {
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "log-level", ""},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, "log-format", ""},
 		{"no data dir", func(c *Config) { c.DataDir = "" }, "data-dir", ""},
+		{"identity scopes: OpenID ones", func(c *Config) { c.IdentityScopes = []string{"openid", "offline_access"} }, "", "http://127.0.0.1:8080"},
+		{"identity scopes: none", func(c *Config) { c.IdentityScopes = nil }, "", "http://127.0.0.1:8080"},
+		{"identity scopes: an API scope", func(c *Config) { c.IdentityScopes = []string{"openid", "orders:read"} }, "identity-scopes", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
