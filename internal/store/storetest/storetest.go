@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,36 +241,44 @@ func testSigningKeys(t *testing.T, open func() store.Store) {
 func testOneActiveConcurrent(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	const n = 8
-	stores := make([]store.Store, n)
-	for i := range stores {
-		stores[i] = open()
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	createdCount := 0
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			created, err := stores[i].CreateSigningKey(ctx, key(fmt.Sprintf("k%d", i), store.KeyActive, t0))
-			if err != nil {
-				t.Errorf("CreateSigningKey: %v", err)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if created {
-				createdCount++
-			}
-		}()
-	}
-	wg.Wait()
-	keys, err := stores[0].ListSigningKeys(ctx)
+	createdCount, s := race(t, open, n, func(s store.Store, i int) (bool, error) {
+		return s.CreateSigningKey(ctx, key(fmt.Sprintf("k%d", i), store.KeyActive, t0))
+	})
+	keys, err := s.ListSigningKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if createdCount != 1 || len(keys) != 1 {
 		t.Errorf("%d concurrent creators of an active key: %d reported created, %d stored; want 1 and 1", n, createdCount, len(keys))
 	}
+}
+
+// race runs try once on each of n stores (n connections to one database)
+// at the same time, and returns how many reported a win, with the first
+// store for reading the outcome.
+func race(t *testing.T, open func() store.Store, n int, try func(s store.Store, i int) (bool, error)) (int, store.Store) {
+	t.Helper()
+	stores := make([]store.Store, n)
+	for i := range stores {
+		stores[i] = open()
+	}
+	var wg sync.WaitGroup
+	var wins atomic.Int32
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			won, err := try(stores[i], i)
+			if err != nil {
+				t.Error(err)
+			}
+			if won {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(wins.Load()), stores[0]
 }
 
 func bootstrap(issuer, clientID string) store.Bootstrap {
@@ -323,33 +332,12 @@ func testBootstrap(t *testing.T, open func() store.Store) {
 func testBootstrapConcurrent(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	const n = 6
-	stores := make([]store.Store, n)
-	for i := range stores {
-		stores[i] = open()
-	}
-	var wg sync.WaitGroup
-	results := make([]bool, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			created, err := stores[i].InitBootstrap(ctx, bootstrap("http://x", fmt.Sprintf("m2mc_admin%d", i)))
-			if err != nil {
-				t.Errorf("InitBootstrap: %v", err)
-			}
-			results[i] = created
-		}()
-	}
-	wg.Wait()
-	clients, err := stores[0].ListClients(ctx, store.ListOptions{})
+	createdCount, s := race(t, open, n, func(s store.Store, i int) (bool, error) {
+		return s.InitBootstrap(ctx, bootstrap("http://x", fmt.Sprintf("m2mc_admin%d", i)))
+	})
+	clients, err := s.ListClients(ctx, store.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	createdCount := 0
-	for _, c := range results {
-		if c {
-			createdCount++
-		}
 	}
 	if createdCount != 1 || len(clients) != 1 {
 		t.Errorf("%d concurrent bootstraps: %d reported created, %d clients stored; want 1 and 1", n, createdCount, len(clients))
@@ -1113,33 +1101,12 @@ func testTrustPolicies(t *testing.T, open func() store.Store) {
 func testAssertionIDs(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	const n = 8
-	stores := make([]store.Store, n)
-	for i := range stores {
-		stores[i] = open()
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	fresh := 0
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok, err := stores[i].UseAssertionID(ctx, "k1", t0.Add(time.Minute))
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				mu.Lock()
-				fresh++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	fresh, s := race(t, open, n, func(s store.Store, _ int) (bool, error) {
+		return s.UseAssertionID(ctx, "k1", t0.Add(time.Minute))
+	})
 	if fresh != 1 {
 		t.Fatalf("%d of %d concurrent uses fresh, want 1", fresh, n)
 	}
-	s := stores[0]
 	if ok, _ := s.UseAssertionID(ctx, "k2", t0.Add(2*time.Minute)); !ok {
 		t.Fatal("k2 not fresh")
 	}
