@@ -148,7 +148,10 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	var d decision
 	en := env.FromContext(ctx)
 	_, err := en.Store.RedeemRefreshToken(ctx, en.Hasher.Hash(req.RefreshToken), now, func(rt store.RefreshToken) (store.RefreshToken, error) {
-		if rt.ClientID != c.ID {
+		// A token issued before the client's cutoff is revoked with the
+		// access tokens of its time, whether or not the family was also
+		// marked revoked (that is a second write, after the cutoff's).
+		if rt.ClientID != c.ID || rt.CreatedAt.Before(c.TokensRevokedBefore) {
 			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
 		}
 		if len(req.Resources) > 0 && !sameSet(scope.Dedupe(req.Resources), rt.Audience) {

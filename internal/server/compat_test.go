@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // post sends body with a content type to path.
@@ -481,5 +483,35 @@ func TestSurfaceSwitchesAndMalformedBodies(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A crash between a client's cutoff and the revocation of its refresh
+// token families (two writes) must not leave its old refresh tokens
+// usable: the cutoff alone refuses them.
+func TestRefreshTokensBeforeTheCutoffAreRefused(t *testing.T) {
+	clock := newFakeClock()
+	ts := startServerClock(t, testConfig(t), clock.Now)
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	id, secret := ts.createClient(admin.ClientInput{RefreshTokens: true, DefaultAudience: ordersAPI,
+		Grants: []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}})
+	_, b := ts.tokenForm(id, secret, url.Values{})
+	var first struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal(b, &first); err != nil || first.RefreshToken == "" {
+		t.Fatalf("no refresh token: %s", b)
+	}
+	clock.Advance(time.Minute)
+	// Only the first write: the cutoff, not the families' revocation.
+	if _, err := ts.srv.store.UpdateClient(context.Background(), id, func(c *store.Client) error {
+		c.TokensRevokedBefore = clock.Now().Truncate(time.Second)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ts.srv.env.Clients.Invalidate(id)
+	if st, code := ts.tokenStatus(id, secret, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}}); st != 400 || code != "invalid_grant" {
+		t.Fatalf("a refresh token issued before the cutoff: %d %s, want 400 invalid_grant", st, code)
 	}
 }
