@@ -140,11 +140,19 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ep.refuse(w, r, req, e)
 		return
 	}
-	ep.limiter.Succeeded(r, caller.Client.ID)
+	// A proven client's address is spared its failure bucket from now on.
+	// A caller named by id alone (the ATM surface's refresh request) is
+	// proven only by its refresh token, once the grant has succeeded.
+	if caller.Method != "" {
+		ep.limiter.Succeeded(r, caller.Client.ID)
+	}
 	res, e := ep.act.run(r.Context(), caller, req)
 	if e != nil {
 		ep.fail(w, r, req, e, caller)
 		return
+	}
+	if caller.Method == "" {
+		ep.limiter.Succeeded(r, caller.Client.ID)
 	}
 	switch {
 	case res.Token != nil:
@@ -165,11 +173,17 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // become 429 once the caller is over its limit; a failure to decide (5xx)
 // counts for nothing.
 func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request, e *Error) {
-	claimed := e.client
+	claimed, known := e.client, e.client != ""
 	if claimed == "" && req != nil {
 		claimed = req.Credentials.ClientID
 	}
-	if e.Status < 500 && ep.limiter.Failed(r, claimed, e.client != "") {
+	if req != nil && req.Credentials.Assertion != "" {
+		// A forged assertion naming a client costs the address only: the
+		// client's bucket guards its secrets, and anyone who knows its id
+		// could otherwise drain it (assertion requests skip it in Admit).
+		claimed, known = "", false
+	}
+	if e.Status < 500 && ep.limiter.Failed(r, claimed, known) {
 		limited := ErrTooManyRequests()
 		limited.client = e.client
 		e = limited

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
@@ -234,5 +235,62 @@ func TestForgedAssertionsDoNotLockOutAKeyClient(t *testing.T) {
 	t.Logf("after 100 forged assertions, %d of 20 legitimate requests from new addresses succeeded", ok)
 	if ok != 20 {
 		t.Errorf("%d of 20 legitimate assertions from new addresses refused", 20-ok)
+	}
+}
+
+// postFrom sends body to path through the server's handler as if from addr,
+// and returns the status.
+func (ts *testServer) postFrom(addr, path, contentType, body string) int {
+	ts.t.Helper()
+	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	r.Header.Set("Content-Type", contentType)
+	r.RemoteAddr = addr + ":40000"
+	w := httptest.NewRecorder()
+	ts.srv.Handler().ServeHTTP(w, r)
+	return w.Code
+}
+
+// The ATM surface's refresh request names its client without a secret: a
+// junk refresh token must not make the sender's address one the client
+// proved itself from (which would let it guess the secret past the
+// client's empty bucket).
+func TestUnprovenRefreshDoesNotTrustTheAddress(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	clk := newFakeClock()
+	ts := startServerClock(t, cfg, clk.Now)
+	id, secret := setupOrders(ts)
+	const attacker = "198.51.100.50"
+	ts.postFrom(attacker, "/auth/token", "application/json", `{"clientId":"`+id+`","grantType":"refresh_token","refresh_token":"m2mr_junk"}`)
+	for i := range cfg.AuthFailureBurst {
+		ts.tokenFrom(fmt.Sprintf("192.0.2.%d", i), id, fmt.Sprintf("m2ms_guess%d", i), "")
+	}
+	// A guess from there is not even checked: the right secret stands for
+	// a lucky guess, and is answered 429 like any other.
+	if got := ts.tokenFrom(attacker, id, secret, ""); got != 429 {
+		t.Errorf("a (lucky) guess from an address that sent a junk refresh token: %d, want 429 (the client's bucket is empty)", got)
+	}
+}
+
+// Forged assertions naming a secret client, from many addresses, cost
+// those addresses only: the client's own bucket, which guards its secret,
+// is not drained, and the client still gets tokens from a new address.
+func TestForgedAssertionsDoNotDrainAClientsBucket(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	clk := newFakeClock()
+	ts := startServerClock(t, cfg, clk.Now)
+	id, secret := setupOrders(ts)
+	enc := base64.RawURLEncoding.EncodeToString
+	for i := range 3 * cfg.AuthFailureBurst {
+		claims := fmt.Sprintf(`{"iss":%q,"sub":%q,"aud":%q,"exp":%d,"jti":"j%d"}`, id, id, ts.cfg.Issuer, clk.Now().Add(time.Minute).Unix(), i)
+		forged := enc([]byte(`{"alg":"ES256"}`)) + "." + enc([]byte(claims)) + "." + enc(make([]byte, 64))
+		form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {oauth.AssertionJWTBearer}, "client_assertion": {forged}}
+		if got := ts.postFrom(fmt.Sprintf("192.0.2.%d", i), "/oauth/token", "application/x-www-form-urlencoded", form.Encode()); got != 401 {
+			t.Fatalf("forged assertion %d: %d, want 401", i, got)
+		}
+	}
+	if got := ts.tokenFrom("203.0.113.9", id, secret, ""); got != 200 {
+		t.Errorf("the client's secret from a new address after forged assertions: %d, want 200", got)
 	}
 }
