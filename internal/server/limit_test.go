@@ -139,12 +139,23 @@ func TestAdminListInputsAreCapped(t *testing.T) {
 			}
 			return out
 		}()}, "grants"},
+		{"federation", "/admin/v1/clients", map[string]any{"name": "c", "token_endpoint_auth_method": "federated", "federation": func() []any {
+			out := []any{}
+			for _, p := range many(20_000) {
+				out = append(out, map[string]any{"policy": p, "subject": "x"})
+			}
+			return out
+		}()}, "federation"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, b := ts.adminDo(http.MethodPost, tc.path, tc.body)
 			if resp.StatusCode != 400 || !strings.Contains(string(b), `"field": "`+tc.field+`"`) || !strings.Contains(string(b), "at most") {
 				t.Errorf("%d %.300s", resp.StatusCode, b)
+			}
+			// Refused by the cap alone: no entry was looked up.
+			if strings.Contains(string(b), `[0].`) && tc.field == "federation" {
+				t.Errorf("each binding was checked before the cap: %.300s", b)
 			}
 		})
 	}
