@@ -50,6 +50,10 @@ type Cache struct {
 
 	mu      sync.RWMutex
 	entries map[string]entry
+	// absent holds ids the source does not have, until their expiry: kept
+	// apart and bounded on their own, so that a spray of random ids can
+	// flush only them, never the clients.
+	absent  map[string]time.Time
 	gen     uint64 // bumped by every invalidation
 	enabled bool
 	epoch   uint64 // bumped by every SetEnabled
@@ -73,14 +77,13 @@ const (
 )
 
 type entry struct {
-	client   store.Client
-	notFound bool
-	expires  time.Time
+	client  store.Client
+	expires time.Time
 }
 
 // New returns an enabled cache in front of src.
 func New(src source, ttl time.Duration, maxEntries int, now func() time.Time) *Cache {
-	return &Cache{src: src, ttl: ttl, maxEntries: maxEntries, now: now, entries: map[string]entry{}, enabled: true,
+	return &Cache{src: src, ttl: ttl, maxEntries: maxEntries, now: now, entries: map[string]entry{}, absent: map[string]time.Time{}, enabled: true,
 		misses: rate.NewLimiter(MissRate, MissBurst)}
 }
 
@@ -90,13 +93,14 @@ func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) 
 	now := c.now()
 	c.mu.RLock()
 	e, ok := c.entries[id]
+	gone, isAbsent := c.absent[id]
 	gen, enabled := c.gen, c.enabled
 	c.mu.RUnlock()
 	if ok && now.Before(e.expires) {
-		if e.notFound {
-			return store.Client{}, store.ErrNotFound
-		}
 		return e.client, nil
+	}
+	if isAbsent && now.Before(gone) {
+		return store.Client{}, store.ErrNotFound
 	}
 	if f := c.ids.Load(); f != nil && !f.mayContain(id) && !c.misses.AllowN(now, 1) {
 		return store.Client{}, store.ErrNotFound
@@ -108,10 +112,17 @@ func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) 
 		// An invalidation since the read started means the value may be
 		// stale: do not keep it.
 		if c.gen == gen && c.enabled {
-			if len(c.entries) >= c.maxEntries {
-				c.entries = map[string]entry{}
+			if notFound {
+				if len(c.absent) >= c.maxEntries {
+					c.absent = map[string]time.Time{}
+				}
+				c.absent[id] = now.Add(c.ttl)
+			} else {
+				if len(c.entries) >= c.maxEntries {
+					c.entries = map[string]entry{}
+				}
+				c.entries[id] = entry{client: cl, expires: now.Add(c.ttl)}
 			}
-			c.entries[id] = entry{client: cl, notFound: notFound, expires: now.Add(c.ttl)}
 		}
 		c.mu.Unlock()
 	}
@@ -124,6 +135,7 @@ func (c *Cache) Invalidate(id string) {
 	c.mu.Lock()
 	c.gen++
 	delete(c.entries, id)
+	delete(c.absent, id)
 	if f := c.ids.Load(); f != nil {
 		f.add(id)
 	}
@@ -187,7 +199,7 @@ func (c *Cache) IDsFull() bool {
 func (c *Cache) InvalidateAll() {
 	c.mu.Lock()
 	c.gen++
-	c.entries = map[string]entry{}
+	c.entries, c.absent = map[string]entry{}, map[string]time.Time{}
 	c.mu.Unlock()
 }
 
@@ -199,14 +211,14 @@ func (c *Cache) SetEnabled(on bool) {
 	c.gen++
 	c.epoch++
 	c.enabled = on
-	c.entries = map[string]entry{}
+	c.entries, c.absent = map[string]entry{}, map[string]time.Time{}
 	c.ids.Store(nil)
 	c.mu.Unlock()
 }
 
-// Len reports how many entries are cached.
+// Len reports how many entries are cached: clients and absent ids.
 func (c *Cache) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return len(c.entries)
+	return len(c.entries) + len(c.absent)
 }

@@ -276,3 +276,24 @@ func TestFilterMissIsConfirmed(t *testing.T) {
 		t.Fatalf("a client created elsewhere, before its notification: %v", err)
 	}
 }
+
+// Ids the source does not have are cached apart from the clients: a spray
+// of them (while the id filter is not loaded, or as its false positives)
+// flushes only their own entries, and a cached client costs no read.
+func TestAbsentIDsDoNotEvictClients(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{clients: map[string]store.Client{"a": {ID: "a"}}}
+	c := New(src, time.Minute, 10, time.Now)
+	if _, err := c.GetClient(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := c.GetClient(ctx, fmt.Sprintf("random-%d", i)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown id: %v", err)
+		}
+	}
+	before := src.reads
+	if _, err := c.GetClient(ctx, "a"); err != nil || src.reads != before {
+		t.Fatalf("the client was evicted by unknown ids: %d reads, err %v", src.reads-before, err)
+	}
+}
