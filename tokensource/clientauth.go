@@ -21,6 +21,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/m2mauth/m2mauth/internal/jws"
 )
 
 // Client assertion types (RFC 7523 §2.2; draft-ietf-oauth-spiffe-client-auth).
@@ -154,11 +156,9 @@ func newKeyAuth(cfg *Config) (*keyAuth, error) {
 		return nil, err
 	}
 	if kid == "" {
-		tp, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(crypto.SHA256)
-		if err != nil {
+		if kid, err = jws.Thumbprint(key.Public()); err != nil {
 			return nil, fmt.Errorf("tokensource: key thumbprint: %w", err)
 		}
-		kid = base64.RawURLEncoding.EncodeToString(tp)
 	}
 	aud := cfg.AssertionAudience
 	if aud == "" {

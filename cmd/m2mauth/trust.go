@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/jws"
 )
 
 func trustCommands() []command {
@@ -409,11 +409,11 @@ func jwksFromPEM(b []byte) (json.RawMessage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", block.Type, err)
 		}
-		tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+		kid, err := jws.Thumbprint(pub)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", block.Type, err)
 		}
-		keys = append(keys, jose.JSONWebKey{Key: pub, KeyID: base64.RawURLEncoding.EncodeToString(tp), Use: "sig"})
+		keys = append(keys, jose.JSONWebKey{Key: pub, KeyID: kid, Use: "sig"})
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("no public key: want a JWK Set, a public JWK, or a PEM public key")
