@@ -210,7 +210,7 @@ func (s *Service) CreateTrustPolicy(ctx context.Context, in TrustPolicyInput) (s
 		return store.TrustPolicy{}, err
 	}
 	if err := s.store.CreateTrustPolicy(ctx, p); err != nil {
-		return store.TrustPolicy{}, mapConflict(err, fmt.Sprintf("a trust policy named %q, or one for issuer %q, already exists", p.Name, p.Issuer))
+		return store.TrustPolicy{}, mapConflict(err, fmt.Sprintf("a trust policy named %q, or one for issuer %q, already exists, or a client is still bound to a deleted policy of that name", p.Name, p.Issuer))
 	}
 	s.inval.InvalidateTrust(p.Name)
 	return p, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -430,16 +431,22 @@ func cloneClient(c store.Client) store.Client {
 
 // FederatedIdentities implements store.Store.
 func (s *Store) FederatedIdentities(ctx context.Context) (map[string][]store.FederatedIdentity, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, federation FROM clients WHERE federation <> '[]'`)
+	out, err := federatedIdentities(ctx, s.db)
+	return out, s.mapErr("federated identities", err)
+}
+
+// federatedIdentities reads the federation of every client that has one.
+func federatedIdentities(ctx context.Context, q querier) (map[string][]store.FederatedIdentity, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, federation FROM clients WHERE federation <> '[]'`)
 	if err != nil {
-		return nil, s.mapErr("federated identities", err)
+		return nil, err
 	}
 	defer rows.Close()
 	out := map[string][]store.FederatedIdentity{}
 	for rows.Next() {
 		var id, raw string
 		if err := rows.Scan(&id, &raw); err != nil {
-			return nil, s.mapErr("federated identities", err)
+			return nil, err
 		}
 		var f []store.FederatedIdentity
 		if err := json.Unmarshal([]byte(raw), &f); err != nil {
@@ -447,7 +454,24 @@ func (s *Store) FederatedIdentities(ctx context.Context) (map[string][]store.Fed
 		}
 		out[id] = f
 	}
-	return out, s.mapErr("federated identities", rows.Err())
+	return out, rows.Err()
+}
+
+// clientsBoundTo returns, sorted, the clients whose federation names the
+// trust policy.
+func clientsBoundTo(ctx context.Context, q querier, policy string) ([]string, error) {
+	all, err := federatedIdentities(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for id, f := range all {
+		if slices.ContainsFunc(f, func(fi store.FederatedIdentity) bool { return fi.Policy == policy }) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // DeleteClient implements store.Store.

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -35,6 +34,16 @@ func scanTrust(row interface{ Scan(...any) error }) (store.TrustPolicy, error) {
 // CreateTrustPolicy implements store.Store.
 func (s *Store) CreateTrustPolicy(ctx context.Context, p store.TrustPolicy) error {
 	return s.mapErr("create trust policy", s.inTx(ctx, func(tx *sql.Tx) error {
+		// A binding left over from a deleted policy of this name (a client
+		// bound while the policy was deleted) must not start accepting the
+		// new policy's issuer.
+		stale, err := clientsBoundTo(ctx, tx, p.Name)
+		if err != nil {
+			return err
+		}
+		if len(stale) > 0 {
+			return fmt.Errorf("%w: clients are still bound to a trust policy named %s: %s", store.ErrConflict, p.Name, strings.Join(stale, ", "))
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO trust_policies (`+trustColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)`,
 			p.Name, p.Kind, p.Issuer, p.Description, p.JWKSURI, p.Discovery, string(p.JWKS), joinScopes(p.Algorithms), p.Audience,
@@ -106,7 +115,8 @@ func (s *Store) UpdateTrustPolicy(ctx context.Context, name string, fn func(*sto
 // so the reference check reads it: policies are few, federated clients
 // are read in one query. A client bound concurrently could still name a
 // deleted policy; the federated authenticator treats a binding to a
-// missing policy as matching nothing.
+// missing policy as matching nothing, and CreateTrustPolicy refuses the
+// name while such a binding remains.
 func (s *Store) DeleteTrustPolicy(ctx context.Context, name string) error {
 	return s.mapErr("delete trust policy", s.inTx(ctx, func(tx *sql.Tx) error {
 		// Lock the policy first, so that no client binds to it meanwhile
@@ -115,29 +125,8 @@ func (s *Store) DeleteTrustPolicy(ctx context.Context, name string) error {
 		if err := tx.QueryRowContext(ctx, `SELECT name FROM trust_policies WHERE name = $1`+s.f.ForUpdate, name).Scan(&locked); err != nil {
 			return err // sql.ErrNoRows maps to ErrNotFound
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, federation FROM clients WHERE federation <> '[]'`)
+		users, err := clientsBoundTo(ctx, tx, name)
 		if err != nil {
-			return err
-		}
-		var users []string
-		for rows.Next() {
-			var id, raw string
-			if err := rows.Scan(&id, &raw); err != nil {
-				rows.Close()
-				return err
-			}
-			var f []store.FederatedIdentity
-			if json.Unmarshal([]byte(raw), &f) == nil {
-				for _, fi := range f {
-					if fi.Policy == name {
-						users = append(users, id)
-						break
-					}
-				}
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if len(users) > 0 {

@@ -1094,6 +1094,16 @@ func testTrustPolicies(t *testing.T, open func() store.Store) {
 	if err := s.DeleteTrustPolicy(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("delete missing: %v", err)
 	}
+	// A binding left naming a policy that is gone (bound while it was
+	// deleted) keeps its name from being given to another issuer.
+	stale := client("m2mc_stale")
+	stale.Federation = []store.FederatedIdentity{{Policy: "gone", Subject: "x"}}
+	if err := s.CreateClient(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateTrustPolicy(ctx, trustPolicy("gone", "https://new.example")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("a policy named as a stale binding: %v, want ErrConflict", err)
+	}
 }
 
 // Of many concurrent uses of one assertion id, across connections,
