@@ -255,7 +255,7 @@ type federationState struct {
 // in memory, loaded on first use and again after any change to either
 // (announced locally or by the change feed).
 type federationIndex struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex // readers share a loaded index; a load excludes them
 	states map[*env.Env]*federationState
 }
 
@@ -266,6 +266,13 @@ func (f *federationIndex) invalidate() {
 }
 
 func (f *federationIndex) get(ctx context.Context, en *env.Env) (*federationState, error) {
+	f.mu.RLock()
+	st := f.states[en]
+	f.mu.RUnlock()
+	if st != nil {
+		return st, nil
+	}
+	// One load at a time; an invalidation waits for it and then drops it.
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if st := f.states[en]; st != nil {
@@ -279,7 +286,7 @@ func (f *federationIndex) get(ctx context.Context, en *env.Env) (*federationStat
 	if err != nil {
 		return nil, err
 	}
-	st := &federationState{byIssuer: map[string]*store.TrustPolicy{}, spiffe: map[string]*store.TrustPolicy{}, bindings: map[string][]binding{}}
+	st = &federationState{byIssuer: map[string]*store.TrustPolicy{}, spiffe: map[string]*store.TrustPolicy{}, bindings: map[string][]binding{}}
 	for i := range policies {
 		p := &policies[i]
 		if p.Kind == store.TrustSPIFFE {
