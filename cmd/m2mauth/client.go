@@ -251,16 +251,9 @@ func printClients(w io.Writer, clients []admin.ClientResource) {
 		if c.Disabled {
 			status = "disabled"
 		}
-		rows = append(rows, []string{c.ClientID, c.Name, status, authMethod(c), strings.Join(gs, "; "), fmt.Sprint(len(c.Secrets)), c.CreatedAt.Format(time.RFC3339)})
+		rows = append(rows, []string{c.ClientID, c.Name, status, c.TokenEndpointAuthMethod, strings.Join(gs, "; "), fmt.Sprint(len(c.Secrets)), c.CreatedAt.Format(time.RFC3339)})
 	}
 	table(w, "CLIENT ID\tNAME\tSTATUS\tAUTH\tGRANTS\tSECRETS\tCREATED", rows)
-}
-
-func authMethod(c admin.ClientResource) string {
-	if c.TokenEndpointAuthMethod == "" {
-		return admin.AuthSecretBasic
-	}
-	return c.TokenEndpointAuthMethod
 }
 
 func clientList(ctx context.Context, e *env, args []string) error {
@@ -318,7 +311,7 @@ func clientShow(ctx context.Context, e *env, args []string) error {
 		b, _ := json.Marshal(c.Metadata)
 		fmt.Fprintf(e.stdout, "metadata:         %s\n", b)
 	}
-	fmt.Fprintf(e.stdout, "auth method:      %s\n", authMethod(c))
+	fmt.Fprintf(e.stdout, "auth method:      %s\n", c.TokenEndpointAuthMethod)
 	switch {
 	case hasKeys(c.JWKS):
 		fmt.Fprintf(e.stdout, "keys:             jwks (%s)\n", kidList(c.JWKS))

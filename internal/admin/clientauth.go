@@ -81,9 +81,7 @@ func federationInput(in []store.FederatedIdentity) []FederatedIdentityInput {
 // validateClientAuth checks a client's authentication settings in their
 // final state, now being the instant its secrets' liveness is judged at.
 func validateClientAuth(v *ValidationError, c *store.Client, now time.Time) {
-	if c.AuthMethod == "" {
-		c.AuthMethod = AuthSecretBasic
-	}
+	c.AuthMethod = c.Method()
 	if !slices.Contains(AuthMethods, c.AuthMethod) {
 		v.add("token_endpoint_auth_method", "must be one of %s", strings.Join(AuthMethods, ", "))
 		return

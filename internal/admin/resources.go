@@ -88,11 +88,8 @@ func clientResource(c store.Client, now time.Time) ClientResource {
 		Introspect: c.Introspect, TokensRevokedBefore: optTime(c.TokensRevokedBefore),
 		CustomClaims: c.CustomClaims, Metadata: c.Metadata, Version: c.Version,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Grants: []GrantInput{}, Secrets: []SecretResource{},
-		TokenEndpointAuthMethod: c.AuthMethod, JWKSURI: c.JWKSURI, AcceptSecrets: c.AcceptSecrets,
+		TokenEndpointAuthMethod: c.Method(), JWKSURI: c.JWKSURI, AcceptSecrets: c.AcceptSecrets,
 		AcceptTokenEndpointAudience: c.AcceptTokenEndpointAudience, Federation: federationInput(c.Federation),
-	}
-	if out.TokenEndpointAuthMethod == "" {
-		out.TokenEndpointAuthMethod = AuthSecretBasic
 	}
 	if len(c.JWKS) > 0 {
 		out.JWKS = json.RawMessage(c.JWKS)

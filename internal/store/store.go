@@ -106,6 +106,19 @@ type Client struct {
 	UpdatedAt time.Time
 }
 
+// DefaultAuthMethod is the token_endpoint_auth_method of a client that
+// names none (RFC 7591 §2).
+const DefaultAuthMethod = "client_secret_basic"
+
+// Method returns how the client authenticates: AuthMethod, or
+// DefaultAuthMethod when it is empty.
+func (c *Client) Method() string {
+	if c.AuthMethod == "" {
+		return DefaultAuthMethod
+	}
+	return c.AuthMethod
+}
+
 // FederatedIdentity binds a client to the tokens of a trust policy's
 // issuer whose subject matches Subject (exact, or a pattern where '*'
 // matches any run of characters) and whose claims have the given values

@@ -34,7 +34,7 @@ func insertClient(ctx context.Context, q querier, c store.Client) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1, $18, $19)`,
 		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
 		marshalMap(c.CustomClaims), marshalMap(c.Metadata), joinScopes(c.Introspect), micros(c.TokensRevokedBefore),
-		authMethod(c.AuthMethod), string(c.JWKS), c.JWKSURI, c.AcceptSecrets, c.AcceptTokenEndpointAudience, marshalFederation(c.Federation),
+		c.Method(), string(c.JWKS), c.JWKSURI, c.AcceptSecrets, c.AcceptTokenEndpointAudience, marshalFederation(c.Federation),
 		micros(c.CreatedAt), micros(c.UpdatedAt))
 	if err != nil {
 		return err
@@ -82,12 +82,6 @@ const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_
 	c.auth_method, c.jwks, c.jwks_uri, c.accept_secrets, c.accept_token_endpoint_audience, c.federation, c.version, c.created_at, c.updated_at`
 
 // authMethod stores the default method by name.
-func authMethod(m string) string {
-	if m == "" {
-		return "client_secret_basic"
-	}
-	return m
-}
 
 func marshalFederation(f []store.FederatedIdentity) string {
 	if len(f) == 0 {
@@ -348,7 +342,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 				version = $17, updated_at = $18 WHERE id = $19`,
 			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled, next.RefreshTokens,
 			marshalMap(next.CustomClaims), marshalMap(next.Metadata), joinScopes(next.Introspect), micros(next.TokensRevokedBefore),
-			authMethod(next.AuthMethod), string(next.JWKS), next.JWKSURI, next.AcceptSecrets, next.AcceptTokenEndpointAudience, marshalFederation(next.Federation),
+			next.Method(), string(next.JWKS), next.JWKSURI, next.AcceptSecrets, next.AcceptTokenEndpointAudience, marshalFederation(next.Federation),
 			next.Version, micros(next.UpdatedAt), id); err != nil {
 			return err
 		}
