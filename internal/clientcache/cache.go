@@ -93,7 +93,11 @@ func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) 
 	now := c.now()
 	c.mu.RLock()
 	e, ok := c.entries[id]
-	gone, isAbsent := c.absent[id]
+	var gone time.Time
+	var isAbsent bool
+	if !ok {
+		gone, isAbsent = c.absent[id]
+	}
 	gen, enabled := c.gen, c.enabled
 	c.mu.RUnlock()
 	if ok && now.Before(e.expires) {
