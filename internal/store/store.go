@@ -252,6 +252,25 @@ type Bootstrap struct {
 // MetaIssuer is the meta key of the issuer the database belongs to.
 const MetaIssuer = "issuer"
 
+// ConsoleSession is a signed-in session of the admin console. Its id is
+// never stored: only IDHash, a keyed hash of it.
+type ConsoleSession struct {
+	IDHash   string
+	ClientID string // the admin client the session acts as
+	// CreatedAt is compared with the client's TokensRevokedBefore: revoking
+	// the client's tokens ends its sessions too.
+	CreatedAt  time.Time
+	LastSeenAt time.Time // the idle expiry counts from here
+	ExpiresAt  time.Time // absolute expiry
+}
+
+// UsageCount is how many access tokens a client was issued in one hour.
+type UsageCount struct {
+	ClientID string
+	Hour     time.Time // the start of the hour, UTC
+	Tokens   int64
+}
+
 // Store is the persistence interface. It is the one wide interface in the
 // project because the backend is chosen at run time.
 type Store interface {
@@ -351,6 +370,37 @@ type Store interface {
 	// TouchSecrets records when secrets were last used (batched; ids that no
 	// longer exist are ignored, and a time never moves backwards).
 	TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error
+
+	// AddTokenUsage adds issued-token counts to the per-client hourly
+	// totals (batched; every replica adds its own).
+	AddTokenUsage(ctx context.Context, counts []UsageCount) error
+	// TokenUsage returns the hourly totals of hours starting at or after
+	// since, by client then hour.
+	TokenUsage(ctx context.Context, since time.Time) ([]UsageCount, error)
+	// DeleteTokenUsage removes totals of hours starting before t.
+	DeleteTokenUsage(ctx context.Context, before time.Time) (int, error)
+
+	// CreateConsoleSession stores a new console session.
+	CreateConsoleSession(ctx context.Context, s ConsoleSession) error
+	// GetConsoleSession returns the session whose id has this hash,
+	// ErrNotFound when there is none or it has expired at now (idle longer
+	// than idle, or past its absolute expiry).
+	GetConsoleSession(ctx context.Context, idHash string, now time.Time, idle time.Duration) (ConsoleSession, error)
+	// TouchConsoleSession moves a session's LastSeenAt up to t (never back).
+	TouchConsoleSession(ctx context.Context, idHash string, t time.Time) error
+	// DeleteConsoleSession removes a session (sign-out); no error if absent.
+	DeleteConsoleSession(ctx context.Context, idHash string) error
+	// DeleteExpiredConsoleSessions removes sessions expired at now.
+	DeleteExpiredConsoleSessions(ctx context.Context, now time.Time, idle time.Duration) (int, error)
+	// CreateConsoleLink stores a one-time sign-in link (by a keyed hash of
+	// its token) for an admin client, valid until expires.
+	CreateConsoleLink(ctx context.Context, hash, clientID string, expires time.Time) error
+	// UseConsoleLink spends a link: it returns its client and removes it,
+	// so that of concurrent calls with one hash (on any replica) exactly
+	// one succeeds. ErrNotFound when unknown, spent or expired at now.
+	UseConsoleLink(ctx context.Context, hash string, now time.Time) (clientID string, err error)
+	// DeleteExpiredConsoleLinks removes links expired before t.
+	DeleteExpiredConsoleLinks(ctx context.Context, before time.Time) (int, error)
 
 	// CreateSigningKey stores a key. A key in state active is stored only
 	// if no other key is active; created reports whether it was stored.

@@ -37,6 +37,9 @@ func Run(t *testing.T, newDB Opener) {
 		{"ClientAuthentication", testClientAuthentication},
 		{"TrustPolicies", testTrustPolicies},
 		{"AssertionIDs", testAssertionIDs},
+		{"TokenUsage", testTokenUsage},
+		{"ConsoleSessions", testConsoleSessions},
+		{"ConsoleLinks", testConsoleLinks},
 		{"DeleteAPIInUse", testDeleteAPIInUse},
 		{"SigningKeys", testSigningKeys},
 		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
@@ -1125,5 +1128,133 @@ func testAssertionIDs(t *testing.T, open func() store.Store) {
 	}
 	if ok, _ := s.UseAssertionID(ctx, "k2", t0.Add(2*time.Minute)); ok {
 		t.Error("k2 fresh twice")
+	}
+}
+
+func testTokenUsage(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	h0, h1 := t0.Truncate(time.Hour), t0.Truncate(time.Hour).Add(time.Hour)
+	// Two replicas add concurrently to the same hour: nothing is lost.
+	const n = 6
+	_, s := race(t, open, n, func(s store.Store, i int) (bool, error) {
+		return true, s.AddTokenUsage(ctx, []store.UsageCount{{ClientID: "a", Hour: h0, Tokens: int64(i + 1)}, {ClientID: "b", Hour: h1, Tokens: 1}})
+	})
+	if err := s.AddTokenUsage(ctx, []store.UsageCount{{ClientID: "a", Hour: h1, Tokens: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TokenUsage(ctx, h0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.UsageCount{{ClientID: "a", Hour: h0, Tokens: 21}, {ClientID: "a", Hour: h1, Tokens: 5}, {ClientID: "b", Hour: h1, Tokens: n}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("usage (-want +got):\n%s", diff)
+	}
+	if got, _ := s.TokenUsage(ctx, h1); len(got) != 2 {
+		t.Fatalf("since h1: %v", got)
+	}
+	if n, err := s.DeleteTokenUsage(ctx, h1); n != 1 || err != nil {
+		t.Fatalf("delete: %d %v", n, err)
+	}
+	if got, _ := s.TokenUsage(ctx, h0); len(got) != 2 {
+		t.Fatalf("after delete: %v", got)
+	}
+}
+
+func testConsoleSessions(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	const idle = 30 * time.Minute
+	cs := store.ConsoleSession{IDHash: "h1", ClientID: "admin", CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(8 * time.Hour)}
+	if err := s.CreateConsoleSession(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateConsoleSession(ctx, cs); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("same id twice: %v, want ErrConflict", err)
+	}
+	got, err := s.GetConsoleSession(ctx, "h1", t0.Add(time.Minute), idle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(cs, got); diff != "" {
+		t.Fatalf("session (-want +got):\n%s", diff)
+	}
+	// Idle expiry counts from the last touch; a touch never moves back.
+	if _, err := s.GetConsoleSession(ctx, "h1", t0.Add(idle), idle); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("idle session: %v, want ErrNotFound", err)
+	}
+	if err := s.TouchConsoleSession(ctx, "h1", t0.Add(20*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchConsoleSession(ctx, "h1", t0.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetConsoleSession(ctx, "h1", t0.Add(idle+10*time.Minute), idle); err != nil || !got.LastSeenAt.Equal(t0.Add(20*time.Minute)) {
+		t.Fatalf("touched session: %v %v", got, err)
+	}
+	// Absolute expiry holds however recently it was used.
+	if err := s.TouchConsoleSession(ctx, "h1", t0.Add(8*time.Hour-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetConsoleSession(ctx, "h1", t0.Add(8*time.Hour), idle); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("past absolute expiry: %v, want ErrNotFound", err)
+	}
+	// Sign-out, and collection of expired sessions.
+	cs2 := store.ConsoleSession{IDHash: "h2", ClientID: "admin", CreatedAt: t0, LastSeenAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	cs3 := store.ConsoleSession{IDHash: "h3", ClientID: "admin", CreatedAt: t0, LastSeenAt: t0.Add(8*time.Hour - 10*time.Minute), ExpiresAt: t0.Add(9 * time.Hour)}
+	for _, c := range []store.ConsoleSession{cs2, cs3} {
+		if err := s.CreateConsoleSession(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteConsoleSession(ctx, "h2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteConsoleSession(ctx, "h2"); err != nil {
+		t.Fatalf("second sign-out: %v", err)
+	}
+	if _, err := s.GetConsoleSession(ctx, "h2", t0, idle); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("signed-out session: %v", err)
+	}
+	if n, err := s.DeleteExpiredConsoleSessions(ctx, t0.Add(8*time.Hour), idle); n != 1 || err != nil {
+		t.Fatalf("gc: %d %v (want h1 removed, h3 kept)", n, err)
+	}
+	if _, err := s.GetConsoleSession(ctx, "h3", t0.Add(8*time.Hour), idle); err != nil {
+		t.Fatalf("live session collected: %v", err)
+	}
+}
+
+func testConsoleLinks(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	if err := s.CreateConsoleLink(ctx, "l1", "admin", t0.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// Of concurrent uses (replicas), exactly one signs in.
+	const n = 8
+	wins, s := race(t, open, n, func(s store.Store, _ int) (bool, error) {
+		id, err := s.UseConsoleLink(ctx, "l1", t0)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		return id == "admin", err
+	})
+	if wins != 1 {
+		t.Fatalf("%d of %d concurrent uses signed in, want 1", wins, n)
+	}
+	if err := s.CreateConsoleLink(ctx, "l2", "admin", t0.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UseConsoleLink(ctx, "l2", t0.Add(5*time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("expired link: %v, want ErrNotFound", err)
+	}
+	if _, err := s.UseConsoleLink(ctx, "nope", t0); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown link: %v, want ErrNotFound", err)
+	}
+	if err := s.CreateConsoleLink(ctx, "l3", "admin", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteExpiredConsoleLinks(ctx, t0.Add(2*time.Minute)); n != 1 || err != nil {
+		t.Fatalf("gc: %d %v", n, err)
 	}
 }

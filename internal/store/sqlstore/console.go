@@ -1,0 +1,126 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+// AddTokenUsage implements store.Store: one upsert per client and hour, in
+// one transaction; concurrent adders (other replicas) add, never overwrite.
+func (s *Store) AddTokenUsage(ctx context.Context, counts []store.UsageCount) error {
+	if len(counts) == 0 {
+		return nil
+	}
+	return s.mapErr("add token usage", s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, c := range counts {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO token_usage (client_id, hour, tokens) VALUES ($1, $2, $3)
+				ON CONFLICT (client_id, hour) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`,
+				c.ClientID, micros(c.Hour), c.Tokens); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// TokenUsage implements store.Store.
+func (s *Store) TokenUsage(ctx context.Context, since time.Time) ([]store.UsageCount, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT client_id, hour, tokens FROM token_usage WHERE hour >= $1 ORDER BY client_id, hour`, micros(since))
+	if err != nil {
+		return nil, s.mapErr("token usage", err)
+	}
+	defer rows.Close()
+	var out []store.UsageCount
+	for rows.Next() {
+		var c store.UsageCount
+		var hour int64
+		if err := rows.Scan(&c.ClientID, &hour, &c.Tokens); err != nil {
+			return nil, s.mapErr("token usage", err)
+		}
+		c.Hour = fromMicros(hour)
+		out = append(out, c)
+	}
+	return out, s.mapErr("token usage", rows.Err())
+}
+
+// DeleteTokenUsage implements store.Store.
+func (s *Store) DeleteTokenUsage(ctx context.Context, before time.Time) (int, error) {
+	return s.deleteWhere(ctx, "delete token usage", `DELETE FROM token_usage WHERE hour < $1`, micros(before))
+}
+
+// CreateConsoleSession implements store.Store.
+func (s *Store) CreateConsoleSession(ctx context.Context, cs store.ConsoleSession) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO console_sessions (id_hash, client_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		cs.IDHash, cs.ClientID, micros(cs.CreatedAt), micros(cs.LastSeenAt), micros(cs.ExpiresAt))
+	return s.mapErr("create console session", err)
+}
+
+// GetConsoleSession implements store.Store.
+func (s *Store) GetConsoleSession(ctx context.Context, idHash string, now time.Time, idle time.Duration) (store.ConsoleSession, error) {
+	var cs store.ConsoleSession
+	var created, seen, expires int64
+	err := s.db.QueryRowContext(ctx, `SELECT id_hash, client_id, created_at, last_seen_at, expires_at FROM console_sessions
+		WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at > $3`, idHash, micros(now), micros(now.Add(-idle))).
+		Scan(&cs.IDHash, &cs.ClientID, &created, &seen, &expires)
+	if err != nil {
+		return store.ConsoleSession{}, s.mapErr("get console session", err)
+	}
+	cs.CreatedAt, cs.LastSeenAt, cs.ExpiresAt = fromMicros(created), fromMicros(seen), fromMicros(expires)
+	return cs, nil
+}
+
+// TouchConsoleSession implements store.Store.
+func (s *Store) TouchConsoleSession(ctx context.Context, idHash string, t time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE console_sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $1`, micros(t), idHash)
+	return s.mapErr("touch console session", err)
+}
+
+// DeleteConsoleSession implements store.Store.
+func (s *Store) DeleteConsoleSession(ctx context.Context, idHash string) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM console_sessions WHERE id_hash = $1`, idHash)
+	return s.mapErr("delete console session", err)
+}
+
+// DeleteExpiredConsoleSessions implements store.Store.
+func (s *Store) DeleteExpiredConsoleSessions(ctx context.Context, now time.Time, idle time.Duration) (int, error) {
+	return s.deleteWhere(ctx, "delete expired console sessions", `DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at <= $2`,
+		micros(now), micros(now.Add(-idle)))
+}
+
+// CreateConsoleLink implements store.Store.
+func (s *Store) CreateConsoleLink(ctx context.Context, hash, clientID string, expires time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO console_links (hash, client_id, expires_at) VALUES ($1, $2, $3)`, hash, clientID, micros(expires))
+	return s.mapErr("create console link", err)
+}
+
+// UseConsoleLink implements store.Store. The delete is the claim: of
+// concurrent callers, one deletes the row and the others find none.
+func (s *Store) UseConsoleLink(ctx context.Context, hash string, now time.Time) (string, error) {
+	var clientID string
+	var expires int64
+	err := s.db.QueryRowContext(ctx, `DELETE FROM console_links WHERE hash = $1 RETURNING client_id, expires_at`, hash).Scan(&clientID, &expires)
+	if err != nil {
+		return "", s.mapErr("use console link", err)
+	}
+	if expires <= micros(now) {
+		return "", s.mapErr("use console link", store.ErrNotFound)
+	}
+	return clientID, nil
+}
+
+// DeleteExpiredConsoleLinks implements store.Store.
+func (s *Store) DeleteExpiredConsoleLinks(ctx context.Context, before time.Time) (int, error) {
+	return s.deleteWhere(ctx, "delete expired console links", `DELETE FROM console_links WHERE expires_at < $1`, micros(before))
+}
+
+func (s *Store) deleteWhere(ctx context.Context, op, query string, args ...any) (int, error) {
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, s.mapErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), s.mapErr(op, err)
+}
