@@ -49,18 +49,15 @@ func (h *Handler) listRevocations(w http.ResponseWriter, r *http.Request) error 
 		}
 		after = &store.Revocation{RevokedAt: time.UnixMicro(micros), JTI: jti}
 	}
-	limit := clampLimit(opts.Limit)
-	revs, err := h.svc.store.ListRevocations(r.Context(), h.svc.now(), after, limit+1)
+	page, err := h.svc.ListRevocations(r.Context(), after, opts.Limit)
 	if err != nil {
 		return err
 	}
-	out := ListResponse[RevocationResource]{Items: make([]RevocationResource, 0, len(revs))}
-	if len(revs) > limit {
-		revs = revs[:limit]
-		last := revs[limit-1]
-		out.NextCursor = cursor(strconv.FormatInt(last.RevokedAt.UnixMicro(), 10) + ":" + last.JTI)
+	out := ListResponse[RevocationResource]{Items: make([]RevocationResource, 0, len(page.Items))}
+	if page.NextCursor != "" {
+		out.NextCursor = cursor(page.NextCursor)
 	}
-	for _, rv := range revs {
+	for _, rv := range page.Items {
 		out.Items = append(out.Items, RevocationResource{JTI: rv.JTI, ClientID: rv.ClientID, ExpiresAt: rv.ExpiresAt, RevokedAt: rv.RevokedAt})
 	}
 	writeJSON(w, http.StatusOK, "application/json", out)
@@ -92,4 +89,18 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 	h.log.InfoContext(r.Context(), "token revoked by an administrator", "revoked", done)
 	writeJSON(w, http.StatusOK, "application/json", RevokeResponse{Revoked: done})
 	return nil
+}
+
+// ListRevocations returns a page of the live revocations, newest first,
+// after the entry after (nil: from the newest). The page's cursor is
+// "<revoked at, Unix µs>:<jti>".
+func (s *Service) ListRevocations(ctx context.Context, after *store.Revocation, limit int) (Page[store.Revocation], error) {
+	limit = clampLimit(limit)
+	revs, err := s.store.ListRevocations(ctx, s.now(), after, limit+1)
+	if err != nil {
+		return Page[store.Revocation]{}, err
+	}
+	return pageOf(revs, limit, func(rv store.Revocation) string {
+		return strconv.FormatInt(rv.RevokedAt.UnixMicro(), 10) + ":" + rv.JTI
+	}), nil
 }

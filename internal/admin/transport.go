@@ -48,6 +48,20 @@ func CallerFromContext(ctx context.Context) string {
 	return id
 }
 
+// WithCaller returns ctx naming clientID as the admin client that makes
+// the changes done with it (the console sets it for its session's client).
+func WithCaller(ctx context.Context, clientID string) context.Context {
+	return context.WithValue(ctx, callerKey{}, clientID)
+}
+
+// IsAdmin reports whether c may use the admin API: it is enabled and
+// granted the admin scope on the admin API (audience adminAudience).
+func IsAdmin(c store.Client, adminAudience string) bool {
+	return !c.Disabled && slices.ContainsFunc(c.Grants, func(g store.Grant) bool {
+		return g.Audience == adminAudience && slices.Contains(g.Scopes, AdminScope)
+	})
+}
+
 // Handler serves the admin API.
 type Handler struct {
 	svc      *Service
@@ -144,7 +158,7 @@ func (h *Handler) Serve(fn func(http.ResponseWriter, *http.Request) error) http.
 			h.writeError(w, r, err)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, caller))
+		r = r.WithContext(WithCaller(r.Context(), caller))
 		if err := fn(w, r); err != nil {
 			h.writeError(w, r, err)
 		}

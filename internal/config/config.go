@@ -55,6 +55,13 @@ type Config struct {
 	AuthFailureRate  float64
 	AuthFailureBurst int
 
+	// Console serves the admin console under /console/. Its sessions end
+	// after ConsoleIdle without a request, and ConsoleMaxAge after sign-in
+	// whatever happens.
+	Console       bool
+	ConsoleIdle   time.Duration
+	ConsoleMaxAge time.Duration
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
 
@@ -82,6 +89,9 @@ func Default() Config {
 		MaxAssertionLifetime: 5 * time.Minute,
 		AuthFailureRate:      5,
 		AuthFailureBurst:     20,
+		Console:              true,
+		ConsoleIdle:          30 * time.Minute,
+		ConsoleMaxAge:        12 * time.Hour,
 		LogLevel:             "info",
 		LogFormat:            "json",
 		ShutdownTimeout:      15 * time.Second,
@@ -136,6 +146,9 @@ func (c *Config) Validate() error {
 			// then silently left out of the token.
 			errs = append(errs, fmt.Errorf("identity-scopes: %q is not an OpenID Connect scope (%s)", sc, strings.Join(OpenIDScopes, ", ")))
 		}
+	}
+	if c.ConsoleIdle < time.Minute || c.ConsoleMaxAge < c.ConsoleIdle || c.ConsoleMaxAge > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("console-idle must be at least 1m, and console-max-age between it and 168h (got %s and %s)", c.ConsoleIdle, c.ConsoleMaxAge))
 	}
 	if c.AuthFailureRate < 0 || (c.AuthFailureRate > 0 && c.AuthFailureBurst < 1) {
 		errs = append(errs, errors.New("auth-failure-rate must be 0 (off) or positive, with auth-failure-burst at least 1"))

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // Codec is a surface's envelope: it parses a request into the one Request
@@ -48,6 +50,7 @@ type Endpoint struct {
 	act     action
 	svc     *Service
 	limiter *FailureLimiter
+	usage   *UsageRecorder
 	log     *slog.Logger
 }
 
@@ -55,11 +58,13 @@ type Endpoint struct {
 type Endpoints struct {
 	Service *Service
 	Limiter *FailureLimiter // may be nil
-	Log     *slog.Logger
+	// Usage counts the tokens each client is issued (may be nil).
+	Usage *UsageRecorder
+	Log   *slog.Logger
 }
 
 func (b Endpoints) endpoint(surface string, c Codec, act action) *Endpoint {
-	return &Endpoint{surface: surface, codec: c, act: act, svc: b.Service, limiter: b.Limiter, log: b.Log}
+	return &Endpoint{surface: surface, codec: c, act: act, svc: b.Service, limiter: b.Limiter, usage: b.Usage, log: b.Log}
 }
 
 // Token returns the token endpoint of a surface.
@@ -156,6 +161,9 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case res.Token != nil:
+		if ep.usage != nil {
+			ep.usage.Issued(res.Token.ClientID, ep.svc.now())
+		}
 		ep.codec.WriteToken(w, res.Token)
 	case res.Body != nil:
 		WriteJSON(w, http.StatusOK, res.Body)
@@ -173,6 +181,12 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // become 429 once the caller is over its limit; a failure to decide (5xx)
 // counts for nothing.
 func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request, e *Error) {
+	ep.fail(w, r, req, ep.charge(r, req, e), Caller{})
+}
+
+// charge counts a failure before authentication against the limiter; it
+// returns e, or 429 once the caller is over its limit.
+func (ep *Endpoint) charge(r *http.Request, req *Request, e *Error) *Error {
 	claimed, known := e.client, e.client != ""
 	if claimed == "" && req != nil {
 		claimed = req.Credentials.ClientID
@@ -186,9 +200,9 @@ func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request,
 	if e.Status < 500 && ep.limiter.Failed(r, claimed, known) {
 		limited := ErrTooManyRequests()
 		limited.client = e.client
-		e = limited
+		return limited
 	}
-	ep.fail(w, r, req, e, Caller{})
+	return e
 }
 
 // fail renders e in the surface's envelope and logs it.
@@ -263,4 +277,26 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header()["Content-Type"] = jsonTypeValue
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// SignIn proves a client by its id and secret the way the token endpoint
+// does, for a sign-in form: through the failure limiter (a form is no
+// cheaper a way to guess a secret than the token endpoint) and the
+// registry's secret authenticator, and it logs a refusal the same way. A
+// refusal is invalid_client, or 429 once the caller is over its limit.
+func (ep *Endpoint) SignIn(r *http.Request, clientID, secret string) (store.Client, *Error) {
+	req := &Request{GrantType: GrantClientCredentials, Credentials: Credentials{Method: AuthSecretPost, ClientID: clientID, Secret: secret}}
+	if !ep.limiter.Admit(r, clientID) {
+		e := ErrTooManyRequests()
+		ep.logRefusal(r, req, e, Caller{})
+		return store.Client{}, e
+	}
+	caller, e := ep.svc.authenticate(r.Context(), req)
+	if e != nil {
+		e = ep.charge(r, req, e)
+		ep.logRefusal(r, req, e, Caller{})
+		return store.Client{}, e
+	}
+	ep.limiter.Succeeded(r, caller.Client.ID)
+	return caller.Client, nil
 }

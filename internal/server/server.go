@@ -299,7 +299,7 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	introspection := oauth.NewIntrospection(tokens)
 	s.authMethods, s.authAlgs = tokens.AuthMethods(), tokens.AuthSigningAlgs()
-	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Log: s.log}
+	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Usage: s.usage, Log: s.log}
 	s.handler = s.routes(surfaces{
 		standard:   eps.Token(surface.Standard, oauth.StandardCodec{}),
 		adminLogin: eps.TokenFor("admin", s.cfg.AdminAudience()),
@@ -385,7 +385,7 @@ func (s *Server) startBackground() {
 	s.every(ctx, refreshCleanupInterval, s.collectGarbage)
 	s.every(ctx, usageFlushInterval, func(ctx context.Context) {
 		if err := s.flushUsage(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("flush secret last-use times", "error", err)
+			s.log.Warn("flush secret last-use times and token counts", "error", err)
 		}
 	})
 }
@@ -843,7 +843,7 @@ func (s *Server) Close() error {
 		s.background.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.flushUsage(ctx); err != nil {
-			s.log.Warn("flush secret last-use times", "error", err)
+			s.log.Warn("flush secret last-use times and token counts", "error", err)
 		}
 		cancel()
 	}

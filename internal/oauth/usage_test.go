@@ -1,0 +1,80 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+type fakeUsageStore struct {
+	fail    bool
+	touched map[string]time.Time
+	counts  map[string]int64 // client|hour → tokens
+}
+
+func (f *fakeUsageStore) TouchSecrets(_ context.Context, m map[string]time.Time) error {
+	if f.fail {
+		return errors.New("down")
+	}
+	for k, v := range m {
+		f.touched[k] = v
+	}
+	return nil
+}
+
+func (f *fakeUsageStore) AddTokenUsage(_ context.Context, cs []store.UsageCount) error {
+	if f.fail {
+		return errors.New("down")
+	}
+	for _, c := range cs {
+		f.counts[c.ClientID+"|"+c.Hour.Format(time.RFC3339)] += c.Tokens
+	}
+	return nil
+}
+
+func TestUsageRecorderCountsPerHourAndKeepsCountsAcrossAFailedFlush(t *testing.T) {
+	u := NewUsageRecorder()
+	t0 := time.Date(2026, 1, 2, 10, 59, 59, 0, time.UTC)
+	u.Issued("a", t0)
+	u.Issued("a", t0)
+	u.Issued("a", t0.Add(time.Second)) // the next hour
+	u.Issued("b", t0)
+	u.Record("sec1", t0)
+	st := &fakeUsageStore{fail: true, touched: map[string]time.Time{}, counts: map[string]int64{}}
+	if err := u.Flush(context.Background(), st); err == nil {
+		t.Fatal("flush into a failing store succeeded")
+	}
+	u.Issued("a", t0)
+	st.fail = false
+	if err := u.Flush(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"a|2026-01-02T10:00:00Z": 3, "a|2026-01-02T11:00:00Z": 1, "b|2026-01-02T10:00:00Z": 1}
+	if len(st.counts) != len(want) {
+		t.Fatalf("counts %v, want %v", st.counts, want)
+	}
+	for k, n := range want {
+		if st.counts[k] != n {
+			t.Errorf("%s: %d tokens, want %d", k, st.counts[k], n)
+		}
+	}
+	if !st.touched["sec1"].Equal(t0) {
+		t.Errorf("secret last use lost: %v", st.touched)
+	}
+	// A flush with nothing new writes nothing.
+	if err := u.Flush(context.Background(), st); err != nil || st.counts["a|2026-01-02T10:00:00Z"] != 3 {
+		t.Fatalf("empty flush changed counts: %v %v", st.counts, err)
+	}
+}
+
+func BenchmarkUsageIssued(b *testing.B) {
+	u := NewUsageRecorder()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		u.Issued("client-1", now)
+	}
+}
