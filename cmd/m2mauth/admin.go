@@ -18,6 +18,7 @@ import (
 func adminCommands() []command {
 	return []command{
 		{"recover", "create a new admin client when admin access is lost (works on the database)", adminRecover},
+		{"console-link", "print a one-time sign-in link of the admin console (same as 'm2mauth console')", runConsole},
 	}
 }
 

@@ -73,6 +73,12 @@ type Handler struct {
 	revoker  revoker
 	access   accessChecker
 	db       pinger
+	links    linkMaker
+}
+
+// linkMaker makes one-time sign-in links of the console.
+type linkMaker interface {
+	NewLink(ctx context.Context, clientID string) (url string, expires time.Time, err error)
 }
 
 // HandlerConfig holds a Handler's dependencies.
@@ -94,12 +100,15 @@ type HandlerConfig struct {
 	Access accessChecker
 	// DB tells a failure of the database from other failures (503 vs 500).
 	DB pinger
+	// Links makes the console's one-time sign-in links (nil: the console
+	// is off).
+	Links linkMaker
 }
 
 // NewHandler returns a Handler.
 func NewHandler(c HandlerConfig) *Handler {
 	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime,
-		revoker: c.Revoker, access: c.Access, db: c.DB}
+		revoker: c.Revoker, access: c.Access, db: c.DB, links: c.Links}
 }
 
 func (h *Handler) beforeRead(ctx context.Context) {
@@ -144,6 +153,7 @@ func (h *Handler) Routes() []Route {
 		{"GET /admin/v1/trust-policies/{name}", h.getTrustPolicy},
 		{"PUT /admin/v1/trust-policies/{name}", h.putTrustPolicy},
 		{"DELETE /admin/v1/trust-policies/{name}", h.deleteTrustPolicy},
+		{"POST /admin/v1/console/links", h.createConsoleLink},
 	}
 }
 

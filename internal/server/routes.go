@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/console"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/oauth"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -67,6 +68,16 @@ func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
 	for _, r := range adm.Routes() {
 		table = append(table, route{r.Pattern, adm.Serve(r.Handle), admin.MaxBodyBytes, true})
 	}
+	// The console's pages, when it is on (--console=false: 404).
+	if s.console != nil {
+		for _, r := range s.console.Routes() {
+			limit := int64(0)
+			if strings.HasPrefix(r.Pattern, "POST ") {
+				limit = console.MaxBodyBytes
+			}
+			table = append(table, route{r.Pattern, r.Handler, limit, true})
+		}
+	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{} // path → methods, for 405 answers
 	var paths []string
@@ -86,6 +97,11 @@ func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
 	// A method-less pattern per path answers other methods with a JSON 405
 	// (without it the "/" fallback would answer 404).
 	for _, path := range paths {
+		if strings.HasPrefix(path, console.Prefix) {
+			// The console's paths overlap ("/console/apis/new" and
+			// "/console/apis"): another method there is simply not found.
+			continue
+		}
 		mux.Handle(path, methodNotAllowed(allowed[path]))
 	}
 	return s.middleware(mux)
@@ -102,6 +118,10 @@ func methodNotAllowed(methods []string) http.Handler {
 			admin.WriteProblem(w, http.StatusMethodNotAllowed, "allowed: "+allow)
 			return
 		}
+		if isConsolePath(r) {
+			console.WriteError(w, http.StatusMethodNotAllowed, "This page does not accept that method.")
+			return
+		}
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed", "error_description": "allowed: " + allow})
 	})
 }
@@ -111,6 +131,13 @@ func methodNotAllowed(methods []string) http.Handler {
 func isAdminPath(r *http.Request) bool {
 	p := path.Clean(r.URL.Path)
 	return p == "/admin" || strings.HasPrefix(p, "/admin/")
+}
+
+// isConsolePath reports whether r is for the console, whose errors are
+// pages.
+func isConsolePath(r *http.Request) bool {
+	p := path.Clean(r.URL.Path)
+	return p == "/console" || strings.HasPrefix(p, "/console/")
 }
 
 // limitBody caps the request body; reads beyond it fail with
@@ -125,6 +152,10 @@ func limitBody(n int64, h http.Handler) http.Handler {
 func notFound(w http.ResponseWriter, r *http.Request) {
 	if isAdminPath(r) {
 		admin.WriteProblem(w, http.StatusNotFound, "no such endpoint")
+		return
+	}
+	if isConsolePath(r) {
+		console.WriteError(w, http.StatusNotFound, "There is no such page.")
 		return
 	}
 	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint"})

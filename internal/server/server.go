@@ -23,6 +23,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/clientcache"
 	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/console"
 	"github.com/m2mauth/m2mauth/internal/denylist"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/issuer"
@@ -56,6 +57,8 @@ type Server struct {
 	// resolveEnv).
 	env     *env.Env
 	usage   *oauth.UsageRecorder
+	// console serves the admin console (nil when switched off).
+	console *console.Console
 	handler http.Handler
 	// authMethods are the client authentication methods the server
 	// supports (from the registry), for discovery.
@@ -83,6 +86,8 @@ const (
 	// Expired refresh tokens are deleted this often.
 	refreshCleanupInterval = 5 * time.Minute
 	clientCacheTTL         = 30 * time.Second
+	// Hourly token counts are kept this long (the console shows a day).
+	usageRetention = 8 * 24 * time.Hour
 	// The client id filter is rebuilt larger when it grows past its size.
 	clientIDsCheckInterval = time.Minute
 	clientCacheMax         = 100_000
@@ -300,18 +305,31 @@ func (s *Server) init(ctx context.Context) error {
 	introspection := oauth.NewIntrospection(tokens)
 	s.authMethods, s.authAlgs = tokens.AuthMethods(), tokens.AuthSigningAlgs()
 	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Usage: s.usage, Log: s.log}
+	adminLogin := eps.TokenFor("admin", s.cfg.AdminAudience())
+	adminCfg := admin.HandlerConfig{
+		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
+		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
+		Access: introspection, DB: s.store,
+	}
+	if s.cfg.Console {
+		s.console, err = console.New(console.Config{
+			Service: mgmt, Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
+			SignIn: adminLogin, Flush: s.flushUsage, Idle: s.cfg.ConsoleIdle, MaxAge: s.cfg.ConsoleMaxAge,
+			Log: s.log, Now: s.now,
+		})
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		adminCfg.Links = s.console
+	}
 	s.handler = s.routes(surfaces{
 		standard:   eps.Token(surface.Standard, oauth.StandardCodec{}),
-		adminLogin: eps.TokenFor("admin", s.cfg.AdminAudience()),
+		adminLogin: adminLogin,
 		introspect: eps.Introspect(introspection),
 		revoke:     eps.Revoke(introspection),
 		machine:    eps.Token(surface.Machine, surface.MachineCodec{}),
 		atm:        eps.Token(surface.ATM, surface.ATMCodec{}),
-	}, admin.NewHandler(admin.HandlerConfig{
-		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
-		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
-		Access: introspection, DB: s.store,
-	}))
+	}, admin.NewHandler(adminCfg))
 	s.startBackground()
 	return nil
 }
@@ -515,6 +533,15 @@ func (s *Server) collectGarbage(ctx context.Context) {
 		s.log.Warn("delete expired refresh tokens", "error", err)
 	} else if n > 0 {
 		s.log.Info("deleted expired refresh tokens", "count", n)
+	}
+	if _, err := s.store.DeleteTokenUsage(ctx, now.Add(-usageRetention)); err != nil && ctx.Err() == nil {
+		s.log.Warn("delete old token usage", "error", err)
+	}
+	if _, err := s.store.DeleteExpiredConsoleSessions(ctx, now, s.cfg.ConsoleIdle); err != nil && ctx.Err() == nil {
+		s.log.Warn("delete expired console sessions", "error", err)
+	}
+	if _, err := s.store.DeleteExpiredConsoleLinks(ctx, now); err != nil && ctx.Err() == nil {
+		s.log.Warn("delete expired console sign-in links", "error", err)
 	}
 }
 

@@ -271,6 +271,10 @@ func checkEnvelope(t *testing.T, what, surface string, status int, h http.Header
 		if ct != "application/problem+json" || json.Unmarshal(body, &p) != nil || p.Status != status || p.Title == "" {
 			t.Errorf("%s: %d not a problem+json: %s %s", what, status, ct, body)
 		}
+	case "console": // an HTML page
+		if !strings.HasPrefix(ct, "text/html") || !bytes.Contains(body, []byte("<html")) {
+			t.Errorf("%s: %d not a console page: %s %s", what, status, ct, body)
+		}
 	default:
 		t.Fatalf("unknown surface %q", surface)
 	}
@@ -285,6 +289,8 @@ func routeSurface(path string) string {
 		return "admin"
 	case path == "/v1/oauth/token/machine":
 		return "machine"
+	case path == "/console" || strings.HasPrefix(path, "/console/"), path == "/":
+		return "console"
 	}
 	return "standard"
 }
@@ -296,6 +302,7 @@ func routeSurface(path string) string {
 var bodyIgnored = []string{
 	"POST /admin/v1/clients/{id}/revoke-tokens",
 	"POST /admin/v1/keys/{kid}/revoke",
+	"POST /admin/v1/console/links",
 }
 
 var wildcard = regexp.MustCompile(`\{[^}]*\}`)

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/m2mauth/m2mauth/internal/admin"
+)
+
+// runConsole prints a one-time sign-in link of the admin console, made for
+// the admin client the command connects as.
+func runConsole(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	var out output
+	f := newFlags(e, "console", "", "Prints a one-time link that signs you in to the admin console (as the admin client\n"+
+		"this command connects as). Open it in a browser within a few minutes; it works once.")
+	conn.register(f)
+	out.register(f)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
+	if err != nil {
+		return err
+	}
+	var res admin.ConsoleLinkResponse
+	if err := ac.do(ctx, http.MethodPost, "/admin/v1/console/links", nil, &res); err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(e.stdout, res)
+	}
+	fmt.Fprintln(e.stdout, res.URL)
+	fmt.Fprintf(e.stderr, "Open this link in a browser to sign in to the console. It works once, until %s.\n", res.ExpiresAt.Local().Format("15:04:05"))
+	return nil
+}

@@ -1,0 +1,29 @@
+package admin
+
+import (
+	"net/http"
+	"time"
+)
+
+// ConsoleLinkResponse is a one-time sign-in link of the console.
+type ConsoleLinkResponse struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// createConsoleLink makes a link that signs its opener in to the console
+// as the calling admin client, once, for a few minutes. The link is a
+// credential: it is in the answer only, never in the log.
+func (h *Handler) createConsoleLink(w http.ResponseWriter, r *http.Request) error {
+	if h.links == nil {
+		return &requestError{http.StatusNotFound, "the console is switched off on this server (serve --console=false)"}
+	}
+	caller := CallerFromContext(r.Context())
+	url, exp, err := h.links.NewLink(r.Context(), caller)
+	if err != nil {
+		return err
+	}
+	h.log.InfoContext(r.Context(), "console sign-in link created", "client_id", caller, "expires_at", exp)
+	writeJSON(w, http.StatusCreated, "application/json", ConsoleLinkResponse{URL: url, ExpiresAt: exp})
+	return nil
+}

@@ -1,0 +1,165 @@
+package console
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// view is what every page template gets.
+type view struct {
+	Title   string
+	Section string // the navigation entry to highlight
+	Caller  string // the signed-in admin client ("" on public pages)
+	CSRF    string
+	// Flash is a success message, Alert an error message, shown on top.
+	Flash, Alert string
+	// Errors are messages by form field; Form the values to refill.
+	Errors map[string]string
+	Form   url.Values
+	Data   any
+}
+
+// Field returns a submitted value to refill a form with.
+func (v *view) Field(name string) string { return v.Form.Get(name) }
+
+// Values returns every submitted value of a field.
+func (v *view) Values(name string) []string { return v.Form[name] }
+
+// Checked reports whether a checkbox field holds value.
+func (v *view) Checked(name, value string) bool { return slices.Contains(v.Form[name], value) }
+
+// Err returns the error of a field ("" if none).
+func (v *view) Err(name string) string { return v.Errors[name] }
+
+// for a signed-in page: the caller and the CSRF token.
+func (v *view) signedIn(s *session) *view {
+	if s != nil {
+		v.Caller, v.CSRF = s.clientID, s.csrf
+	}
+	return v
+}
+
+// show renders a signed-in page.
+func (c *Console) show(w http.ResponseWriter, r *http.Request, s *session, status int, page string, v *view) error {
+	c.render(w, r, status, page, v.signedIn(s))
+	return nil
+}
+
+// render executes a page into a buffer first, so that a template failure
+// becomes a clean 500 instead of half a page.
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, page string, v *view) {
+	t, ok := c.pages[page]
+	if !ok {
+		c.log.ErrorContext(r.Context(), "console: no such template", "page", page)
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	}
+	if v.Flash == "" {
+		v.Flash = doneText[r.URL.Query().Get("done")]
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
+		c.log.ErrorContext(r.Context(), "console: render", "page", page, "error", err)
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// done redirects after a successful POST (POST-redirect-GET) to path,
+// which shows the success message of code.
+func done(w http.ResponseWriter, r *http.Request, path, code string) error {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	http.Redirect(w, r, path+sep+"done="+url.QueryEscape(code), http.StatusSeeOther)
+	return nil
+}
+
+// doneText are the success messages, by code (the page never shows text
+// from the query).
+var doneText = map[string]string{
+	"api-created":     "The API was created.",
+	"api-updated":     "The API was saved.",
+	"api-deleted":     "The API was deleted.",
+	"app-updated":     "The application was saved.",
+	"app-deleted":     "The application was deleted.",
+	"app-disabled":    "The application was disabled: it can no longer get tokens, and the tokens it holds were revoked.",
+	"app-enabled":     "The application was enabled.",
+	"tokens-revoked":  "Every token the application held was revoked.",
+	"secret-revoked":  "The secret was revoked.",
+	"key-rotated":     "A new signing key was scheduled.",
+	"key-revoked":     "The signing key was revoked.",
+	"token-revoked":   "The token was revoked.",
+	"token-not-live":  "That token was not live (expired, already revoked, or not issued by this server): nothing to revoke.",
+	"nothing-changed": "Nothing changed.",
+}
+
+// pathEscape escapes a value for one path segment (an API identifier's
+// slashes become %2F).
+func pathEscape(s string) string { return url.PathEscape(s) }
+
+func funcs(now func() time.Time) template.FuncMap {
+	return template.FuncMap{
+		"pathEscape": pathEscape,
+		"join":       strings.Join,
+		"when":       func(t time.Time) string { return when(t) },
+		"ago":        func(t time.Time) string { return relative(t, now()) },
+		"seconds":    func(d time.Duration) int64 { return int64(d / time.Second) },
+		"duration":   humanDuration,
+		"contains":   func(list []string, s string) bool { return slices.Contains(list, s) },
+		"add":        func(a, b int) int { return a + b },
+	}
+}
+
+// when formats an instant for people ("" for the zero time).
+func when(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// relative says how far t is from now: "3 minutes ago", "in 2 days".
+func relative(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := t.Sub(now)
+	if d > -time.Minute && d < time.Minute {
+		return "just now"
+	}
+	if d < 0 {
+		return humanDuration(-d) + " ago"
+	}
+	return "in " + humanDuration(d)
+}
+
+// humanDuration rounds a duration to its largest unit: "3 minutes",
+// "2 days".
+func humanDuration(d time.Duration) string {
+	unit := func(n int64, name string) string {
+		if n == 1 {
+			return "1 " + name
+		}
+		return fmt.Sprintf("%d %ss", n, name)
+	}
+	switch {
+	case d < time.Minute:
+		return unit(int64(d/time.Second), "second")
+	case d < time.Hour:
+		return unit(int64(d/time.Minute), "minute")
+	case d < 48*time.Hour:
+		return unit(int64(d/time.Hour), "hour")
+	}
+	return unit(int64(d/(24*time.Hour)), "day")
+}
