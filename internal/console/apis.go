@@ -31,4 +31,3 @@ func (c *Console) apiDeleteConfirm(w http.ResponseWriter, r *http.Request, s *se
 func (c *Console) apiDelete(w http.ResponseWriter, r *http.Request, s *session) error {
 	return &pageError{http.StatusNotImplemented, "not built yet"}
 }
-

@@ -55,4 +55,3 @@ func (c *Console) appDeleteConfirm(w http.ResponseWriter, r *http.Request, s *se
 func (c *Console) appDelete(w http.ResponseWriter, r *http.Request, s *session) error {
 	return &pageError{http.StatusNotImplemented, "not built yet"}
 }
-

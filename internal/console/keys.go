@@ -19,4 +19,3 @@ func (c *Console) keyRevokeConfirm(w http.ResponseWriter, r *http.Request, s *se
 func (c *Console) keyRevoke(w http.ResponseWriter, r *http.Request, s *session) error {
 	return &pageError{http.StatusNotImplemented, "not built yet"}
 }
-

@@ -7,4 +7,3 @@ import "net/http"
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) error {
 	return &pageError{http.StatusNotImplemented, "not built yet"}
 }
-

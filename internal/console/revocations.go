@@ -11,4 +11,3 @@ func (c *Console) revocationList(w http.ResponseWriter, r *http.Request, s *sess
 func (c *Console) revocationAdd(w http.ResponseWriter, r *http.Request, s *session) error {
 	return &pageError{http.StatusNotImplemented, "not built yet"}
 }
-

@@ -11,4 +11,3 @@ func (c *Console) testerPage(w http.ResponseWriter, r *http.Request, s *session)
 func (c *Console) testerCheck(w http.ResponseWriter, r *http.Request, s *session) error {
 	return &pageError{http.StatusNotImplemented, "not built yet"}
 }
-

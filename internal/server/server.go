@@ -55,8 +55,8 @@ type Server struct {
 	assertions *oauth.AssertionAuth
 	// env is the one environment every request is served in (see
 	// resolveEnv).
-	env     *env.Env
-	usage   *oauth.UsageRecorder
+	env   *env.Env
+	usage *oauth.UsageRecorder
 	// console serves the admin console (nil when switched off).
 	console *console.Console
 	handler http.Handler
