@@ -264,6 +264,21 @@ type ConsoleSession struct {
 	ExpiresAt  time.Time // absolute expiry
 }
 
+// Counts are the sizes of a deployment's registries.
+type Counts struct {
+	APIs            int // not counting the built-in admin API
+	Clients         int
+	DisabledClients int
+}
+
+// SecretExpiry is a client whose secrets all expire: the last one at
+// ExpiresAt.
+type SecretExpiry struct {
+	ClientID   string
+	ClientName string
+	ExpiresAt  time.Time
+}
+
 // UsageCount is how many access tokens a client was issued in one hour.
 type UsageCount struct {
 	ClientID string
@@ -379,6 +394,12 @@ type Store interface {
 	TokenUsage(ctx context.Context, since time.Time) ([]UsageCount, error)
 	// DeleteTokenUsage removes totals of hours starting before t.
 	DeleteTokenUsage(ctx context.Context, before time.Time) (int, error)
+
+	// Counts counts APIs and clients.
+	Counts(ctx context.Context) (Counts, error)
+	// ExpiringSecrets returns clients whose every secret expires, the last
+	// one after from and at or before to: soonest first, at most limit.
+	ExpiringSecrets(ctx context.Context, from, to time.Time, limit int) ([]SecretExpiry, error)
 
 	// CreateConsoleSession stores a new console session.
 	CreateConsoleSession(ctx context.Context, s ConsoleSession) error

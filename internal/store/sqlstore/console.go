@@ -124,3 +124,37 @@ func (s *Store) deleteWhere(ctx context.Context, op, query string, args ...any) 
 	n, err := res.RowsAffected()
 	return int(n), s.mapErr(op, err)
 }
+
+// Counts implements store.Store.
+func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
+	var c store.Counts
+	err := s.db.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM apis WHERE builtin IS NULL OR builtin = ''),
+		(SELECT COUNT(*) FROM clients),
+		(SELECT COUNT(*) FROM clients WHERE disabled)`).Scan(&c.APIs, &c.Clients, &c.DisabledClients)
+	return c, s.mapErr("counts", err)
+}
+
+// ExpiringSecrets implements store.Store. The index on expires_at makes
+// the cost that of the secrets in the window, not of every client.
+func (s *Store) ExpiringSecrets(ctx context.Context, from, to time.Time, limit int) ([]store.SecretExpiry, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT s.client_id, c.name, MAX(s.expires_at) FROM client_secrets s JOIN clients c ON c.id = s.client_id
+		WHERE s.expires_at > $1 AND s.expires_at <= $2
+		AND NOT EXISTS (SELECT 1 FROM client_secrets o WHERE o.client_id = s.client_id AND (o.expires_at = 0 OR o.expires_at > $2))
+		GROUP BY s.client_id, c.name ORDER BY 3, 1 LIMIT $3`, micros(from), micros(to), limit)
+	if err != nil {
+		return nil, s.mapErr("expiring secrets", err)
+	}
+	defer rows.Close()
+	var out []store.SecretExpiry
+	for rows.Next() {
+		var e store.SecretExpiry
+		var exp int64
+		if err := rows.Scan(&e.ClientID, &e.ClientName, &exp); err != nil {
+			return nil, s.mapErr("expiring secrets", err)
+		}
+		e.ExpiresAt = fromMicros(exp)
+		out = append(out, e)
+	}
+	return out, s.mapErr("expiring secrets", rows.Err())
+}

@@ -40,6 +40,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"TokenUsage", testTokenUsage},
 		{"ConsoleSessions", testConsoleSessions},
 		{"ConsoleLinks", testConsoleLinks},
+		{"CountsAndExpiringSecrets", testCountsAndExpiringSecrets},
 		{"DeleteAPIInUse", testDeleteAPIInUse},
 		{"SigningKeys", testSigningKeys},
 		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
@@ -1256,5 +1257,54 @@ func testConsoleLinks(t *testing.T, open func() store.Store) {
 	}
 	if n, err := s.DeleteExpiredConsoleLinks(ctx, t0.Add(2*time.Minute)); n != 1 || err != nil {
 		t.Fatalf("gc: %d %v", n, err)
+	}
+}
+
+func testCountsAndExpiringSecrets(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	if err := s.CreateAPI(ctx, api("https://a.example", "r")); err != nil {
+		t.Fatal(err)
+	}
+	// client(id) has one secret expiring at t0+1h.
+	soon := client("soon")
+	later := client("later")
+	later.Secrets[0].ExpiresAt = t0.Add(40 * 24 * time.Hour)
+	never := client("never")
+	never.Secrets[0].ExpiresAt = time.Time{}
+	// Rotated: the old secret expires soon, the new one never: not listed.
+	rotated := client("rotated")
+	rotated.Secrets = append(rotated.Secrets, store.Secret{ID: "sec_rotated2", Hash: "hmac-sha256$def", Hint: "m2ms_cd", CreatedAt: t0})
+	// Two secrets both expiring in the window: listed once, at the later.
+	two := client("two")
+	two.Secrets = append(two.Secrets, store.Secret{ID: "sec_two2", Hash: "hmac-sha256$ghi", Hint: "m2ms_ef", CreatedAt: t0, ExpiresAt: t0.Add(3 * time.Hour)})
+	expired := client("expired")
+	expired.Secrets[0].ExpiresAt = t0.Add(-time.Hour)
+	expired.Disabled = true
+	for _, c := range []store.Client{soon, later, never, rotated, two, expired} {
+		if err := s.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts != (store.Counts{APIs: 1, Clients: 6, DisabledClients: 1}) {
+		t.Errorf("counts %+v", counts)
+	}
+	got, err := s.ExpiringSecrets(ctx, t0, t0.Add(30*24*time.Hour), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.SecretExpiry{
+		{ClientID: "soon", ClientName: "client soon", ExpiresAt: t0.Add(time.Hour)},
+		{ClientID: "two", ClientName: "client two", ExpiresAt: t0.Add(3 * time.Hour)},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("expiring (-want +got):\n%s", diff)
+	}
+	if got, _ := s.ExpiringSecrets(ctx, t0.Add(-2*time.Hour), t0.Add(30*24*time.Hour), 1); len(got) != 1 || got[0].ClientID != "expired" {
+		t.Fatalf("with the recently expired, limit 1: %+v", got)
 	}
 }

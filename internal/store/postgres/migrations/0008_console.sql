@@ -26,3 +26,6 @@ CREATE TABLE console_links (
     client_id  TEXT NOT NULL,
     expires_at BIGINT NOT NULL
 );
+
+-- The console's overview lists clients whose secrets are about to expire.
+CREATE INDEX client_secrets_expires ON client_secrets (expires_at);
