@@ -184,6 +184,8 @@ federated client has no secret (unless --accept-secrets): only its client_id is 
 	var introspect string
 	f.StringVar(&introspect, "introspect", "", `let this client introspect tokens for these APIs (space-separated; "*": all)`)
 	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=…" and, if it has a secret, "export M2MAUTH_CLIENT_SECRET=…" for eval in a shell`)
+	var secretLife time.Duration
+	f.DurationVar(&secretLife, "secret-lifetime", 0, "the secret expires after this long, e.g. 2160h for 90 days (default: never)")
 	auth.register(f, false)
 	conn.register(f)
 	out.register(f)
@@ -201,6 +203,7 @@ federated client has no secret (unless --accept-secrets): only its client_id is 
 	}
 	in.Grants = append(in.Grants, grants...)
 	in.TokenLifetimeSeconds = int64(life / time.Second)
+	in.SecretLifetimeSeconds = int64(secretLife / time.Second)
 	in.Introspect = strings.Fields(introspect)
 	ac, err := conn.connect(ctx)
 	if err != nil {
@@ -502,6 +505,8 @@ func clientRotateSecret(ctx context.Context, e *env, args []string) error {
 	var ifMatch string
 	f := newFlags(e, "client rotate-secret", "CLIENT_ID", "Creates a new secret and prints it (shown only this once). The previous secret keeps\nworking for --grace, then stops; 0 stops it at once. A client has at most two live\nsecrets: while one is in its grace period, rotating again is refused.")
 	f.DurationVar(&grace, "grace", admin.DefaultGrace, "how long the previous secret keeps working")
+	var secretLife time.Duration
+	f.DurationVar(&secretLife, "secret-lifetime", 0, "the new secret expires after this long, e.g. 2160h for 90 days (default: never)")
 	f.StringVar(&ifMatch, "if-match", "", "only rotate if the client's ETag is still this")
 	conn.register(f)
 	out.register(f)
@@ -527,7 +532,7 @@ func clientRotateSecret(ctx context.Context, e *env, args []string) error {
 		ifMatch = admin.ETag(c.Version)
 	}
 	if err := ac.doIfMatch(ctx, http.MethodPost, "/admin/v1/clients/"+url.PathEscape(pos[0])+"/secrets", ifMatch,
-		admin.RotateRequest{GraceSeconds: &secs}, &c); err != nil {
+		admin.RotateRequest{GraceSeconds: &secs, SecretLifetimeSeconds: int64(secretLife / time.Second)}, &c); err != nil {
 		return err
 	}
 	if out.json {

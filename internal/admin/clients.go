@@ -48,6 +48,24 @@ type ClientInput struct {
 	AcceptSecrets               bool                     `json:"accept_secrets"`
 	AcceptTokenEndpointAudience bool                     `json:"accept_token_endpoint_audience"`
 	Federation                  []FederatedIdentityInput `json:"federation,omitempty"`
+	// SecretLifetimeSeconds makes the secret created with the client
+	// expire after that long (0: never); rotations set their own.
+	SecretLifetimeSeconds int64 `json:"secret_lifetime_seconds,omitempty"`
+}
+
+// Bounds of a secret's lifetime (when it has one).
+const (
+	MinSecretLifetime = time.Hour
+	MaxSecretLifetime = 3 * 366 * 24 * time.Hour
+)
+
+// checkSecretLifetime validates a secret lifetime in seconds (0: never
+// expires).
+func checkSecretLifetime(v *ValidationError, seconds int64) {
+	if seconds != 0 && (seconds < int64(MinSecretLifetime/time.Second) || seconds > int64(MaxSecretLifetime/time.Second)) {
+		v.add("secret_lifetime_seconds", "must be 0 (never expires) or between %d (1 hour) and %d (3 years) seconds",
+			int64(MinSecretLifetime/time.Second), int64(MaxSecretLifetime/time.Second))
+	}
 }
 
 // ClientPatch changes the fields it sets (RFC 7396 merge patch; the HTTP
@@ -191,6 +209,10 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		return store.Client{}, "", err
 	}
 	checkLifetime(&v, "token_lifetime_seconds", in.TokenLifetimeSeconds)
+	checkSecretLifetime(&v, in.SecretLifetimeSeconds)
+	if in.SecretLifetimeSeconds != 0 && !withSecret {
+		v.add("secret_lifetime_seconds", "a %s client has no secret", in.TokenEndpointAuthMethod)
+	}
 	if err := s.checkIntrospect(ctx, &v, in.Introspect); err != nil {
 		return store.Client{}, "", err
 	}
@@ -211,7 +233,7 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	if plain != "" {
-		c.Secrets = append(c.Secrets, s.newSecret(plain, now))
+		c.Secrets = append(c.Secrets, s.newSecret(plain, now, time.Duration(in.SecretLifetimeSeconds)*time.Second))
 	}
 	validateClient(&v, &c)
 	validateClientAuth(&v, &c, now)
@@ -225,8 +247,14 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 	return c, plain, nil
 }
 
-func (s *Service) newSecret(plain string, now time.Time) store.Secret {
-	return store.Secret{ID: secret.NewID("sec_"), Hash: s.hasher.Hash(plain), Hint: secret.Hint(plain), CreatedAt: now}
+// newSecret is the stored form of a new secret, expiring after lifetime
+// (0: never).
+func (s *Service) newSecret(plain string, now time.Time, lifetime time.Duration) store.Secret {
+	sec := store.Secret{ID: secret.NewID("sec_"), Hash: s.hasher.Hash(plain), Hint: secret.Hint(plain), CreatedAt: now}
+	if lifetime > 0 {
+		sec.ExpiresAt = now.Add(lifetime)
+	}
+	return sec
 }
 
 // GetClient returns one client.
@@ -437,9 +465,17 @@ func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Clie
 // rotations that read the same version, exactly one wins whatever the
 // grace, and no caller is handed a secret that a concurrent rotation
 // killed at once. Secrets that no longer authenticate are pruned.
-func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace time.Duration) (store.Client, store.Secret, string, error) {
+func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace, lifetime time.Duration) (store.Client, store.Secret, string, error) {
+	var v ValidationError
 	if grace < 0 || grace > 90*24*time.Hour {
-		return store.Client{}, store.Secret{}, "", &ValidationError{Fields: []FieldError{{"grace_seconds", "must be between 0 and 90 days"}}}
+		v.add("grace_seconds", "must be between 0 and 90 days")
+	}
+	checkSecretLifetime(&v, int64(lifetime/time.Second))
+	if lifetime > 0 && lifetime <= grace {
+		v.add("secret_lifetime_seconds", "must be longer than the grace period, or the new secret would expire before the old one")
+	}
+	if err := v.err(); err != nil {
+		return store.Client{}, store.Secret{}, "", err
 	}
 	guarded := ifMatch == ""
 	if guarded {
@@ -496,7 +532,7 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace ti
 				kept[i].ExpiresAt = expire
 			}
 		}
-		added = s.newSecret(plain, now)
+		added = s.newSecret(plain, now, lifetime)
 		c.Secrets = append(kept, added)
 		c.UpdatedAt = now
 		return nil
@@ -589,7 +625,7 @@ func (s *Service) Bootstrap(ctx context.Context, issuer, adminAudience string, p
 	c := store.Client{
 		ID: secret.NewID(secret.ClientIDPrefix), Name: "bootstrap admin", Description: "created on first start; manages this server",
 		DefaultAudience: adminAudience, Grants: []store.Grant{{Audience: adminAudience, Scopes: []string{AdminScope}}},
-		Secrets: []store.Secret{s.newSecret(plain, now)},
+		Secrets: []store.Secret{s.newSecret(plain, now, 0)},
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	if prepare != nil {

@@ -82,6 +82,9 @@ func (h *Handler) putClient(w http.ResponseWriter, r *http.Request) error {
 	if in.ClientSecret != "" {
 		v.add("client_secret", "cannot be set here; rotate the secret instead")
 	}
+	if in.SecretLifetimeSeconds != 0 {
+		v.add("secret_lifetime_seconds", "applies to a new secret: rotate the secret with it instead")
+	}
 	if err := v.err(); err != nil {
 		return err
 	}
@@ -113,6 +116,9 @@ type RotateRequest struct {
 	// GraceSeconds is how long the previous secret keeps working; absent
 	// means the default (24 h), 0 means it stops at once.
 	GraceSeconds *int64 `json:"grace_seconds"`
+	// SecretLifetimeSeconds makes the new secret expire after that long
+	// (absent or 0: never).
+	SecretLifetimeSeconds int64 `json:"secret_lifetime_seconds,omitempty"`
 }
 
 func (h *Handler) rotateSecret(w http.ResponseWriter, r *http.Request) error {
@@ -127,7 +133,7 @@ func (h *Handler) rotateSecret(w http.ResponseWriter, r *http.Request) error {
 		}
 		grace = time.Duration(*in.GraceSeconds) * time.Second
 	}
-	c, added, plain, err := h.svc.RotateSecret(r.Context(), r.PathValue("id"), r.Header.Get("If-Match"), grace)
+	c, added, plain, err := h.svc.RotateSecret(r.Context(), r.PathValue("id"), r.Header.Get("If-Match"), grace, time.Duration(in.SecretLifetimeSeconds)*time.Second)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // view is what every page template gets.
@@ -163,3 +166,5 @@ func humanDuration(d time.Duration) string {
 	}
 	return unit(int64(d/(24*time.Hour)), "day")
 }
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

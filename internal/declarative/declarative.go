@@ -309,6 +309,9 @@ func Plan(f File, s State, prune bool) ([]Change, error) {
 			plan = append(plan, Change{Op: "create", Kind: "client", Key: spec.ClientID, Client: &want, Spec: spec})
 			continue
 		}
+		// A secret's lifetime applies when the secret is made (on
+		// creation); an existing client's secrets are rotated instead.
+		want.SecretLifetimeSeconds = 0
 		if isAdminClient(cur, builtin) {
 			errs = append(errs, fmt.Errorf("client %s holds a grant for the built-in admin API: manage it with the CLI, not the file", spec.ClientID))
 			continue

@@ -376,3 +376,54 @@ func TestPagination(t *testing.T) {
 		}
 	}
 }
+
+// A secret may be given a lifetime, on creation or on rotation: it stops
+// authenticating when it ends.
+func TestSecretLifetime(t *testing.T) {
+	clock := newFakeClock()
+	ts := startServerClock(t, testConfig(t), clock.Now)
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	grants := []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}
+	id, sec := ts.createClient(admin.ClientInput{Grants: grants, DefaultAudience: ordersAPI, SecretLifetimeSeconds: 2 * 3600})
+	c, etag := ts.client(id)
+	if got := c.Secrets[0].ExpiresAt; got == nil || !got.Equal(clock.Now().Add(2*time.Hour)) {
+		t.Fatalf("secret expires at %v, want %v", got, clock.Now().Add(2*time.Hour))
+	}
+	if st, _ := ts.tokenStatus(id, sec, url.Values{}); st != http.StatusOK {
+		t.Fatalf("fresh secret: %d", st)
+	}
+	// A rotation gives the new secret its own lifetime, longer than the
+	// grace.
+	for _, body := range []string{`{"grace_seconds":3600,"secret_lifetime_seconds":3600}`, `{"secret_lifetime_seconds":59}`} {
+		if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients/"+id+"/secrets", body, "If-Match", etag); resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "secret_lifetime_seconds") {
+			t.Fatalf("rotate %s: %d %s", body, resp.StatusCode, b)
+		}
+	}
+	resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients/"+id+"/secrets", `{"grace_seconds":0,"secret_lifetime_seconds":7200}`, "If-Match", etag)
+	var rotated admin.ClientResource
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &rotated) != nil {
+		t.Fatalf("rotate: %d %s", resp.StatusCode, b)
+	}
+	clock.Advance(2*time.Hour - time.Second)
+	ts.login()
+	if st, _ := ts.tokenStatus(id, rotated.ClientSecret, url.Values{}); st != http.StatusOK {
+		t.Fatalf("rotated secret before its end: %d", st)
+	}
+	clock.Advance(time.Second)
+	if st, _ := ts.tokenStatus(id, rotated.ClientSecret, url.Values{}); st != http.StatusUnauthorized {
+		t.Fatalf("rotated secret at its end: %d, want 401", st)
+	}
+	// Out-of-range lifetimes, and a lifetime where it cannot apply.
+	for _, in := range []string{
+		`{"name":"x","secret_lifetime_seconds":10}`,
+		`{"name":"x","secret_lifetime_seconds":999999999}`,
+		`{"name":"x","token_endpoint_auth_method":"private_key_jwt","jwks_uri":"https://keys.example.com/jwks.json","secret_lifetime_seconds":7200}`,
+	} {
+		if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients", in); resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "secret_lifetime_seconds") {
+			t.Errorf("create %s: %d %s", in, resp.StatusCode, b)
+		}
+	}
+	if resp, b := ts.adminDo(http.MethodPut, "/admin/v1/clients/"+id, `{"name":"x","grants":[],"secret_lifetime_seconds":7200}`); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("PUT with a secret lifetime: %d %s", resp.StatusCode, b)
+	}
+}
