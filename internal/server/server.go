@@ -930,6 +930,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- hs.Serve(ln) }()
 	s.log.Info("m2mauth serving", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer,
 		"discovery", s.cfg.Issuer+"/.well-known/openid-configuration", "database", s.databaseName())
+	if s.console != nil {
+		s.log.Info("admin console at "+s.cfg.Issuer+console.Prefix+": sign in with the link `m2mauth console` prints, or with the client_id and client_secret of an admin client (the bootstrap admin's are in admin.json)",
+			"console", s.cfg.Issuer+console.Prefix)
+	}
 	select {
 	case err := <-errc:
 		s.Close()
