@@ -59,13 +59,14 @@ type usageStore interface {
 // flush (newer times win; counts add up), so nothing is lost or counted
 // twice.
 func (u *UsageRecorder) Flush(ctx context.Context, st usageStore) error {
+	var batch map[string]time.Time
+	var issued map[usageKey]int64
 	u.mu.Lock()
-	batch, issued := u.pending, u.issued
-	if len(batch) > 0 {
-		u.pending = map[string]time.Time{}
+	if len(u.pending) > 0 {
+		batch, u.pending = u.pending, map[string]time.Time{}
 	}
-	if len(issued) > 0 {
-		u.issued = make(map[usageKey]int64, len(issued))
+	if len(u.issued) > 0 {
+		issued, u.issued = u.issued, make(map[usageKey]int64, len(u.issued))
 	}
 	u.mu.Unlock()
 	var errs []error
