@@ -23,11 +23,15 @@ var (
 // API is a resource server that tokens are issued for. Its Identifier is the
 // value of the token's aud claim.
 type API struct {
-	ID            string
-	Identifier    string
-	Name          string
-	Scopes        []string
-	TokenLifetime time.Duration // 0: the server default
+	ID         string
+	Identifier string
+	Name       string
+	Scopes     []string
+	// ScopeDescriptions maps some of Scopes to a human-readable
+	// description. Never nil when read; a scope the API stops defining
+	// loses its description with it (UpdateAPI drops it).
+	ScopeDescriptions map[string]string
+	TokenLifetime     time.Duration // 0: the server default
 	// Discoverable APIs have their scopes listed in the discovery
 	// documents' scopes_supported.
 	Discoverable bool
@@ -290,6 +294,7 @@ type UsageCount struct {
 // project because the backend is chosen at run time.
 type Store interface {
 	// CreateAPI stores a new API. ErrConflict if the identifier is taken.
+	// Descriptions of scopes the API does not define are not stored.
 	CreateAPI(ctx context.Context, api API) error
 	// GetAPI returns the API with this identifier.
 	GetAPI(ctx context.Context, identifier string) (API, error)
@@ -300,7 +305,8 @@ type Store interface {
 	// to abort. The identifier cannot change. Scopes removed from the API
 	// are removed from every grant, and every client whose grant loses one
 	// has its tokens revoked: TokensRevokedBefore moves up to revokeBefore
-	// (never back) and its refresh tokens are revoked at that instant.
+	// (never back) and its refresh tokens are revoked at that instant. The
+	// descriptions of scopes the API no longer defines are dropped.
 	UpdateAPI(ctx context.Context, identifier string, revokeBefore time.Time, fn func(*API) error) (API, error)
 	// DeleteAPI removes an API. ErrConflict when it is built in, or while
 	// a client holds a grant for it unless force, which removes the grants

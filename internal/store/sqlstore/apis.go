@@ -3,24 +3,46 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/store"
 )
 
-const apiColumns = `id, identifier, name, scopes, token_lifetime_ms, discoverable, COALESCE(builtin, ''), version, created_at, updated_at`
+const apiColumns = `id, identifier, name, scopes, scope_descriptions, token_lifetime_ms, discoverable, COALESCE(builtin, ''), version, created_at, updated_at`
 
 func scanAPI(row interface{ Scan(...any) error }) (store.API, error) {
 	var a store.API
-	var scopes string
+	var scopes, descs string
 	var lifetimeMS, created, updated int64
-	err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &lifetimeMS, &a.Discoverable, &a.Builtin, &a.Version, &created, &updated)
+	if err := row.Scan(&a.ID, &a.Identifier, &a.Name, &scopes, &descs, &lifetimeMS, &a.Discoverable, &a.Builtin, &a.Version, &created, &updated); err != nil {
+		return a, err
+	}
 	a.Scopes = splitScopes(scopes)
+	a.ScopeDescriptions = map[string]string{}
+	if descs != "{}" && descs != "" {
+		if err := json.Unmarshal([]byte(descs), &a.ScopeDescriptions); err != nil {
+			return a, fmt.Errorf("api %s scope descriptions: %w", a.Identifier, err)
+		}
+	}
 	a.TokenLifetime = time.Duration(lifetimeMS) * time.Millisecond
 	a.CreatedAt, a.UpdatedAt = fromMicros(created), fromMicros(updated)
-	return a, err
+	return a, nil
+}
+
+// definedDescriptions returns the descriptions of the scopes the API
+// defines (never nil): a description never outlives its scope.
+func definedDescriptions(a store.API) map[string]string {
+	out := make(map[string]string, len(a.ScopeDescriptions))
+	for _, sc := range a.Scopes {
+		if d, ok := a.ScopeDescriptions[sc]; ok {
+			out[sc] = d
+		}
+	}
+	return out
 }
 
 func insertAPI(ctx context.Context, q querier, a store.API) error {
@@ -28,9 +50,9 @@ func insertAPI(ctx context.Context, q querier, a store.API) error {
 	if a.Builtin != "" {
 		builtin = a.Builtin
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO apis (id, identifier, name, scopes, token_lifetime_ms, discoverable, builtin, version, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)`,
-		a.ID, a.Identifier, a.Name, joinScopes(a.Scopes), a.TokenLifetime.Milliseconds(), a.Discoverable, builtin, micros(a.CreatedAt), micros(a.UpdatedAt))
+	_, err := q.ExecContext(ctx, `INSERT INTO apis (id, identifier, name, scopes, scope_descriptions, token_lifetime_ms, discoverable, builtin, version, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10)`,
+		a.ID, a.Identifier, a.Name, joinScopes(a.Scopes), marshalMap(definedDescriptions(a)), a.TokenLifetime.Milliseconds(), a.Discoverable, builtin, micros(a.CreatedAt), micros(a.UpdatedAt))
 	return err
 }
 
@@ -77,15 +99,17 @@ func (s *Store) UpdateAPI(ctx context.Context, identifier string, revokeBefore t
 		}
 		next := cur
 		next.Scopes = append([]string(nil), cur.Scopes...)
+		next.ScopeDescriptions = maps.Clone(cur.ScopeDescriptions)
 		if err := fn(&next); err != nil {
 			return err
 		}
+		next.ScopeDescriptions = definedDescriptions(next)
 		if next.Identifier != cur.Identifier || next.ID != cur.ID || next.Builtin != cur.Builtin {
 			return fmt.Errorf("%w: an API's identifier cannot change", store.ErrConflict)
 		}
 		next.Version = cur.Version + 1
-		if _, err := tx.ExecContext(ctx, `UPDATE apis SET name = $1, scopes = $2, token_lifetime_ms = $3, discoverable = $4, version = $5, updated_at = $6 WHERE identifier = $7`,
-			next.Name, joinScopes(next.Scopes), next.TokenLifetime.Milliseconds(), next.Discoverable, next.Version, micros(next.UpdatedAt), identifier); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE apis SET name = $1, scopes = $2, scope_descriptions = $3, token_lifetime_ms = $4, discoverable = $5, version = $6, updated_at = $7 WHERE identifier = $8`,
+			next.Name, joinScopes(next.Scopes), marshalMap(next.ScopeDescriptions), next.TokenLifetime.Milliseconds(), next.Discoverable, next.Version, micros(next.UpdatedAt), identifier); err != nil {
 			return err
 		}
 		if err := pruneGrants(ctx, tx, identifier, next.Scopes, revokeBefore); err != nil {

@@ -50,6 +50,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"UpdateClient", testUpdateClient},
 		{"UpdateClientConcurrent", testUpdateClientConcurrent},
 		{"UpdateAPIPrunesGrants", testUpdateAPIPrunesGrants},
+		{"ScopeDescriptions", testScopeDescriptions},
 		{"DeleteAPIForce", testDeleteAPIForce},
 		{"ClientIDsAreNeverReused", testTombstones},
 		{"Paging", testPaging},
@@ -71,7 +72,7 @@ func Run(t *testing.T, newDB Opener) {
 func api(identifier string, scopes ...string) store.API {
 	return store.API{
 		ID: "api_" + identifier, Identifier: identifier, Name: "API " + identifier,
-		Scopes: scopes, TokenLifetime: 10 * time.Minute, Version: 1, CreatedAt: t0, UpdatedAt: t0,
+		Scopes: scopes, ScopeDescriptions: map[string]string{}, TokenLifetime: 10 * time.Minute, Version: 1, CreatedAt: t0, UpdatedAt: t0,
 	}
 }
 
@@ -529,6 +530,93 @@ func testUpdateAPIPrunesGrants(t *testing.T, open func() store.Store) {
 	}
 	if _, err := s.UpdateAPI(ctx, "https://none", t0, func(*store.API) error { return nil }); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing API: %v", err)
+	}
+}
+
+// An API's scope descriptions are read as written (never nil), and a
+// description goes with its scope: one for a scope the API does not define
+// is not stored, and removing a scope removes its description.
+func testScopeDescriptions(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	a := api("https://a", "orders:read", "orders:write", "orders:admin")
+	a.ScopeDescriptions = map[string]string{
+		"orders:read":  `Read orders — "quotes", \backslashes\, <tags> & ünïcödé`,
+		"orders:write": "Create\tand change orders",
+		"undefined":    "not a scope of the API",
+	}
+	if err := s.CreateAPI(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	want := a
+	want.ScopeDescriptions = map[string]string{"orders:read": a.ScopeDescriptions["orders:read"], "orders:write": a.ScopeDescriptions["orders:write"]}
+	got, err := s.GetAPI(ctx, a.Identifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("GetAPI (-want +got):\n%s", diff)
+	}
+	// Another API without descriptions reads an empty map, never nil.
+	b := api("https://b", "x")
+	b.ScopeDescriptions = nil
+	if err := s.CreateAPI(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListAPIs(ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.ScopeDescriptions = map[string]string{}
+	if diff := cmp.Diff([]store.API{want, b}, list); diff != "" {
+		t.Errorf("ListAPIs (-want +got):\n%s", diff)
+	}
+	if list[1].ScopeDescriptions == nil {
+		t.Error("ListAPIs: nil ScopeDescriptions for an API without any")
+	}
+
+	// Removing a scope removes its description; the others stay, and fn
+	// sees the current ones.
+	got, err = s.UpdateAPI(ctx, a.Identifier, t0, func(a *store.API) error {
+		if len(a.ScopeDescriptions) != 2 {
+			t.Errorf("fn sees descriptions %v", a.ScopeDescriptions)
+		}
+		a.Scopes = []string{"orders:read", "orders:admin"}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDescs := map[string]string{"orders:read": want.ScopeDescriptions["orders:read"]}
+	if !cmp.Equal(got.ScopeDescriptions, wantDescs) {
+		t.Errorf("after removing orders:write, UpdateAPI returned descriptions %v, want %v", got.ScopeDescriptions, wantDescs)
+	}
+	if fresh, _ := s.GetAPI(ctx, a.Identifier); !cmp.Equal(got, fresh) {
+		t.Errorf("returned %+v, read %+v", got, fresh)
+	}
+	// Descriptions are replaced as fn leaves them; one for a scope the
+	// API does not define is dropped.
+	got, err = s.UpdateAPI(ctx, a.Identifier, t0, func(a *store.API) error {
+		a.ScopeDescriptions = map[string]string{"orders:admin": "Everything", "orders:write": "gone"}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh, _ := s.GetAPI(ctx, a.Identifier); !cmp.Equal(fresh.ScopeDescriptions, map[string]string{"orders:admin": "Everything"}) || !cmp.Equal(got, fresh) {
+		t.Errorf("after replacing the descriptions: returned %v, read %v; want only orders:admin", got.ScopeDescriptions, fresh.ScopeDescriptions)
+	}
+	// nil clears them, and reads back as an empty map.
+	got, err = s.UpdateAPI(ctx, a.Identifier, t0, func(a *store.API) error { a.ScopeDescriptions = nil; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh, _ := s.GetAPI(ctx, a.Identifier); fresh.ScopeDescriptions == nil || len(fresh.ScopeDescriptions) != 0 || !cmp.Equal(got, fresh) {
+		t.Errorf("after clearing: returned %#v, read %#v; want an empty map", got.ScopeDescriptions, fresh.ScopeDescriptions)
+	}
+	// A scope added back does not bring its old description back.
+	if got, err = s.UpdateAPI(ctx, a.Identifier, t0, func(a *store.API) error { a.Scopes = append(a.Scopes, "orders:write"); return nil }); err != nil || len(got.ScopeDescriptions) != 0 {
+		t.Errorf("scope added back: descriptions %v, %v", got.ScopeDescriptions, err)
 	}
 }
 
