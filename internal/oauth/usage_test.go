@@ -70,6 +70,40 @@ func TestUsageRecorderCountsPerHourAndKeepsCountsAcrossAFailedFlush(t *testing.T
 	}
 }
 
+// Tokens issued and secrets used while a flush runs are counted by this
+// flush or the next, never lost, and the flush reads no map the token
+// endpoint is writing (run with -race).
+func TestUsageRecorderFlushWhileRecording(t *testing.T) {
+	u := NewUsageRecorder()
+	t0 := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
+	st := &fakeUsageStore{touched: map[string]time.Time{}, counts: map[string]int64{}}
+	const n = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			u.Issued("a", t0)
+			u.Record("sec1", t0.Add(time.Duration(i)*time.Second))
+		}
+	}()
+	for flushing := true; flushing; {
+		select {
+		case <-done:
+			flushing = false
+		default:
+		}
+		if err := u.Flush(context.Background(), st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := st.counts["a|2026-01-02T10:00:00Z"]; got != n {
+		t.Errorf("%d tokens counted, want %d", got, n)
+	}
+	if want := t0.Add((n - 1) * time.Second); !st.touched["sec1"].Equal(want) {
+		t.Errorf("last use %v, want %v", st.touched["sec1"], want)
+	}
+}
+
 func BenchmarkUsageIssued(b *testing.B) {
 	u := NewUsageRecorder()
 	now := time.Now()
