@@ -116,6 +116,9 @@ var apiSamples = []sample{
 	{"identifier", "https://orders.example.com", nil},
 	{"name", "Orders", "Orders v2"},
 	{"scopes", []any{"orders:read", "orders:write"}, []any{"orders:read", "orders:write", "orders:admin"}},
+	// After scopes: its second value describes a scope that only the
+	// scopes' second value defines.
+	{"scope_descriptions", map[string]any{"orders:read": "Read orders"}, map[string]any{"orders:read": "Read all orders", "orders:admin": "Administer orders"}},
 	{"token_lifetime_seconds", 600, 1800},
 	{"discoverable", true, false},
 }

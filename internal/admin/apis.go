@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/scope"
@@ -13,23 +16,31 @@ import (
 
 // APIInput creates an API, or replaces its mutable fields (PUT).
 type APIInput struct {
-	Identifier           string   `json:"identifier"`
-	Name                 string   `json:"name"`
-	Scopes               []string `json:"scopes"`
-	TokenLifetimeSeconds int64    `json:"token_lifetime_seconds"`
+	Identifier string   `json:"identifier"`
+	Name       string   `json:"name"`
+	Scopes     []string `json:"scopes"`
+	// ScopeDescriptions describes some of the scopes for people (scope →
+	// text); a PUT without it removes them all.
+	ScopeDescriptions    map[string]string `json:"scope_descriptions"`
+	TokenLifetimeSeconds int64             `json:"token_lifetime_seconds"`
 	// Discoverable lists the API's scopes in the discovery documents.
 	Discoverable bool `json:"discoverable"`
 }
 
 // APIPatch changes the fields it sets (RFC 7396 merge patch semantics).
 type APIPatch struct {
-	Name                 *string   `json:"name,omitempty"`
-	Scopes               *[]string `json:"scopes,omitempty"`
-	TokenLifetimeSeconds *int64    `json:"token_lifetime_seconds,omitempty"`
-	Discoverable         *bool     `json:"discoverable,omitempty"`
+	Name   *string   `json:"name,omitempty"`
+	Scopes *[]string `json:"scopes,omitempty"`
+	// ScopeDescriptions, when set, replaces every description. A scope
+	// removed from the API loses its description in any case.
+	ScopeDescriptions    *map[string]string `json:"scope_descriptions,omitempty"`
+	TokenLifetimeSeconds *int64             `json:"token_lifetime_seconds,omitempty"`
+	Discoverable         *bool              `json:"discoverable,omitempty"`
 }
 
-func validateAPI(v *ValidationError, a *store.API) {
+// validateAPI checks an API's final state; its scope descriptions only
+// when descriptions were given (the store drops those of removed scopes).
+func validateAPI(v *ValidationError, a *store.API, descriptions bool) {
 	checkText(v, "name", a.Name, true, maxNameLen)
 	if len(a.Scopes) > maxScopes {
 		v.add("scopes", "at most %d scopes", maxScopes)
@@ -41,6 +52,37 @@ func validateAPI(v *ValidationError, a *store.API) {
 			v.add("scopes", "%q is not a valid scope: use printable ASCII without spaces, quotes or backslashes", sc)
 		}
 	}
+	if a.ScopeDescriptions == nil {
+		a.ScopeDescriptions = map[string]string{}
+	}
+	if descriptions {
+		validateScopeDescriptions(v, a.Scopes, a.ScopeDescriptions)
+	}
+}
+
+// validateScopeDescriptions checks descriptions of an API's (deduplicated)
+// scopes: at most one per scope, each for one of them, each non-empty text.
+func validateScopeDescriptions(v *ValidationError, scopes []string, descs map[string]string) {
+	if len(descs) > len(scopes) {
+		v.add("scope_descriptions", "at most one description per scope: %d descriptions for %d scopes", len(descs), len(scopes))
+		return
+	}
+	for _, sc := range slices.Sorted(maps.Keys(descs)) {
+		if !slices.Contains(scopes, sc) {
+			if scope.ValidToken(sc) {
+				v.add("scope_descriptions."+sc, "is not one of the API's scopes")
+			} else {
+				v.add("scope_descriptions", "%q is not one of the API's scopes", sc)
+			}
+			continue
+		}
+		field := "scope_descriptions." + sc
+		if strings.TrimSpace(descs[sc]) == "" {
+			v.add(field, "must not be empty: leave the scope out to give it no description")
+			continue
+		}
+		checkText(v, field, descs[sc], false, maxScopeDescLen)
+	}
 }
 
 // CreateAPI validates and stores a new API.
@@ -51,11 +93,11 @@ func (s *Service) CreateAPI(ctx context.Context, in APIInput) (store.API, error)
 	}
 	now := s.now().UTC()
 	a := store.API{
-		ID: secret.NewID("api_"), Identifier: in.Identifier, Name: in.Name, Scopes: in.Scopes,
+		ID: secret.NewID("api_"), Identifier: in.Identifier, Name: in.Name, Scopes: in.Scopes, ScopeDescriptions: in.ScopeDescriptions,
 		TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second, Discoverable: in.Discoverable,
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
-	validateAPI(&v, &a)
+	validateAPI(&v, &a, true)
 	checkLifetime(&v, "token_lifetime_seconds", in.TokenLifetimeSeconds)
 	if err := v.err(); err != nil {
 		return store.API{}, err
@@ -83,7 +125,8 @@ func (s *Service) ListAPIs(ctx context.Context, opts store.ListOptions) (Page[st
 }
 
 // UpdateAPI applies a patch to an API. Removing a scope removes it from
-// every client's grant and revokes the tokens of those clients.
+// every client's grant and revokes the tokens of those clients, and removes
+// its description.
 func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p APIPatch) (store.API, error) {
 	a, err := s.store.UpdateAPI(ctx, identifier, cutoff(s.now().UTC()), func(a *store.API) error {
 		if err := checkMatch(ifMatch, a.Version); err != nil {
@@ -98,6 +141,9 @@ func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p A
 		if p.Scopes != nil {
 			a.Scopes = *p.Scopes
 		}
+		if p.ScopeDescriptions != nil {
+			a.ScopeDescriptions = *p.ScopeDescriptions
+		}
 		var v ValidationError
 		if p.TokenLifetimeSeconds != nil {
 			checkLifetime(&v, "token_lifetime_seconds", *p.TokenLifetimeSeconds)
@@ -106,7 +152,7 @@ func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p A
 		if p.Discoverable != nil {
 			a.Discoverable = *p.Discoverable
 		}
-		validateAPI(&v, a)
+		validateAPI(&v, a, p.ScopeDescriptions != nil)
 		if err := v.err(); err != nil {
 			return err
 		}

@@ -89,6 +89,8 @@ func FuzzAdminBody(f *testing.F) {
 	}
 	f.Add(uint8(0), "application/json", []byte(`{"identifier":"https://a.example","name":"A","scopes":["x"],"token_lifetime_seconds":60}`))
 	f.Add(uint8(1), "application/merge-patch+json", []byte(`{"name":null,"scopes":["orders:read","b"]}`))
+	f.Add(uint8(1), "application/merge-patch+json", []byte(`{"scopes":["b"],"scope_descriptions":{"b":"B","orders:read":""}}`))
+	f.Add(uint8(2), "application/json", []byte(`{"name":"O","scopes":["a"],"scope_descriptions":{"a":"A"}}`))
 	f.Add(uint8(3), "application/json", []byte(`{"name":"c","grants":[{"audience":"https://orders.example.com","scopes":["orders:read"]}],"custom_claims":{"t":1}}`))
 	f.Add(uint8(4), "application/merge-patch+json", []byte(`{"grants":null,"metadata":{"k":"v"},"disabled":true}`))
 	f.Add(uint8(6), "application/json", []byte(`{"grace_seconds":-1}`))

@@ -46,7 +46,7 @@ func (h *Handler) getAPI(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-var apiEmpties = map[string]string{"name": `""`, "scopes": `[]`, "token_lifetime_seconds": `0`, "discoverable": `false`}
+var apiEmpties = map[string]string{"name": `""`, "scopes": `[]`, "scope_descriptions": `{}`, "token_lifetime_seconds": `0`, "discoverable": `false`}
 
 func (h *Handler) patchAPI(w http.ResponseWriter, r *http.Request) error {
 	var p APIPatch
@@ -68,7 +68,13 @@ func (h *Handler) putAPI(w http.ResponseWriter, r *http.Request) error {
 	if scopes == nil {
 		scopes = []string{}
 	}
-	return h.updateAPI(w, r, APIPatch{Name: &in.Name, Scopes: &scopes, TokenLifetimeSeconds: &in.TokenLifetimeSeconds, Discoverable: &in.Discoverable})
+	// PUT replaces the whole API: no descriptions means none.
+	descs := in.ScopeDescriptions
+	if descs == nil {
+		descs = map[string]string{}
+	}
+	return h.updateAPI(w, r, APIPatch{Name: &in.Name, Scopes: &scopes, ScopeDescriptions: &descs,
+		TokenLifetimeSeconds: &in.TokenLifetimeSeconds, Discoverable: &in.Discoverable})
 }
 
 func (h *Handler) updateAPI(w http.ResponseWriter, r *http.Request, p APIPatch) error {

@@ -13,24 +13,30 @@ import (
 
 // APIResource is an API as the admin API shows it.
 type APIResource struct {
-	ID                   string    `json:"id"`
-	Identifier           string    `json:"identifier"`
-	Name                 string    `json:"name"`
-	Scopes               []string  `json:"scopes"`
-	TokenLifetimeSeconds int64     `json:"token_lifetime_seconds"`
-	Discoverable         bool      `json:"discoverable"`
-	Builtin              bool      `json:"builtin"`
-	Version              int64     `json:"version"`
-	CreatedAt            time.Time `json:"created_at"`
-	UpdatedAt            time.Time `json:"updated_at"`
+	ID         string   `json:"id"`
+	Identifier string   `json:"identifier"`
+	Name       string   `json:"name"`
+	Scopes     []string `json:"scopes"`
+	// ScopeDescriptions maps scopes to their descriptions (never null).
+	ScopeDescriptions    map[string]string `json:"scope_descriptions"`
+	TokenLifetimeSeconds int64             `json:"token_lifetime_seconds"`
+	Discoverable         bool              `json:"discoverable"`
+	Builtin              bool              `json:"builtin"`
+	Version              int64             `json:"version"`
+	CreatedAt            time.Time         `json:"created_at"`
+	UpdatedAt            time.Time         `json:"updated_at"`
 }
 
 func apiResource(a store.API) APIResource {
-	return APIResource{
-		ID: a.ID, Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes,
+	out := APIResource{
+		ID: a.ID, Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes, ScopeDescriptions: a.ScopeDescriptions,
 		TokenLifetimeSeconds: int64(a.TokenLifetime / time.Second), Discoverable: a.Discoverable, Builtin: a.Builtin != "", Version: a.Version,
 		CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	}
+	if out.ScopeDescriptions == nil {
+		out.ScopeDescriptions = map[string]string{}
+	}
+	return out
 }
 
 // SecretResource describes a client secret; the secret itself is never shown

@@ -66,6 +66,7 @@ const (
 	maxClaimsJSON    = 4 << 10
 	maxMetadata      = 50
 	maxMetadataLen   = 500
+	maxScopeDescLen  = 500
 	// MaxLiveSecrets is how many secrets a client may hold at once that
 	// still authenticate: the current one and one in its grace period.
 	MaxLiveSecrets = 2

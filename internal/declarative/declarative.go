@@ -11,6 +11,11 @@
 // Sets as YAML: a field the admin API gains is in the file, the export and
 // the plan with no change here.
 //
+// An entry is the whole of what it describes: a field it leaves out means
+// that field's empty value, and apply makes it so (an API without
+// scope_descriptions ends up with none), showing the change in the plan
+// like any other.
+//
 // Clients are matched by client_id, APIs by identifier. The built-in admin
 // API, grants for it, and clients holding such grants (admin clients) are
 // outside the file's reach: export leaves them out, apply keeps them as

@@ -23,7 +23,7 @@ func TestParseErrors(t *testing.T) {
 		{"a secret in the file", "clients:\n  - client_id: c\n    name: C\n    client_secret: s3cr3t-value\n", "line 4: field client_secret: secrets never appear in the file"},
 		{"repeated field", "clients:\n  - client_id: c\n    name: C\n    name: D\n", "line 4: field name is already set at line 3"},
 		{"unknown field of a grant", "clients:\n  - client_id: c\n    name: C\n    grants: [{audience: a, scope: [r]}]\n", `line 4: unknown field "scope"`},
-		{"lifetime in seconds", "apis:\n  - identifier: a\n    token_lifetime_seconds: 60\n", `unknown field "token_lifetime_seconds" (the fields are identifier, name, scopes, token_lifetime, discoverable)`},
+		{"lifetime in seconds", "apis:\n  - identifier: a\n    token_lifetime_seconds: 60\n", `unknown field "token_lifetime_seconds" (the fields are identifier, name, scopes, scope_descriptions, token_lifetime, discoverable)`},
 		{"wrong type", "clients:\n  - client_id: c\n    disabled: maybe\n", "line 3: cannot unmarshal !!str `maybe` into bool"},
 		{"errors of every entry", "apis:\n  - identifier: a\n    nmae: A\n  - identifier: b\n    token_lifetime: soon\n", "discoverable)\n  line 5: \"soon\" is not a duration"},
 	}
@@ -145,9 +145,54 @@ func TestPlanChecksFederationBindings(t *testing.T) {
 	}
 }
 
+// An API entry is the API's whole state (apply replaces it): an entry
+// without scope_descriptions means none, and the plan shows their removal
+// rather than leaving them silently in place.
+func TestPlanScopeDescriptions(t *testing.T) {
+	state := State{APIs: []admin.APIResource{{Identifier: "https://orders", Name: "Orders", Scopes: []string{"r", "w"},
+		ScopeDescriptions: map[string]string{"r": "Read orders", "w": "Change orders"}}}}
+	for _, tc := range []struct {
+		name, yaml string
+		diff       string // "": no change
+		want       map[string]string
+	}{
+		{"the same, in another order", "apis:\n  - identifier: https://orders\n    name: Orders\n    scopes: [w, r]\n    scope_descriptions: {w: Change orders, r: Read orders}\n", "", nil},
+		{"one changed", "apis:\n  - identifier: https://orders\n    name: Orders\n    scopes: [r, w]\n    scope_descriptions:\n      r: Read orders\n      w: Write orders\n",
+			`scope_descriptions: {"r":"Read orders","w":"Change orders"} → {"r":"Read orders","w":"Write orders"}`, map[string]string{"r": "Read orders", "w": "Write orders"}},
+		{"left out", "apis:\n  - identifier: https://orders\n    name: Orders\n    scopes: [r, w]\n",
+			`scope_descriptions: {"r":"Read orders","w":"Change orders"} → {}`, nil},
+		{"empty", "apis:\n  - identifier: https://orders\n    name: Orders\n    scopes: [r, w]\n    scope_descriptions: {}\n",
+			`scope_descriptions: {"r":"Read orders","w":"Change orders"} → {}`, map[string]string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := Parse([]byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan, err := Plan(f, state, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.diff == "" {
+				if len(plan) != 0 {
+					t.Fatalf("plan %v, want no change", plan)
+				}
+				return
+			}
+			if len(plan) != 1 || plan[0].Op != "update" || strings.Join(plan[0].Diffs, "\n") != tc.diff {
+				t.Fatalf("plan %v, want one update with the diff %s", plan, tc.diff)
+			}
+			if !reflect.DeepEqual(plan[0].API.ScopeDescriptions, tc.want) {
+				t.Errorf("PUT body's descriptions %#v, want %#v", plan[0].API.ScopeDescriptions, tc.want)
+			}
+		})
+	}
+}
+
 func TestExportRoundTrip(t *testing.T) {
 	state := State{
-		APIs:    []admin.APIResource{{Identifier: "https://orders", Name: "Orders", Scopes: []string{"r"}, TokenLifetimeSeconds: 3600}},
+		APIs: []admin.APIResource{{Identifier: "https://orders", Name: "Orders", Scopes: []string{"r", "w"}, TokenLifetimeSeconds: 3600,
+			ScopeDescriptions: map[string]string{"r": "Read orders: all of them", "w": "Écrire"}}},
 		Clients: []admin.ClientResource{{ClientID: "c", Name: "C", Grants: []admin.GrantInput{{Audience: "https://orders", Scopes: []string{"r"}}}, Metadata: map[string]string{"k": "v"}}},
 	}
 	exported, err := Export(state)
@@ -167,6 +212,9 @@ func TestExportRoundTrip(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "token_lifetime: 1h") {
 		t.Errorf("durations are not written short:\n%s", b)
+	}
+	if !reflect.DeepEqual(f.APIs[0].ScopeDescriptions, state.APIs[0].ScopeDescriptions) {
+		t.Errorf("scope descriptions after export → parse: %v\n%s", f.APIs[0].ScopeDescriptions, b)
 	}
 }
 
