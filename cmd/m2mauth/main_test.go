@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -202,5 +203,70 @@ func TestCLIUsage(t *testing.T) {
 				t.Errorf("a usage error prints the whole flag list:\n%s", r.stderr)
 			}
 		})
+	}
+}
+
+// api create and update take scope descriptions; show lists each scope with
+// its description.
+func TestCLIScopeDescriptions(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, dir)
+	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
+	show := func() (string, map[string]string) {
+		t.Helper()
+		r := cli(t, vars, "api", "show", "https://api.example.com")
+		if r.code != 0 {
+			t.Fatalf("api show: %+v", r)
+		}
+		var a struct {
+			ScopeDescriptions map[string]string `json:"scope_descriptions"`
+		}
+		j := cli(t, vars, "api", "show", "https://api.example.com", "--json")
+		if err := json.Unmarshal([]byte(j.stdout), &a); j.code != 0 || err != nil {
+			t.Fatalf("api show --json: %+v %v", j, err)
+		}
+		return r.stdout, a.ScopeDescriptions
+	}
+	r := cli(t, vars, "api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read orders:write",
+		"--scope-description", "orders:read=Read orders = and their lines", "--scope-description", "orders:write=Change\torders")
+	if r.code != 0 || !strings.Contains(r.stdout, "Read orders = and their lines") {
+		t.Fatalf("api create: %+v", r)
+	}
+	out, descs := show()
+	if want := map[string]string{"orders:read": "Read orders = and their lines", "orders:write": "Change\torders"}; !maps.Equal(descs, want) {
+		t.Errorf("descriptions %v, want %v", descs, want)
+	}
+	for _, line := range []string{"SCOPE", "orders:read   Read orders = and their lines", "orders:write  Change orders"} {
+		if !strings.Contains(out, line) {
+			t.Errorf("api show lacks %q:\n%s", line, out)
+		}
+	}
+	// --scopes alone: the removed scope's description goes with it; a
+	// scope without one shows "-".
+	if r = cli(t, vars, "api", "update", "https://api.example.com", "--scopes", "orders:read orders:ship"); r.code != 0 {
+		t.Fatalf("api update --scopes: %+v", r)
+	}
+	if out, descs = show(); !maps.Equal(descs, map[string]string{"orders:read": "Read orders = and their lines"}) || !strings.Contains(out, "orders:ship  -") {
+		t.Errorf("after removing orders:write: %v\n%s", descs, out)
+	}
+	// --scope-description replaces them all.
+	if r = cli(t, vars, "api", "update", "https://api.example.com", "--scope-description", "orders:ship=Ship orders"); r.code != 0 {
+		t.Fatalf("api update --scope-description: %+v", r)
+	}
+	if _, descs = show(); !maps.Equal(descs, map[string]string{"orders:ship": "Ship orders"}) {
+		t.Errorf("after replacing: %v", descs)
+	}
+	r = cli(t, vars, "api", "update", "https://api.example.com", "--scope-description", "orders:delete=Delete")
+	if r.code != 1 || !strings.Contains(r.stderr, "scope_descriptions.orders:delete") {
+		t.Errorf("a description of a scope the API lacks: %+v", r)
+	}
+	if r = cli(t, vars, "api", "update", "https://api.example.com", "--scope-description", "no-equals-sign"); r.code != 2 {
+		t.Errorf("a description without SCOPE=: %+v", r)
+	}
+	if r = cli(t, vars, "api", "update", "https://api.example.com", "--clear-scope-descriptions"); r.code != 0 {
+		t.Fatalf("api update --clear-scope-descriptions: %+v", r)
+	}
+	if out, descs = show(); len(descs) != 0 || strings.Contains(out, "DESCRIPTION") {
+		t.Errorf("after clearing: %v\n%s", descs, out)
 	}
 }
