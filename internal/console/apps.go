@@ -238,6 +238,7 @@ func secretSummary(cl store.Client, now time.Time) (string, string) {
 type apiChoice struct {
 	Identifier, Name string
 	Scopes           []string
+	Descriptions     map[string]string // by scope
 	// Admin marks the built-in admin API: its admin scope makes an
 	// administrator.
 	Admin bool
@@ -296,7 +297,7 @@ func (c *Console) formData(r *http.Request) (*appFormData, error) {
 			return nil, err
 		}
 		for _, a := range page.Items {
-			ch := apiChoice{Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes, Admin: a.Builtin != "" || a.Identifier == adminAud}
+			ch := apiChoice{Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes, Descriptions: a.ScopeDescriptions, Admin: a.Builtin != "" || a.Identifier == adminAud}
 			if ch.Admin {
 				builtin = append(builtin, ch)
 			} else {
