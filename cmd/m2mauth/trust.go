@@ -1,12 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -17,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/jws"
@@ -329,96 +323,11 @@ func readJWKSFile(path string) (json.RawMessage, error) {
 	if len(b) > maxJWKSFile {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxJWKSFile)
 	}
-	t := bytes.TrimSpace(b)
-	if len(t) > 0 && t[0] == '{' {
-		set, err := jwksFromJSON(t)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return set, nil
-	}
-	set, err := jwksFromPEM(b)
+	set, err := jws.PublicKeySet(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return set, nil
-}
-
-// privateMembers are the JWK members that hold private or secret key
-// material (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
-var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-
-func jwksFromJSON(b []byte) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(b, &obj); err != nil {
-		return nil, fmt.Errorf("not JSON: %v", err)
-	}
-	checkPublic := func(i int, raw json.RawMessage) error {
-		var k map[string]json.RawMessage
-		if json.Unmarshal(raw, &k) != nil {
-			return fmt.Errorf("key %d is not a JSON object", i)
-		}
-		for _, m := range privateMembers {
-			if _, ok := k[m]; ok {
-				return fmt.Errorf("key %d holds private key material (member %q): give the public key only", i, m)
-			}
-		}
-		return nil
-	}
-	if raw, ok := obj["keys"]; ok {
-		var keys []json.RawMessage
-		if json.Unmarshal(raw, &keys) != nil {
-			return nil, errors.New("not a JWK Set: keys is not an array")
-		}
-		for i, k := range keys {
-			if err := checkPublic(i, k); err != nil {
-				return nil, err
-			}
-		}
-		return json.RawMessage(b), nil
-	}
-	if _, ok := obj["kty"]; !ok {
-		return nil, errors.New("neither a JWK Set (keys) nor a JWK (kty)")
-	}
-	if err := checkPublic(0, b); err != nil {
-		return nil, err
-	}
-	return json.Marshal(map[string][]json.RawMessage{"keys": {json.RawMessage(b)}})
-}
-
-func jwksFromPEM(b []byte) (json.RawMessage, error) {
-	var keys []jose.JSONWebKey
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		var pub crypto.PublicKey
-		var err error
-		switch {
-		case block.Type == "PUBLIC KEY":
-			pub, err = x509.ParsePKIXPublicKey(block.Bytes)
-		case block.Type == "RSA PUBLIC KEY":
-			pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
-		case strings.Contains(block.Type, "PRIVATE KEY"):
-			return nil, errors.New("a private key: register the public key only (openssl pkey -in KEY -pubout -out KEY.pub.pem)")
-		default:
-			continue // certificates, parameters
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", block.Type, err)
-		}
-		kid, err := jws.Thumbprint(pub)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", block.Type, err)
-		}
-		keys = append(keys, jose.JSONWebKey{Key: pub, KeyID: kid, Use: "sig"})
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("no public key: want a JWK Set, a public JWK, or a PEM public key")
-	}
-	return json.Marshal(jose.JSONWebKeySet{Keys: keys})
 }
 
 // hasKeys reports whether a resource's jwks holds a key set (it reads as

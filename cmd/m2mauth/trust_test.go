@@ -371,12 +371,12 @@ func TestReadJWKSFile(t *testing.T) {
 		{"one public JWK", pubJWK, "kid r1", ""},
 		{"a PEM public key: its thumbprint as kid", pubPEM, "kid " + thumb, ""},
 		{"two PEM public keys, PKCS#1 too", append(append([]byte{}, pubPEM...), pkcs1...), "kid " + thumb + ", kid " + thumb, ""},
-		{"a PEM private key", privPEM, "", "a private key: register the public key only"},
+		{"a PEM private key", privPEM, "", "it is a private key: give the public key only"},
 		{"a private JWK", privJWK, "", `holds private key material (member "d")`},
 		{"a set holding a private key", []byte(`{"keys":[` + string(pubJWK) + `,` + string(privJWK) + `]}`), "", "key 1 holds private key material"},
 		{"neither", []byte("hello"), "", "no public key"},
-		{"a JSON object that is no key", []byte(`{"a":1}`), "", "neither a JWK Set (keys) nor a JWK (kty)"},
-		{"broken JSON", []byte(`{"keys":`), "", "not JSON"},
+		{"a JSON object that is no key", []byte(`{"a":1}`), "", "neither a JWK Set (with keys) nor a JWK (with kty)"},
+		{"broken JSON", []byte(`{"keys":`), "", "not valid JSON"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

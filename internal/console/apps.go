@@ -2,10 +2,7 @@ package console
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,8 +14,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/env"
@@ -364,7 +359,7 @@ func readAppForm(f url.Values, d *appFormData, create bool) *appForm {
 		af.errs["auth_method"] = "Choose how the application authenticates."
 	}
 	if text := strings.TrimSpace(f.Get("jwks")); text != "" {
-		set, err := jwksInput([]byte(text))
+		set, err := jws.PublicKeySet([]byte(text))
 		if err != nil {
 			af.errs["jwks"] = "The public keys could not be read: " + err.Error() + "."
 		}
@@ -511,67 +506,6 @@ func claimConditions(text string) (map[string]string, string) {
 		out[name] = val
 	}
 	return out, ""
-}
-
-// privateMembers are the JWK members that hold private or secret key
-// material (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
-var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-
-// jwksInput reads a key client's public keys as pasted: a JWK Set, one
-// public JWK, or PEM public keys (each key's kid, unless its JWK names
-// one, is its RFC 7638 thumbprint, which the CLI and tokensource use by
-// default). The service checks the set itself.
-func jwksInput(b []byte) (json.RawMessage, error) {
-	if b[0] == '{' {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(b, &obj); err != nil {
-			return nil, errors.New("it is not JSON")
-		}
-		if _, ok := obj["keys"]; ok {
-			return json.RawMessage(b), nil
-		}
-		if _, ok := obj["kty"]; !ok {
-			return nil, errors.New("it is neither a JWK Set (with keys) nor a JWK (with kty)")
-		}
-		for _, m := range privateMembers {
-			if _, ok := obj[m]; ok {
-				return nil, fmt.Errorf("it holds private key material (member %q): paste the public key only", m)
-			}
-		}
-		return json.Marshal(map[string][]json.RawMessage{"keys": {json.RawMessage(b)}})
-	}
-	var keys []jose.JSONWebKey
-	for {
-		var block *pem.Block
-		block, b = pem.Decode(b)
-		if block == nil {
-			break
-		}
-		var pub crypto.PublicKey
-		var err error
-		switch {
-		case block.Type == "PUBLIC KEY":
-			pub, err = x509.ParsePKIXPublicKey(block.Bytes)
-		case block.Type == "RSA PUBLIC KEY":
-			pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
-		case strings.Contains(block.Type, "PRIVATE KEY"):
-			return nil, errors.New("it is a private key: paste the public key only (openssl pkey -in key.pem -pubout)")
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", block.Type, err)
-		}
-		kid, err := jws.Thumbprint(pub)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", block.Type, err)
-		}
-		keys = append(keys, jose.JSONWebKey{Key: pub, KeyID: kid, Use: "sig"})
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("paste a JWK Set, a public JWK, or a PEM public key")
-	}
-	return json.Marshal(jose.JSONWebKeySet{Keys: keys})
 }
 
 var (
