@@ -105,6 +105,9 @@ var doneText = map[string]string{
 	"token-revoked":   "The token was revoked.",
 	"token-not-live":  "That token was not live (expired, already revoked, or not issued by this server): nothing to revoke.",
 	"nothing-changed": "Nothing changed.",
+
+	// An active key revoked: another key signs at once.
+	"key-revoked-replaced": "The signing key was revoked; its replacement signs from now on. Applications must get new tokens.",
 }
 
 // pathEscape escapes a value for one path segment (an API identifier's

@@ -1,0 +1,410 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/m2mauth/m2mauth/internal/admin"
+)
+
+// pagesConsole is a signed-in console session driven over HTTP, as a
+// browser without JavaScript would: a cookie jar, redirects followed, the
+// CSRF token read from the pages.
+type pagesConsole struct {
+	t    *testing.T
+	ts   *testServer
+	http *http.Client
+	csrf string
+}
+
+// pagesSignIn signs in to the console with a one-time link made through the
+// admin API with the bootstrap admin's token.
+func pagesSignIn(t *testing.T, ts *testServer) *pagesConsole {
+	t.Helper()
+	resp, body := ts.adminDo(http.MethodPost, "/admin/v1/console/links", nil)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("console link: %d %s", resp.StatusCode, body)
+	}
+	var link admin.ConsoleLinkResponse
+	if err := json.Unmarshal(body, &link); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(link.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	pc := &pagesConsole{t: t, ts: ts, http: &http.Client{Jar: jar}}
+	st, _, final := pc.send(http.MethodPost, "/console/link", url.Values{"token": {u.Query().Get("token")}})
+	if st != http.StatusOK && st != http.StatusNotImplemented || final.Path != "/console/" {
+		t.Fatalf("sign-in with the link: %d at %s", st, final)
+	}
+	_, page := pc.get("/console/tester")
+	pc.csrf = pageField(t, page, "csrf")
+	return pc
+}
+
+// send makes a request, following redirects; it returns the final status,
+// body and URL.
+func (pc *pagesConsole) send(method, path string, form url.Values) (int, string, *url.URL) {
+	pc.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, pc.ts.URL+path, body)
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := pc.http.Do(req)
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	if resp.StatusCode < 500 && strings.Contains(string(b), ` style="`) {
+		pc.t.Errorf("%s %s: a style attribute (forbidden by the CSP)", method, path)
+	}
+	return resp.StatusCode, string(b), resp.Request.URL
+}
+
+func (pc *pagesConsole) get(path string) (int, string) {
+	pc.t.Helper()
+	st, body, _ := pc.send(http.MethodGet, path, nil)
+	return st, body
+}
+
+// post submits a form with the session's CSRF token.
+func (pc *pagesConsole) post(path string, form url.Values) (int, string, *url.URL) {
+	pc.t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	form.Set("csrf", pc.csrf)
+	return pc.send(http.MethodPost, path, form)
+}
+
+// pageField returns the value of the first input named name.
+func pageField(t *testing.T, page, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`<input[^>]*name="` + regexp.QuoteMeta(name) + `"[^>]*value="([^"]*)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no input %s in the page", name)
+	}
+	return html.UnescapeString(m[1])
+}
+
+// pageText returns the text of the element with this id (its first text
+// node run, tags stripped), "" if there is none.
+func pageText(page, id string) string {
+	i := strings.Index(page, `id="`+id+`"`)
+	if i < 0 {
+		return ""
+	}
+	rest := page[i:]
+	rest = rest[strings.IndexByte(rest, '>')+1:]
+	// Up to the element's end: good enough for the elements these tests
+	// read (no nesting of the same tag).
+	end := regexp.MustCompile(`</(p|pre|div|dd|textarea|td|code|span)>`).FindStringIndex(rest)
+	if end != nil {
+		rest = rest[:end[0]]
+	}
+	return strings.TrimSpace(html.UnescapeString(regexp.MustCompile(`<[^>]*>`).ReplaceAllString(rest, "")))
+}
+
+// fieldError returns the error shown next to a field ("" if none).
+func fieldError(page, field string) string { return pageText(page, field+"-err") }
+
+func TestConsoleKeysRotateAndRevoke(t *testing.T) {
+	f := newIntrospectFixture(t)
+	ts := f.ts
+	pc := pagesSignIn(t, ts)
+
+	st, page := pc.get("/console/keys")
+	if st != http.StatusOK {
+		t.Fatalf("keys: %d", st)
+	}
+	set := ts.jwks()
+	if len(set.Keys) != 1 {
+		t.Fatalf("%d keys at start", len(set.Keys))
+	}
+	first := set.Keys[0].KeyID
+	for _, want := range []string{`id="rotate-key"`, `name="alg"`, `id="rotate"`, `id="revoke-` + first + `"`,
+		`<span class="badge active">active</span>`, `<svg class="tl-bar"`, `class="tl-now"`, `<option value="ES256">`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("keys page lacks %s", want)
+		}
+	}
+
+	// An algorithm the server does not support is refused next to its field.
+	st, page, _ = pc.post("/console/keys/rotate", url.Values{"alg": {"HS256"}})
+	if st != http.StatusBadRequest || !strings.Contains(fieldError(page, "alg"), "RS256") {
+		t.Fatalf("rotate to HS256: %d, field error %q", st, fieldError(page, "alg"))
+	}
+
+	// A rotation to ES256 publishes a next key.
+	st, page, final := pc.post("/console/keys/rotate", url.Values{"alg": {"ES256"}})
+	if st != http.StatusOK || final.Path != "/console/keys" || final.Query().Get("done") != "key-rotated" {
+		t.Fatalf("rotate: %d at %s", st, final)
+	}
+	if !strings.Contains(page, `<span class="badge next">next</span>`) || !strings.Contains(page, "<td>ES256</td>") {
+		t.Fatal("the page does not show the next ES256 key")
+	}
+	set = ts.jwks()
+	if len(set.Keys) != 2 {
+		t.Fatalf("%d keys published after the rotation, want 2", len(set.Keys))
+	}
+	var next string
+	for _, k := range set.Keys {
+		if k.KeyID != first {
+			next = k.KeyID
+		}
+	}
+	// A second rotation is refused while one is scheduled, with a clear
+	// message, and changes nothing.
+	st, page, _ = pc.post("/console/keys/rotate", url.Values{"alg": {"RS256"}})
+	if st != http.StatusConflict || !strings.Contains(page, "A rotation is already scheduled") {
+		t.Fatalf("second rotation: %d", st)
+	}
+	if n := len(ts.jwks().Keys); n != 2 {
+		t.Fatalf("%d keys after a refused rotation", n)
+	}
+
+	// Emergency revocation of the active key: the confirmation page
+	// explains the consequence and names the scheduled replacement.
+	token := ts.mustToken(f.app.id, f.app.secret, url.Values{"scope": {"orders:read"}})
+	st, page = pc.get("/console/keys/" + first + "/revoke")
+	if st != http.StatusOK {
+		t.Fatalf("revoke page: %d", st)
+	}
+	for _, want := range []string{`name="confirm"`, `id="confirm-revoke"`, "Every token it signed stops verifying", next} {
+		if !strings.Contains(page, want) {
+			t.Errorf("revoke confirmation lacks %q", want)
+		}
+	}
+	// The wrong text is refused, the typed text kept, and nothing revoked.
+	st, page, _ = pc.post("/console/keys/"+first+"/revoke", url.Values{"confirm": {"yes"}})
+	if st != http.StatusBadRequest || fieldError(page, "confirm") == "" || pageField(t, page, "confirm") != "yes" {
+		t.Fatalf("wrong confirmation: %d, error %q", st, fieldError(page, "confirm"))
+	}
+	if !f.active(t, f.root, token) {
+		t.Fatal("a refused revocation revoked the key")
+	}
+	st, _, final = pc.post("/console/keys/"+first+"/revoke", url.Values{"confirm": {" " + first + " "}})
+	if st != http.StatusOK || final.Query().Get("done") != "key-revoked-replaced" {
+		t.Fatalf("revoke: %d at %s", st, final)
+	}
+	set = ts.jwks()
+	if len(set.Keys) != 1 || set.Keys[0].KeyID != next {
+		t.Fatalf("after the revocation the JWKS holds %d keys (want only %s)", len(set.Keys), next)
+	}
+	if f.active(t, f.root, token) {
+		t.Fatal("a token signed by the revoked key is still active")
+	}
+	// The tester says why.
+	_, page, _ = pc.post("/console/tester", url.Values{"token": {token}})
+	if v := pageText(page, "verdict"); !strings.HasPrefix(v, "Invalid") || !strings.Contains(v, "does not publish") {
+		t.Fatalf("tester verdict for a token of a revoked key: %q", v)
+	}
+	// A key that is gone cannot be revoked again.
+	if st, _ := pc.get("/console/keys/" + first + "/revoke"); st != http.StatusNotFound {
+		t.Fatalf("revoke page of a revoked key: %d", st)
+	}
+	if strings.Contains(ts.logs.String(), token) {
+		t.Fatal("the token is in the log")
+	}
+}
+
+func TestConsoleRevokeToken(t *testing.T) {
+	f := newIntrospectFixture(t)
+	ts := f.ts
+	pc := pagesSignIn(t, ts)
+
+	st, page, _ := pc.post("/console/revocations", url.Values{"token": {"  "}})
+	if st != http.StatusBadRequest || fieldError(page, "token") == "" {
+		t.Fatalf("empty token: %d, error %q", st, fieldError(page, "token"))
+	}
+
+	token := ts.mustToken(f.app.id, f.app.secret, url.Values{"scope": {"orders:read"}})
+	if !f.active(t, f.root, token) {
+		t.Fatal("fresh token inactive")
+	}
+	st, page, final := pc.post("/console/revocations", url.Values{"token": {token}})
+	if st != http.StatusOK || final.Query().Get("done") != "token-revoked" {
+		t.Fatalf("revoke: %d at %s", st, final)
+	}
+	if f.active(t, f.root, token) {
+		t.Fatal("the revoked token is still active at /oauth/introspect")
+	}
+	// The list shows it by jti and application, never the token.
+	parts := strings.Split(token, ".")
+	claims, _ := base64URL(parts[1])
+	var c struct{ JTI string }
+	if err := json.Unmarshal(claims, &c); err != nil || c.JTI == "" {
+		t.Fatalf("jti: %v", err)
+	}
+	if !strings.Contains(page, "<code>"+c.JTI+"</code>") || !strings.Contains(page, `href="/console/app/`+f.app.id+`"`) {
+		t.Fatal("the list does not show the revocation")
+	}
+	if strings.Contains(page, token) || strings.Contains(ts.logs.String(), token) {
+		t.Fatal("the token was echoed or logged")
+	}
+	// Revoking it again: nothing live to revoke.
+	if _, _, final := pc.post("/console/revocations", url.Values{"token": {token}}); final.Query().Get("done") != "token-not-live" {
+		t.Fatalf("second revocation: %s", final)
+	}
+	// A page link that is not a cursor is refused as such.
+	if st, _ := pc.get("/console/revocations?after=junk"); st != http.StatusBadRequest {
+		t.Fatalf("bad cursor: %d", st)
+	}
+}
+
+func TestConsoleRevocationsPaging(t *testing.T) {
+	f := newIntrospectFixture(t)
+	ts := f.ts
+	pc := pagesSignIn(t, ts)
+	jtis := map[string]bool{}
+	for range 51 {
+		f.clock.Advance(time.Millisecond)
+		token := ts.mustToken(f.app.id, f.app.secret, url.Values{"scope": {"orders:read"}})
+		if _, _, final := pc.post("/console/revocations", url.Values{"token": {token}}); final.Query().Get("done") != "token-revoked" {
+			t.Fatalf("revoke: %s", final)
+		}
+	}
+	jtiRe := regexp.MustCompile(`<tr>\s*<td><code>([^<]+)</code>`)
+	st, page := pc.get("/console/revocations")
+	rows := jtiRe.FindAllStringSubmatch(page, -1)
+	if st != http.StatusOK || len(rows) != 50 {
+		t.Fatalf("first page: %d with %d rows", st, len(rows))
+	}
+	for _, r := range rows {
+		jtis[r[1]] = true
+	}
+	m := regexp.MustCompile(`id="next-page" rel="next" href="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no next page link")
+	}
+	st, page = pc.get(html.UnescapeString(m[1]))
+	rows = jtiRe.FindAllStringSubmatch(page, -1)
+	if st != http.StatusOK || len(rows) != 1 || jtis[rows[0][1]] {
+		t.Fatalf("second page: %d with %d rows (%v)", st, len(rows), rows)
+	}
+	if strings.Contains(page, `id="next-page"`) {
+		t.Fatal("the last page links to a next one")
+	}
+}
+
+func TestConsoleTokenTester(t *testing.T) {
+	f := newIntrospectFixture(t)
+	ts := f.ts
+	pc := pagesSignIn(t, ts)
+	check := func(token string) (int, string) {
+		t.Helper()
+		st, page, _ := pc.post("/console/tester", url.Values{"token": {token}})
+		return st, page
+	}
+	token := ts.mustToken(f.app.id, f.app.secret, url.Values{"scope": {"orders:read"}})
+	parts := strings.Split(token, ".")
+
+	st, page := check(token)
+	if v := pageText(page, "verdict"); st != http.StatusOK || !strings.HasPrefix(v, "Valid") {
+		t.Fatalf("valid token: %d %q", st, v)
+	}
+	if h := pageText(page, "header"); !strings.Contains(h, `"typ": "at+jwt"`) {
+		t.Errorf("decoded header: %q", h)
+	}
+	if c := pageText(page, "claims"); !strings.Contains(c, `"client_id": "`+f.app.id+`"`) || !strings.Contains(c, `"scope": "orders:read"`) {
+		t.Errorf("decoded claims: %q", c)
+	}
+	if !strings.Contains(pageText(page, "expires"), "in 15 minutes") {
+		t.Errorf("expiry: %q", pageText(page, "expires"))
+	}
+	// The token is shown again only inside its textarea.
+	if n := strings.Count(page, token); n != 1 || pageText(page, "token") != token {
+		t.Fatalf("the token appears %d times in the page", n)
+	}
+
+	claims, _ := base64URL(parts[1])
+	tampered := parts[0] + "." + b64url(strings.Replace(string(claims), "orders:read", "orders:write", 1)) + "." + parts[2]
+	garbledSig := parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2]))
+	for _, tc := range []struct {
+		name, token, want, header string
+	}{
+		{"tampered claims", tampered, "signature does not match", "at+jwt"},
+		{"another signature", garbledSig, "signature does not match", "at+jwt"},
+		{"not a JWT", "hello", "malformed", ""},
+		{"two parts", parts[0] + "." + parts[1], "malformed", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, page := check(tc.token)
+			v := pageText(page, "verdict")
+			if st != http.StatusOK || !strings.HasPrefix(v, "Invalid") || !strings.Contains(v, tc.want) {
+				t.Fatalf("%d %q, want Invalid … %s", st, v, tc.want)
+			}
+			if !strings.Contains(pageText(page, "header"), tc.header) {
+				t.Errorf("header %q", pageText(page, "header"))
+			}
+		})
+	}
+	// Tampered claims are still shown, decoded without trust.
+	if _, page := check(tampered); !strings.Contains(pageText(page, "claims"), "orders:write") || !strings.Contains(page, "cannot be trusted") {
+		t.Error("the tampered token's claims are not shown as untrusted")
+	}
+
+	// Revoked.
+	if _, _, final := pc.post("/console/revocations", url.Values{"token": {token}}); final.Query().Get("done") != "token-revoked" {
+		t.Fatalf("revoke: %s", final)
+	}
+	if _, page := check(token); !strings.HasPrefix(pageText(page, "verdict"), "Invalid: it was revoked") {
+		t.Fatalf("revoked token: %q", pageText(page, "verdict"))
+	}
+	// The client disabled.
+	other := ts.mustToken(f.app.id, f.app.secret, url.Values{"scope": {"orders:read"}})
+	ts.login()
+	if resp, body := ts.adminDo(http.MethodPatch, "/admin/v1/clients/"+f.app.id, `{"disabled":true}`); resp.StatusCode != http.StatusOK {
+		t.Fatalf("disable: %d %s", resp.StatusCode, body)
+	}
+	if _, page := check(other); !strings.Contains(pageText(page, "verdict"), "is disabled") {
+		t.Fatalf("token of a disabled client: %q", pageText(page, "verdict"))
+	}
+
+	// Expired: the server's clock moves past the token's lifetime (and
+	// the verifier's leeway).
+	f.clock.Advance(17 * time.Minute)
+	if _, page := check(other); !strings.HasPrefix(pageText(page, "verdict"), "Invalid: it expired 2 minutes ago") {
+		t.Fatalf("expired token: %q", pageText(page, "verdict"))
+	}
+
+	// Refused input: empty, oversized (never echoed), a refresh token.
+	for _, tc := range []struct{ name, token string }{
+		{"empty", ""}, {"oversized", strings.Repeat("a", 17<<10)}, {"refresh token", "m2mr_abc"},
+	} {
+		st, page := check(tc.token)
+		if st != http.StatusBadRequest || fieldError(page, "token") == "" || strings.Contains(page, `id="verdict"`) {
+			t.Errorf("%s: %d, error %q", tc.name, st, fieldError(page, "token"))
+		}
+		if tc.name == "oversized" && strings.Contains(page, tc.token) {
+			t.Error("the oversized token was echoed")
+		}
+	}
+	if strings.Contains(ts.logs.String(), parts[2]) {
+		t.Fatal("a token is in the log")
+	}
+}
+
+func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
