@@ -1,33 +1,364 @@
 package console
 
-import "net/http"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
 
-// PLACEHOLDER: replaced by the pages of this section.
+	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/store"
+)
+
+// apiPageSize is how many APIs a page of the list shows.
+const apiPageSize = 50
+
+// apiRow is an API as the pages show it.
+type apiRow struct{ store.API }
+
+// Lifetime describes the API's token lifetime for people.
+func (a apiRow) Lifetime() string {
+	if a.TokenLifetime == 0 {
+		return "server default"
+	}
+	return fmt.Sprintf("%s (%s)", humanDuration(a.TokenLifetime), goDuration(a.TokenLifetime))
+}
+
+func apiRows(apis []store.API) []apiRow {
+	out := make([]apiRow, len(apis))
+	for i, a := range apis {
+		out[i] = apiRow{a}
+	}
+	return out
+}
+
+// apisPage is the data of the API list.
+type apisPage struct {
+	Items []apiRow
+	// Next is the identifier the following page starts after ("" on the
+	// last); Paged tells that this is not the first page.
+	Next  string
+	Paged bool
+}
+
+// apiFormPage is the data of the API form: a new API (API nil) or an
+// existing one, shown with its details and the applications that hold a
+// grant for it.
+type apiFormPage struct {
+	API     *apiRow
+	Holders []store.Client
+}
+
+// apiDeletePage is the data of the deletion confirmation.
+type apiDeletePage struct {
+	API     apiRow
+	Holders []store.Client
+}
 
 func (c *Console) apiList(w http.ResponseWriter, r *http.Request, s *session) error {
-	return &pageError{http.StatusNotImplemented, "not built yet"}
+	after := r.URL.Query().Get("after")
+	page, err := c.svc.ListAPIs(r.Context(), store.ListOptions{Limit: apiPageSize, After: after})
+	if err != nil {
+		return err
+	}
+	return c.show(w, r, s, http.StatusOK, "api_list", &view{Title: "APIs", Section: "apis",
+		Data: &apisPage{Items: apiRows(page.Items), Next: page.NextCursor, Paged: after != ""}})
 }
 
 func (c *Console) apiNew(w http.ResponseWriter, r *http.Request, s *session) error {
-	return &pageError{http.StatusNotImplemented, "not built yet"}
+	return c.show(w, r, s, http.StatusOK, "api_form", &view{Title: "New API", Section: "apis", Data: &apiFormPage{}})
+}
+
+// apiForm is a submitted API form, read into the service's terms.
+type apiForm struct {
+	identifier, name string
+	scopes           []string
+	lifetime         time.Duration
+	discoverable     bool
+}
+
+// readAPIForm reads the form; errors it finds itself (the lifetime's
+// syntax) are added to errs under the form's field names.
+func readAPIForm(f url.Values, errs map[string]string) apiForm {
+	in := apiForm{identifier: strings.TrimSpace(f.Get("identifier")), name: strings.TrimSpace(f.Get("name")),
+		scopes: parseScopes(f.Get("scopes")), discoverable: f.Get("discoverable") == "on"}
+	if lt := strings.TrimSpace(f.Get("token_lifetime")); lt != "" {
+		d, err := time.ParseDuration(lt)
+		switch {
+		case err != nil:
+			errs["token_lifetime"] = "Enter a duration such as 15m, 1h or 24h, or leave it empty for the server's default."
+		case d%time.Second != 0:
+			errs["token_lifetime"] = "Use whole seconds, such as 90s or 15m."
+		default:
+			in.lifetime = d
+		}
+	}
+	return in
+}
+
+// parseScopes reads the scopes textarea: one scope a line, blank lines
+// ignored. Text after the scope on its line is a description, which this
+// server does not store.
+func parseScopes(text string) []string {
+	scopes := []string{}
+	for line := range strings.Lines(text) {
+		if f := strings.Fields(line); len(f) > 0 {
+			scopes = append(scopes, f[0])
+		}
+	}
+	return scopes
+}
+
+// scopesText is an API's scopes as the textarea shows them.
+func scopesText(a store.API) string {
+	return strings.Join(a.Scopes, "\n")
+}
+
+// goDuration formats a lifetime the way the form reads it ("15m", "1h",
+// "" for the server default).
+func goDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return ""
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	}
+	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+}
+
+// apiFieldErrors puts the service's validation errors next to the form's
+// fields, in words; it reports whether every error found a field.
+func apiFieldErrors(err error, errs map[string]string) bool {
+	var ve *admin.ValidationError
+	if !errors.As(err, &ve) {
+		return false
+	}
+	for _, f := range ve.Fields {
+		field, msg := f.Field, f.Message
+		switch {
+		case field == "token_lifetime_seconds":
+			field, msg = "token_lifetime", "Enter a lifetime from 1m to 168h (7 days), or leave it empty for the server's default."
+		case field == "identifier":
+			if rest, ok := strings.CutPrefix(msg, "is required: "); ok {
+				msg = "Use " + rest + "."
+			} else {
+				msg = "The identifier " + msg + "."
+			}
+		case field == "name":
+			msg = "The name " + msg + "."
+		case field == "scopes" || strings.HasPrefix(field, "scopes["):
+			field = "scopes"
+			if strings.HasPrefix(msg, "at most") {
+				msg = "Enter " + msg + "."
+			}
+		default:
+			return false
+		}
+		if errs[field] == "" {
+			errs[field] = msg
+		} else {
+			errs[field] += " " + msg
+		}
+	}
+	return true
 }
 
 func (c *Console) apiCreate(w http.ResponseWriter, r *http.Request, s *session) error {
-	return &pageError{http.StatusNotImplemented, "not built yet"}
+	ctx := r.Context()
+	v := &view{Title: "New API", Section: "apis", Form: r.PostForm, Errors: map[string]string{}, Data: &apiFormPage{}}
+	in := readAPIForm(r.PostForm, v.Errors)
+	if len(v.Errors) > 0 {
+		return c.show(w, r, s, http.StatusBadRequest, "api_form", v)
+	}
+	a, err := c.svc.CreateAPI(ctx, admin.APIInput{Identifier: in.identifier, Name: in.name, Scopes: in.scopes,
+		TokenLifetimeSeconds: int64(in.lifetime / time.Second), Discoverable: in.discoverable})
+	var ce *admin.ConflictError
+	switch {
+	case errors.As(err, &ce):
+		v.Errors["identifier"] = "An API with this identifier already exists. Choose another, or edit that one."
+		return c.show(w, r, s, http.StatusConflict, "api_form", v)
+	case apiFieldErrors(err, v.Errors):
+		return c.show(w, r, s, http.StatusBadRequest, "api_form", v)
+	case err != nil:
+		return err
+	}
+	c.log.InfoContext(ctx, "api created", "identifier", a.Identifier, "caller", admin.CallerFromContext(ctx))
+	return done(w, r, "/console/api/"+pathEscape(a.Identifier), "api-created")
 }
 
 func (c *Console) apiShow(w http.ResponseWriter, r *http.Request, s *session) error {
-	return &pageError{http.StatusNotImplemented, "not built yet"}
+	a, err := c.svc.GetAPI(r.Context(), r.PathValue("identifier"))
+	if err != nil {
+		return err
+	}
+	return c.showAPI(w, r, s, http.StatusOK, a, &view{Form: apiValues(a)})
+}
+
+// apiValues fills the edit form with a's fields.
+func apiValues(a store.API) url.Values {
+	f := url.Values{"name": {a.Name}, "scopes": {scopesText(a)}, "token_lifetime": {goDuration(a.TokenLifetime)},
+		"version": {strconv.FormatInt(a.Version, 10)}}
+	if a.Discoverable {
+		f.Set("discoverable", "on")
+	}
+	return f
+}
+
+// showAPI renders an API's page: its details, the applications that hold a
+// grant for it, and the edit form filled from v.Form.
+func (c *Console) showAPI(w http.ResponseWriter, r *http.Request, s *session, status int, a store.API, v *view) error {
+	holders, err := c.grantHolders(r.Context(), a.Identifier)
+	if err != nil {
+		return err
+	}
+	v.Title, v.Section, v.Data = a.Name, "apis", &apiFormPage{API: &apiRow{a}, Holders: holders}
+	if v.Title == "" {
+		v.Title = a.Identifier
+	}
+	return c.show(w, r, s, status, "api_form", v)
+}
+
+// grantHolders lists every application holding a grant for the API.
+func (c *Console) grantHolders(ctx context.Context, identifier string) ([]store.Client, error) {
+	var out []store.Client
+	opts := store.ListOptions{Audience: identifier, Limit: admin.MaxPageSize}
+	for {
+		page, err := c.svc.ListClients(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Items...)
+		if page.NextCursor == "" {
+			return out, nil
+		}
+		opts.After = page.NextCursor
+	}
+}
+
+// formVersion reads the version an edit form was made from.
+func formVersion(f url.Values) (int64, error) {
+	v, err := strconv.ParseInt(f.Get("version"), 10, 64)
+	if err != nil || v < 1 {
+		return 0, &pageError{http.StatusBadRequest, "The form is missing the version it was made from. Reload the page and try again."}
+	}
+	return v, nil
 }
 
 func (c *Console) apiUpdate(w http.ResponseWriter, r *http.Request, s *session) error {
-	return &pageError{http.StatusNotImplemented, "not built yet"}
+	ctx := r.Context()
+	id := r.PathValue("identifier")
+	version, err := formVersion(r.PostForm)
+	if err != nil {
+		return err
+	}
+	current, err := c.svc.GetAPI(ctx, id)
+	if err != nil {
+		return err
+	}
+	v := &view{Form: r.PostForm, Errors: map[string]string{}}
+	if current.Builtin != "" {
+		v.Form, v.Alert = apiValues(current), "The "+current.Builtin+" API is built in: it cannot be changed."
+		return c.showAPI(w, r, s, http.StatusConflict, current, v)
+	}
+	in := readAPIForm(r.PostForm, v.Errors)
+	if len(v.Errors) > 0 {
+		return c.showAPI(w, r, s, http.StatusBadRequest, current, v)
+	}
+	seconds := int64(in.lifetime / time.Second)
+	a, err := c.svc.UpdateAPI(ctx, id, admin.ETag(version), admin.APIPatch{Name: &in.name, Scopes: &in.scopes,
+		TokenLifetimeSeconds: &seconds, Discoverable: &in.discoverable})
+	var ce *admin.ConflictError
+	switch {
+	case errors.Is(err, admin.ErrPreconditionFailed):
+		// Keep the edits, on top of the current version: saving again
+		// overwrites the other change knowingly.
+		if current, err = c.svc.GetAPI(ctx, id); err != nil {
+			return err
+		}
+		v.Form.Set("version", strconv.FormatInt(current.Version, 10))
+		v.Alert = "Someone else changed this API while you were editing it: the details above are the current ones. " +
+			"Your edits are still in the form: save again to replace their change, or reload the page to discard yours."
+		return c.showAPI(w, r, s, http.StatusConflict, current, v)
+	case errors.As(err, &ce):
+		v.Alert = ce.Detail
+		return c.showAPI(w, r, s, http.StatusConflict, current, v)
+	case apiFieldErrors(err, v.Errors):
+		return c.showAPI(w, r, s, http.StatusBadRequest, current, v)
+	case err != nil:
+		return err
+	}
+	c.log.InfoContext(ctx, "api updated", "identifier", a.Identifier, "version", a.Version, "caller", admin.CallerFromContext(ctx))
+	return done(w, r, "/console/api/"+pathEscape(a.Identifier), "api-updated")
 }
 
 func (c *Console) apiDeleteConfirm(w http.ResponseWriter, r *http.Request, s *session) error {
-	return &pageError{http.StatusNotImplemented, "not built yet"}
+	a, err := c.svc.GetAPI(r.Context(), r.PathValue("identifier"))
+	if err != nil {
+		return err
+	}
+	if a.Builtin != "" {
+		return &pageError{http.StatusConflict, "The " + a.Builtin + " API is built in: it cannot be deleted."}
+	}
+	return c.showAPIDelete(w, r, s, http.StatusOK, a, &view{})
 }
 
+func (c *Console) showAPIDelete(w http.ResponseWriter, r *http.Request, s *session, status int, a store.API, v *view) error {
+	holders, err := c.grantHolders(r.Context(), a.Identifier)
+	if err != nil {
+		return err
+	}
+	v.Title, v.Section, v.Data = "Delete API", "apis", &apiDeletePage{API: apiRow{a}, Holders: holders}
+	return c.show(w, r, s, status, "api_delete", v)
+}
+
+// apiDelete deletes an API with the grants of the applications the
+// confirmation named (force). If another application got a grant since,
+// it asks again rather than take that one's access unannounced.
 func (c *Console) apiDelete(w http.ResponseWriter, r *http.Request, s *session) error {
-	return &pageError{http.StatusNotImplemented, "not built yet"}
+	ctx := r.Context()
+	id := r.PathValue("identifier")
+	version, err := formVersion(r.PostForm)
+	if err != nil {
+		return err
+	}
+	a, err := c.svc.GetAPI(ctx, id)
+	if err != nil {
+		return err
+	}
+	if a.Builtin != "" {
+		return &pageError{http.StatusConflict, "The " + a.Builtin + " API is built in: it cannot be deleted."}
+	}
+	holders, err := c.grantHolders(ctx, id)
+	if err != nil {
+		return err
+	}
+	named := r.PostForm["app"]
+	for _, h := range holders {
+		if !slices.Contains(named, h.ID) {
+			return c.showAPIDelete(w, r, s, http.StatusConflict, a, &view{
+				Alert: "Another application got a grant for this API since the confirmation was shown. Check the list below, then confirm again."})
+		}
+	}
+	if a.Version != version {
+		return c.showAPIDelete(w, r, s, http.StatusConflict, a, &view{
+			Alert: "Someone else changed this API since the confirmation was shown. Check it below, then confirm again."})
+	}
+	err = c.svc.DeleteAPI(ctx, id, admin.ETag(version), true)
+	if errors.Is(err, admin.ErrPreconditionFailed) {
+		return c.showAPIDelete(w, r, s, http.StatusConflict, a, &view{
+			Alert: "Someone else changed this API since the confirmation was shown. Check it below, then confirm again."})
+	}
+	if err != nil {
+		return err
+	}
+	c.log.InfoContext(ctx, "api deleted", "identifier", id, "force", true, "grants_removed", len(holders),
+		"caller", admin.CallerFromContext(ctx))
+	return done(w, r, "/console/apis", "api-deleted")
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -408,3 +409,183 @@ func TestConsoleTokenTester(t *testing.T) {
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// pagesAPI reads an API through the admin API (nil if it does not exist).
+func pagesAPI(t *testing.T, ts *testServer, identifier string) *admin.APIResource {
+	t.Helper()
+	ts.login()
+	resp, body := ts.adminDo(http.MethodGet, "/admin/v1/apis/"+url.PathEscape(identifier), nil)
+	if resp.StatusCode == http.StatusNotFound {
+		return nil
+	}
+	var a admin.APIResource
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &a) != nil {
+		t.Fatalf("get API: %d %s", resp.StatusCode, body)
+	}
+	return &a
+}
+
+// textareaValue returns the text of the textarea named name.
+func textareaValue(page, name string) string {
+	m := regexp.MustCompile(`(?s)<textarea[^>]*name="` + regexp.QuoteMeta(name) + `"[^>]*>(.*?)</textarea>`).FindStringSubmatch(page)
+	if m == nil {
+		return "<no textarea>"
+	}
+	return html.UnescapeString(strings.TrimPrefix(m[1], "\n"))
+}
+
+func TestConsoleAPIs(t *testing.T) {
+	f := newIntrospectFixture(t)
+	ts := f.ts
+	pc := pagesSignIn(t, ts)
+	const id = "https://inventory.example.com"
+	path := "/console/api/" + url.PathEscape(id)
+
+	st, page := pc.get("/console/apis")
+	adminAPI := ts.cfg.Issuer + "/admin"
+	if st != http.StatusOK || !strings.Contains(page, `id="new-api"`) || !strings.Contains(page, "<code>"+ordersAPI+"</code>") ||
+		!strings.Contains(page, "<code>"+adminAPI+`</code></a> <span class="badge info">built-in</span>`) {
+		t.Fatalf("API list: %d\n%s", st, page)
+	}
+	st, page = pc.get("/console/apis/new")
+	for _, want := range []string{`id="api-form"`, `name="identifier"`, `name="name"`, `<textarea id="scopes" name="scopes"`, `name="token_lifetime"`, `id="save"`} {
+		if st != http.StatusOK || !strings.Contains(page, want) {
+			t.Errorf("new API form lacks %s", want)
+		}
+	}
+
+	// Errors are shown next to their fields and nothing typed is lost.
+	form := url.Values{"identifier": {id}, "name": {"Inventory"}, "scopes": {"stock:read\nstock:write"}, "token_lifetime": {"ten minutes"}}
+	st, page, _ = pc.post("/console/apis", form)
+	if st != http.StatusBadRequest || !strings.Contains(fieldError(page, "token_lifetime"), "15m") {
+		t.Fatalf("bad duration: %d %q", st, fieldError(page, "token_lifetime"))
+	}
+	if pageField(t, page, "identifier") != id || pageField(t, page, "name") != "Inventory" || textareaValue(page, "scopes") != "stock:read\nstock:write" ||
+		pageField(t, page, "token_lifetime") != "ten minutes" {
+		t.Fatal("the form was not refilled")
+	}
+	form = url.Values{"identifier": {id}, "name": {" "}, "scopes": {"stock:read\nstöck:write"}, "token_lifetime": {"30s"}}
+	st, page, _ = pc.post("/console/apis", form)
+	if st != http.StatusBadRequest || !strings.Contains(fieldError(page, "name"), "required") ||
+		!strings.Contains(fieldError(page, "scopes"), "stöck:write") || !strings.Contains(fieldError(page, "token_lifetime"), "1m to 168h") {
+		t.Fatalf("invalid API: %d name %q scopes %q lifetime %q", st, fieldError(page, "name"), fieldError(page, "scopes"), fieldError(page, "token_lifetime"))
+	}
+	if textareaValue(page, "scopes") != "stock:read\nstöck:write" || pageField(t, page, "token_lifetime") != "30s" {
+		t.Fatal("the form was not refilled")
+	}
+	if pagesAPI(t, ts, id) != nil {
+		t.Fatal("an invalid API was created")
+	}
+
+	// Create.
+	form = url.Values{"identifier": {id}, "name": {"Inventory"}, "scopes": {"stock:read\n\n  stock:write  \n"}, "token_lifetime": {"10m"}}
+	st, page, final := pc.post("/console/apis", form)
+	if st != http.StatusOK || final.EscapedPath() != path || final.Query().Get("done") != "api-created" || !strings.Contains(page, "The API was created.") {
+		t.Fatalf("create: %d at %s", st, final)
+	}
+	a := pagesAPI(t, ts, id)
+	if a == nil || a.Name != "Inventory" || strings.Join(a.Scopes, " ") != "stock:read stock:write" || a.TokenLifetimeSeconds != 600 {
+		t.Fatalf("created API: %+v", a)
+	}
+	if pageField(t, page, "token_lifetime") != "10m" || textareaValue(page, "scopes") != "stock:read\nstock:write" || !strings.Contains(page, `id="delete"`) {
+		t.Fatal("the edit form is not filled with the API")
+	}
+	// The identifier is taken now.
+	st, page, _ = pc.post("/console/apis", form)
+	if st != http.StatusConflict || !strings.Contains(fieldError(page, "identifier"), "already exists") {
+		t.Fatalf("duplicate: %d %q", st, fieldError(page, "identifier"))
+	}
+
+	// An application granted it is named on its page.
+	appID, appSecret := ts.createClient(admin.ClientInput{Name: "Warehouse robot",
+		Grants: []admin.GrantInput{{Audience: id, Scopes: []string{"stock:read", "stock:write"}}}})
+	_, page = pc.get(path)
+	if !strings.Contains(pageText(page, "holders"), "Warehouse robot") {
+		t.Fatalf("holders: %q", pageText(page, "holders"))
+	}
+	version := pageField(t, page, "version")
+
+	// Edit with the version the form was made from.
+	edit := url.Values{"version": {version}, "name": {"Inventory v2"}, "scopes": {"stock:read"}, "token_lifetime": {""}, "discoverable": {"on"}}
+	st, _, final = pc.post(path, edit)
+	if st != http.StatusOK || final.Query().Get("done") != "api-updated" {
+		t.Fatalf("edit: %d at %s", st, final)
+	}
+	a = pagesAPI(t, ts, id)
+	if a.Name != "Inventory v2" || strings.Join(a.Scopes, " ") != "stock:read" || a.TokenLifetimeSeconds != 0 || !a.Discoverable {
+		t.Fatalf("edited API: %+v", a)
+	}
+	// A form made from the old version is refused, the edits kept.
+	edit.Set("name", "Stale")
+	st, page, _ = pc.post(path, edit)
+	if st != http.StatusConflict || !strings.Contains(page, "Someone else changed this API") || pageField(t, page, "name") != "Stale" {
+		t.Fatalf("stale edit: %d", st)
+	}
+	if pagesAPI(t, ts, id).Name != "Inventory v2" {
+		t.Fatal("a stale edit was saved")
+	}
+	// Validation errors on edit are shown next to the fields too.
+	st, page, _ = pc.post(path, url.Values{"version": {pageField(t, page, "version")}, "name": {"x"}, "scopes": {"bad scope\\"}, "token_lifetime": {"8d"}})
+	if st != http.StatusBadRequest || fieldError(page, "token_lifetime") == "" {
+		t.Fatalf("invalid edit: %d %q", st, fieldError(page, "token_lifetime"))
+	}
+
+	// Delete: the confirmation names the application that loses access.
+	f.clock.Advance(2 * time.Second) // past the cutoff of the narrowing edit
+	token := ts.mustToken(appID, appSecret, url.Values{"audience": {id}})
+	if !f.active(t, f.root, token) {
+		t.Fatal("fresh token inactive")
+	}
+	st, page = pc.get(path + "/delete")
+	if st != http.StatusOK || !strings.Contains(pageText(page, "affected"), "Warehouse robot") || !strings.Contains(page, `id="confirm-delete"`) ||
+		!strings.Contains(page, "every token they hold is revoked") {
+		t.Fatalf("delete confirmation: %d %q", st, pageText(page, "affected"))
+	}
+	confirm := url.Values{"version": {pageField(t, page, "version")}, "app": {appID}}
+	st, page, final = pc.post(path+"/delete", confirm)
+	if st != http.StatusOK || final.Path != "/console/apis" || final.Query().Get("done") != "api-deleted" || strings.Contains(page, "<code>"+id+"</code>") {
+		t.Fatalf("delete: %d at %s", st, final)
+	}
+	if pagesAPI(t, ts, id) != nil {
+		t.Fatal("the API still exists")
+	}
+	if f.active(t, f.root, token) {
+		t.Fatal("the application's token is still active")
+	}
+	if c, _ := ts.client(appID); len(c.Grants) != 0 {
+		t.Fatalf("grants left: %+v", c.Grants)
+	}
+
+	// An application granted the API after the confirmation was shown is
+	// not dropped unannounced.
+	ts.createAPI("https://late.example.com", 0, "late:read")
+	late := "/console/api/" + url.PathEscape("https://late.example.com")
+	_, page = pc.get(late + "/delete")
+	confirm = url.Values{"version": {pageField(t, page, "version")}}
+	ts.createClient(admin.ClientInput{Name: "Latecomer", Grants: []admin.GrantInput{{Audience: "https://late.example.com", Scopes: []string{"late:read"}}}})
+	st, page, _ = pc.post(late+"/delete", confirm)
+	if st != http.StatusConflict || !strings.Contains(pageText(page, "affected"), "Latecomer") || pagesAPI(t, ts, "https://late.example.com") == nil {
+		t.Fatalf("delete with a new holder: %d", st)
+	}
+
+	// The built-in admin API is read-only.
+	adminPath := "/console/api/" + url.PathEscape(adminAPI)
+	st, page = pc.get(adminPath)
+	if st != http.StatusOK || strings.Contains(page, `id="api-form"`) || strings.Contains(page, `id="delete"`) || !strings.Contains(page, "built in") {
+		t.Fatalf("admin API page: %d", st)
+	}
+	adminVersion := pagesAPI(t, ts, adminAPI).Version
+	st, _, _ = pc.post(adminPath, url.Values{"version": {strconv.FormatInt(adminVersion, 10)}, "name": {"mine"}, "scopes": {""}})
+	if st != http.StatusConflict || strings.Join(pagesAPI(t, ts, adminAPI).Scopes, " ") != "admin" {
+		t.Fatalf("editing the admin API: %d", st)
+	}
+	if st, _ := pc.get(adminPath + "/delete"); st != http.StatusConflict {
+		t.Fatalf("deleting the admin API: %d", st)
+	}
+	if st, _, _ := pc.post(adminPath+"/delete", url.Values{"version": {strconv.FormatInt(adminVersion, 10)}}); st != http.StatusConflict || pagesAPI(t, ts, adminAPI) == nil {
+		t.Fatalf("deleting the admin API: %d", st)
+	}
+	if st, _ := pc.get("/console/api/" + url.PathEscape("https://nothing.example.com")); st != http.StatusNotFound {
+		t.Fatalf("unknown API: %d", st)
+	}
+}
