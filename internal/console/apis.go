@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -78,6 +79,7 @@ func (c *Console) apiNew(w http.ResponseWriter, r *http.Request, s *session) err
 type apiForm struct {
 	identifier, name string
 	scopes           []string
+	descriptions     map[string]string
 	lifetime         time.Duration
 	discoverable     bool
 }
@@ -86,7 +88,8 @@ type apiForm struct {
 // syntax) are added to errs under the form's field names.
 func readAPIForm(f url.Values, errs map[string]string) apiForm {
 	in := apiForm{identifier: strings.TrimSpace(f.Get("identifier")), name: strings.TrimSpace(f.Get("name")),
-		scopes: parseScopes(f.Get("scopes")), discoverable: f.Get("discoverable") == "on"}
+		discoverable: f.Get("discoverable") == "on"}
+	in.scopes, in.descriptions = parseScopes(f.Get("scopes"))
 	if lt := strings.TrimSpace(f.Get("token_lifetime")); lt != "" {
 		d, err := time.ParseDuration(lt)
 		switch {
@@ -101,22 +104,35 @@ func readAPIForm(f url.Values, errs map[string]string) apiForm {
 	return in
 }
 
-// parseScopes reads the scopes textarea: one scope a line, blank lines
-// ignored. Text after the scope on its line is a description, which this
-// server does not store.
-func parseScopes(text string) []string {
-	scopes := []string{}
+// parseScopes reads the scopes textarea: one scope a line, optionally
+// followed by whitespace and its description; blank lines are ignored.
+func parseScopes(text string) ([]string, map[string]string) {
+	scopes, descs := []string{}, map[string]string{}
 	for line := range strings.Lines(text) {
-		if f := strings.Fields(line); len(f) > 0 {
-			scopes = append(scopes, f[0])
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		sc, desc := line, ""
+		if i := strings.IndexFunc(line, unicode.IsSpace); i >= 0 {
+			sc, desc = line[:i], strings.TrimSpace(line[i:])
+		}
+		scopes = append(scopes, sc)
+		if desc != "" {
+			descs[sc] = desc
 		}
 	}
-	return scopes
+	return scopes, descs
 }
 
-// scopesText is an API's scopes as the textarea shows them.
+// scopesText is an API's scopes as the textarea shows them, each with its
+// description.
 func scopesText(a store.API) string {
-	return strings.Join(a.Scopes, "\n")
+	lines := make([]string, len(a.Scopes))
+	for i, sc := range a.Scopes {
+		lines[i] = strings.TrimSpace(sc + " " + a.ScopeDescriptions[sc])
+	}
+	return strings.Join(lines, "\n")
 }
 
 // goDuration formats a lifetime the way the form reads it ("15m", "1h",
@@ -158,6 +174,10 @@ func apiFieldErrors(err error, errs map[string]string) bool {
 			if strings.HasPrefix(msg, "at most") {
 				msg = "Enter " + msg + "."
 			}
+		case strings.HasPrefix(field, "scope_descriptions."):
+			field, msg = "scopes", "The description of "+strings.TrimPrefix(field, "scope_descriptions.")+" "+msg+"."
+		case field == "scope_descriptions":
+			field = "scopes"
 		default:
 			return false
 		}
@@ -178,7 +198,7 @@ func (c *Console) apiCreate(w http.ResponseWriter, r *http.Request, s *session) 
 		return c.show(w, r, s, http.StatusBadRequest, "api_form", v)
 	}
 	a, err := c.svc.CreateAPI(ctx, admin.APIInput{Identifier: in.identifier, Name: in.name, Scopes: in.scopes,
-		TokenLifetimeSeconds: int64(in.lifetime / time.Second), Discoverable: in.discoverable})
+		ScopeDescriptions: in.descriptions, TokenLifetimeSeconds: int64(in.lifetime / time.Second), Discoverable: in.discoverable})
 	var ce *admin.ConflictError
 	switch {
 	case errors.As(err, &ce):
@@ -273,7 +293,7 @@ func (c *Console) apiUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	seconds := int64(in.lifetime / time.Second)
 	a, err := c.svc.UpdateAPI(ctx, id, admin.ETag(version), admin.APIPatch{Name: &in.name, Scopes: &in.scopes,
-		TokenLifetimeSeconds: &seconds, Discoverable: &in.discoverable})
+		ScopeDescriptions: &in.descriptions, TokenLifetimeSeconds: &seconds, Discoverable: &in.discoverable})
 	var ce *admin.ConflictError
 	switch {
 	case errors.Is(err, admin.ErrPreconditionFailed):

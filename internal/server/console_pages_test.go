@@ -477,18 +477,29 @@ func TestConsoleAPIs(t *testing.T) {
 		t.Fatal("an invalid API was created")
 	}
 
-	// Create.
-	form = url.Values{"identifier": {id}, "name": {"Inventory"}, "scopes": {"stock:read\n\n  stock:write  \n"}, "token_lifetime": {"10m"}}
+	// A description too long is refused next to the scopes.
+	form = url.Values{"identifier": {id}, "name": {"Inventory"}, "scopes": {"stock:read " + strings.Repeat("x", 501)}}
+	st, page, _ = pc.post("/console/apis", form)
+	if st != http.StatusBadRequest || !strings.Contains(fieldError(page, "scopes"), "The description of stock:read must be at most 500") {
+		t.Fatalf("long description: %d %q", st, fieldError(page, "scopes"))
+	}
+
+	// Create, with descriptions after some of the scopes.
+	form = url.Values{"identifier": {id}, "name": {"Inventory"}, "scopes": {"stock:read\tRead the  stock levels \n\n  stock:write  \n"}, "token_lifetime": {"10m"}}
 	st, page, final := pc.post("/console/apis", form)
 	if st != http.StatusOK || final.EscapedPath() != path || final.Query().Get("done") != "api-created" || !strings.Contains(page, "The API was created.") {
 		t.Fatalf("create: %d at %s", st, final)
 	}
 	a := pagesAPI(t, ts, id)
-	if a == nil || a.Name != "Inventory" || strings.Join(a.Scopes, " ") != "stock:read stock:write" || a.TokenLifetimeSeconds != 600 {
+	if a == nil || a.Name != "Inventory" || strings.Join(a.Scopes, " ") != "stock:read stock:write" || a.TokenLifetimeSeconds != 600 ||
+		len(a.ScopeDescriptions) != 1 || a.ScopeDescriptions["stock:read"] != "Read the  stock levels" {
 		t.Fatalf("created API: %+v", a)
 	}
-	if pageField(t, page, "token_lifetime") != "10m" || textareaValue(page, "scopes") != "stock:read\nstock:write" || !strings.Contains(page, `id="delete"`) {
-		t.Fatal("the edit form is not filled with the API")
+	if pageField(t, page, "token_lifetime") != "10m" || textareaValue(page, "scopes") != "stock:read Read the  stock levels\nstock:write" || !strings.Contains(page, `id="delete"`) {
+		t.Fatalf("the edit form is not filled with the API: %q", textareaValue(page, "scopes"))
+	}
+	if !strings.Contains(page, `<li><code>stock:read</code> <span class="muted">Read the  stock levels</span></li>`) {
+		t.Fatal("the scope's description is not shown")
 	}
 	// The identifier is taken now.
 	st, page, _ = pc.post("/console/apis", form)
@@ -506,15 +517,23 @@ func TestConsoleAPIs(t *testing.T) {
 	version := pageField(t, page, "version")
 
 	// Edit with the version the form was made from.
-	edit := url.Values{"version": {version}, "name": {"Inventory v2"}, "scopes": {"stock:read"}, "token_lifetime": {""}, "discoverable": {"on"}}
+	edit := url.Values{"version": {version}, "name": {"Inventory v2"}, "scopes": {"stock:read How much is left"}, "token_lifetime": {""}, "discoverable": {"on"}}
 	st, _, final = pc.post(path, edit)
 	if st != http.StatusOK || final.Query().Get("done") != "api-updated" {
 		t.Fatalf("edit: %d at %s", st, final)
 	}
 	a = pagesAPI(t, ts, id)
-	if a.Name != "Inventory v2" || strings.Join(a.Scopes, " ") != "stock:read" || a.TokenLifetimeSeconds != 0 || !a.Discoverable {
+	if a.Name != "Inventory v2" || strings.Join(a.Scopes, " ") != "stock:read" || a.TokenLifetimeSeconds != 0 || !a.Discoverable ||
+		a.ScopeDescriptions["stock:read"] != "How much is left" {
 		t.Fatalf("edited API: %+v", a)
 	}
+	// A description removed from the textarea is removed.
+	_, page = pc.get(path)
+	st, _, _ = pc.post(path, url.Values{"version": {pageField(t, page, "version")}, "name": {"Inventory v2"}, "scopes": {"stock:read"}, "discoverable": {"on"}})
+	if a = pagesAPI(t, ts, id); st != http.StatusOK || len(a.ScopeDescriptions) != 0 {
+		t.Fatalf("description not removed: %d %+v", st, a)
+	}
+	edit.Set("scopes", "stock:read")
 	// A form made from the old version is refused, the edits kept.
 	edit.Set("name", "Stale")
 	st, page, _ = pc.post(path, edit)
