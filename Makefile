@@ -2,7 +2,7 @@
 GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test vet lint build bench fuzz compat
+.PHONY: test vet lint build bench fuzz compat screenshots
 
 # test: formatting, vet, staticcheck, then every test with the race detector.
 # PostgreSQL tests run when M2MAUTH_TEST_POSTGRES_DSN is set (and fail when
@@ -18,6 +18,12 @@ vet:
 
 lint:
 	$(STATICCHECK) ./...
+
+# screenshots: the console's pages at 1280 and 390 px, taken by its browser
+# test (Chromium: /usr/bin/chromium or M2MAUTH_CHROMIUM), into docs/console/
+# for the README.
+screenshots:
+	M2MAUTH_SCREENSHOTS="$(CURDIR)/docs/console" $(GO) test -count=1 -run '^TestConsoleInBrowser$$' ./internal/server
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/m2mauth ./cmd/m2mauth
