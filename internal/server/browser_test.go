@@ -1,14 +1,23 @@
 package server
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"maps"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -280,19 +289,41 @@ func (b *browser) open(path, wantPath string) loaded {
 // wantPath.
 func (b *browser) click(sel string, status int, wantPath string) loaded {
 	b.t.Helper()
+	b.need(sel)
 	step := "click " + sel
 	return b.want(step, b.loaded(step, b.load(step, chromedp.Click(chromedp.CSS(sel)))), status, wantPath)
+}
+
+// clickSecret clicks sel, whose form answers with a page showing a secret
+// (200 or 201: the page is the POST's answer, never a redirect) at a path
+// starting with wantPath. The page must not be stored.
+func (b *browser) clickSecret(sel, wantPath string) loaded {
+	b.t.Helper()
+	b.need(sel)
+	step := "click " + sel
+	got := b.loaded(step, b.load(step, chromedp.Click(chromedp.CSS(sel))))
+	check := got
+	if check.status == http.StatusCreated {
+		check.status = http.StatusOK // either is right
+	}
+	b.want(step, check, http.StatusOK, wantPath)
+	if cc := fmt.Sprint(got.resp.Headers["Cache-Control"]); !strings.Contains(cc, "no-store") {
+		b.t.Errorf("%s: the page with a secret has Cache-Control %q, want no-store", step, cc)
+	}
+	return got
 }
 
 // fill sets the value of a form field.
 func (b *browser) fill(sel, value string) {
 	b.t.Helper()
+	b.need(sel)
 	b.run("fill "+sel, chromedp.SetValue(chromedp.CSS(sel), value))
 }
 
 // check ticks a checkbox or a radio button (a click: it must be usable).
 func (b *browser) check(sel string) {
 	b.t.Helper()
+	b.need(sel)
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
 	on, err := chromedp.Run(ctx, chromedp.JavascriptAttribute[bool](chromedp.CSS(sel), "checked"))
@@ -304,23 +335,39 @@ func (b *browser) check(sel string) {
 	}
 }
 
-// text returns the text of the element sel: an input's value, another
-// element's text content, trimmed.
+// text returns the text of the element sel on the loaded page: an input's
+// value, another element's text content, trimmed. A missing element fails
+// the test.
 func (b *browser) text(sel string) string {
+	b.t.Helper()
+	got := b.eval("read "+sel, fmt.Sprintf(`(() => { const el = document.querySelector(%q);
+		if (!el) return [];
+		return [("value" in el && el.tagName !== "BUTTON" ? el.value : el.textContent).trim()]; })()`, sel))
+	if len(got) != 1 {
+		b.t.Fatalf("no %s on %s", sel, b.location())
+	}
+	return got[0]
+}
+
+// need fails the test at once when the loaded page has no sel (an
+// action would wait for it until the step's timeout).
+func (b *browser) need(sel string) {
+	b.t.Helper()
+	if b.count(sel) == 0 {
+		b.t.Fatalf("no %s on %s", sel, b.location())
+	}
+}
+
+// location is the address of the loaded page.
+func (b *browser) location() string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	// Wait for it first: a missing element is a clear failure.
-	if err := chromedp.Do(ctx, chromedp.WaitReady(chromedp.CSS(sel))); err != nil {
-		b.t.Fatalf("find %s: %v", sel, err)
-	}
-	js := fmt.Sprintf(`(() => { const el = document.querySelector(%q);
-		return ("value" in el && el.tagName !== "BUTTON" ? el.value : el.textContent).trim(); })()`, sel)
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	loc, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
-		b.t.Fatalf("read %s: %v", sel, err)
+		b.t.Fatal(err)
 	}
-	return s
+	return loc
 }
 
 // count returns how many elements match sel.
@@ -354,21 +401,33 @@ func (b *browser) look(name string) {
 	if len(unlabelled) > 0 {
 		b.t.Errorf("%s: form controls without a label: %q", name, unlabelled)
 	}
-	for _, w := range []int64{narrowWidth, wideWidth} {
-		var opts []chromedp.EmulateViewportOption
-		if w == narrowWidth {
-			opts = append(opts, chromedp.EmulateMobile)
-		}
-		b.run(fmt.Sprintf("%s at %d px", name, w), chromedp.EmulateViewport(w, 800, opts...))
-		if w == narrowWidth {
-			if over := b.eval(name+": width", `document.documentElement.scrollWidth > window.innerWidth
-				? [String(document.documentElement.scrollWidth)] : []`); len(over) > 0 {
-				b.t.Errorf("%s: at %d px the page is %s px wide (something does not wrap or scroll in its box)", name, w, over[0])
+	// At phone width nothing may stick out of the screen. The check lays
+	// the page out in a 390 px desktop viewport, which does not grow to
+	// fit as a phone's does, and names the outermost culprits.
+	b.run(name+": phone width", chromedp.EmulateViewport(narrowWidth, 800))
+	over := b.eval(name+": width", fmt.Sprintf(`(() => {
+		const limit = %d + 1;
+		const scrolls = el => { for (let p = el.parentElement; p; p = p.parentElement) {
+			if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(p).overflowX)) return true; } return false; };
+		const out = [];
+		for (const el of document.body.querySelectorAll("*")) {
+			const r = el.getBoundingClientRect(), parent = el.parentElement.getBoundingClientRect();
+			if (r.width > 0 && r.right > limit && parent.right <= limit && !scrolls(el)) {
+				const cls = typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\s+/).join(".") : "";
+				out.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + cls + " (" + Math.round(r.right) + " px)");
 			}
 		}
-		if b.shots != "" {
-			b.screenshot(fmt.Sprintf("%s-%d.png", name, w))
-		}
+		return out;
+	})()`, narrowWidth))
+	if len(over) > 0 {
+		b.t.Errorf("%s: at %d px these stick out of the screen: %s", name, narrowWidth, strings.Join(over, ", "))
+	}
+	if b.shots != "" {
+		// A phone's viewport, for a true picture of one.
+		b.run(name+": phone", chromedp.EmulateViewport(narrowWidth, 800, chromedp.EmulateMobile))
+		b.screenshot(fmt.Sprintf("%s-%d.png", name, narrowWidth), narrowWidth)
+		b.run(name+": laptop", chromedp.EmulateViewport(wideWidth, 800))
+		b.screenshot(fmt.Sprintf("%s-%d.png", name, wideWidth), wideWidth)
 	}
 	b.run(name+": reset the viewport", chromedp.EmulateViewport(wideWidth, 900))
 	b.clean("look at " + name)
@@ -386,22 +445,89 @@ func (b *browser) eval(step, js string) []string {
 	return out
 }
 
-// screenshot saves the whole page at the current viewport as file in the
-// screenshot directory.
-func (b *browser) screenshot(file string) {
+// screenshot saves the whole page, width px wide, as file in the
+// screenshot directory. The clip keeps to the width: what scrolls inside
+// its own box (a wide table, the navigation on a phone) would otherwise
+// widen the picture with empty space.
+func (b *browser) screenshot(file string, width int64) {
 	b.t.Helper()
 	if err := os.MkdirAll(b.shots, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	shot, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) ([]byte, error) {
+		m, err := cdp.Call(ctx, t, page.GetLayoutMetrics, cdp.Empty{})
+		if err != nil {
+			return nil, err
+		}
+		if m.CSSContentSize == nil {
+			return nil, errors.New("no content size")
+		}
+		res, err := cdp.Call(ctx, t, page.CaptureScreenshot, page.CaptureScreenshotParams{
+			Format:                page.CaptureScreenshotFormatPng,
+			Clip:                  &page.Viewport{Width: float64(width), Height: math.Ceil(m.CSSContentSize.Height), Scale: 1},
+			CaptureBeyondViewport: new(true),
+			FromSurface:           new(true),
+		})
+		return res.Data, err
+	})
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", file, err)
 	}
-	if err := os.WriteFile(filepath.Join(b.shots, file), png, 0o644); err != nil {
+	small, err := shrinkPNG(shot)
+	if err != nil {
+		b.t.Fatalf("screenshot %s: %v", file, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.shots, file), small, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
+}
+
+// shrinkPNG re-encodes a screenshot with a palette of its 256 most common
+// colours (a page is a few flat colours; the anti-aliased edges of its
+// text take the nearest), at the best compression: about a third of the
+// browser's size, for the pictures committed under docs/console.
+func shrinkPNG(in []byte) ([]byte, error) {
+	img, err := png.Decode(bytes.NewReader(in))
+	if err != nil {
+		return nil, err
+	}
+	r := img.Bounds()
+	counts := map[color.RGBA]int{}
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			counts[color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)]++
+		}
+	}
+	common := slices.SortedFunc(maps.Keys(counts), func(a, b color.RGBA) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(uint32(a.R)<<24|uint32(a.G)<<16|uint32(a.B)<<8|uint32(a.A), uint32(b.R)<<24|uint32(b.G)<<16|uint32(b.B)<<8|uint32(b.A))
+	})
+	pal := make(color.Palette, 0, 256)
+	for _, c := range common[:min(len(common), 256)] {
+		pal = append(pal, c)
+	}
+	out := image.NewPaletted(r, pal)
+	index := make(map[color.RGBA]uint8, len(counts))
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+			i, ok := index[c]
+			if !ok {
+				i = uint8(pal.Index(c))
+				index[c] = i
+			}
+			out.SetColorIndex(x, y, i)
+		}
+	}
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // The harness must see what it is there to see: each of these pages, under
@@ -649,10 +775,7 @@ func (w *consoleWalk) createApp() {
 		b.check(form + fmt.Sprintf(`input[name=%q][value=%q]`, "scope:"+w.api, scope))
 	}
 	b.look("app-form")
-	got := b.click(form+"button#save", http.StatusCreated, "/console/apps")
-	if cc := fmt.Sprint(got.resp.Headers["Cache-Control"]); !strings.Contains(cc, "no-store") {
-		w.t.Errorf("the secret page has Cache-Control %q, want no-store", cc)
-	}
+	b.clickSecret(form+"button#save", "/console/apps")
 	w.appID, w.secret = b.text("#client-id"), b.text("#client-secret")
 	if w.appID == "" || w.secret == "" {
 		w.t.Fatalf("secret page: client id %q, secret of %d characters", w.appID, len(w.secret))
@@ -699,7 +822,7 @@ func (w *consoleWalk) rotateSecret() {
 		}
 	}
 	b.run("choose the grace period", chromedp.SetValue(chromedp.CSS("form#rotate-secret select[name=grace]"), grace))
-	b.click("button#rotate-secret", http.StatusOK, "/console/app/"+w.appID)
+	b.clickSecret("button#rotate-secret", "/console/app/"+w.appID+"/secrets")
 	if id := b.text("#client-id"); id != w.appID {
 		w.t.Errorf("rotated secret page names %q, want %q", id, w.appID)
 	}
@@ -812,4 +935,63 @@ func (w *consoleWalk) signOut() {
 	if b.count("button#sign-out") != 1 {
 		w.t.Error("signed in with the form: no sign-out button")
 	}
+}
+
+// shrinkPNG keeps a picture of at most 256 colours exactly, and maps the
+// rarest colours of a richer one to their nearest.
+func TestShrinkPNG(t *testing.T) {
+	img := image.NewNRGBA(image.Rect(0, 0, 40, 30))
+	for y := range 30 {
+		for x := range 40 {
+			// 344 colours: 0-255 on 4 pixels each, 256-343 (the same
+			// red plus one step of green) on 2.
+			n := (y*40 + x) % 600
+			if n >= 512 {
+				n = 256 + (n - 512)
+			} else {
+				n /= 2
+			}
+			img.Set(x, y, color.NRGBA{uint8(n), uint8(n >> 8), 200, 255})
+		}
+	}
+	var in bytes.Buffer
+	if err := png.Encode(&in, img); err != nil {
+		t.Fatal(err)
+	}
+	out, err := shrinkPNG(in.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := png.Decode(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Bounds() != img.Bounds() {
+		t.Fatalf("bounds %v, want %v", got.Bounds(), img.Bounds())
+	}
+	exact, near := 0, 0
+	for y := range 30 {
+		for x := range 40 {
+			a := color.NRGBAModel.Convert(got.At(x, y)).(color.NRGBA)
+			b := img.NRGBAAt(x, y)
+			switch d := absDiff(a.R, b.R) + absDiff(a.G, b.G) + absDiff(a.B, b.B); {
+			case d == 0:
+				exact++
+			case d <= 2:
+				near++
+			default:
+				t.Fatalf("(%d,%d): %v for %v", x, y, a, b)
+			}
+		}
+	}
+	if exact < 256*2 || near == 0 {
+		t.Errorf("%d pixels exact, %d near: want the 256 common colours exact and the rest near", exact, near)
+	}
+}
+
+func absDiff(a, b uint8) int {
+	if a > b {
+		return int(a - b)
+	}
+	return int(b - a)
 }
