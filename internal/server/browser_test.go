@@ -402,26 +402,14 @@ func (b *browser) look(name string) {
 	if len(unlabelled) > 0 {
 		b.t.Errorf("%s: form controls without a label: %q", name, unlabelled)
 	}
-	// At phone width nothing may stick out of the screen. The check lays
-	// the page out in a 390 px desktop viewport, which does not grow to
-	// fit as a phone's does, and names the outermost culprits.
-	b.run(name+": phone width", chromedp.EmulateViewport(narrowWidth, 800))
-	over := b.eval(name+": width", fmt.Sprintf(`(() => {
-		const limit = %d + 1;
-		const scrolls = el => { for (let p = el.parentElement; p; p = p.parentElement) {
-			if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(p).overflowX)) return true; } return false; };
-		const out = [];
-		for (const el of document.body.querySelectorAll("*")) {
-			const r = el.getBoundingClientRect(), parent = el.parentElement.getBoundingClientRect();
-			if (r.width > 0 && r.right > limit && parent.right <= limit && !scrolls(el)) {
-				const cls = typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\s+/).join(".") : "";
-				out.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + cls + " (" + Math.round(r.right) + " px)");
-			}
+	// Nothing may stick out of the screen or of its card, at a laptop's
+	// width or a phone's. The check lays the page out in a desktop
+	// viewport, which does not grow to fit as a phone's does.
+	for _, w := range []int64{wideWidth, narrowWidth} {
+		b.run(fmt.Sprintf("%s at %d px", name, w), chromedp.EmulateViewport(w, 800))
+		if over := b.eval(name+": overflow", fmt.Sprintf(stickOutJS, w)); len(over) > 0 {
+			b.t.Errorf("%s: at %d px these stick out: %s", name, w, strings.Join(over, ", "))
 		}
-		return out;
-	})()`, narrowWidth))
-	if len(over) > 0 {
-		b.t.Errorf("%s: at %d px these stick out of the screen: %s", name, narrowWidth, strings.Join(over, ", "))
 	}
 	if b.shots != "" {
 		// A phone's viewport, for a true picture of one.
@@ -433,6 +421,27 @@ func (b *browser) look(name string) {
 	b.run(name+": reset the viewport", chromedp.EmulateViewport(wideWidth, 900))
 	b.clean("look at " + name)
 }
+
+// stickOutJS lists the elements that stick out of the screen (%d px
+// wide) or of their card: the outermost of each, and none that scrolls
+// inside a box of its own (a wide table in .table-wrap).
+const stickOutJS = `(() => {
+	const screen = %d + 1;
+	const scrolls = el => { for (let p = el.parentElement; p; p = p.parentElement) {
+		if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(p).overflowX)) return true; } return false; };
+	const limit = el => { const card = el.parentElement && el.parentElement.closest(".card");
+		return card ? Math.min(screen, card.getBoundingClientRect().right + 1) : screen; };
+	const out = [];
+	for (const el of document.body.querySelectorAll("*")) {
+		const r = el.getBoundingClientRect();
+		if (r.width === 0 || r.right <= limit(el) || scrolls(el)) continue;
+		const p = el.parentElement;
+		if (p !== document.body && p.getBoundingClientRect().right > limit(p)) continue;
+		const cls = typeof el.className === "string" && el.className.trim() ? "." + el.className.trim().split(/\s+/).join(".") : "";
+		out.push(el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + cls + " (to " + Math.round(r.right) + " px, its box to " + Math.round(limit(el) - 1) + ")");
+	}
+	return out;
+})()`
 
 // eval evaluates a JavaScript expression that yields a list of strings.
 func (b *browser) eval(step, js string) []string {
