@@ -771,7 +771,8 @@ func (w *consoleWalk) createAPI() {
 		if err := json.Unmarshal(body, &api); err != nil {
 			w.t.Fatal(err)
 		}
-		if api.Name != "Orders" || strings.Join(api.Scopes, " ") != "read:orders write:orders" || api.TokenLifetimeSeconds != 600 {
+		if api.Name != "Orders" || strings.Join(api.Scopes, " ") != "read:orders write:orders" || api.TokenLifetimeSeconds != 600 ||
+			api.ScopeDescriptions["write:orders"] != "Create and change orders" {
 			w.t.Errorf("the API made in the console: %+v", api)
 		}
 	}
