@@ -662,6 +662,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	w.overview()
 	w.disable()
 	w.signOut()
+	w.b.clean("the last page")
 }
 
 // signInPage: signed out, the console sends a visitor to the sign-in
