@@ -16,7 +16,7 @@ type ConsoleLinkResponse struct {
 // credential: it is in the answer only, never in the log.
 func (h *Handler) createConsoleLink(w http.ResponseWriter, r *http.Request) error {
 	if h.links == nil {
-		return &requestError{http.StatusNotFound, "the console is switched off on this server (serve --console=false)"}
+		return &requestError{http.StatusNotFound, "the console is off on this server (serve --console=false, or an issuer with a path: the server log says which)"}
 	}
 	caller := CallerFromContext(r.Context())
 	url, exp, err := h.links.NewLink(r.Context(), caller)

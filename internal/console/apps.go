@@ -615,7 +615,7 @@ func (c *Console) appNew(w http.ResponseWriter, r *http.Request, s *session) err
 	}
 	d.Action = "/console/apps"
 	d.setRows(-1)
-	f := url.Values{"auth_method": {admin.AuthSecretBasic}}
+	f := url.Values{"auth_method": {admin.AuthSecretBasic}, "nonce": {newFormNonce()}}
 	return c.show(w, r, s, http.StatusOK, "app_form", appFormView("New application", f, d, nil))
 }
 
@@ -627,11 +627,22 @@ func (c *Console) appCreate(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	d.Action = "/console/apps"
 	f := r.PostForm
+	nonce := f.Get("nonce")
+	// A form shown again is a new form: it gets a nonce of its own.
+	f.Set("nonce", newFormNonce())
 	af := readAppForm(f, d, true)
 	v := appFormView("New application", f, d, af.errs)
 	if len(af.errs) > 0 {
 		v.Alert = "Some settings need your attention: see the messages below."
 		return c.show(w, r, s, http.StatusBadRequest, "app_form", v)
+	}
+	first, err := c.claimFormNonce(ctx, nonce)
+	if err != nil {
+		return err
+	}
+	if !first {
+		v.Alert = "This form was already submitted (a second click, or the page reloaded): the application was created once, and is in the list of applications. Submit again only if you mean to create another."
+		return c.show(w, r, s, http.StatusConflict, "app_form", v)
 	}
 	cl, plain, err := c.svc.CreateClient(ctx, af.in)
 	if af.showErrors(v, d, err) {

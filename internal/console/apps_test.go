@@ -123,6 +123,11 @@ func (h *appsHarness) get(path string) (int, string, string) {
 func (h *appsHarness) post(path string, form url.Values) (int, string, string) {
 	h.t.Helper()
 	f := url.Values{"csrf": {h.csrf}}
+	if path == "/console/apps" && form.Get("nonce") == "" {
+		// A create form comes with its one-time nonce.
+		_, page, _ := h.get("/console/apps/new")
+		f.Set("nonce", inputValue(page, "nonce"))
+	}
 	for k, v := range form {
 		f[k] = v
 	}
@@ -426,6 +431,8 @@ func TestAppSecretPageIsNotStored(t *testing.T) {
 	h.createAPI("https://a.example", "r")
 	f := appsGrantForm("x", "https://a.example", "r")
 	f.Set("csrf", h.csrf)
+	_, page, _ := h.get("/console/apps/new")
+	f.Set("nonce", inputValue(page, "nonce"))
 	resp, err := h.browser.PostForm(h.url+"/console/apps", f)
 	if err != nil {
 		t.Fatal(err)
@@ -769,5 +776,49 @@ func TestAppSecretLifetime(t *testing.T) {
 	status, page, _ = h.post("/console/apps", form)
 	if status != http.StatusBadRequest || fieldError(page, "secret_lifetime-err") == "" {
 		t.Fatalf("odd lifetime: %d %s", status, page)
+	}
+}
+
+// A create form submitted twice (a double click, a reload of the secret
+// page) creates one application; a form shown again after a refusal can
+// be submitted.
+func TestAppCreateFormIsOneTime(t *testing.T) {
+	h := newAppsHarness(t)
+	h.createAPI("https://a.example", "r")
+	_, page, _ := h.get("/console/apps/new")
+	form := appsGrantForm("once", "https://a.example", "r")
+	form.Set("nonce", inputValue(page, "nonce"))
+	if status, _, _ := h.post("/console/apps", form); status != http.StatusCreated {
+		t.Fatalf("first submission: %d", status)
+	}
+	status, page, _ := h.post("/console/apps", form)
+	if status != http.StatusConflict || optionalText(page, "client-secret") != "" || !strings.Contains(page, "already submitted") {
+		t.Fatalf("second submission: %d %s", status, page)
+	}
+	n := 0
+	for _, c := range h.clients() {
+		if c.Name == "once" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d applications named once, want 1", n)
+	}
+	// The refused page's form has a fresh nonce: submitting it creates
+	// another, deliberately.
+	fresh := inputValue(page, "nonce")
+	if fresh == "" || fresh == form.Get("nonce") {
+		t.Fatalf("the form shown again has nonce %q", fresh)
+	}
+	form.Set("nonce", fresh)
+	if status, _, _ := h.post("/console/apps", form); status != http.StatusCreated {
+		t.Fatalf("a new form: %d", status)
+	}
+	// A form without a nonce of the console's shape is refused.
+	for _, bad := range []string{"x", "m2mcf_short"} {
+		form.Set("nonce", bad)
+		if status, _, _ := h.post("/console/apps", form); status != http.StatusConflict {
+			t.Errorf("nonce %q: %d", bad, status)
+		}
 	}
 }

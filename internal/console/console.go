@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -177,8 +178,8 @@ func (c *Console) Routes() []Route {
 func staticFiles(fsys fs.FS) http.Handler {
 	files := http.FileServerFS(fsys)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
-			http.NotFound(w, r)
+		if st, err := fs.Stat(fsys, r.URL.Path); r.URL.Path == "" || err != nil || st.IsDir() {
+			WriteError(w, http.StatusNotFound, "There is no such file.")
 			return
 		}
 		w.Header().Set("Cache-Control", "no-cache")
@@ -286,6 +287,11 @@ func (c *Console) toSignIn(w http.ResponseWriter, r *http.Request, reason, next 
 // safeNext accepts a return path only inside the console (no scheme, no
 // host, no backslash tricks), so sign-in cannot redirect elsewhere.
 func safeNext(next string) bool {
+	// The redirect cleans the path: "/console/../x" must not pass as
+	// inside the console.
+	if clean := path.Clean(next); clean != next && clean+"/" != next {
+		return false
+	}
 	return strings.HasPrefix(next, Prefix) && !strings.HasPrefix(next, "//") && !strings.ContainsAny(next, "\\\r\n") &&
 		!strings.HasPrefix(next, Prefix+"sign-") && !strings.HasPrefix(next, Prefix+"link")
 }

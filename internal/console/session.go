@@ -131,7 +131,9 @@ func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, str
 		c.clearCookie(w, r, e)
 		return nil, whyRevoked, nil
 	}
-	if now.Sub(cs.LastSeenAt) >= touchEvery {
+	// Written at most every touchEvery, and often enough that a session
+	// in use never reaches its idle limit between two writes.
+	if now.Sub(cs.LastSeenAt) >= min(touchEvery, c.cfg.Idle/4) {
 		if err := e.Store.TouchConsoleSession(ctx, hash, now); err != nil {
 			c.log.WarnContext(ctx, "console: record session activity", "error", err)
 		}
@@ -303,4 +305,25 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) er
 	c.clearCookie(w, r, e)
 	c.toSignIn(w, r, whySignedOut, "")
 	return nil
+}
+
+// formNoncePrefix marks a one-time form's nonce: a create form carries
+// one, so that a double click or a reload of the page its POST answered
+// does not create a second application (and hand out a second secret).
+const formNoncePrefix = "m2mcf_"
+
+// formNonceLifetime is how long a used nonce is remembered.
+const formNonceLifetime = 24 * time.Hour
+
+func newFormNonce() string { return secret.GenerateWithPrefix(formNoncePrefix) }
+
+// claimFormNonce reports whether this submission is the first of its form,
+// on any replica (the store's single-use record, shared with client
+// assertions' ids under a key of its own).
+func (c *Console) claimFormNonce(ctx context.Context, nonce string) (bool, error) {
+	if len(nonce) != tokenLen || !strings.HasPrefix(nonce, formNoncePrefix) {
+		return false, nil
+	}
+	e := env.FromContext(ctx)
+	return e.Store.UseAssertionID(ctx, "console-form:"+e.Hasher.Hash(nonce), c.now().Add(formNonceLifetime))
 }

@@ -503,3 +503,81 @@ func TestConsoleOverviewShowsUsageAndExpiringSecrets(t *testing.T) {
 		t.Errorf("after an hour, want 1 this hour and 4 in the day:\n%s", body)
 	}
 }
+
+// With the shortest idle limit, a session in use is never signed out:
+// its activity is recorded often enough.
+func TestConsoleShortIdleKeepsAnActiveSession(t *testing.T) {
+	clock := newFakeClock()
+	cfg := testConfig(t)
+	cfg.ConsoleIdle = time.Minute
+	ts := startServerClock(t, cfg, clock.Now)
+	b := ts.signIn()
+	for i := range 8 {
+		clock.Advance(45 * time.Second)
+		if out, _ := b.signedOut(); out {
+			t.Fatalf("signed out after %d requests 45 s apart", i+1)
+		}
+	}
+	clock.Advance(61 * time.Second)
+	if out, why := b.signedOut(); !out || why != "expired" {
+		t.Fatalf("idle past the limit: signed out %v (%q)", out, why)
+	}
+}
+
+// Sign-in returns only to a page of the console, however the path is
+// dressed up.
+func TestConsoleSignInReturnsOnlyIntoTheConsole(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	for next, want := range map[string]string{
+		"/console/apps?q=x":       "/console/apps",
+		"/console/../evil":        "/console/",
+		"/console/..//evil.com":   "/console/",
+		"//evil.com/console/":     "/console/",
+		"/console/\\evil":         "/console/",
+		"https://evil.com/x":      "/console/",
+		"/console/./keys":         "/console/",
+		"/console/sign-out":       "/console/",
+		"/console/link?token=abc": "/console/",
+	} {
+		b := newConsoleBrowser(t, ts.URL)
+		resp, _ := b.post("/console/sign-in", url.Values{"client_id": {ts.admin.ClientID}, "client_secret": {ts.admin.ClientSecret}, "next": {next}})
+		if resp.Request.URL.Host != strings.TrimPrefix(ts.URL, "http://") || resp.Request.URL.Path != want {
+			t.Errorf("next %q: ended at %s, want %s", next, resp.Request.URL, want)
+		}
+	}
+}
+
+// The console lives at the root of its host: under an issuer with a path
+// it is off (its links and cookie would miss the proxy's prefix), and the
+// log says why.
+func TestConsoleOffUnderAnIssuerWithAPath(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Issuer = "https://example.com/auth"
+	ts := startServer(t, cfg)
+	if resp, body := ts.adminDo(http.MethodPost, "/admin/v1/console/links", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("link: %d %s", resp.StatusCode, body)
+	}
+	if !strings.Contains(ts.logs.String(), "the admin console is off: the issuer has a path") {
+		t.Fatal("the log does not say why the console is off")
+	}
+}
+
+func TestConsoleStaticFiles(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	for path, want := range map[string]int{
+		"/console/static/console.css": 200, "/console/static/console.js": 200,
+		"/console/static/": 404, "/console/static/nope.js": 404, "/console/static/../console.go": 404,
+	} {
+		resp, err := http.Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+		if want == 404 && (!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || resp.Header.Get("Content-Security-Policy") == "") {
+			t.Errorf("%s: a 404 outside the console's page: %s", path, resp.Header.Get("Content-Type"))
+		}
+	}
+}

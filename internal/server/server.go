@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -311,7 +312,16 @@ func (s *Server) init(ctx context.Context) error {
 		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
 		Access: introspection, DB: s.store,
 	}
-	if s.cfg.Console {
+	consoleOn := s.cfg.Console
+	if u, perr := url.Parse(s.cfg.Issuer); consoleOn && (perr != nil || strings.Trim(u.Path, "/") != "") {
+		// The console's pages, forms and cookie live at the root of the
+		// host; under a path they would post past the proxy's prefix and
+		// share their cookie with the host's other applications.
+		s.log.Warn("the admin console is off: the issuer has a path, and the console is served only at the root of its host (serve it on a host of its own, or pass --console=false to silence this)",
+			"issuer", s.cfg.Issuer)
+		consoleOn = false
+	}
+	if consoleOn {
 		s.console, err = console.New(console.Config{
 			Service: mgmt, Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
 			SignIn: adminLogin, Flush: s.flushUsage, Idle: s.cfg.ConsoleIdle, MaxAge: s.cfg.ConsoleMaxAge,

@@ -41,6 +41,8 @@ var Flavor = sqlstore.Flavor{
 	Contains:              func(col, param string) string { return "strpos(lower(" + col + "), lower(" + param + ")) > 0" },
 	IsUniqueViolation:     func(err error) bool { return hasCode(err, "23505") },
 	IsForeignKeyViolation: func(err error) bool { return hasCode(err, "23503") },
+	// 22021 character_not_in_repertoire: invalid UTF-8 or a NUL byte.
+	IsInvalidText: func(err error) bool { return hasCode(err, "22021") },
 }
 
 func hasCode(err error, code string) bool {

@@ -75,6 +75,9 @@ func (s *Store) ListAPIs(ctx context.Context, opts store.ListOptions) ([]store.A
 	s.page(&q, &a, "identifier", "name", opts, nil)
 	rows, err := s.db.QueryContext(ctx, q.String(), a...)
 	if err != nil {
+		if s.invalidText(err) {
+			return []store.API{}, nil // no stored text equals or contains it
+		}
 		return nil, s.mapErr("list apis", err)
 	}
 	defer rows.Close()

@@ -248,6 +248,9 @@ func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]stor
 	s.page(&q, &a, "c.id", "c.name", opts, extra)
 	rows, err := s.db.QueryContext(ctx, q.String(), a...)
 	if err != nil {
+		if s.invalidText(err) {
+			return []store.Client{}, nil // no stored text equals or contains it
+		}
 		return nil, s.mapErr("list clients", err)
 	}
 	clients := []store.Client{}

@@ -38,6 +38,10 @@ type Flavor struct {
 	// IsUniqueViolation and IsForeignKeyViolation classify driver errors.
 	IsUniqueViolation     func(error) bool
 	IsForeignKeyViolation func(error) bool
+	// IsInvalidText (may be nil) tells a parameter the database cannot
+	// hold as text (PostgreSQL refuses invalid UTF-8 and NUL): nothing
+	// stored can equal it, so a lookup by it finds nothing.
+	IsInvalidText func(error) bool
 }
 
 // Change payloads sent through Flavor.Notify.
@@ -81,8 +85,16 @@ func (s *Store) mapErr(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, store.ErrNotFound)
 	case s.f.IsUniqueViolation(err), s.f.IsForeignKeyViolation(err):
 		return fmt.Errorf("%s: %w: %v", op, store.ErrConflict, err)
+	case s.invalidText(err):
+		return fmt.Errorf("%s: %w (a value is not valid text)", op, store.ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// invalidText reports whether err is the database refusing a parameter as
+// text (see Flavor.IsInvalidText).
+func (s *Store) invalidText(err error) bool {
+	return s.f.IsInvalidText != nil && s.f.IsInvalidText(err)
 }
 
 // micros converts a time to the stored form; the zero time is 0.

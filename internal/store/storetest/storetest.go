@@ -41,6 +41,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"ConsoleSessions", testConsoleSessions},
 		{"ConsoleLinks", testConsoleLinks},
 		{"CountsAndExpiringSecrets", testCountsAndExpiringSecrets},
+		{"LookupsByInvalidText", testLookupsByInvalidText},
 		{"DeleteAPIInUse", testDeleteAPIInUse},
 		{"SigningKeys", testSigningKeys},
 		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
@@ -1394,5 +1395,35 @@ func testCountsAndExpiringSecrets(t *testing.T, open func() store.Store) {
 	}
 	if got, _ := s.ExpiringSecrets(ctx, t0.Add(-2*time.Hour), t0.Add(30*24*time.Hour), 1); len(got) != 1 || got[0].ClientID != "expired" {
 		t.Fatalf("with the recently expired, limit 1: %+v", got)
+	}
+}
+
+// A lookup by a value no database can hold as text (invalid UTF-8, NUL:
+// PostgreSQL refuses them) finds nothing, as on any other backend: it is
+// not a failure of the database.
+func testLookupsByInvalidText(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	if err := s.CreateAPI(ctx, api("https://a.example", "r")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateClient(ctx, client("c1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"\xff", "a\x00b", "\xc3("} {
+		if _, err := s.GetClient(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetClient(%q): %v, want ErrNotFound", bad, err)
+		}
+		if _, err := s.GetAPI(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetAPI(%q): %v, want ErrNotFound", bad, err)
+		}
+		for _, opts := range []store.ListOptions{{NameContains: bad}, {After: bad}} {
+			if cs, err := s.ListClients(ctx, opts); err != nil || (opts.NameContains != "" && len(cs) != 0) {
+				t.Errorf("ListClients(%#v): %d clients, %v", opts, len(cs), err)
+			}
+			if as, err := s.ListAPIs(ctx, opts); err != nil || (opts.NameContains != "" && len(as) != 0) {
+				t.Errorf("ListAPIs(%#v): %d APIs, %v", opts, len(as), err)
+			}
+		}
 	}
 }
