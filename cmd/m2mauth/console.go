@@ -29,6 +29,6 @@ func runConsole(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, res)
 	}
 	fmt.Fprintln(e.stdout, res.URL)
-	fmt.Fprintf(e.stderr, "Open this link in a browser to sign in to the console. It works once, until %s.\n", res.ExpiresAt.Local().Format("15:04:05"))
+	fmt.Fprintf(e.stderr, "Open this link in a browser and press Sign in. It works once, for 5 minutes (until %s).\n", res.ExpiresAt.Local().Format("15:04:05 MST"))
 	return nil
 }

@@ -397,7 +397,7 @@ func readAppForm(f url.Values, d *appFormData, create bool) *appForm {
 		scopes := f["scope:"+a.Identifier]
 		if !slices.Contains(granted, a.Identifier) {
 			if len(scopes) > 0 {
-				af.errs["grant:"+a.Identifier] = "Tick “Grant access” to grant these scopes, or untick them."
+				af.errs["grant:"+a.Identifier] = "Tick “Grant access to " + a.Name + "” to grant these scopes, or untick them."
 			}
 			continue
 		}

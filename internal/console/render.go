@@ -124,6 +124,8 @@ func funcs(now func() time.Time) template.FuncMap {
 		"duration":   humanDuration,
 		"contains":   func(list []string, s string) bool { return slices.Contains(list, s) },
 		"add":        func(a, b int) int { return a + b },
+		"plural":     plural,
+		"noun":       noun,
 	}
 }
 
@@ -153,6 +155,8 @@ func relative(t, now time.Time) string {
 // humanDuration rounds a duration to its largest unit: "3 minutes",
 // "2 days".
 func humanDuration(d time.Duration) string {
+	// Rounded to the nearest unit: a grace of 24 hours, a moment after
+	// it began, is "in 24 hours", not "in 23 hours".
 	unit := func(n int64, name string) string {
 		if n == 1 {
 			return "1 " + name
@@ -161,13 +165,31 @@ func humanDuration(d time.Duration) string {
 	}
 	switch {
 	case d < time.Minute:
-		return unit(int64(d/time.Second), "second")
+		return unit(int64(d.Round(time.Second)/time.Second), "second")
 	case d < time.Hour:
-		return unit(int64(d/time.Minute), "minute")
+		return unit(int64(d.Round(time.Minute)/time.Minute), "minute")
 	case d < 48*time.Hour:
-		return unit(int64(d/time.Hour), "hour")
+		return unit(int64(d.Round(time.Hour)/time.Hour), "hour")
 	}
-	return unit(int64(d/(24*time.Hour)), "day")
+	return unit(int64(d.Round(24*time.Hour)/(24*time.Hour)), "day")
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// plural is "1 application", "2 applications": n and the noun, with an s
+// unless n is 1.
+func plural(n any, noun string) string {
+	s := fmt.Sprint(n)
+	if s == "1" {
+		return s + " " + noun
+	}
+	return s + " " + noun + "s"
+}
+
+// noun is the noun alone, plural unless n is 1 (for a number shown apart).
+func noun(n any, word string) string {
+	if fmt.Sprint(n) == "1" {
+		return word
+	}
+	return word + "s"
+}

@@ -43,7 +43,7 @@ var whyText = map[string]string{
 	whyExpired:   "Your session has expired. Sign in again.",
 	whyRevoked:   "Your session has ended: its admin client was disabled, deleted, lost the admin scope, or had its tokens revoked.",
 	whySignedOut: "You have signed out.",
-	whyLink:      "That sign-in link has expired or was already used. Get a new one with `m2mauth console`, or sign in below.",
+	whyLink:      "That sign-in link has expired or was already used. Get a new one with the command \"m2mauth console\", or sign in below.",
 }
 
 // session is a live console session.

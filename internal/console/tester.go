@@ -135,29 +135,33 @@ func (c *Console) testToken(ctx context.Context, token string) (*testerResult, e
 		res.ClientID, res.Subject, res.Audience, res.JTI = claims.ClientID, claims.Subject, claims.Audience, claims.JTI
 		res.IssuedAt, res.NotBefore, res.ExpiresAt = claims.IssuedAt, claims.NotBefore, claims.ExpiresAt
 		res.Scope = strings.Join(claims.Scopes, " ")
-		// Signature and claims hold: is it still active?
+		// Signature and claims hold: is it still active? Revoked by its
+		// id, or with every token of its application (disable, revoke all
+		// tokens, a narrowed grant), and its application still there and
+		// enabled.
 		revoked, err := e.Denied.IsRevoked(ctx, claims.JTI)
 		if err != nil {
 			return nil, err
 		}
-		if revoked {
+		cl, err := e.Clients.GetClient(ctx, claims.ClientID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		found := err == nil
+		if found {
+			res.Client = &cl
+		}
+		switch {
+		case revoked:
 			failed, reason = stepRevoked, "it was revoked (its id, jti "+claims.JTI+", is on the revocation list)"
-		} else {
-			cl, err := e.Clients.GetClient(ctx, claims.ClientID)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				failed, reason = stepClient, "its application "+claims.ClientID+" no longer exists"
-			case err != nil:
-				return nil, err
-			default:
-				res.Client = &cl
-				switch {
-				case cl.Disabled:
-					failed, reason = stepClient, "its application "+cl.Name+" is disabled"
-				case !cl.TokensRevokedBefore.IsZero() && claims.IssuedAt.Before(cl.TokensRevokedBefore):
-					failed, reason = stepClient, "every token of its application "+cl.Name+" issued before "+when(cl.TokensRevokedBefore)+" was revoked"
-				}
-			}
+		case found && cl.Disabled && claims.IssuedAt.Before(cl.TokensRevokedBefore):
+			failed, reason = stepRevoked, "its application "+cl.Name+" is disabled, which revoked every token it held"
+		case found && !cl.TokensRevokedBefore.IsZero() && claims.IssuedAt.Before(cl.TokensRevokedBefore):
+			failed, reason = stepRevoked, "every token of its application "+cl.Name+" issued before "+when(cl.TokensRevokedBefore)+" was revoked"
+		case !found:
+			failed, reason = stepClient, "its application "+claims.ClientID+" no longer exists"
+		case cl.Disabled:
+			failed, reason = stepClient, "its application "+cl.Name+" is disabled"
 		}
 	}
 	for i := range stepCount {

@@ -270,7 +270,7 @@ type ConsoleSession struct {
 
 // Counts are the sizes of a deployment's registries.
 type Counts struct {
-	APIs            int // not counting the built-in admin API
+	APIs            int // the built-in admin API included
 	Clients         int
 	DisabledClients int
 }

@@ -28,6 +28,13 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) ev.preventDefault();
     });
   }
+  // Ticking a scope of an API ticks the API's "Grant access" too.
+  for (const scope of document.querySelectorAll('input[type="checkbox"][name^="scope:"]')) {
+    scope.addEventListener("change", () => {
+      const grant = scope.closest("fieldset")?.querySelector('input[type="checkbox"][name="grant"]');
+      if (scope.checked && grant) grant.checked = true;
+    });
+  }
   // Live filter of a list: <input data-filter="table-id">.
   for (const input of document.querySelectorAll("input[data-filter]")) {
     const table = document.getElementById(input.dataset.filter);

@@ -129,7 +129,7 @@ func (s *Store) deleteWhere(ctx context.Context, op, query string, args ...any) 
 func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
 	var c store.Counts
 	err := s.db.QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM apis WHERE builtin IS NULL OR builtin = ''),
+		(SELECT COUNT(*) FROM apis),
 		(SELECT COUNT(*) FROM clients),
 		(SELECT COUNT(*) FROM clients WHERE disabled)`).Scan(&c.APIs, &c.Clients, &c.DisabledClients)
 	return c, s.mapErr("counts", err)
