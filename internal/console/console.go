@@ -284,16 +284,20 @@ func (c *Console) toSignIn(w http.ResponseWriter, r *http.Request, reason, next 
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
-// safeNext accepts a return path only inside the console (no scheme, no
-// host, no backslash tricks), so sign-in cannot redirect elsewhere.
+// safeNext accepts a return path only inside the console: no scheme, no
+// host, no backslash or line break, no escaped path (%2e%2e), and already
+// clean ("/console/../x" would be cleaned by the redirect into "/x").
 func safeNext(next string) bool {
-	// The redirect cleans the path: "/console/../x" must not pass as
-	// inside the console.
-	if clean := path.Clean(next); clean != next && clean+"/" != next {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.RawPath != "" ||
+		strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
 		return false
 	}
-	return strings.HasPrefix(next, Prefix) && !strings.HasPrefix(next, "//") && !strings.ContainsAny(next, "\\\r\n") &&
-		!strings.HasPrefix(next, Prefix+"sign-") && !strings.HasPrefix(next, Prefix+"link")
+	p := u.Path
+	if clean := path.Clean(p); clean != p && clean+"/" != p {
+		return false
+	}
+	return strings.HasPrefix(p, Prefix) && !strings.HasPrefix(p, Prefix+"sign-") && !strings.HasPrefix(p, Prefix+"link")
 }
 
 // formError turns a form that could not be read into a page error.
@@ -336,9 +340,12 @@ func (c *Console) renderFailure(w http.ResponseWriter, r *http.Request, s *sessi
 		c.renderError(w, r, http.StatusServiceUnavailable, "The server took too long to answer, probably because the database is slow or unreachable. Try again shortly.")
 	default:
 		c.log.ErrorContext(r.Context(), "console request failed", "error", err)
-		c.renderError(w, r, http.StatusInternalServerError, "Something went wrong on the server. The details are in the server log.")
+		c.renderError(w, r, http.StatusInternalServerError, serverErrorText)
 	}
 }
+
+// serverErrorText is what a person sees of an unexpected failure.
+const serverErrorText = "Something went wrong on the server. The details are in the server log."
 
 // renderError shows a message on the error page.
 func (c *Console) renderError(w http.ResponseWriter, r *http.Request, status int, msg string) {

@@ -2,9 +2,9 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -65,7 +65,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 	now := c.now().UTC()
 	d := overviewData{Now: now}
 	var err error
-	if d.Counts, err = e.Store.Counts(ctx); err != nil {
+	if d.Counts, err = c.svc.Counts(ctx); err != nil {
 		return err
 	}
 	if d.Keys, err = c.cfg.Keys.List(ctx, c.cfg.MaxTokenLifetime); err != nil {
@@ -79,7 +79,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 			d.Next = &d.Keys[i]
 		}
 	}
-	if d.Expiring, err = e.Store.ExpiringSecrets(ctx, now.Add(-expiredShown), now.Add(expiryHorizon), expiringListed); err != nil {
+	if d.Expiring, err = c.svc.ExpiringSecrets(ctx, now.Add(-expiredShown), now.Add(expiryHorizon), expiringListed); err != nil {
 		return err
 	}
 	if err := c.usage(ctx, e, now, &d); err != nil {
@@ -88,56 +88,58 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 	return c.show(w, r, s, http.StatusOK, "overview", &view{Title: "Overview", Section: "overview", Data: d})
 }
 
-// usage fills the token counts: totals, and the applications that got
-// the most tokens in the last day.
+// usage fills the token counts: totals per hour, and the applications
+// that got the most tokens in the last day, aggregated by the database.
 func (c *Console) usage(ctx context.Context, e *env.Env, now time.Time, d *overviewData) error {
 	thisHour := now.Truncate(time.Hour)
 	first := thisHour.Add(-(usageHours - 1) * time.Hour)
-	counts, err := e.Store.TokenUsage(ctx, first)
+	rep, err := c.svc.TokenUsage(ctx, first, overviewTopN)
 	if err != nil {
 		return err
 	}
+	// hourIndex places an hour in the chart (false: outside it, e.g. a
+	// replica's clock ahead of this one's).
+	hourIndex := func(h time.Time) (int, bool) {
+		i := int(h.Sub(first) / time.Hour)
+		return i, i >= 0 && i < usageHours
+	}
 	var total [usageHours]int64
-	byClient := map[string]*appUsage{}
-	var apps []*appUsage
-	for _, u := range counts {
-		i := int(u.Hour.Sub(first) / time.Hour)
-		if i < 0 || i >= usageHours {
-			continue // a replica's clock ahead of this one's
+	for _, u := range rep.ByHour {
+		if i, ok := hourIndex(u.Hour); ok {
+			total[i] += u.Tokens
+			d.Day += u.Tokens
 		}
-		a := byClient[u.ClientID]
-		if a == nil {
-			a = &appUsage{ClientID: u.ClientID}
-			byClient[u.ClientID] = a
-			apps = append(apps, a)
-		}
-		a.Hours[i] += u.Tokens
-		a.Day += u.Tokens
-		total[i] += u.Tokens
-		d.Day += u.Tokens
 	}
 	d.ThisHour = total[usageHours-1]
 	d.Total = newSpark(total[:], 600, 80, "tokens issued per hour, last 24 hours")
-	slices.SortFunc(apps, func(a, b *appUsage) int {
-		if a.Day != b.Day {
-			return int(b.Day - a.Day)
+	apps := make([]appUsage, len(rep.Top))
+	byClient := make(map[string]*appUsage, len(rep.Top))
+	for i, t := range rep.Top {
+		apps[i] = appUsage{ClientID: t.ClientID}
+		byClient[t.ClientID] = &apps[i]
+	}
+	for _, u := range rep.Hours {
+		a, known := byClient[u.ClientID]
+		if i, ok := hourIndex(u.Hour); ok && known {
+			a.Hours[i] += u.Tokens
+			a.Day += u.Tokens
 		}
-		return strings.Compare(a.ClientID, b.ClientID)
-	})
-	for _, a := range apps[:min(len(apps), overviewTopN)] {
+	}
+	for i := range apps {
+		a := &apps[i]
 		a.ThisHour = a.Hours[usageHours-1]
 		a.Spark = newSpark(a.Hours[:], 120, 28, "tokens per hour")
 		cl, err := e.Clients.GetClient(ctx, a.ClientID)
 		switch {
 		case err == nil:
 			a.Name = cl.Name
-		case isNotFound(err):
+		case errors.Is(err, store.ErrNotFound):
 			a.Missing = true
 		default:
 			return err
 		}
-		d.Apps = append(d.Apps, *a)
 	}
+	d.Apps = apps
 	return nil
 }
 

@@ -2,7 +2,6 @@ package console
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -10,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // view is what every page template gets.
@@ -30,9 +27,6 @@ type view struct {
 
 // Field returns a submitted value to refill a form with.
 func (v *view) Field(name string) string { return v.Form.Get(name) }
-
-// Values returns every submitted value of a field.
-func (v *view) Values(name string) []string { return v.Form[name] }
 
 // Checked reports whether a checkbox field holds value.
 func (v *view) Checked(name, value string) bool { return slices.Contains(v.Form[name], value) }
@@ -60,7 +54,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	t, ok := c.pages[page]
 	if !ok {
 		c.log.ErrorContext(r.Context(), "console: no such template", "page", page)
-		http.Error(w, "internal server error", http.StatusInternalServerError)
+		WriteError(w, http.StatusInternalServerError, serverErrorText)
 		return
 	}
 	if v.Flash == "" {
@@ -69,7 +63,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
 		c.log.ErrorContext(r.Context(), "console: render", "page", page, "error", err)
-		http.Error(w, "internal server error", http.StatusInternalServerError)
+		WriteError(w, http.StatusInternalServerError, serverErrorText)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -117,12 +111,9 @@ func pathEscape(s string) string { return url.PathEscape(s) }
 func funcs(now func() time.Time) template.FuncMap {
 	return template.FuncMap{
 		"pathEscape": pathEscape,
-		"join":       strings.Join,
 		"when":       func(t time.Time) string { return when(t) },
 		"ago":        func(t time.Time) string { return relative(t, now()) },
-		"seconds":    func(d time.Duration) int64 { return int64(d / time.Second) },
 		"duration":   humanDuration,
-		"contains":   func(list []string, s string) bool { return slices.Contains(list, s) },
 		"add":        func(a, b int) int { return a + b },
 		"plural":     plural,
 		"noun":       noun,
@@ -173,8 +164,6 @@ func humanDuration(d time.Duration) string {
 	}
 	return unit(int64(d.Round(24*time.Hour)/(24*time.Hour)), "day")
 }
-
-func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 
 // plural is "1 application", "2 applications": n and the noun, with an s
 // unless n is 1.

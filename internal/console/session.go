@@ -188,7 +188,7 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
 		return
 	}
-	v := &view{Title: "Sign in", Form: url.Values{"next": {r.URL.Query().Get("next")}}}
+	v := &view{Title: "Sign in", Form: url.Values{"next": {r.URL.Query().Get("next")}}, Data: humanDuration(LinkLifetime)}
 	v.Alert = whyText[r.URL.Query().Get("why")]
 	if r.URL.Query().Get("why") == whySignedOut {
 		v.Alert, v.Flash = "", whyText[whySignedOut]
@@ -207,7 +207,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	f := r.PostForm
 	id, sec, next := strings.TrimSpace(f.Get("client_id")), strings.TrimSpace(f.Get("client_secret")), f.Get("next")
-	v := &view{Title: "Sign in", Form: url.Values{"client_id": {id}, "next": {next}}, Errors: map[string]string{}}
+	v := &view{Title: "Sign in", Form: url.Values{"client_id": {id}, "next": {next}}, Errors: map[string]string{}, Data: humanDuration(LinkLifetime)}
 	if id == "" || len(id) > maxCredential {
 		v.Errors["client_id"] = "Enter the admin client's id (client_id in admin.json)."
 	}

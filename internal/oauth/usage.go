@@ -56,8 +56,9 @@ type usageStore interface {
 }
 
 // Flush writes what was collected. On failure it is kept for the next
-// flush (newer times win; counts add up), so nothing is lost or counted
-// twice.
+// flush (newer times win; counts add up), so nothing is lost. (A commit
+// that succeeded but reported failure would count its batch twice: the
+// counts are for people to read, not for billing.)
 func (u *UsageRecorder) Flush(ctx context.Context, st usageStore) error {
 	var batch map[string]time.Time
 	var issued map[usageKey]int64

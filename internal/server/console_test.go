@@ -536,6 +536,8 @@ func TestConsoleSignInReturnsOnlyIntoTheConsole(t *testing.T) {
 		"/console/\\evil":         "/console/",
 		"https://evil.com/x":      "/console/",
 		"/console/./keys":         "/console/",
+		"/console/%2e%2e/evil":    "/console/",
+		"/console/%2fevil":        "/console/",
 		"/console/sign-out":       "/console/",
 		"/console/link?token=abc": "/console/",
 	} {

@@ -395,9 +395,15 @@ type Store interface {
 	// AddTokenUsage adds issued-token counts to the per-client hourly
 	// totals (batched; every replica adds its own).
 	AddTokenUsage(ctx context.Context, counts []UsageCount) error
-	// TokenUsage returns the hourly totals of hours starting at or after
-	// since, by client then hour.
-	TokenUsage(ctx context.Context, since time.Time) ([]UsageCount, error)
+	// TokenUsageByHour returns the totals of every client per hour, of
+	// hours starting at or after since, by hour (ClientID empty).
+	TokenUsageByHour(ctx context.Context, since time.Time) ([]UsageCount, error)
+	// TopTokenClients returns the limit clients issued the most tokens in
+	// hours starting at or after since, most first (Hour zero).
+	TopTokenClients(ctx context.Context, since time.Time, limit int) ([]UsageCount, error)
+	// TokenUsage returns the hourly totals of the given clients, of hours
+	// starting at or after since, by client then hour.
+	TokenUsage(ctx context.Context, since time.Time, clientIDs []string) ([]UsageCount, error)
 	// DeleteTokenUsage removes totals of hours starting before t.
 	DeleteTokenUsage(ctx context.Context, before time.Time) (int, error)
 

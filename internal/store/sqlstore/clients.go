@@ -497,9 +497,12 @@ func (s *Store) TouchSecrets(ctx context.Context, lastUsed map[string]time.Time)
 	if len(lastUsed) == 0 {
 		return nil
 	}
+	// One order for every writer (other replicas flush too): rows locked
+	// in the same order cannot deadlock.
+	ids := slices.Sorted(maps.Keys(lastUsed))
 	return s.mapErr("touch secrets", s.inTx(ctx, func(tx *sql.Tx) error {
-		for id, t := range lastUsed {
-			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, micros(t), id); err != nil {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, micros(lastUsed[id]), id); err != nil {
 				return err
 			}
 		}

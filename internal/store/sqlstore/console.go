@@ -1,24 +1,41 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/store"
 )
 
-// AddTokenUsage implements store.Store: one upsert per client and hour, in
-// one transaction; concurrent adders (other replicas) add, never overwrite.
+// AddTokenUsage implements store.Store. The rows are written in one
+// order (client, hour), in multi-row upserts: concurrent flushes (other
+// replicas) lock the rows they share in the same order, so they cannot
+// deadlock, and a flush costs a round trip per usageChunk rows.
 func (s *Store) AddTokenUsage(ctx context.Context, counts []store.UsageCount) error {
 	if len(counts) == 0 {
 		return nil
 	}
+	counts = slices.Clone(counts)
+	slices.SortFunc(counts, func(a, b store.UsageCount) int {
+		return cmp.Or(strings.Compare(a.ClientID, b.ClientID), a.Hour.Compare(b.Hour))
+	})
 	return s.mapErr("add token usage", s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, c := range counts {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO token_usage (client_id, hour, tokens) VALUES ($1, $2, $3)
-				ON CONFLICT (client_id, hour) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`,
-				c.ClientID, micros(c.Hour), c.Tokens); err != nil {
+		for chunk := range slices.Chunk(counts, usageChunk) {
+			var q strings.Builder
+			a := args{}
+			q.WriteString(`INSERT INTO token_usage (client_id, hour, tokens) VALUES `)
+			for i, c := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(" + a.add(c.ClientID) + ", " + a.add(micros(c.Hour)) + ", " + a.add(c.Tokens) + ")")
+			}
+			q.WriteString(` ON CONFLICT (client_id, hour) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`)
+			if _, err := tx.ExecContext(ctx, q.String(), a...); err != nil {
 				return err
 			}
 		}
@@ -26,11 +43,40 @@ func (s *Store) AddTokenUsage(ctx context.Context, counts []store.UsageCount) er
 	}))
 }
 
+// usageChunk is how many rows one upsert writes (3 parameters each; SQLite
+// allows 32,766 parameters).
+const usageChunk = 500
+
+// TokenUsageByHour implements store.Store.
+func (s *Store) TokenUsageByHour(ctx context.Context, since time.Time) ([]store.UsageCount, error) {
+	return s.usageRows(ctx, "token usage by hour", `SELECT '', hour, CAST(SUM(tokens) AS BIGINT) FROM token_usage WHERE hour >= $1 GROUP BY hour ORDER BY hour`, micros(since))
+}
+
+// TopTokenClients implements store.Store.
+func (s *Store) TopTokenClients(ctx context.Context, since time.Time, limit int) ([]store.UsageCount, error) {
+	return s.usageRows(ctx, "top token clients", `SELECT client_id, 0, CAST(SUM(tokens) AS BIGINT) AS n FROM token_usage WHERE hour >= $1
+		GROUP BY client_id ORDER BY n DESC, client_id LIMIT $2`, micros(since), limit)
+}
+
 // TokenUsage implements store.Store.
-func (s *Store) TokenUsage(ctx context.Context, since time.Time) ([]store.UsageCount, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT client_id, hour, tokens FROM token_usage WHERE hour >= $1 ORDER BY client_id, hour`, micros(since))
+func (s *Store) TokenUsage(ctx context.Context, since time.Time, clientIDs []string) ([]store.UsageCount, error) {
+	if len(clientIDs) == 0 {
+		return nil, nil
+	}
+	a := args{}
+	in := make([]string, len(clientIDs))
+	since0 := a.add(micros(since))
+	for i, id := range clientIDs {
+		in[i] = a.add(id)
+	}
+	return s.usageRows(ctx, "token usage", `SELECT client_id, hour, tokens FROM token_usage WHERE hour >= `+since0+
+		` AND client_id IN (`+strings.Join(in, ", ")+`) ORDER BY client_id, hour`, a...)
+}
+
+func (s *Store) usageRows(ctx context.Context, op, query string, params ...any) ([]store.UsageCount, error) {
+	rows, err := s.db.QueryContext(ctx, query, params...)
 	if err != nil {
-		return nil, s.mapErr("token usage", err)
+		return nil, s.mapErr(op, err)
 	}
 	defer rows.Close()
 	var out []store.UsageCount
@@ -38,12 +84,12 @@ func (s *Store) TokenUsage(ctx context.Context, since time.Time) ([]store.UsageC
 		var c store.UsageCount
 		var hour int64
 		if err := rows.Scan(&c.ClientID, &hour, &c.Tokens); err != nil {
-			return nil, s.mapErr("token usage", err)
+			return nil, s.mapErr(op, err)
 		}
 		c.Hour = fromMicros(hour)
 		out = append(out, c)
 	}
-	return out, s.mapErr("token usage", rows.Err())
+	return out, s.mapErr(op, rows.Err())
 }
 
 // DeleteTokenUsage implements store.Store.

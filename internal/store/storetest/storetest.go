@@ -1224,15 +1224,28 @@ func testAssertionIDs(t *testing.T, open func() store.Store) {
 func testTokenUsage(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	h0, h1 := t0.Truncate(time.Hour), t0.Truncate(time.Hour).Add(time.Hour)
-	// Two replicas add concurrently to the same hour: nothing is lost.
+	// Replicas add concurrently to the same rows, each batch in its own
+	// order: nothing is lost and nobody deadlocks.
 	const n = 6
 	_, s := race(t, open, n, func(s store.Store, i int) (bool, error) {
-		return true, s.AddTokenUsage(ctx, []store.UsageCount{{ClientID: "a", Hour: h0, Tokens: int64(i + 1)}, {ClientID: "b", Hour: h1, Tokens: 1}})
+		batch := []store.UsageCount{{ClientID: "a", Hour: h0, Tokens: int64(i + 1)}, {ClientID: "b", Hour: h1, Tokens: 1}}
+		if i%2 == 1 {
+			batch[0], batch[1] = batch[1], batch[0]
+		}
+		return true, s.AddTokenUsage(ctx, batch)
 	})
-	if err := s.AddTokenUsage(ctx, []store.UsageCount{{ClientID: "a", Hour: h1, Tokens: 5}}); err != nil {
+	if err := s.AddTokenUsage(ctx, []store.UsageCount{{ClientID: "a", Hour: h1, Tokens: 5}, {ClientID: "c", Hour: h0, Tokens: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.TokenUsage(ctx, h0)
+	// More rows than one upsert writes.
+	var many []store.UsageCount
+	for i := range 1200 {
+		many = append(many, store.UsageCount{ClientID: fmt.Sprintf("m%04d", i), Hour: h0, Tokens: 1})
+	}
+	if err := s.AddTokenUsage(ctx, many); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.TokenUsage(ctx, h0, []string{"a", "b", "nobody"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1240,13 +1253,30 @@ func testTokenUsage(t *testing.T, open func() store.Store) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("usage (-want +got):\n%s", diff)
 	}
-	if got, _ := s.TokenUsage(ctx, h1); len(got) != 2 {
+	byHour, err := s.TokenUsageByHour(ctx, h0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]store.UsageCount{{Hour: h0, Tokens: 21 + 2 + 1200}, {Hour: h1, Tokens: 5 + n}}, byHour); diff != "" {
+		t.Fatalf("by hour (-want +got):\n%s", diff)
+	}
+	top, err := s.TopTokenClients(ctx, h0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]store.UsageCount{{ClientID: "a", Tokens: 26}, {ClientID: "b", Tokens: n}, {ClientID: "c", Tokens: 2}}, top); diff != "" {
+		t.Fatalf("top (-want +got):\n%s", diff)
+	}
+	if got, _ := s.TokenUsage(ctx, h1, []string{"a", "b"}); len(got) != 2 {
 		t.Fatalf("since h1: %v", got)
 	}
-	if n, err := s.DeleteTokenUsage(ctx, h1); n != 1 || err != nil {
+	if got, err := s.TokenUsage(ctx, h0, nil); len(got) != 0 || err != nil {
+		t.Fatalf("no clients: %v %v", got, err)
+	}
+	if n, err := s.DeleteTokenUsage(ctx, h1); n != 1202 || err != nil {
 		t.Fatalf("delete: %d %v", n, err)
 	}
-	if got, _ := s.TokenUsage(ctx, h0); len(got) != 2 {
+	if got, _ := s.TokenUsage(ctx, h0, []string{"a", "b"}); len(got) != 2 {
 		t.Fatalf("after delete: %v", got)
 	}
 }
