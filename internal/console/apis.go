@@ -2,6 +2,8 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -52,14 +54,30 @@ type apisPage struct {
 // grant for it.
 type apiFormPage struct {
 	API     *apiRow
-	Holders []store.Client
+	Holders holderSet
 }
 
 // apiDeletePage is the data of the deletion confirmation.
 type apiDeletePage struct {
 	API     apiRow
-	Holders []store.Client
+	Holders holderSet
 }
+
+// maxHolders is how many of the applications holding a grant for an API
+// its pages name; the others are counted.
+const maxHolders = 100
+
+// holderSet is the applications holding a grant for an API: the first
+// maxHolders of them, how many there are, and a fingerprint of the whole
+// set, which the deletion confirmation carries instead of every id.
+type holderSet struct {
+	Shown       []store.Client
+	Total       int
+	Fingerprint string
+}
+
+// More is how many holders are not shown.
+func (h holderSet) More() int { return h.Total - len(h.Shown) }
 
 func (c *Console) apiList(w http.ResponseWriter, r *http.Request, s *session) error {
 	after := r.URL.Query().Get("after")
@@ -245,21 +263,42 @@ func (c *Console) showAPI(w http.ResponseWriter, r *http.Request, s *session, st
 	return c.show(w, r, s, status, "api_form", v)
 }
 
-// grantHolders lists every application holding a grant for the API.
-func (c *Console) grantHolders(ctx context.Context, identifier string) ([]store.Client, error) {
-	var out []store.Client
+// grantHolders reads the applications holding a grant for the API: it
+// keeps the first maxHolders and only the ids of the others.
+func (c *Console) grantHolders(ctx context.Context, identifier string) (holderSet, error) {
+	var h holderSet
+	var ids []string
 	opts := store.ListOptions{Audience: identifier, Limit: admin.MaxPageSize}
 	for {
 		page, err := c.svc.ListClients(ctx, opts)
 		if err != nil {
-			return nil, err
+			return holderSet{}, err
 		}
-		out = append(out, page.Items...)
+		for _, cl := range page.Items {
+			if len(h.Shown) < maxHolders {
+				h.Shown = append(h.Shown, cl)
+			}
+			ids = append(ids, cl.ID)
+		}
 		if page.NextCursor == "" {
-			return out, nil
+			break
 		}
 		opts.After = page.NextCursor
 	}
+	h.Total, h.Fingerprint = len(ids), holdersFingerprint(ids)
+	return h, nil
+}
+
+// holdersFingerprint is the hex SHA-256 of a set of client ids (sorted,
+// each length-prefixed): equal for the same set, whatever its order.
+func holdersFingerprint(ids []string) string {
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	sum := sha256.New()
+	for _, id := range ids {
+		fmt.Fprintf(sum, "%d:%s\n", len(id), id)
+	}
+	return hex.EncodeToString(sum.Sum(nil))
 }
 
 // formVersion reads the version an edit form was made from.
@@ -339,8 +378,9 @@ func (c *Console) showAPIDelete(w http.ResponseWriter, r *http.Request, s *sessi
 }
 
 // apiDelete deletes an API with the grants of the applications the
-// confirmation named (force). If another application got a grant since,
-// it asks again rather than take that one's access unannounced.
+// confirmation counted (force). If the set of applications holding a
+// grant changed since, it asks again rather than take access
+// unannounced.
 func (c *Console) apiDelete(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := r.Context()
 	id := r.PathValue("identifier")
@@ -359,12 +399,11 @@ func (c *Console) apiDelete(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	named := r.PostForm["app"]
-	for _, h := range holders {
-		if !slices.Contains(named, h.ID) {
-			return c.showAPIDelete(w, r, s, http.StatusConflict, a, &view{
-				Alert: "Another application got a grant for this API since the confirmation was shown. Check the list below, then confirm again."})
-		}
+	// The confirmation carries the count and fingerprint of the holders
+	// it named: any change (one more, one less, another) asks again.
+	if r.PostForm.Get("holders") != strconv.Itoa(holders.Total) || r.PostForm.Get("holders_fingerprint") != holders.Fingerprint {
+		return c.showAPIDelete(w, r, s, http.StatusConflict, a, &view{
+			Alert: "The applications that hold a grant for this API changed since the confirmation was shown. Check the list below, then confirm again."})
 	}
 	if a.Version != version {
 		return c.showAPIDelete(w, r, s, http.StatusConflict, a, &view{
@@ -378,7 +417,7 @@ func (c *Console) apiDelete(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	c.log.InfoContext(ctx, "api deleted", "identifier", id, "force", true, "grants_removed", len(holders),
+	c.log.InfoContext(ctx, "api deleted", "identifier", id, "force", true, "grants_removed", holders.Total,
 		"caller", admin.CallerFromContext(ctx))
 	return done(w, r, "/console/apis", "api-deleted")
 }

@@ -425,6 +425,13 @@ func pagesAPI(t *testing.T, ts *testServer, identifier string) *admin.APIResourc
 	return &a
 }
 
+// deleteConfirmation is the form an API's deletion confirmation posts.
+func deleteConfirmation(t *testing.T, page string) url.Values {
+	t.Helper()
+	return url.Values{"version": {pageField(t, page, "version")}, "holders": {pageField(t, page, "holders")},
+		"holders_fingerprint": {pageField(t, page, "holders_fingerprint")}}
+}
+
 // textareaValue returns the text of the textarea named name.
 func textareaValue(page, name string) string {
 	m := regexp.MustCompile(`(?s)<textarea[^>]*name="` + regexp.QuoteMeta(name) + `"[^>]*>(.*?)</textarea>`).FindStringSubmatch(page)
@@ -560,7 +567,10 @@ func TestConsoleAPIs(t *testing.T) {
 		!strings.Contains(page, "every token they hold is revoked") {
 		t.Fatalf("delete confirmation: %d %q", st, pageText(page, "affected"))
 	}
-	confirm := url.Values{"version": {pageField(t, page, "version")}, "app": {appID}}
+	if pageField(t, page, "holders") != "1" || len(pageField(t, page, "holders_fingerprint")) != 64 || strings.Contains(page, `name="app"`) {
+		t.Fatal("the confirmation does not carry the holders' count and fingerprint alone")
+	}
+	confirm := deleteConfirmation(t, page)
 	st, page, final = pc.post(path+"/delete", confirm)
 	if st != http.StatusOK || final.Path != "/console/apis" || final.Query().Get("done") != "api-deleted" || strings.Contains(page, "<code>"+id+"</code>") {
 		t.Fatalf("delete: %d at %s", st, final)
@@ -580,11 +590,27 @@ func TestConsoleAPIs(t *testing.T) {
 	ts.createAPI("https://late.example.com", 0, "late:read")
 	late := "/console/api/" + url.PathEscape("https://late.example.com")
 	_, page = pc.get(late + "/delete")
-	confirm = url.Values{"version": {pageField(t, page, "version")}}
-	ts.createClient(admin.ClientInput{Name: "Latecomer", Grants: []admin.GrantInput{{Audience: "https://late.example.com", Scopes: []string{"late:read"}}}})
+	confirm = deleteConfirmation(t, page)
+	latecomer, _ := ts.createClient(admin.ClientInput{Name: "Latecomer", Grants: []admin.GrantInput{{Audience: "https://late.example.com", Scopes: []string{"late:read"}}}})
 	st, page, _ = pc.post(late+"/delete", confirm)
-	if st != http.StatusConflict || !strings.Contains(pageText(page, "affected"), "Latecomer") || pagesAPI(t, ts, "https://late.example.com") == nil {
+	if st != http.StatusConflict || !strings.Contains(pageText(page, "affected"), "Latecomer") || pagesAPI(t, ts, "https://late.example.com") == nil ||
+		!strings.Contains(page, "The applications that hold a grant for this API changed") {
 		t.Fatalf("delete with a new holder: %d", st)
+	}
+	// The same count, another application: asked again too.
+	confirm = deleteConfirmation(t, page)
+	ts.createClient(admin.ClientInput{Name: "Second", Grants: []admin.GrantInput{{Audience: "https://late.example.com", Scopes: []string{"late:read"}}}})
+	if resp, body := ts.adminDo(http.MethodDelete, "/admin/v1/clients/"+url.PathEscape(latecomer), nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete client: %d %s", resp.StatusCode, body)
+	}
+	st, page, _ = pc.post(late+"/delete", confirm)
+	if st != http.StatusConflict || !strings.Contains(pageText(page, "affected"), "Second") || pagesAPI(t, ts, "https://late.example.com") == nil {
+		t.Fatalf("delete with another holder: %d", st)
+	}
+	// Confirmed again, it is deleted.
+	st, _, final = pc.post(late+"/delete", deleteConfirmation(t, page))
+	if st != http.StatusOK || final.Query().Get("done") != "api-deleted" || pagesAPI(t, ts, "https://late.example.com") != nil {
+		t.Fatalf("delete after confirming again: %d at %s", st, final)
 	}
 
 	// The built-in admin API is read-only.
@@ -606,5 +632,54 @@ func TestConsoleAPIs(t *testing.T) {
 	}
 	if st, _ := pc.get("/console/api/" + url.PathEscape("https://nothing.example.com")); st != http.StatusNotFound {
 		t.Fatalf("unknown API: %d", st)
+	}
+}
+
+// An API held by more applications than its pages name: they show the
+// first 100 and count the others, and the confirmation (a count and a
+// fingerprint, not one field per application) still deletes it.
+func TestConsoleAPIManyHolders(t *testing.T) {
+	f := newIntrospectFixture(t)
+	ts := f.ts
+	pc := pagesSignIn(t, ts)
+	const id = "https://crowded.example.com"
+	path := "/console/api/" + url.PathEscape(id)
+	ts.createAPI(id, 0, "crowd:read")
+	const n = 103
+	for i := range n {
+		ts.createClient(admin.ClientInput{Name: "Holder " + strconv.Itoa(i), Grants: []admin.GrantInput{{Audience: id, Scopes: []string{"crowd:read"}}}})
+	}
+	holders := func(page, list string) int {
+		i := strings.Index(page, `id="`+list+`"`)
+		if i < 0 {
+			return -1
+		}
+		return strings.Count(page[i:i+strings.Index(page[i:], "</ul>")], "<li>")
+	}
+
+	st, page := pc.get(path)
+	if st != http.StatusOK || holders(page, "holders") != 100 || pageText(page, "holders-more") != "and 3 more (103 in all)." {
+		t.Fatalf("API page: %d, %d named, %q", st, holders(page, "holders"), pageText(page, "holders-more"))
+	}
+	st, page = pc.get(path + "/delete")
+	if st != http.StatusOK || holders(page, "affected") != 100 || pageText(page, "affected-more") != "and 3 more." ||
+		!strings.Contains(page, "<strong>103 application(s) hold a grant for it.</strong>") {
+		t.Fatalf("confirmation: %d, %d named, %q", st, holders(page, "affected"), pageText(page, "affected-more"))
+	}
+	confirm := deleteConfirmation(t, page)
+	form := page[strings.Index(page, `action="`+path+`/delete"`):]
+	form = form[:strings.Index(form, "</form>")]
+	if confirm.Get("holders") != "103" || strings.Count(form, `type="hidden"`) != 4 { // CSRF, version, count, fingerprint
+		t.Fatalf("confirmation form: %v\n%s", confirm, form)
+	}
+	// A forged fingerprint is not taken for the real set.
+	forged := deleteConfirmation(t, page)
+	forged.Set("holders_fingerprint", strings.Repeat("0", 64))
+	if st, _, _ := pc.post(path+"/delete", forged); st != http.StatusConflict || pagesAPI(t, ts, id) == nil {
+		t.Fatalf("forged fingerprint: %d", st)
+	}
+	st, _, final := pc.post(path+"/delete", confirm)
+	if st != http.StatusOK || final.Query().Get("done") != "api-deleted" || pagesAPI(t, ts, id) != nil {
+		t.Fatalf("delete: %d at %s", st, final)
 	}
 }
