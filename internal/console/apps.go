@@ -252,6 +252,10 @@ type appFormData struct {
 	AdminScope string
 	// SecretLifetimes are the choices of a new secret's lifetime.
 	SecretLifetimes []lifetimeChoice
+	// Truncated tells that the server has more APIs than the form lists
+	// (MaxAPIs); an edited application's own APIs are listed still.
+	Truncated bool
+	MaxAPIs   int
 }
 
 // HasPolicy reports whether a trust policy of this name exists.
@@ -278,21 +282,44 @@ func (d *appFormData) known(key string) bool {
 	return false
 }
 
+// formAPIPages bounds the API listing of the form: at most this many
+// pages of admin.DefaultPageSize.
+const formAPIPages = 20
+
+// apiChoiceOf is an API as the form offers it.
+func apiChoiceOf(a store.API, adminAud string) apiChoice {
+	return apiChoice{Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes, Descriptions: a.ScopeDescriptions,
+		Admin: a.Builtin != "" || a.Identifier == adminAud}
+}
+
+// addAPI adds an API to the form's: the built-in admin API last.
+func (d *appFormData) addAPI(ch apiChoice) {
+	if ch.Admin {
+		d.APIs = append(d.APIs, ch)
+		return
+	}
+	i := slices.IndexFunc(d.APIs, func(a apiChoice) bool { return a.Admin })
+	if i < 0 {
+		i = len(d.APIs)
+	}
+	d.APIs = slices.Insert(d.APIs, i, ch)
+}
+
 // formData loads what the form offers: the APIs (the built-in admin API
-// last) and the trust policies.
+// last; at most formAPIPages pages of them) and the trust policies.
 func (c *Console) formData(r *http.Request) (*appFormData, error) {
 	ctx := r.Context()
 	adminAud := env.FromContext(ctx).AdminAudience()
-	d := &appFormData{AdminScope: admin.AdminScope, SecretLifetimes: secretLifetimes}
+	d := &appFormData{AdminScope: admin.AdminScope, SecretLifetimes: secretLifetimes, MaxAPIs: formAPIPages * admin.DefaultPageSize}
 	var builtin []apiChoice
 	after := ""
-	for range 20 { // at most 20 pages of the default size
-		page, err := c.svc.ListAPIs(ctx, store.ListOptions{After: after})
+	for range formAPIPages {
+		page, err := c.svc.ListAPIs(ctx, store.ListOptions{Limit: admin.DefaultPageSize, After: after})
 		if err != nil {
 			return nil, err
 		}
 		for _, a := range page.Items {
-			ch := apiChoice{Identifier: a.Identifier, Name: a.Name, Scopes: a.Scopes, Descriptions: a.ScopeDescriptions, Admin: a.Builtin != "" || a.Identifier == adminAud}
+			ch := apiChoiceOf(a, adminAud)
 			if ch.Admin {
 				builtin = append(builtin, ch)
 			} else {
@@ -303,6 +330,7 @@ func (c *Console) formData(r *http.Request) (*appFormData, error) {
 			break
 		}
 	}
+	d.Truncated = after != ""
 	d.APIs = append(d.APIs, builtin...)
 	policies, err := c.svc.ListTrustPolicies(ctx)
 	if err != nil {
@@ -310,6 +338,33 @@ func (c *Console) formData(r *http.Request) (*appFormData, error) {
 	}
 	d.Policies = policies
 	return d, nil
+}
+
+// addClientAPIs adds the APIs an edited client holds a grant for or may
+// introspect tokens of that the form's listing left out (past its bound):
+// without their boxes, saving the form would drop them.
+func (c *Console) addClientAPIs(r *http.Request, d *appFormData, cl store.Client) error {
+	ctx := r.Context()
+	adminAud := env.FromContext(ctx).AdminAudience()
+	names := make([]string, 0, len(cl.Grants)+len(cl.Introspect))
+	for _, g := range cl.Grants {
+		names = append(names, g.Audience)
+	}
+	names = append(names, cl.Introspect...)
+	for _, id := range names {
+		if id == "*" || slices.ContainsFunc(d.APIs, func(a apiChoice) bool { return a.Identifier == id }) {
+			continue
+		}
+		a, err := c.svc.GetAPI(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue // deleted meanwhile: the service names it on save
+		case err != nil:
+			return err
+		}
+		d.addAPI(apiChoiceOf(a, adminAud))
+	}
+	return nil
 }
 
 // setRows shows the binding rows up to the last filled one, one empty row
@@ -740,6 +795,9 @@ func (c *Console) appEdit(w http.ResponseWriter, r *http.Request, s *session) er
 	if err != nil {
 		return err
 	}
+	if err := c.addClientAPIs(r, d, cl); err != nil {
+		return err
+	}
 	d.Edit, d.ID, d.Version = true, cl.ID, cl.Version
 	d.Action = "/console/app/" + pathEscape(cl.ID) + "/edit"
 	d.setRows(len(cl.Federation) - 1)
@@ -754,6 +812,9 @@ func (c *Console) appUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	d, err := c.formData(r)
 	if err != nil {
+		return err
+	}
+	if err := c.addClientAPIs(r, d, cur); err != nil {
 		return err
 	}
 	d.Edit, d.ID = true, cur.ID

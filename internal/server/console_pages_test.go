@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // pagesConsole is a signed-in console session driven over HTTP, as a
@@ -681,5 +683,52 @@ func TestConsoleAPIManyHolders(t *testing.T) {
 	st, _, final := pc.post(path+"/delete", confirm)
 	if st != http.StatusOK || final.Query().Get("done") != "api-deleted" || pagesAPI(t, ts, id) != nil {
 		t.Fatalf("delete: %d at %s", st, final)
+	}
+}
+
+// The application form lists at most 2,000 APIs; editing an application
+// granted one past them keeps its box, its grant and its introspection
+// permission, and the form says the listing is cut.
+func TestConsoleAppFormPastTheAPIListing(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	pc := pagesSignIn(t, ts)
+	// Written to the store directly: 2,000 creations through the admin API
+	// would take most of the test's time.
+	ctx := t.Context()
+	now := time.Now()
+	for i := range 2000 {
+		id := fmt.Sprintf("https://api-%04d.example.com", i)
+		if err := ts.srv.store.CreateAPI(ctx, store.API{ID: fmt.Sprintf("api_filler%04d", i), Identifier: id, Name: "Filler",
+			Scopes: []string{"read"}, ScopeDescriptions: map[string]string{}, Version: 1, CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const far = "https://zz-last.example.com"
+	ts.createAPI(far, 0, "far:read", "far:write")
+	appID, _ := ts.createClient(admin.ClientInput{Name: "Far reacher", Grants: []admin.GrantInput{{Audience: far, Scopes: []string{"far:read"}}},
+		Introspect: []string{far}})
+
+	path := "/console/app/" + url.PathEscape(appID) + "/edit"
+	st, page := pc.get(path)
+	if st != http.StatusOK || !strings.Contains(pageText(page, "apis-truncated"), "more APIs than this form lists") ||
+		!strings.Contains(page, `name="grant" value="`+far+`" checked`) || !strings.Contains(page, `name="scope:`+far+`" value="far:read" checked`) ||
+		!strings.Contains(page, `name="introspect" value="`+far+`" checked`) {
+		t.Fatalf("edit form: %d %q", st, pageText(page, "apis-truncated"))
+	}
+	// Saved as shown (the browser posts the ticked boxes), with a new
+	// name: the grant and the introspection permission stay.
+	form := url.Values{"version": {pageField(t, page, "version")}, "name": {"Far reacher 2"}, "auth_method": {admin.AuthSecretBasic},
+		"grant": {far}, "scope:" + far: {"far:read"}, "introspect": {far}, "fed_rows": {"2"}}
+	st, _, final := pc.post(path, form)
+	if st != http.StatusOK || final.Query().Get("done") != "app-updated" {
+		t.Fatalf("save: %d at %s", st, final)
+	}
+	c, _ := ts.client(appID)
+	if c.Name != "Far reacher 2" || len(c.Grants) != 1 || c.Grants[0].Audience != far || strings.Join(c.Introspect, " ") != far {
+		t.Fatalf("saved client: %+v", c)
+	}
+	// The new-application form says the listing is cut too.
+	if _, page := pc.get("/console/apps/new"); !strings.Contains(pageText(page, "apis-truncated"), "the first 2000") {
+		t.Fatalf("new form: %q", pageText(page, "apis-truncated"))
 	}
 }
