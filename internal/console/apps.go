@@ -696,7 +696,9 @@ func (c *Console) appCreate(w http.ResponseWriter, r *http.Request, s *session) 
 		return err
 	}
 	if !first {
-		v.Alert = "This form was already submitted (a second click, or the page reloaded): the application was created once, and is in the list of applications. Submit again only if you mean to create another."
+		// The nonce is claimed before the creation, which may then have
+		// failed: the refusal cannot tell whether it exists.
+		v.Alert = "This form was already submitted (a second click, or the page reloaded): the application may have been created — check the list of applications before submitting again."
 		return c.show(w, r, s, http.StatusConflict, "app_form", v)
 	}
 	cl, plain, err := c.svc.CreateClient(ctx, af.in)

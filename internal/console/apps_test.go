@@ -792,7 +792,8 @@ func TestAppCreateFormIsOneTime(t *testing.T) {
 		t.Fatalf("first submission: %d", status)
 	}
 	status, page, _ := h.post("/console/apps", form)
-	if status != http.StatusConflict || optionalText(page, "client-secret") != "" || !strings.Contains(page, "already submitted") {
+	if status != http.StatusConflict || optionalText(page, "client-secret") != "" || !strings.Contains(page, "already submitted") ||
+		!strings.Contains(page, "the application may have been created — check the list of applications before submitting again.") {
 		t.Fatalf("second submission: %d %s", status, page)
 	}
 	n := 0
