@@ -606,7 +606,8 @@ func TestAppDelete(t *testing.T) {
 	h.createAPI("https://a.example", "r")
 	id, secret, _ := h.appsCreate(appsGrantForm("Doomed worker", "https://a.example", "r"))
 	status, page, _ := h.get("/console/app/" + id + "/delete")
-	if status != http.StatusOK || !strings.Contains(page, `id="confirm-delete"`) || !strings.Contains(page, "can no longer get tokens") {
+	if status != http.StatusOK || !strings.Contains(page, `id="confirm-delete"`) || !strings.Contains(page, "can no longer get tokens") ||
+		!strings.Contains(page, "deletes its 1 live secret, its grant to 1 API and its settings") {
 		t.Fatalf("confirmation page: %d %s", status, page)
 	}
 	if s, _ := h.token(id, secret); s != http.StatusOK {

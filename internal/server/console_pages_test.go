@@ -566,7 +566,8 @@ func TestConsoleAPIs(t *testing.T) {
 	}
 	st, page = pc.get(path + "/delete")
 	if st != http.StatusOK || !strings.Contains(pageText(page, "affected"), "Warehouse robot") || !strings.Contains(page, `id="confirm-delete"`) ||
-		!strings.Contains(page, "every token they hold is revoked") {
+		!strings.Contains(page, "every token they hold is revoked") || !strings.Contains(page, "and its 1 scope will be gone") ||
+		!strings.Contains(page, "<strong>1 application holds a grant for it.</strong>") {
 		t.Fatalf("delete confirmation: %d %q", st, pageText(page, "affected"))
 	}
 	if pageField(t, page, "holders") != "1" || len(pageField(t, page, "holders_fingerprint")) != 64 || strings.Contains(page, `name="app"`) {
@@ -665,7 +666,7 @@ func TestConsoleAPIManyHolders(t *testing.T) {
 	}
 	st, page = pc.get(path + "/delete")
 	if st != http.StatusOK || holders(page, "affected") != 100 || pageText(page, "affected-more") != "and 3 more." ||
-		!strings.Contains(page, "<strong>103 application(s) hold a grant for it.</strong>") {
+		!strings.Contains(page, "<strong>103 applications hold a grant for it.</strong>") {
 		t.Fatalf("confirmation: %d, %d named, %q", st, holders(page, "affected"), pageText(page, "affected-more"))
 	}
 	confirm := deleteConfirmation(t, page)
