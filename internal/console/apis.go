@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
@@ -29,7 +28,7 @@ func (a apiRow) Lifetime() string {
 	if a.TokenLifetime == 0 {
 		return "server default"
 	}
-	return fmt.Sprintf("%s (%s)", humanDuration(a.TokenLifetime), goDuration(a.TokenLifetime))
+	return fmt.Sprintf("%s (%s)", humanDuration(a.TokenLifetime), shortDuration(a.TokenLifetime))
 }
 
 func apiRows(apis []store.API) []apiRow {
@@ -98,27 +97,22 @@ type apiForm struct {
 	identifier, name string
 	scopes           []string
 	descriptions     map[string]string
-	lifetime         time.Duration
+	lifetimeSeconds  int64
 	discoverable     bool
 }
 
 // readAPIForm reads the form; errors it finds itself (the lifetime's
-// syntax) are added to errs under the form's field names.
+// syntax, read as on the application form) are added to errs under the
+// form's field names.
 func readAPIForm(f url.Values, errs map[string]string) apiForm {
 	in := apiForm{identifier: strings.TrimSpace(f.Get("identifier")), name: strings.TrimSpace(f.Get("name")),
 		discoverable: f.Get("discoverable") == "on"}
 	in.scopes, in.descriptions = parseScopes(f.Get("scopes"))
-	if lt := strings.TrimSpace(f.Get("token_lifetime")); lt != "" {
-		d, err := time.ParseDuration(lt)
-		switch {
-		case err != nil:
-			errs["token_lifetime"] = "Enter a duration such as 15m, 1h or 24h, or leave it empty for the server's default."
-		case d%time.Second != 0:
-			errs["token_lifetime"] = "Use whole seconds, such as 90s or 15m."
-		default:
-			in.lifetime = d
-		}
+	secs, problem := lifetimeSeconds(f.Get("token_lifetime"))
+	if problem != "" {
+		errs["token_lifetime"] = problem
 	}
+	in.lifetimeSeconds = secs
 	return in
 }
 
@@ -151,20 +145,6 @@ func scopesText(a store.API) string {
 		lines[i] = strings.TrimSpace(sc + " " + a.ScopeDescriptions[sc])
 	}
 	return strings.Join(lines, "\n")
-}
-
-// goDuration formats a lifetime the way the form reads it ("15m", "1h",
-// "" for the server default).
-func goDuration(d time.Duration) string {
-	switch {
-	case d == 0:
-		return ""
-	case d%time.Hour == 0:
-		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
-	case d%time.Minute == 0:
-		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
-	}
-	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 }
 
 // apiFieldErrors puts the service's validation errors next to the form's
@@ -216,7 +196,7 @@ func (c *Console) apiCreate(w http.ResponseWriter, r *http.Request, s *session) 
 		return c.show(w, r, s, http.StatusBadRequest, "api_form", v)
 	}
 	a, err := c.svc.CreateAPI(ctx, admin.APIInput{Identifier: in.identifier, Name: in.name, Scopes: in.scopes,
-		ScopeDescriptions: in.descriptions, TokenLifetimeSeconds: int64(in.lifetime / time.Second), Discoverable: in.discoverable})
+		ScopeDescriptions: in.descriptions, TokenLifetimeSeconds: in.lifetimeSeconds, Discoverable: in.discoverable})
 	var ce *admin.ConflictError
 	switch {
 	case errors.As(err, &ce):
@@ -241,7 +221,7 @@ func (c *Console) apiShow(w http.ResponseWriter, r *http.Request, s *session) er
 
 // apiValues fills the edit form with a's fields.
 func apiValues(a store.API) url.Values {
-	f := url.Values{"name": {a.Name}, "scopes": {scopesText(a)}, "token_lifetime": {goDuration(a.TokenLifetime)},
+	f := url.Values{"name": {a.Name}, "scopes": {scopesText(a)}, "token_lifetime": {shortDuration(a.TokenLifetime)},
 		"version": {strconv.FormatInt(a.Version, 10)}}
 	if a.Discoverable {
 		f.Set("discoverable", "on")
@@ -301,15 +281,6 @@ func holdersFingerprint(ids []string) string {
 	return hex.EncodeToString(sum.Sum(nil))
 }
 
-// formVersion reads the version an edit form was made from.
-func formVersion(f url.Values) (int64, error) {
-	v, err := strconv.ParseInt(f.Get("version"), 10, 64)
-	if err != nil || v < 1 {
-		return 0, &pageError{http.StatusBadRequest, "The form is missing the version it was made from. Reload the page and try again."}
-	}
-	return v, nil
-}
-
 func (c *Console) apiUpdate(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := r.Context()
 	id := r.PathValue("identifier")
@@ -330,9 +301,8 @@ func (c *Console) apiUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 	if len(v.Errors) > 0 {
 		return c.showAPI(w, r, s, http.StatusBadRequest, current, v)
 	}
-	seconds := int64(in.lifetime / time.Second)
 	a, err := c.svc.UpdateAPI(ctx, id, admin.ETag(version), admin.APIPatch{Name: &in.name, Scopes: &in.scopes,
-		ScopeDescriptions: &in.descriptions, TokenLifetimeSeconds: &seconds, Discoverable: &in.discoverable})
+		ScopeDescriptions: &in.descriptions, TokenLifetimeSeconds: &in.lifetimeSeconds, Discoverable: &in.discoverable})
 	var ce *admin.ConflictError
 	switch {
 	case errors.Is(err, admin.ErrPreconditionFailed):

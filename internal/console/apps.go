@@ -500,8 +500,9 @@ func readAppForm(f url.Values, d *appFormData, create bool) *appForm {
 // The form's own readers return a problem as a sentence for the person
 // ("" when there is none).
 
-// lifetimeSeconds reads a token lifetime: a Go duration (15m, 1h30m),
-// plain seconds, or empty for the default.
+// lifetimeSeconds reads a token lifetime, on the application and the API
+// forms alike: a Go duration (15m, 1h30m), plain seconds, or empty for the
+// default.
 func lifetimeSeconds(text string) (int64, string) {
 	text = strings.TrimSpace(text)
 	if text == "" {
@@ -518,7 +519,7 @@ func lifetimeSeconds(text string) (int64, string) {
 		return 0, "Give the token lifetime as a duration such as 15m, 1h or 2h30m, or leave it empty for the default."
 	}
 	if d%time.Second != 0 {
-		return 0, "Give the token lifetime in whole seconds."
+		return 0, "Give the token lifetime in whole seconds, such as 90s or 15m."
 	}
 	return int64(d / time.Second), ""
 }
@@ -775,9 +776,12 @@ func claimLines(claims map[string]string) string {
 	return strings.Join(lines, "\n")
 }
 
-// shortDuration writes a whole-second duration the way the form reads
-// it: 15m, 1h30m, 90s.
+// shortDuration writes a whole-second lifetime the way the forms read it:
+// 15m, 1h30m, 90s; "" for 0 (the default).
 func shortDuration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -822,9 +826,9 @@ func (c *Console) appUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 	d.Edit, d.ID = true, cur.ID
 	d.Action = "/console/app/" + pathEscape(cur.ID) + "/edit"
 	f := r.PostForm
-	version, err := strconv.ParseInt(f.Get("version"), 10, 64)
+	version, err := formVersion(f)
 	if err != nil {
-		return &pageError{http.StatusBadRequest, "The form is missing the version of the application it edits. Reload the page and try again."}
+		return err
 	}
 	d.Version = version
 	af := readAppForm(f, d, false)
@@ -1075,17 +1079,14 @@ func (c *Console) refused(w http.ResponseWriter, r *http.Request, s *session, er
 	return err
 }
 
-// ifMatchOf reads the version a form carries ("" when it carries none).
-func ifMatchOf(f url.Values) (string, error) {
-	raw := f.Get("version")
-	if raw == "" {
-		return "", nil
+// formVersion reads the version an edit form was made from (every form
+// that changes an API or an application carries it).
+func formVersion(f url.Values) (int64, error) {
+	v, err := strconv.ParseInt(f.Get("version"), 10, 64)
+	if err != nil || v < 1 {
+		return 0, &pageError{http.StatusBadRequest, "The form is missing the version it was made from. Reload the page and try again."}
 	}
-	n, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil {
-		return "", &pageError{http.StatusBadRequest, "The form's version is not a number. Reload the page and try again."}
-	}
-	return admin.ETag(n), nil
+	return v, nil
 }
 
 func (c *Console) appRotateSecret(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -1095,7 +1096,7 @@ func (c *Console) appRotateSecret(w http.ResponseWriter, r *http.Request, s *ses
 	if !ok {
 		return c.showApp(w, r, s, http.StatusBadRequest, "Choose how long the current secret keeps working after the rotation.")
 	}
-	ifMatch, err := ifMatchOf(r.PostForm)
+	version, err := formVersion(r.PostForm)
 	if err != nil {
 		return err
 	}
@@ -1103,7 +1104,7 @@ func (c *Console) appRotateSecret(w http.ResponseWriter, r *http.Request, s *ses
 	if !ok {
 		return c.showApp(w, r, s, http.StatusBadRequest, "Choose one of the listed lifetimes for the new secret.")
 	}
-	cl, added, plain, err := c.svc.RotateSecret(ctx, id, ifMatch, grace, life)
+	cl, added, plain, err := c.svc.RotateSecret(ctx, id, admin.ETag(version), grace, life)
 	if err != nil {
 		return c.refused(w, r, s, err)
 	}
