@@ -7,7 +7,6 @@ import (
 	"html"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -20,40 +19,18 @@ import (
 )
 
 // pagesConsole is a signed-in console session driven over HTTP, as a
-// browser without JavaScript would: a cookie jar, redirects followed, the
-// CSRF token read from the pages.
+// browser without JavaScript would (consoleBrowser), with the answers as
+// status, body and final URL.
 type pagesConsole struct {
-	t    *testing.T
-	ts   *testServer
-	http *http.Client
-	csrf string
+	*consoleBrowser
+	ts *testServer
 }
 
 // pagesSignIn signs in to the console with a one-time link made through the
 // admin API with the bootstrap admin's token.
 func pagesSignIn(t *testing.T, ts *testServer) *pagesConsole {
 	t.Helper()
-	resp, body := ts.adminDo(http.MethodPost, "/admin/v1/console/links", nil)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("console link: %d %s", resp.StatusCode, body)
-	}
-	var link admin.ConsoleLinkResponse
-	if err := json.Unmarshal(body, &link); err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(link.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jar, _ := cookiejar.New(nil)
-	pc := &pagesConsole{t: t, ts: ts, http: &http.Client{Jar: jar}}
-	st, _, final := pc.send(http.MethodPost, "/console/link", url.Values{"token": {u.Query().Get("token")}})
-	if st != http.StatusOK && st != http.StatusNotImplemented || final.Path != "/console/" {
-		t.Fatalf("sign-in with the link: %d at %s", st, final)
-	}
-	_, page := pc.get("/console/tester")
-	pc.csrf = pageField(t, page, "csrf")
-	return pc
+	return &pagesConsole{consoleBrowser: ts.signIn(), ts: ts}
 }
 
 // send makes a request, following redirects; it returns the final status,
@@ -71,19 +48,8 @@ func (pc *pagesConsole) send(method, path string, form url.Values) (int, string,
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
-	resp, err := pc.http.Do(req)
-	if err != nil {
-		pc.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		pc.t.Fatal(err)
-	}
-	if resp.StatusCode < 500 && strings.Contains(string(b), ` style="`) {
-		pc.t.Errorf("%s %s: a style attribute (forbidden by the CSP)", method, path)
-	}
-	return resp.StatusCode, string(b), resp.Request.URL
+	resp, b := pc.do(req)
+	return resp.StatusCode, b, resp.Request.URL
 }
 
 func (pc *pagesConsole) get(path string) (int, string) {

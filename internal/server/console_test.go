@@ -48,6 +48,9 @@ func (b *consoleBrowser) do(req *http.Request) (*http.Response, string) {
 	if m := csrfField.FindSubmatch(body); m != nil {
 		b.csrf = string(m[1])
 	}
+	if resp.StatusCode < 500 && strings.Contains(string(body), ` style="`) {
+		b.t.Errorf("%s %s: a style attribute (forbidden by the CSP)", req.Method, req.URL.Path)
+	}
 	return resp, string(body)
 }
 
