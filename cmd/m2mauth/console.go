@@ -30,7 +30,7 @@ func runConsole(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, res)
 	}
 	fmt.Fprintln(e.stdout, res.URL)
-	fmt.Fprintf(e.stderr, "Open this link in a browser and press Sign in. It works once, for %s (until %s).\n",
-		time.Until(res.ExpiresAt).Round(time.Minute), res.ExpiresAt.Local().Format("15:04:05 MST"))
+	fmt.Fprintf(e.stderr, "Open this link in a browser and press Sign in. It works once, for %d minutes (until %s).\n",
+		int(time.Until(res.ExpiresAt).Round(time.Minute)/time.Minute), res.ExpiresAt.Local().Format("15:04:05 MST"))
 	return nil
 }
