@@ -112,6 +112,7 @@ func funcs(now func() time.Time) template.FuncMap {
 	return template.FuncMap{
 		"pathEscape": pathEscape,
 		"when":       func(t time.Time) string { return when(t) },
+		"short":      func(t time.Time) string { return short(t, now()) },
 		"ago":        func(t time.Time) string { return relative(t, now()) },
 		"duration":   humanDuration,
 		"add":        func(a, b int) int { return a + b },
@@ -126,6 +127,20 @@ func when(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// short formats an instant compactly for tables: "Nov 28 06:49", with
+// the year only when it is not the current one (the full form goes in a
+// title).
+func short(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	t = t.UTC()
+	if t.Year() != now.UTC().Year() {
+		return t.Format("Jan 2 2006 15:04")
+	}
+	return t.Format("Jan 2 15:04")
 }
 
 // relative says how far t is from now: "3 minutes ago", "in 2 days".
