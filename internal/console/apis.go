@@ -207,7 +207,7 @@ func (c *Console) apiCreate(w http.ResponseWriter, r *http.Request, s *session) 
 	case err != nil:
 		return err
 	}
-	c.log.InfoContext(ctx, "api created", "identifier", a.Identifier, "caller", admin.CallerFromContext(ctx))
+	c.log.InfoContext(ctx, "api created", "identifier", a.Identifier)
 	return done(w, r, "/console/api/"+pathEscape(a.Identifier), "api-created")
 }
 
@@ -323,7 +323,7 @@ func (c *Console) apiUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 	case err != nil:
 		return err
 	}
-	c.log.InfoContext(ctx, "api updated", "identifier", a.Identifier, "version", a.Version, "caller", admin.CallerFromContext(ctx))
+	c.log.InfoContext(ctx, "api updated", "identifier", a.Identifier, "version", a.Version)
 	return done(w, r, "/console/api/"+pathEscape(a.Identifier), "api-updated")
 }
 
@@ -387,7 +387,6 @@ func (c *Console) apiDelete(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	c.log.InfoContext(ctx, "api deleted", "identifier", id, "force", true, "grants_removed", holders.Total,
-		"caller", admin.CallerFromContext(ctx))
+	c.log.InfoContext(ctx, "api deleted", "identifier", id, "force", true, "grants_removed", holders.Total)
 	return done(w, r, "/console/apis", "api-deleted")
 }

@@ -709,7 +709,7 @@ func (c *Console) appCreate(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	c.log.InfoContext(ctx, "console: client created", "caller", admin.CallerFromContext(ctx), "client_id", cl.ID,
+	c.log.InfoContext(ctx, "client created", "client_id", cl.ID,
 		"auth_method", cl.Method(), "grants", len(cl.Grants))
 	return c.secretPage(w, r, s, http.StatusCreated, cl, plain, false, 0)
 }
@@ -867,7 +867,7 @@ func (c *Console) appUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	c.log.InfoContext(ctx, "console: client updated", "caller", admin.CallerFromContext(ctx), "client_id", cl.ID, "version", cl.Version)
+	c.log.InfoContext(ctx, "client updated", "client_id", cl.ID, "version", cl.Version)
 	return done(w, r, "/console/app/"+pathEscape(cl.ID), "app-updated")
 }
 
@@ -1108,7 +1108,7 @@ func (c *Console) appRotateSecret(w http.ResponseWriter, r *http.Request, s *ses
 	if err != nil {
 		return c.refused(w, r, s, err)
 	}
-	c.log.InfoContext(ctx, "console: client secret rotated", "caller", admin.CallerFromContext(ctx), "client_id", cl.ID,
+	c.log.InfoContext(ctx, "client secret rotated", "client_id", cl.ID,
 		"secret_id", added.ID, "grace", grace.String())
 	return c.secretPage(w, r, s, http.StatusCreated, cl, plain, true, grace)
 }
@@ -1120,7 +1120,7 @@ func (c *Console) appRevokeSecret(w http.ResponseWriter, r *http.Request, s *ses
 	if err != nil {
 		return c.refused(w, r, s, err)
 	}
-	c.log.InfoContext(ctx, "console: client secret revoked", "caller", admin.CallerFromContext(ctx), "client_id", cl.ID, "secret_id", secretID)
+	c.log.InfoContext(ctx, "client secret revoked", "client_id", cl.ID, "secret_id", secretID)
 	return done(w, r, "/console/app/"+pathEscape(cl.ID), "secret-revoked")
 }
 
@@ -1139,7 +1139,7 @@ func (c *Console) setDisabled(w http.ResponseWriter, r *http.Request, s *session
 	if err != nil {
 		return c.refused(w, r, s, err)
 	}
-	c.log.InfoContext(ctx, "console: client updated", "caller", admin.CallerFromContext(ctx), "client_id", cl.ID, "version", cl.Version, "disabled", cl.Disabled)
+	c.log.InfoContext(ctx, "client updated", "client_id", cl.ID, "version", cl.Version, "disabled", cl.Disabled)
 	code := "app-enabled"
 	if disabled {
 		code = "app-disabled"
@@ -1153,7 +1153,7 @@ func (c *Console) appRevokeTokens(w http.ResponseWriter, r *http.Request, s *ses
 	if err != nil {
 		return c.refused(w, r, s, err)
 	}
-	c.log.InfoContext(ctx, "console: client tokens revoked", "caller", admin.CallerFromContext(ctx), "client_id", cl.ID,
+	c.log.InfoContext(ctx, "client tokens revoked", "client_id", cl.ID,
 		"revoked_before", cl.TokensRevokedBefore)
 	return done(w, r, "/console/app/"+pathEscape(cl.ID), "tokens-revoked")
 }
@@ -1188,6 +1188,6 @@ func (c *Console) appDelete(w http.ResponseWriter, r *http.Request, s *session) 
 	if err := c.svc.DeleteClient(ctx, id, ""); err != nil {
 		return err
 	}
-	c.log.InfoContext(ctx, "console: client deleted", "caller", admin.CallerFromContext(ctx), "client_id", id)
+	c.log.InfoContext(ctx, "client deleted", "client_id", id)
 	return done(w, r, "/console/apps", "app-deleted")
 }

@@ -95,7 +95,9 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Console{cfg: cfg, svc: cfg.Service, log: cfg.Log, now: cfg.Now, pages: map[string]*template.Template{}}
+	// Its records say they came through the console (the caller, the
+	// admin client, is added to every record of a request by the server).
+	c := &Console{cfg: cfg, svc: cfg.Service, log: cfg.Log.With("via", "console"), now: cfg.Now, pages: map[string]*template.Template{}}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -100,8 +99,7 @@ func (c *Console) keyRotate(w http.ResponseWriter, r *http.Request, s *session) 
 	case err != nil:
 		return err
 	}
-	c.log.InfoContext(ctx, "signing key rotation scheduled", "kid", k.KID, "alg", k.Alg, "activate_at", k.ActivateAt,
-		"caller", admin.CallerFromContext(ctx))
+	c.log.InfoContext(ctx, "signing key rotation scheduled", "kid", k.KID, "alg", k.Alg, "activate_at", k.ActivateAt)
 	return done(w, r, "/console/keys", "key-rotated")
 }
 
@@ -158,7 +156,7 @@ func (c *Console) keyRevoke(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	c.log.WarnContext(ctx, "signing key revoked", "kid", kid, "replacement", repl, "caller", admin.CallerFromContext(ctx))
+	c.log.WarnContext(ctx, "signing key revoked", "kid", kid, "replacement", repl)
 	if repl != "" {
 		return done(w, r, "/console/keys", "key-revoked-replaced")
 	}

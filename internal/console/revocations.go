@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/verify"
 )
@@ -64,7 +63,7 @@ func (c *Console) revocationAdd(w http.ResponseWriter, r *http.Request, s *sessi
 	if err != nil {
 		return err
 	}
-	c.log.InfoContext(ctx, "token revoked by an administrator", "revoked", revoked, "caller", admin.CallerFromContext(ctx))
+	c.log.InfoContext(ctx, "token revoked by an administrator", "revoked", revoked)
 	if !revoked {
 		return done(w, r, "/console/revocations", "token-not-live")
 	}

@@ -586,3 +586,31 @@ func TestConsoleStaticFiles(t *testing.T) {
 		}
 	}
 }
+
+// Every change an admin client makes is logged with its id as caller,
+// through the console (marked via=console) as through the admin API.
+func TestAdminChangesNameTheirCaller(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	b := ts.signIn()
+	b.get("/console/keys")
+	if resp, _ := b.post("/console/keys/rotate", url.Values{"alg": {""}}); resp.Request.URL.Query().Get("done") != "key-rotated" {
+		t.Fatalf("rotate: at %s", resp.Request.URL)
+	}
+	ts.createAPI(ordersAPI, 0, "orders:read")
+	find := func(msg string) map[string]any {
+		for line := range strings.Lines(ts.logs.String()) {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
+				return rec
+			}
+		}
+		t.Fatalf("no %q in the log", msg)
+		return nil
+	}
+	if rec := find("signing key rotation scheduled"); rec["caller"] != ts.admin.ClientID || rec["via"] != "console" {
+		t.Errorf("console change: %v", rec)
+	}
+	if rec := find("api created"); rec["caller"] != ts.admin.ClientID || rec["via"] != nil {
+		t.Errorf("admin API change: %v", rec)
+	}
+}

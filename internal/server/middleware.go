@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/env"
 )
 
@@ -45,6 +46,11 @@ type requestIDHandler struct{ slog.Handler }
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
+	}
+	// Whatever an admin client does, through the admin API or the
+	// console, the log names it: one place, for every record.
+	if caller := admin.CallerFromContext(ctx); caller != "" {
+		r.AddAttrs(slog.String("caller", caller))
 	}
 	return h.Handler.Handle(ctx, r)
 }
