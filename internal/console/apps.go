@@ -1167,6 +1167,12 @@ type appDeleteData struct {
 }
 
 func (c *Console) appDeleteConfirm(w http.ResponseWriter, r *http.Request, s *session) error {
+	return c.showDeleteConfirm(w, r, s, http.StatusOK, "")
+}
+
+// showDeleteConfirm shows what deleting the application means, for the
+// version the deletion will be checked against.
+func (c *Console) showDeleteConfirm(w http.ResponseWriter, r *http.Request, s *session, status int, alert string) error {
 	ctx := r.Context()
 	cl, err := c.svc.GetClient(ctx, r.PathValue("id"))
 	if err != nil {
@@ -1179,13 +1185,25 @@ func (c *Console) appDeleteConfirm(w http.ResponseWriter, r *http.Request, s *se
 			d.Secrets++
 		}
 	}
-	return c.show(w, r, s, http.StatusOK, "app_delete", &view{Title: "Delete " + cl.Name, Section: "apps", Data: d})
+	return c.show(w, r, s, status, "app_delete", &view{Title: "Delete " + cl.Name, Section: "apps", Alert: alert, Data: d})
 }
 
+// appDelete deletes the version the confirmation showed: if the
+// application changed since (a grant, a secret, made an admin), the
+// confirmation is shown again with what deleting it now means.
 func (c *Console) appDelete(w http.ResponseWriter, r *http.Request, s *session) error {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if err := c.svc.DeleteClient(ctx, id, ""); err != nil {
+	version, err := formVersion(r.PostForm)
+	if err != nil {
+		return err
+	}
+	err = c.svc.DeleteClient(ctx, id, admin.ETag(version))
+	if errors.Is(err, admin.ErrPreconditionFailed) {
+		return c.showDeleteConfirm(w, r, s, http.StatusConflict,
+			"The application changed since this page was shown. Check what deleting it now means, then confirm again.")
+	}
+	if err != nil {
 		return err
 	}
 	c.log.InfoContext(ctx, "client deleted", "client_id", id)

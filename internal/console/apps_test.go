@@ -613,7 +613,20 @@ func TestAppDelete(t *testing.T) {
 	if s, _ := h.token(id, secret); s != http.StatusOK {
 		t.Fatalf("the confirmation page changed something: %d", s)
 	}
-	status, page, at := h.post("/console/app/"+id+"/delete", nil)
+	// The application changes after the confirmation was shown (made an
+	// admin elsewhere): the deletion asks again, and deletes nothing.
+	shown := version(t, page)
+	if st, body := h.adminAPI(http.MethodPatch, "/admin/v1/clients/"+id, map[string]any{"description": "changed meanwhile"}); st != http.StatusOK {
+		t.Fatalf("patch: %d %s", st, body)
+	}
+	status, page, _ = h.post("/console/app/"+id+"/delete", url.Values{"version": {shown}})
+	if status != http.StatusConflict || !strings.Contains(page, "changed since this page was shown") || !strings.Contains(page, `id="confirm-delete"`) {
+		t.Fatalf("stale delete: %d %s", status, page)
+	}
+	if s, _ := h.token(id, secret); s != http.StatusOK {
+		t.Fatalf("a stale confirmation deleted the application: %d", s)
+	}
+	status, page, at := h.post("/console/app/"+id+"/delete", url.Values{"version": {version(t, page)}})
 	if status != http.StatusOK || at != "/console/apps?done=app-deleted" || strings.Contains(page, "Doomed worker") {
 		t.Fatalf("delete: %d at %s", status, at)
 	}
