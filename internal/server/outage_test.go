@@ -148,7 +148,11 @@ func TestDatabaseRestartUnderLoad(t *testing.T) {
 	var results []outcome
 	stopLoad := make(chan struct{})
 	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 5 * time.Second}
+	// Below the server's request deadline (20 s), above the seconds a
+	// loaded two-core CI machine can stall every process for (a 5 s
+	// timeout failed there once, with the test's own requests, not the
+	// server, waiting).
+	client := &http.Client{Timeout: 15 * time.Second}
 	for w := range 6 {
 		wg.Add(1)
 		go func() {
