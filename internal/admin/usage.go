@@ -43,3 +43,9 @@ func (s *Service) TokenUsage(ctx context.Context, since time.Time, top int) (Usa
 	r.Hours, err = s.store.TokenUsage(ctx, since, ids)
 	return r, err
 }
+
+// GrantHolderIDs calls fn with the id of every client holding a grant for
+// the API audience, by id, without loading the clients.
+func (s *Service) GrantHolderIDs(ctx context.Context, audience string, fn func(id string)) error {
+	return s.store.GrantHolderIDs(ctx, audience, fn)
+}

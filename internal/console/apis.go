@@ -243,27 +243,18 @@ func (c *Console) showAPI(w http.ResponseWriter, r *http.Request, s *session, st
 	return c.show(w, r, s, status, "api_form", v)
 }
 
-// grantHolders reads the applications holding a grant for the API: it
-// keeps the first maxHolders and only the ids of the others.
+// grantHolders reads the applications holding a grant for the API: the
+// first maxHolders of them, and the ids of all (streamed, not loaded).
 func (c *Console) grantHolders(ctx context.Context, identifier string) (holderSet, error) {
 	var h holderSet
+	page, err := c.svc.ListClients(ctx, store.ListOptions{Audience: identifier, Limit: maxHolders})
+	if err != nil {
+		return holderSet{}, err
+	}
+	h.Shown = page.Items
 	var ids []string
-	opts := store.ListOptions{Audience: identifier, Limit: admin.MaxPageSize}
-	for {
-		page, err := c.svc.ListClients(ctx, opts)
-		if err != nil {
-			return holderSet{}, err
-		}
-		for _, cl := range page.Items {
-			if len(h.Shown) < maxHolders {
-				h.Shown = append(h.Shown, cl)
-			}
-			ids = append(ids, cl.ID)
-		}
-		if page.NextCursor == "" {
-			break
-		}
-		opts.After = page.NextCursor
+	if err := c.svc.GrantHolderIDs(ctx, identifier, func(id string) { ids = append(ids, id) }); err != nil {
+		return holderSet{}, err
 	}
 	h.Total, h.Fingerprint = len(ids), holdersFingerprint(ids)
 	return h, nil

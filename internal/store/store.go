@@ -322,6 +322,9 @@ type Store interface {
 	// ClientIDs calls fn with the id of every client, in no particular
 	// order, streaming (it holds no more than a row at a time).
 	ClientIDs(ctx context.Context, fn func(id string)) error
+	// GrantHolderIDs calls fn with the id of every client holding a grant
+	// for the API audience, by id, streaming.
+	GrantHolderIDs(ctx context.Context, audience string, fn func(id string)) error
 	// ListClients returns clients (with grants and secrets) ordered by id.
 	ListClients(ctx context.Context, opts ListOptions) ([]Client, error)
 	// UpdateClient applies fn to the client inside a transaction that holds

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -302,19 +303,33 @@ func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]stor
 
 // ClientIDs implements store.Store.
 func (s *Store) ClientIDs(ctx context.Context, fn func(id string)) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM clients`)
+	return s.streamIDs(ctx, "client ids", fn, `SELECT id FROM clients`)
+}
+
+// GrantHolderIDs implements store.Store.
+func (s *Store) GrantHolderIDs(ctx context.Context, audience string, fn func(id string)) error {
+	err := s.streamIDs(ctx, "grant holder ids", fn, `SELECT client_id FROM client_grants WHERE api_identifier = $1 ORDER BY client_id`, audience)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // an audience no text equals holds no grant
+	}
+	return err
+}
+
+// streamIDs calls fn with the one text column of each row, a row at a time.
+func (s *Store) streamIDs(ctx context.Context, op string, fn func(id string), query string, params ...any) error {
+	rows, err := s.db.QueryContext(ctx, query, params...)
 	if err != nil {
-		return s.mapErr("client ids", err)
+		return s.mapErr(op, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return s.mapErr("client ids", err)
+			return s.mapErr(op, err)
 		}
 		fn(id)
 	}
-	return s.mapErr("client ids", rows.Err())
+	return s.mapErr(op, rows.Err())
 }
 
 // UpdateClient implements store.Store.

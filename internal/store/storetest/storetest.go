@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"ConsoleLinks", testConsoleLinks},
 		{"CountsAndExpiringSecrets", testCountsAndExpiringSecrets},
 		{"LookupsByInvalidText", testLookupsByInvalidText},
+		{"GrantHolderIDs", testGrantHolderIDs},
 		{"DeleteAPIInUse", testDeleteAPIInUse},
 		{"SigningKeys", testSigningKeys},
 		{"SigningKeyOneActiveConcurrent", testOneActiveConcurrent},
@@ -1454,6 +1456,34 @@ func testLookupsByInvalidText(t *testing.T, open func() store.Store) {
 			if as, err := s.ListAPIs(ctx, opts); err != nil || (opts.NameContains != "" && len(as) != 0) {
 				t.Errorf("ListAPIs(%#v): %d APIs, %v", opts, len(as), err)
 			}
+		}
+	}
+}
+
+func testGrantHolderIDs(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	for _, a := range []store.API{api("https://a.example", "r"), api("https://b.example", "r")} {
+		if err := s.CreateAPI(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []store.Client{
+		client("c2", store.Grant{Audience: "https://a.example", Scopes: []string{"r"}}),
+		client("c1", store.Grant{Audience: "https://a.example", Scopes: []string{}}, store.Grant{Audience: "https://b.example", Scopes: []string{"r"}}),
+		client("c3", store.Grant{Audience: "https://b.example", Scopes: []string{"r"}}),
+		client("c4"),
+	} {
+		if err := s.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for aud, want := range map[string][]string{
+		"https://a.example": {"c1", "c2"}, "https://b.example": {"c1", "c3"}, "https://none.example": nil, "\xff": nil,
+	} {
+		var got []string
+		if err := s.GrantHolderIDs(ctx, aud, func(id string) { got = append(got, id) }); err != nil || !slices.Equal(got, want) {
+			t.Errorf("GrantHolderIDs(%q) = %v, %v; want %v", aud, got, err, want)
 		}
 	}
 }
