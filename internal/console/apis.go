@@ -42,10 +42,7 @@ func apiRows(apis []store.API) []apiRow {
 // apisPage is the data of the API list.
 type apisPage struct {
 	Items []apiRow
-	// Next is the identifier the following page starts after ("" on the
-	// last); Paged tells that this is not the first page.
-	Next  string
-	Paged bool
+	Pager pager
 }
 
 // apiFormPage is the data of the API form: a new API (API nil) or an
@@ -85,7 +82,7 @@ func (c *Console) apiList(w http.ResponseWriter, r *http.Request, s *session) er
 		return err
 	}
 	return c.show(w, r, s, http.StatusOK, "api_list", &view{Title: "APIs", Section: "apis",
-		Data: &apisPage{Items: apiRows(page.Items), Next: page.NextCursor, Paged: after != ""}})
+		Data: &apisPage{Items: apiRows(page.Items), Pager: pageLinks("/console/apis", nil, after != "", page.NextCursor)}})
 }
 
 func (c *Console) apiNew(w http.ResponseWriter, r *http.Request, s *session) error {

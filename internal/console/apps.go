@@ -121,9 +121,8 @@ type appRow struct {
 type appListData struct {
 	Q     string
 	Rows  []appRow
-	Next  string // the next page's URL ("" on the last page)
-	First string // the first page's URL, when not on it
-	Found bool   // an exact client id matched the search
+	Pager pager
+	Found bool // an exact client id matched the search
 }
 
 func (c *Console) appList(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -156,27 +155,12 @@ func (c *Console) appList(w http.ResponseWriter, r *http.Request, s *session) er
 	for _, cl := range items {
 		d.Rows = append(d.Rows, appRowOf(cl, e.AdminAudience(), now))
 	}
-	if page.NextCursor != "" {
-		d.Next = appListURL(q, page.NextCursor)
-	}
-	if after != "" {
-		d.First = appListURL(q, "")
-	}
-	return c.show(w, r, s, http.StatusOK, "app_list", &view{Title: "Applications", Section: "apps", Data: d})
-}
-
-func appListURL(q, after string) string {
-	v := url.Values{}
+	var query url.Values
 	if q != "" {
-		v.Set("q", q)
+		query = url.Values{"q": {q}}
 	}
-	if after != "" {
-		v.Set("after", after)
-	}
-	if len(v) == 0 {
-		return "/console/apps"
-	}
-	return "/console/apps?" + v.Encode()
+	d.Pager = pageLinks("/console/apps", query, after != "", page.NextCursor)
+	return c.show(w, r, s, http.StatusOK, "app_list", &view{Title: "Applications", Section: "apps", Data: d})
 }
 
 func appRowOf(cl store.Client, adminAudience string, now time.Time) appRow {

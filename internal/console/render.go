@@ -197,3 +197,34 @@ func noun(n any, word string) string {
 	}
 	return word + "s"
 }
+
+// pager links the pages of a listing: First when not on the first page,
+// Next when another page follows (URLs; "" for none).
+type pager struct{ First, Next string }
+
+// pageLinks builds the pager of a listing at path, whose query keeps q and
+// whose cursor goes in "after".
+func pageLinks(path string, q url.Values, paged bool, next string) pager {
+	at := func(after string) string {
+		v := url.Values{}
+		for k, vs := range q {
+			v[k] = vs
+		}
+		v.Del("after")
+		if after != "" {
+			v.Set("after", after)
+		}
+		if len(v) == 0 {
+			return path
+		}
+		return path + "?" + v.Encode()
+	}
+	var p pager
+	if paged {
+		p.First = at("")
+	}
+	if next != "" {
+		p.Next = at(next)
+	}
+	return p
+}

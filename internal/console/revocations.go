@@ -16,10 +16,7 @@ const revocationPageSize = 50
 // revocationsPage is the data of the revocation list.
 type revocationsPage struct {
 	Items []store.Revocation
-	// Next is the cursor of the following page ("" on the last); Paged
-	// tells that this is not the first page.
-	Next  string
-	Paged bool
+	Pager pager
 }
 
 // revocationList lists the live revocations, newest first, a page at a
@@ -44,7 +41,7 @@ func (c *Console) showRevocations(w http.ResponseWriter, r *http.Request, s *ses
 		return err
 	}
 	v.Title, v.Section = "Revocations", "revocations"
-	v.Data = &revocationsPage{Items: page.Items, Next: page.NextCursor, Paged: after != nil}
+	v.Data = &revocationsPage{Items: page.Items, Pager: pageLinks("/console/revocations", nil, after != nil, page.NextCursor)}
 	return c.show(w, r, s, status, "revocations", v)
 }
 
