@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
@@ -81,7 +82,7 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	svc := admin.NewService(st, secret.NewHasher(hashKey), time.Now, nil)
 	c, plain, err := svc.CreateClient(ctx, admin.ClientInput{
 		Name: "recovered admin", Description: "created by m2mauth admin recover at " + time.Now().UTC().Format(time.RFC3339),
-		DefaultAudience: adminAPI, Grants: []admin.GrantInput{{Audience: adminAPI, Scopes: []string{admin.AdminScope}}},
+		DefaultAudience: adminAPI, Grants: []admin.GrantInput{{Audience: adminAPI, Scopes: admin.DeploymentAdminScopes()}},
 	})
 	if err != nil {
 		return err
@@ -90,7 +91,7 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 		serverURL = adminAPI[:len(adminAPI)-len("/admin")]
 	}
 	creds := server.AdminCredentials{Server: serverURL, TokenEndpoint: serverURL + "/oauth/token", ClientID: c.ID,
-		ClientSecret: plain, Audience: adminAPI, Scope: admin.AdminScope}
+		ClientSecret: plain, Audience: adminAPI, Scope: strings.Join(admin.DeploymentAdminScopes(), " ")}
 	path, err := server.WriteAdminFile(cfg.DataDir, creds)
 	if err != nil {
 		return fmt.Errorf("the admin client %s was created, but its credentials could not be written: %w", c.ID, err)

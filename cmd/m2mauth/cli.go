@@ -22,6 +22,10 @@ const (
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// stdin is read for confirmations, and only when interactive (it is
+	// a terminal); nil: none.
+	stdin       io.Reader
+	interactive bool
 }
 
 type command struct {
@@ -40,6 +44,7 @@ func commands() []command {
 		{"client", "manage clients (applications): create, update, rotate-secret, import, …", group("client", clientCommands())},
 		{"key", "signing keys: list, rotate, revoke, rewrap", group("key", keyCommands())},
 		{"revocation", "revoke a token, list revocations", group("revocation", revocationCommands())},
+		{"environment", "environments of the deployment (alias env): list, create, show, rename, delete", group("environment", environmentCommands())},
 		{"trust", "trust policies for workload identities: create, list, show, update, delete", group("trust", trustCommands())},
 		{"admin", "regain admin access (recover), console sign-in links", group("admin", adminCommands())},
 		{"console", "print a one-time sign-in link of the admin console", runConsole},
@@ -50,6 +55,9 @@ func commands() []command {
 		{"version", "print the version", runVersion},
 	}
 }
+
+// aliases are other names of top-level commands.
+var aliases = map[string]string{"env": "environment"}
 
 // errUsage marks an error whose usage text has been printed.
 var errUsage = errors.New("usage")
@@ -84,8 +92,12 @@ func dispatch(ctx context.Context, e *env, prefix string, cmds []command, args [
 		}
 		return nil
 	}
+	name := args[0]
+	if a, ok := aliases[name]; ok && prefix == "m2mauth" {
+		name = a
+	}
 	for _, c := range cmds {
-		if c.name == args[0] {
+		if c.name == name {
 			return c.run(ctx, e, args[1:])
 		}
 	}
@@ -221,4 +233,8 @@ func (f *flags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
 	return rest, nil
 }
 
-func osEnv() *env { return &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv} }
+func osEnv() *env {
+	fi, err := os.Stdin.Stat()
+	tty := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin, interactive: tty}
+}

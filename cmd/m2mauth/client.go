@@ -183,13 +183,14 @@ federated client has no secret (unless --accept-secrets): only its client_id is 
 	f.BoolVar(&in.RefreshTokens, "refresh-tokens", false, "also issue refresh tokens to this client (off by default, RFC 6749 §4.4.3)")
 	var introspect string
 	f.StringVar(&introspect, "introspect", "", `let this client introspect tokens for these APIs (space-separated; "*": all)`)
-	f.BoolVar(&asEnv, "env", false, `print "export M2MAUTH_CLIENT_ID=…" and, if it has a secret, "export M2MAUTH_CLIENT_SECRET=…" for eval in a shell`)
+	f.BoolVar(&asEnv, "export", false, `print "export M2MAUTH_CLIENT_ID=…" and, if it has a secret, "export M2MAUTH_CLIENT_SECRET=…" for eval in a shell
+      (a bare --env, its name before environments, still means this)`)
 	var secretLife time.Duration
 	f.DurationVar(&secretLife, "secret-lifetime", 0, "the secret expires after this long, e.g. 2160h for 90 days (default: never)")
 	auth.register(f, false)
 	conn.register(f)
 	out.register(f)
-	if _, err := f.parse(args, 0, 0); err != nil {
+	if _, err := f.parse(legacyExportFlag(args), 0, 0); err != nil {
 		return err
 	}
 	if err := auth.input(&in); err != nil {
@@ -230,6 +231,27 @@ federated client has no secret (unless --accept-secrets): only its client_id is 
 	}
 	fmt.Fprintf(e.stdout, "client_id:     %s\nclient_secret: %s\n\nStore the secret now: it is not shown again.\n", c.ClientID, c.ClientSecret)
 	return nil
+}
+
+// legacyExportFlag reads "--env" without a value, client create's name of
+// --export before environments, as --export: --env NAME (the connection
+// setting every admin command has) takes a name, which never starts with
+// "-", and client create has no positional arguments.
+func legacyExportFlag(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		switch {
+		case (a == "--env" || a == "-env") && (i+1 == len(args) || strings.HasPrefix(args[i+1], "-")):
+			a = "--export"
+		case a == "--env=true" || a == "--env=false":
+			a = "--export=" + a[len("--env="):]
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // authDescription says how a client without a secret authenticates.

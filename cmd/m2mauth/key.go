@@ -121,8 +121,9 @@ func keyRevoke(ctx context.Context, e *env, args []string) error {
 func keyRewrap(ctx context.Context, e *env, args []string) error {
 	cfg := config.Default()
 	var current, next string
-	f := newFlags(e, "key rewrap", "", "Re-encrypts every private signing key and the secret hashing key under a new master key,\n"+
-		"in one transaction, working on the database directly. Stop the servers first: with SQLite\n"+
+	f := newFlags(e, "key rewrap", "", "Re-encrypts the private signing keys of every environment and the secret hashing key under\n"+
+		"a new master key, one environment per transaction once every environment has been checked,\n"+
+		"working on the database directly. Stop the servers first: with SQLite\n"+
 		"it refuses while one runs; with PostgreSQL it cannot tell, so stop every replica. Then start\n"+
 		"them with the new key only. The current key comes from --master-key (or its variable) or\n"+
 		"<data-dir>/master.key; the new one from --new-master-key, or is generated. When the\n"+

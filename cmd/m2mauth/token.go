@@ -42,6 +42,9 @@ the whole token response. The client authenticates with exactly one of:
 	f.StringVar(&assertionType, "assertion-type", "", "client assertion type of --assertion-file: jwt-bearer or jwt-spiffe (default jwt-bearer)")
 	f.StringVar(&audience, "audience", "", "API identifier (default: the client's default audience)")
 	f.StringVar(&scopes, "scopes", "", "space-separated scopes (default: all granted)")
+	var envName string
+	f.StringVar(&envName, "env", "", `the environment whose token endpoint to ask: --server + "/e/NAME" (for an
+      environment addressed by host, give its URL as --server instead)`)
 	out.register(f)
 	f.setEnv("client-id", "M2MAUTH_CLIENT_ID")
 	f.setEnv("client-secret", "M2MAUTH_CLIENT_SECRET")
@@ -84,6 +87,12 @@ the whole token response. The client authenticates with exactly one of:
 		return fmt.Errorf("%s applies only with --assertion-file", origin("assertion-type"))
 	}
 	base := strings.TrimRight(server, "/")
+	if envName != "" && envName != defaultEnv && pathEnv(base) != envName && hostEnv(base) != envName {
+		if err := checkEnvName(envName); err != nil {
+			return fmt.Errorf("%s: %w", origin("env"), err)
+		}
+		base += "/e/" + envName
+	}
 	if sec != "" {
 		if id == "" {
 			return errors.New("--client-id is required with --client-secret")

@@ -102,7 +102,7 @@ func (s *Service) CreateAPI(ctx context.Context, in APIInput) (store.API, error)
 	if err := v.err(); err != nil {
 		return store.API{}, err
 	}
-	if err := s.store.CreateAPI(ctx, a); err != nil {
+	if err := s.st(ctx).CreateAPI(ctx, a); err != nil {
 		return store.API{}, mapConflict(err, fmt.Sprintf("an API with identifier %q already exists", in.Identifier))
 	}
 	return a, nil
@@ -110,14 +110,14 @@ func (s *Service) CreateAPI(ctx context.Context, in APIInput) (store.API, error)
 
 // GetAPI returns one API.
 func (s *Service) GetAPI(ctx context.Context, identifier string) (store.API, error) {
-	return s.store.GetAPI(ctx, identifier)
+	return s.st(ctx).GetAPI(ctx, identifier)
 }
 
 // ListAPIs returns one page of APIs.
 func (s *Service) ListAPIs(ctx context.Context, opts store.ListOptions) (Page[store.API], error) {
 	limit := clampLimit(opts.Limit)
 	opts.Limit = limit + 1
-	apis, err := s.store.ListAPIs(ctx, opts)
+	apis, err := s.st(ctx).ListAPIs(ctx, opts)
 	if err != nil {
 		return Page[store.API]{}, err
 	}
@@ -128,7 +128,7 @@ func (s *Service) ListAPIs(ctx context.Context, opts store.ListOptions) (Page[st
 // every client's grant and revokes the tokens of those clients, and removes
 // its description.
 func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p APIPatch) (store.API, error) {
-	a, err := s.store.UpdateAPI(ctx, identifier, cutoff(s.now().UTC()), func(a *store.API) error {
+	a, err := s.st(ctx).UpdateAPI(ctx, identifier, cutoff(s.now().UTC()), func(a *store.API) error {
 		if err := checkMatch(ifMatch, a.Version); err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p A
 		return store.API{}, err
 	}
 	// Grants and lifetimes of any number of clients may have changed.
-	s.inval.InvalidateAll()
+	s.inv(ctx).InvalidateAll()
 	return a, nil
 }
 
@@ -171,7 +171,7 @@ func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p A
 // a grant for it; with force those grants are removed too, and the tokens of
 // their clients revoked.
 func (s *Service) DeleteAPI(ctx context.Context, identifier, ifMatch string, force bool) error {
-	api, err := s.store.GetAPI(ctx, identifier)
+	api, err := s.st(ctx).GetAPI(ctx, identifier)
 	if err != nil {
 		return err
 	}
@@ -181,13 +181,13 @@ func (s *Service) DeleteAPI(ctx context.Context, identifier, ifMatch string, for
 	if api.Builtin != "" {
 		return &ConflictError{"the " + api.Builtin + " API is built in and cannot be deleted"}
 	}
-	err = s.store.DeleteAPI(ctx, identifier, force, cutoff(s.now().UTC()))
+	err = s.st(ctx).DeleteAPI(ctx, identifier, force, cutoff(s.now().UTC()))
 	if errors.Is(err, store.ErrConflict) {
 		return &ConflictError{"clients hold grants for this API: remove their grants first, or delete with force"}
 	}
 	if err != nil {
 		return err
 	}
-	s.inval.InvalidateAll()
+	s.inv(ctx).InvalidateAll()
 	return nil
 }

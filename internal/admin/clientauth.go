@@ -176,7 +176,7 @@ func (s *Service) checkFederationPolicies(ctx context.Context, v *ValidationErro
 	for i, f := range in {
 		found, seen := exists[f.Policy]
 		if !seen {
-			_, err := s.store.GetTrustPolicy(ctx, f.Policy)
+			_, err := s.st(ctx).GetTrustPolicy(ctx, f.Policy)
 			if err != nil && !isNotFound(err) {
 				return err
 			}

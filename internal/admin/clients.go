@@ -123,7 +123,7 @@ func (s *Service) resolveGrants(ctx context.Context, v *ValidationError, in []Gr
 			v.add(field+".audience", "API %q is granted twice", g.Audience)
 			continue
 		}
-		api, err := s.store.GetAPI(ctx, g.Audience)
+		api, err := s.st(ctx).GetAPI(ctx, g.Audience)
 		if err != nil {
 			if isNotFound(err) {
 				v.add(field+".audience", "no API has identifier %q", g.Audience)
@@ -233,24 +233,24 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	if plain != "" {
-		c.Secrets = append(c.Secrets, s.newSecret(plain, now, time.Duration(in.SecretLifetimeSeconds)*time.Second))
+		c.Secrets = append(c.Secrets, s.newSecret(ctx, plain, now, time.Duration(in.SecretLifetimeSeconds)*time.Second))
 	}
 	validateClient(&v, &c)
 	validateClientAuth(&v, &c, now)
 	if err := v.err(); err != nil {
 		return store.Client{}, "", err
 	}
-	if err := s.store.CreateClient(ctx, c); err != nil {
+	if err := s.st(ctx).CreateClient(ctx, c); err != nil {
 		return store.Client{}, "", mapConflict(err, "the client id is taken (ids of deleted clients are never reused), or a granted API was deleted meanwhile")
 	}
-	s.inval.Invalidate(c.ID)
+	s.inv(ctx).Invalidate(c.ID)
 	return c, plain, nil
 }
 
 // newSecret is the stored form of a new secret, expiring after lifetime
 // (0: never).
-func (s *Service) newSecret(plain string, now time.Time, lifetime time.Duration) store.Secret {
-	sec := store.Secret{ID: secret.NewID("sec_"), Hash: s.hasher.Hash(plain), Hint: secret.Hint(plain), CreatedAt: now}
+func (s *Service) newSecret(ctx context.Context, plain string, now time.Time, lifetime time.Duration) store.Secret {
+	sec := store.Secret{ID: secret.NewID("sec_"), Hash: s.hasherFor(ctx).Hash(plain), Hint: secret.Hint(plain), CreatedAt: now}
 	if lifetime > 0 {
 		sec.ExpiresAt = now.Add(lifetime)
 	}
@@ -259,14 +259,14 @@ func (s *Service) newSecret(plain string, now time.Time, lifetime time.Duration)
 
 // GetClient returns one client.
 func (s *Service) GetClient(ctx context.Context, id string) (store.Client, error) {
-	return s.store.GetClient(ctx, id)
+	return s.st(ctx).GetClient(ctx, id)
 }
 
 // ListClients returns one page of clients.
 func (s *Service) ListClients(ctx context.Context, opts store.ListOptions) (Page[store.Client], error) {
 	limit := clampLimit(opts.Limit)
 	opts.Limit = limit + 1
-	clients, err := s.store.ListClients(ctx, opts)
+	clients, err := s.st(ctx).ListClients(ctx, opts)
 	if err != nil {
 		return Page[store.Client]{}, err
 	}
@@ -300,7 +300,7 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		return store.Client{}, err
 	}
 	var revokeRefresh bool
-	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
 		}
@@ -380,11 +380,11 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		return store.Client{}, mapConflict(err, "a granted API was deleted meanwhile")
 	}
 	if revokeRefresh {
-		if err := s.store.RevokeClientRefreshTokens(ctx, id, s.now().UTC()); err != nil {
+		if err := s.st(ctx).RevokeClientRefreshTokens(ctx, id, s.now().UTC()); err != nil {
 			return store.Client{}, err
 		}
 	}
-	s.inval.Invalidate(id)
+	s.inv(ctx).Invalidate(id)
 	return c, nil
 }
 
@@ -426,7 +426,7 @@ func (s *Service) checkIntrospect(ctx context.Context, v *ValidationError, auds 
 			}
 			continue
 		}
-		if _, err := s.store.GetAPI(ctx, a); isNotFound(err) {
+		if _, err := s.st(ctx).GetAPI(ctx, a); isNotFound(err) {
 			v.add("introspect", "no API has identifier %q", a)
 		} else if err != nil {
 			return err
@@ -440,7 +440,7 @@ func (s *Service) checkIntrospect(ctx context.Context, v *ValidationError, auds 
 // every refresh token. New tokens can be issued as before.
 func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Client, error) {
 	now := s.now().UTC()
-	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
 		c.TokensRevokedBefore = cutoff(now)
 		c.UpdatedAt = now
 		return nil
@@ -448,10 +448,10 @@ func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Clie
 	if err != nil {
 		return store.Client{}, err
 	}
-	if err := s.store.RevokeClientRefreshTokens(ctx, id, now); err != nil {
+	if err := s.st(ctx).RevokeClientRefreshTokens(ctx, id, now); err != nil {
 		return store.Client{}, err
 	}
-	s.inval.Invalidate(id)
+	s.inv(ctx).Invalidate(id)
 	return c, nil
 }
 
@@ -479,7 +479,7 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace, l
 	}
 	guarded := ifMatch == ""
 	if guarded {
-		cur, err := s.store.GetClient(ctx, id)
+		cur, err := s.st(ctx).GetClient(ctx, id)
 		if err != nil {
 			return store.Client{}, store.Secret{}, "", err
 		}
@@ -487,7 +487,7 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace, l
 	}
 	plain := secret.Generate()
 	var added store.Secret
-	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
 		}
@@ -532,7 +532,7 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace, l
 				kept[i].ExpiresAt = expire
 			}
 		}
-		added = s.newSecret(plain, now, lifetime)
+		added = s.newSecret(ctx, plain, now, lifetime)
 		c.Secrets = append(kept, added)
 		c.UpdatedAt = now
 		return nil
@@ -540,7 +540,7 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace, l
 	if err != nil {
 		return store.Client{}, store.Secret{}, "", err
 	}
-	s.inval.Invalidate(id)
+	s.inv(ctx).Invalidate(id)
 	return c, added, plain, nil
 }
 
@@ -562,7 +562,7 @@ func liveSecrets(secrets []store.Secret, now time.Time) []store.Secret {
 
 // RevokeSecret removes one secret at once.
 func (s *Service) RevokeSecret(ctx context.Context, id, ifMatch, secretID string) (store.Client, error) {
-	c, err := s.store.UpdateClient(ctx, id, func(c *store.Client) error {
+	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
 		}
@@ -578,14 +578,14 @@ func (s *Service) RevokeSecret(ctx context.Context, id, ifMatch, secretID string
 	if err != nil {
 		return store.Client{}, err
 	}
-	s.inval.Invalidate(id)
+	s.inv(ctx).Invalidate(id)
 	return c, nil
 }
 
 // DeleteClient deletes a client and its secrets; its id is never reused.
 func (s *Service) DeleteClient(ctx context.Context, id, ifMatch string) error {
 	if ifMatch != "" {
-		c, err := s.store.GetClient(ctx, id)
+		c, err := s.st(ctx).GetClient(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -593,21 +593,31 @@ func (s *Service) DeleteClient(ctx context.Context, id, ifMatch string) error {
 			return err
 		}
 	}
-	if err := s.store.DeleteClient(ctx, id, s.now().UTC()); err != nil {
+	if err := s.st(ctx).DeleteClient(ctx, id, s.now().UTC()); err != nil {
 		return err
 	}
-	s.inval.Invalidate(id)
+	s.inv(ctx).Invalidate(id)
 	return nil
 }
 
-// Built-in admin API: its scope, and the Builtin tag of its row.
+// Built-in admin API: its scopes, and the Builtin tag of its row. Every
+// environment's admin API has the scope admin; the default environment's
+// has deployment too, which makes the admins holding it deployment admins
+// (see IsDeploymentAdmin).
 const (
-	AdminScope   = "admin"
-	adminBuiltin = "admin"
+	AdminScope      = "admin"
+	DeploymentScope = "deployment"
+	adminBuiltin    = "admin"
 )
 
-// Bootstrap creates the built-in admin API (identifier adminAudience) and
-// the bootstrap admin client, once per database. It returns the client's
+// DeploymentAdminScopes are the scopes of a deployment admin on the
+// default environment's admin API: those of the bootstrap admin, and of an
+// admin client created to regain access (m2mauth admin recover).
+func DeploymentAdminScopes() []string { return []string{AdminScope, DeploymentScope} }
+
+// Bootstrap creates the default environment's built-in admin API
+// (identifier adminAudience, scopes admin and deployment) and the bootstrap
+// admin client, a deployment admin, once per database. It returns the client's
 // credentials when this call created them; created is false when they
 // already existed (made by an earlier start or another replica).
 //
@@ -620,12 +630,12 @@ func (s *Service) Bootstrap(ctx context.Context, issuer, adminAudience string, p
 	plain := secret.Generate()
 	api := store.API{
 		ID: secret.NewID("api_"), Identifier: adminAudience, Name: "m2mauth admin API",
-		Scopes: []string{AdminScope}, TokenLifetime: 15 * time.Minute, Builtin: adminBuiltin, Version: 1, CreatedAt: now, UpdatedAt: now,
+		Scopes: DeploymentAdminScopes(), TokenLifetime: 15 * time.Minute, Builtin: adminBuiltin, Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	c := store.Client{
-		ID: secret.NewID(secret.ClientIDPrefix), Name: "bootstrap admin", Description: "created on first start; manages this server",
-		DefaultAudience: adminAudience, Grants: []store.Grant{{Audience: adminAudience, Scopes: []string{AdminScope}}},
-		Secrets: []store.Secret{s.newSecret(plain, now, 0)},
+		ID: secret.NewID(secret.ClientIDPrefix), Name: "bootstrap admin", Description: "created on first start; manages this server and its environments",
+		DefaultAudience: adminAudience, Grants: []store.Grant{{Audience: adminAudience, Scopes: DeploymentAdminScopes()}},
+		Secrets: []store.Secret{s.newSecret(ctx, plain, now, 0)},
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	if prepare != nil {

@@ -3,6 +3,9 @@ package admin
 import (
 	"net/http"
 	"time"
+
+	"github.com/m2mauth/m2mauth/internal/env"
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 // ConsoleLinkResponse is a one-time sign-in link of the console.
@@ -18,8 +21,16 @@ func (h *Handler) createConsoleLink(w http.ResponseWriter, r *http.Request) erro
 	if h.links == nil {
 		return &requestError{http.StatusNotFound, "the console is off on this server (serve --console=false, or an issuer with a path: the server log says which)"}
 	}
-	caller := CallerFromContext(r.Context())
-	url, exp, err := h.links.NewLink(r.Context(), caller)
+	ctx := r.Context()
+	caller := CallerFromContext(ctx)
+	// The caller's home is known from how it authenticated: a deployment
+	// admin is a client of the default environment; any other admin, of
+	// the request's.
+	home := store.DefaultEnv
+	if e := env.FromContext(ctx); e != nil && !DeploymentCallerFromContext(ctx) {
+		home = e.Name
+	}
+	url, exp, err := h.links.NewLinkIn(ctx, caller, home)
 	if err != nil {
 		return err
 	}

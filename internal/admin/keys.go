@@ -39,7 +39,7 @@ func keyResource(k keys.KeyInfo) KeyResource {
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) error {
-	infos, err := h.keys.List(r.Context(), h.maxToken)
+	infos, err := h.keysFor(r.Context()).List(r.Context(), h.maxToken)
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if in.Alg != "" && !keys.ValidAlg(in.Alg) {
 		return &ValidationError{Fields: []FieldError{{"alg", "must be one of " + strings.Join(keys.Algorithms, ", ")}}}
 	}
-	k, err := h.keys.Rotate(r.Context(), in.Alg)
+	k, err := h.keysFor(r.Context()).Rotate(r.Context(), in.Alg)
 	if errors.Is(err, keys.ErrRotationScheduled) {
 		return &ConflictError{err.Error()}
 	}
@@ -85,7 +85,7 @@ type RevokeKeyResponse struct {
 
 func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	kid := r.PathValue("kid")
-	repl, err := h.keys.Revoke(r.Context(), kid)
+	repl, err := h.keysFor(r.Context()).Revoke(r.Context(), kid)
 	if err != nil {
 		return h.keyError(r, err)
 	}

@@ -96,7 +96,7 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) error {
 // "<revoked at, Unix µs>:<jti>".
 func (s *Service) ListRevocations(ctx context.Context, after *store.Revocation, limit int) (Page[store.Revocation], error) {
 	limit = clampLimit(limit)
-	revs, err := s.store.ListRevocations(ctx, s.now(), after, limit+1)
+	revs, err := s.st(ctx).ListRevocations(ctx, s.now(), after, limit+1)
 	if err != nil {
 		return Page[store.Revocation]{}, err
 	}

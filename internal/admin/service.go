@@ -5,6 +5,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -78,11 +80,54 @@ const (
 
 // Service applies management operations to the store. After each change it
 // tells the invalidator, so that this replica's caches see it at once.
+//
+// It acts in the environment its context carries (env.FromContext): that
+// environment's store, invalidator and secret hasher. Without one (the
+// command-line tools) it acts with those it was made with.
 type Service struct {
 	store  store.Store
 	hasher *secret.Hasher
 	now    func() time.Time
 	inval  invalidator
+	// envIssuer gives an environment's issuer URL (nil: environments
+	// cannot be managed).
+	envIssuer func(name string) string
+}
+
+// ServiceOption configures a Service.
+type ServiceOption func(*Service)
+
+// WithEnvIssuer lets the Service manage environments: issuer gives the
+// issuer URL of the environment named (the identifier of its admin API is
+// that URL + "/admin").
+func WithEnvIssuer(issuer func(name string) string) ServiceOption {
+	return func(s *Service) { s.envIssuer = issuer }
+}
+
+// st is the store of the environment ctx carries, else the Service's.
+func (s *Service) st(ctx context.Context) store.Store {
+	if e := env.FromContext(ctx); e != nil && e.Store != nil {
+		return e.Store
+	}
+	return s.store
+}
+
+// inv is the invalidator of the environment ctx carries, else the
+// Service's.
+func (s *Service) inv(ctx context.Context) invalidator {
+	if e := env.FromContext(ctx); e != nil && e.Changed != nil {
+		return e.Changed
+	}
+	return s.inval
+}
+
+// hasherFor is the secret hasher of the environment ctx carries, else the
+// Service's.
+func (s *Service) hasherFor(ctx context.Context) *secret.Hasher {
+	if e := env.FromContext(ctx); e != nil && e.Hasher != nil {
+		return e.Hasher
+	}
+	return s.hasher
 }
 
 // invalidator drops cached client data and trust policies.
@@ -99,11 +144,15 @@ func (noInvalidator) InvalidateAll()         {}
 func (noInvalidator) InvalidateTrust(string) {}
 
 // NewService returns a Service. inval may be nil.
-func NewService(st store.Store, hasher *secret.Hasher, now func() time.Time, inval invalidator) *Service {
+func NewService(st store.Store, hasher *secret.Hasher, now func() time.Time, inval invalidator, opts ...ServiceOption) *Service {
 	if inval == nil {
 		inval = noInvalidator{}
 	}
-	return &Service{store: st, hasher: hasher, now: now, inval: inval}
+	s := &Service{store: st, hasher: hasher, now: now, inval: inval}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // ETag is the entity tag of a resource version.

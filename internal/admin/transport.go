@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/strictjson"
 	"github.com/m2mauth/m2mauth/verify"
@@ -41,24 +42,70 @@ type pinger interface {
 
 type callerKey struct{}
 
-// CallerFromContext returns the id of the admin client that made the
-// request whose context ctx is ("" outside the admin API).
-func CallerFromContext(ctx context.Context) string {
-	id, _ := ctx.Value(callerKey{}).(string)
-	return id
+// caller is the admin client a request acts as.
+type caller struct {
+	id string
+	// deployment: a deployment admin (a client of the default environment
+	// with the admin and deployment scopes), whichever environment the
+	// request acts in.
+	deployment bool
 }
+
+func callerFrom(ctx context.Context) caller {
+	c, _ := ctx.Value(callerKey{}).(caller)
+	return c
+}
+
+// CallerFromContext returns the id of the admin client that made the
+// request whose context ctx is ("" outside the admin API). A deployment
+// admin's id is that of a client of the default environment, whichever
+// environment the request acts in (DeploymentCallerFromContext).
+func CallerFromContext(ctx context.Context) string { return callerFrom(ctx).id }
+
+// DeploymentCallerFromContext reports whether the caller of the request
+// whose context ctx is is a deployment admin: a client of the default
+// environment, acting in the request's environment (possibly another).
+func DeploymentCallerFromContext(ctx context.Context) bool { return callerFrom(ctx).deployment }
 
 // WithCaller returns ctx naming clientID as the admin client that makes
 // the changes done with it (the console sets it for its session's client).
 func WithCaller(ctx context.Context, clientID string) context.Context {
-	return context.WithValue(ctx, callerKey{}, clientID)
+	return context.WithValue(ctx, callerKey{}, caller{id: clientID})
+}
+
+// WithDeploymentCaller is WithCaller for a deployment admin: clientID is
+// a client of the default environment.
+func WithDeploymentCaller(ctx context.Context, clientID string) context.Context {
+	return context.WithValue(ctx, callerKey{}, caller{id: clientID, deployment: true})
 }
 
 // IsAdmin reports whether c may use the admin API: it is enabled and
 // granted the admin scope on the admin API (audience adminAudience).
 func IsAdmin(c store.Client, adminAudience string) bool {
-	return !c.Disabled && slices.ContainsFunc(c.Grants, func(g store.Grant) bool {
-		return g.Audience == adminAudience && slices.Contains(g.Scopes, AdminScope)
+	return !c.Disabled && holds(c, []string{adminAudience}, AdminScope)
+}
+
+// IsDeploymentAdmin reports whether c, a client of the default
+// environment, is a deployment admin: enabled and granted the admin and
+// deployment scopes on the default environment's admin API (audience
+// adminAudience).
+func IsDeploymentAdmin(c store.Client, adminAudience string) bool {
+	return !c.Disabled && holds(c, []string{adminAudience}, AdminScope, DeploymentScope)
+}
+
+// holds reports whether one of c's grants for an API among audiences
+// holds every scope of scopes.
+func holds(c store.Client, audiences []string, scopes ...string) bool {
+	return slices.ContainsFunc(c.Grants, func(g store.Grant) bool {
+		if !slices.Contains(audiences, g.Audience) {
+			return false
+		}
+		for _, sc := range scopes {
+			if !slices.Contains(g.Scopes, sc) {
+				return false
+			}
+		}
+		return true
 	})
 }
 
@@ -74,11 +121,17 @@ type Handler struct {
 	access   accessChecker
 	db       pinger
 	links    linkMaker
+	envs     env.Resolver
+	// envChanged tells the server an environment was created, changed or
+	// deleted.
+	envChanged func(name string)
 }
 
 // linkMaker makes one-time sign-in links of the console.
 type linkMaker interface {
-	NewLink(ctx context.Context, clientID string) (url string, expires time.Time, err error)
+	// NewLinkIn makes a link signing clientID of environment home in,
+	// viewing the request's environment.
+	NewLinkIn(ctx context.Context, clientID, home string) (url string, expires time.Time, err error)
 }
 
 // HandlerConfig holds a Handler's dependencies.
@@ -103,17 +156,47 @@ type HandlerConfig struct {
 	// Links makes the console's one-time sign-in links (nil: the console
 	// is off).
 	Links linkMaker
+	// Envs finds the default environment, whose deployment admins may use
+	// every environment's admin API (nil: only the request environment's
+	// own admins may).
+	Envs env.Resolver
+	// EnvChanged, when set, is told the name of an environment just
+	// created, changed or deleted, so that the server loads, reloads or
+	// unloads it.
+	EnvChanged func(name string)
 }
 
-// NewHandler returns a Handler.
+// NewHandler returns a Handler. The verifier, key manager and usage flush
+// of the environment a request's context carries (env.FromContext) take
+// the place of Verifier, Keys and Flush.
 func NewHandler(c HandlerConfig) *Handler {
 	return &Handler{svc: c.Service, verifier: c.Verifier, log: c.Log, flush: c.Flush, keys: c.Keys, maxToken: c.MaxTokenLifetime,
-		revoker: c.Revoker, access: c.Access, db: c.DB, links: c.Links}
+		revoker: c.Revoker, access: c.Access, db: c.DB, links: c.Links, envs: c.Envs, envChanged: c.EnvChanged}
+}
+
+// verifierFor is the admin token verifier of the request's environment.
+func (h *Handler) verifierFor(ctx context.Context) tokenVerifier {
+	if e := env.FromContext(ctx); e != nil && e.AdminVerifier != nil {
+		return e.AdminVerifier
+	}
+	return h.verifier
+}
+
+// keysFor is the key manager of the request's environment.
+func (h *Handler) keysFor(ctx context.Context) keyManager {
+	if e := env.FromContext(ctx); e != nil && e.Keys != nil {
+		return e.Keys
+	}
+	return h.keys
 }
 
 func (h *Handler) beforeRead(ctx context.Context) {
-	if h.flush != nil {
-		if err := h.flush(ctx); err != nil {
+	flush := h.flush
+	if e := env.FromContext(ctx); e != nil && e.Flush != nil {
+		flush = e.Flush
+	}
+	if flush != nil {
+		if err := flush(ctx); err != nil {
 			h.log.WarnContext(ctx, "flush secret last-use times", "error", err)
 		}
 	}
@@ -154,6 +237,12 @@ func (h *Handler) Routes() []Route {
 		{"PUT /admin/v1/trust-policies/{name}", h.putTrustPolicy},
 		{"DELETE /admin/v1/trust-policies/{name}", h.deleteTrustPolicy},
 		{"POST /admin/v1/console/links", h.createConsoleLink},
+		{"GET /admin/v1/environments", h.deploymentOnly(h.listEnvironments)},
+		{"POST /admin/v1/environments", h.deploymentOnly(h.createEnvironment)},
+		{"GET /admin/v1/environments/{name}", h.deploymentOnly(h.getEnvironment)},
+		{"PATCH /admin/v1/environments/{name}", h.deploymentOnly(h.patchEnvironment)},
+		{"DELETE /admin/v1/environments/{name}", h.deploymentOnly(h.deleteEnvironment)},
+		{"POST /admin/v1/environments/{name}/deletion", h.deploymentOnly(h.prepareEnvironmentDeletion)},
 	}
 }
 
@@ -163,12 +252,12 @@ func (h *Handler) Routes() []Route {
 func (h *Handler) Serve(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		caller, err := h.authenticate(r)
+		c, err := h.authenticate(r)
 		if err != nil {
 			h.writeError(w, r, err)
 			return
 		}
-		r = r.WithContext(WithCaller(r.Context(), caller))
+		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
 		if err := fn(w, r); err != nil {
 			h.writeError(w, r, err)
 		}
@@ -180,37 +269,113 @@ type authError struct {
 	status int
 	code   string // "" when no credentials were sent
 	detail string
+	scope  string // insufficient_scope: the scopes needed (RFC 6750 §3)
 }
 
 func (e *authError) Error() string { return e.detail }
 
-// authenticate checks the request's bearer token (RFC 6750): a token of
-// this server for the admin API with the admin scope, still active (not
-// revoked by jti or by its client's cutoff; its client existing, enabled
-// and still granted the admin scope). It returns the caller's client id.
-func (h *Handler) authenticate(r *http.Request) (string, error) {
+// authenticate checks the request's bearer token (RFC 6750): a token for
+// the admin API of the request's environment with the admin scope, still
+// active (not revoked by jti or by its client's cutoff; its client
+// existing, enabled and still granted the admin scope): the caller is an
+// admin of that environment. In another environment than the default
+// one, a token of the default environment's admin API is accepted too,
+// from a deployment admin: with the admin and deployment scopes, its
+// client still granted both. It returns the caller.
+func (h *Handler) authenticate(r *http.Request) (caller, error) {
+	ctx := r.Context()
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return "", &authError{http.StatusUnauthorized, "", "a bearer token for the admin API is required"}
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return caller{}, &authError{status: http.StatusUnauthorized, detail: "a bearer token for the admin API is required"}
 	}
-	claims, err := h.verifier.Verify(r.Context(), strings.TrimSpace(token))
-	if err != nil {
-		return "", &authError{http.StatusUnauthorized, "invalid_token", "the bearer token is not valid for the admin API"}
+	e := env.FromContext(ctx)
+	if claims, err := h.verifierFor(ctx).Verify(ctx, token); err == nil {
+		c, err := h.activeClient(ctx, claims)
+		if err != nil {
+			return caller{}, err
+		}
+		// The grant that counts is the one on this admin API, whatever
+		// other audiences the token names.
+		aud := h.adminAudience(ctx)
+		if aud == nil {
+			aud = claims.Audience
+		}
+		if !claims.HasScope(AdminScope) || !holds(c, aud, AdminScope) {
+			return caller{}, &authError{http.StatusForbidden, "insufficient_scope", "the token lacks the admin scope", AdminScope}
+		}
+		// In the default environment its own admins with the deployment
+		// scope are deployment admins.
+		deployment := (e == nil || e.IsDefault()) && claims.HasScope(DeploymentScope) && holds(c, aud, AdminScope, DeploymentScope)
+		return caller{id: c.ID, deployment: deployment}, nil
 	}
-	c, active, err := h.access.Active(r.Context(), claims)
+	if e == nil || e.IsDefault() || h.envs == nil {
+		return caller{}, errInvalidAdminToken
+	}
+	def, err := h.envs.Env(ctx, store.DefaultEnv)
 	if err != nil {
-		return "", fmt.Errorf("admin authentication: %w", err)
+		return caller{}, fmt.Errorf("admin authentication: the default environment: %w", err)
+	}
+	if def.AdminVerifier == nil {
+		return caller{}, errInvalidAdminToken
+	}
+	claims, err := def.AdminVerifier.Verify(ctx, token)
+	if err != nil {
+		return caller{}, errInvalidAdminToken
+	}
+	// The client, its grants and the token's revocation live in the
+	// default environment.
+	c, err := h.activeClient(env.NewContext(ctx, def), claims)
+	if err != nil {
+		return caller{}, err
+	}
+	if !claims.HasScope(AdminScope) || !claims.HasScope(DeploymentScope) || !holds(c, []string{def.AdminAudience()}, AdminScope, DeploymentScope) {
+		return caller{}, &authError{http.StatusForbidden, "insufficient_scope",
+			"only deployment admins (scopes admin and deployment on the default environment's admin API) may use another environment's admin API",
+			AdminScope + " " + DeploymentScope}
+	}
+	return caller{id: c.ID, deployment: true}, nil
+}
+
+// adminAudience is the audience of the admin API the request is for: its
+// environment's (nil without one: the configured verifier has checked the
+// token's).
+func (h *Handler) adminAudience(ctx context.Context) []string {
+	if e := env.FromContext(ctx); e != nil {
+		return []string{e.AdminAudience()}
+	}
+	return nil
+}
+
+var errInvalidAdminToken = &authError{status: http.StatusUnauthorized, code: "invalid_token", detail: "the bearer token is not valid for the admin API"}
+
+// activeClient returns the client of a verified token if the token is
+// still active, in the environment ctx carries.
+func (h *Handler) activeClient(ctx context.Context, claims *verify.Claims) (store.Client, error) {
+	c, active, err := h.access.Active(ctx, claims)
+	if err != nil {
+		return store.Client{}, fmt.Errorf("admin authentication: %w", err)
 	}
 	if !active {
-		return "", &authError{http.StatusUnauthorized, "invalid_token", "the bearer token was revoked, or its client is disabled or deleted"}
+		return store.Client{}, &authError{status: http.StatusUnauthorized, code: "invalid_token", detail: "the bearer token was revoked, or its client is disabled or deleted"}
 	}
-	granted := slices.ContainsFunc(c.Grants, func(g store.Grant) bool {
-		return slices.Contains(claims.Audience, g.Audience) && slices.Contains(g.Scopes, AdminScope)
-	})
-	if !claims.HasScope(AdminScope) || !granted {
-		return "", &authError{http.StatusForbidden, "insufficient_scope", "the token lacks the admin scope"}
+	return c, nil
+}
+
+// deploymentOnly lets only deployment admins call fn, at the deployment's
+// own admin API (that of the default environment).
+func (h *Handler) deploymentOnly(fn func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if !DeploymentCallerFromContext(r.Context()) {
+			return &authError{http.StatusForbidden, "insufficient_scope",
+				"only deployment admins (scopes admin and deployment on the default environment's admin API) may manage environments",
+				AdminScope + " " + DeploymentScope}
+		}
+		if e := env.FromContext(r.Context()); e != nil && !e.IsDefault() {
+			return &requestError{http.StatusNotFound, "environments are managed at the deployment's admin API (/admin/v1/environments), not at an environment's"}
+		}
+		return fn(w, r)
 	}
-	return c.ID, nil
 }
 
 // problem is an RFC 9457 problem details object.
@@ -238,7 +403,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			v += `, error="` + ae.code + `"`
 		}
 		if ae.code == "insufficient_scope" {
-			v += `, scope="` + AdminScope + `"`
+			v += `, scope="` + ae.scope + `"`
 		}
 		w.Header().Set("WWW-Authenticate", v)
 	case errors.As(err, &ve):

@@ -209,28 +209,28 @@ func (s *Service) CreateTrustPolicy(ctx context.Context, in TrustPolicyInput) (s
 	if err := v.err(); err != nil {
 		return store.TrustPolicy{}, err
 	}
-	if err := s.store.CreateTrustPolicy(ctx, p); err != nil {
+	if err := s.st(ctx).CreateTrustPolicy(ctx, p); err != nil {
 		return store.TrustPolicy{}, mapConflict(err, fmt.Sprintf("a trust policy named %q, or one for issuer %q, already exists, or a client is still bound to a deleted policy of that name", p.Name, p.Issuer))
 	}
-	s.inval.InvalidateTrust(p.Name)
+	s.inv(ctx).InvalidateTrust(p.Name)
 	return p, nil
 }
 
 // GetTrustPolicy returns one trust policy.
 func (s *Service) GetTrustPolicy(ctx context.Context, name string) (store.TrustPolicy, error) {
-	return s.store.GetTrustPolicy(ctx, name)
+	return s.st(ctx).GetTrustPolicy(ctx, name)
 }
 
 // ListTrustPolicies returns every trust policy.
 func (s *Service) ListTrustPolicies(ctx context.Context) ([]store.TrustPolicy, error) {
-	return s.store.ListTrustPolicies(ctx)
+	return s.st(ctx).ListTrustPolicies(ctx)
 }
 
 // UpdateTrustPolicy replaces a policy's mutable fields with in's (PUT);
 // its name and kind cannot change.
 func (s *Service) UpdateTrustPolicy(ctx context.Context, name, ifMatch string, in TrustPolicyInput) (store.TrustPolicy, error) {
 	iss := issuerOf(ctx)
-	p, err := s.store.UpdateTrustPolicy(ctx, name, func(p *store.TrustPolicy) error {
+	p, err := s.st(ctx).UpdateTrustPolicy(ctx, name, func(p *store.TrustPolicy) error {
 		if err := checkMatch(ifMatch, p.Version); err != nil {
 			return err
 		}
@@ -254,14 +254,14 @@ func (s *Service) UpdateTrustPolicy(ctx context.Context, name, ifMatch string, i
 	if err != nil {
 		return store.TrustPolicy{}, mapConflict(err, fmt.Sprintf("another trust policy has issuer %q", in.Issuer))
 	}
-	s.inval.InvalidateTrust(name)
+	s.inv(ctx).InvalidateTrust(name)
 	return p, nil
 }
 
 // DeleteTrustPolicy deletes a trust policy no client is bound to.
 func (s *Service) DeleteTrustPolicy(ctx context.Context, name, ifMatch string) error {
 	if ifMatch != "" {
-		p, err := s.store.GetTrustPolicy(ctx, name)
+		p, err := s.st(ctx).GetTrustPolicy(ctx, name)
 		if err != nil {
 			return err
 		}
@@ -269,7 +269,7 @@ func (s *Service) DeleteTrustPolicy(ctx context.Context, name, ifMatch string) e
 			return err
 		}
 	}
-	if err := s.store.DeleteTrustPolicy(ctx, name); err != nil {
+	if err := s.st(ctx).DeleteTrustPolicy(ctx, name); err != nil {
 		if errorsIsConflict(err) {
 			detail := strings.TrimPrefix(err.Error(), "delete trust policy: ")
 			detail = strings.TrimPrefix(detail, store.ErrConflict.Error()+": ")
@@ -277,6 +277,6 @@ func (s *Service) DeleteTrustPolicy(ctx context.Context, name, ifMatch string) e
 		}
 		return err
 	}
-	s.inval.InvalidateTrust(name)
+	s.inv(ctx).InvalidateTrust(name)
 	return nil
 }

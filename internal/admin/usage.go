@@ -8,12 +8,12 @@ import (
 )
 
 // Counts counts the APIs and clients.
-func (s *Service) Counts(ctx context.Context) (store.Counts, error) { return s.store.Counts(ctx) }
+func (s *Service) Counts(ctx context.Context) (store.Counts, error) { return s.st(ctx).Counts(ctx) }
 
 // ExpiringSecrets lists clients whose every secret expires after from and
 // by to, soonest first, at most limit.
 func (s *Service) ExpiringSecrets(ctx context.Context, from, to time.Time, limit int) ([]store.SecretExpiry, error) {
-	return s.store.ExpiringSecrets(ctx, from, to, limit)
+	return s.st(ctx).ExpiringSecrets(ctx, from, to, limit)
 }
 
 // UsageReport is the tokens issued since an hour: the totals per hour, and
@@ -30,22 +30,22 @@ type UsageReport struct {
 func (s *Service) TokenUsage(ctx context.Context, since time.Time, top int) (UsageReport, error) {
 	var r UsageReport
 	var err error
-	if r.ByHour, err = s.store.TokenUsageByHour(ctx, since); err != nil {
+	if r.ByHour, err = s.st(ctx).TokenUsageByHour(ctx, since); err != nil {
 		return r, err
 	}
-	if r.Top, err = s.store.TopTokenClients(ctx, since, top); err != nil {
+	if r.Top, err = s.st(ctx).TopTokenClients(ctx, since, top); err != nil {
 		return r, err
 	}
 	ids := make([]string, len(r.Top))
 	for i, c := range r.Top {
 		ids[i] = c.ClientID
 	}
-	r.Hours, err = s.store.TokenUsage(ctx, since, ids)
+	r.Hours, err = s.st(ctx).TokenUsage(ctx, since, ids)
 	return r, err
 }
 
 // GrantHolderIDs calls fn with the id of every client holding a grant for
 // the API audience, by id, without loading the clients.
 func (s *Service) GrantHolderIDs(ctx context.Context, audience string, fn func(id string)) error {
-	return s.store.GrantHolderIDs(ctx, audience, fn)
+	return s.st(ctx).GrantHolderIDs(ctx, audience, fn)
 }

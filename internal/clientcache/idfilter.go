@@ -19,7 +19,7 @@ type idFilter struct {
 const (
 	bitsPerID   = 10
 	probes      = 7
-	minCapacity = 1 << 14
+	minCapacity = 1 << 9 // small: an environment with few clients costs little; the filter is rebuilt larger as it fills
 )
 
 // newIDFilter returns an empty filter for at least capacity ids.

@@ -62,11 +62,46 @@ type Config struct {
 	ConsoleIdle   time.Duration
 	ConsoleMaxAge time.Duration
 
+	// EnvAddressing is how a request names its environment: "path"
+	// (<issuer>/e/{name}/…) or "host" ({name}.<issuer host>). The default
+	// environment is served at the issuer itself either way.
+	EnvAddressing string
+	// An environment's keys and caches are held in memory while it serves
+	// requests: at most EnvMaxLoaded environments, each unloaded after
+	// EnvIdle without a request.
+	EnvIdle      time.Duration
+	EnvMaxLoaded int
+
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
 
 	ShutdownTimeout time.Duration
 }
+
+// How requests name their environment (Config.EnvAddressing).
+const (
+	EnvByPath = "path"
+	EnvByHost = "host"
+)
+
+// EnvIssuer returns the issuer identifier of the environment named: the
+// issuer itself for the default one, <issuer>/e/{name} by path, and the
+// issuer with {name}. before its host by host.
+func (c *Config) EnvIssuer(name string) string {
+	if name == "" || name == "default" {
+		return c.Issuer
+	}
+	if c.EnvAddressing == EnvByHost {
+		if u, err := url.Parse(c.Issuer); err == nil {
+			u.Host = name + "." + u.Host
+			return u.String()
+		}
+	}
+	return c.Issuer + EnvPathPrefix + name
+}
+
+// EnvPathPrefix starts the path of an environment addressed by path.
+const EnvPathPrefix = "/e/"
 
 // OpenIDScopes are the scopes OpenID Connect Core 1.0 §5.4 and §11 define:
 // the only ones IdentityScopes may name.
@@ -92,6 +127,9 @@ func Default() Config {
 		Console:              true,
 		ConsoleIdle:          30 * time.Minute,
 		ConsoleMaxAge:        12 * time.Hour,
+		EnvAddressing:        EnvByPath,
+		EnvIdle:              10 * time.Minute,
+		EnvMaxLoaded:         1000,
 		LogLevel:             "info",
 		LogFormat:            "json",
 		ShutdownTimeout:      15 * time.Second,
@@ -149,6 +187,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ConsoleIdle < time.Minute || c.ConsoleMaxAge < c.ConsoleIdle || c.ConsoleMaxAge > 7*24*time.Hour {
 		errs = append(errs, fmt.Errorf("console-idle must be at least 1m, and console-max-age between it and 168h (got %s and %s)", c.ConsoleIdle, c.ConsoleMaxAge))
+	}
+	switch c.EnvAddressing {
+	case EnvByPath, EnvByHost:
+	default:
+		errs = append(errs, fmt.Errorf("env-addressing %q: want path or host", c.EnvAddressing))
+	}
+	if c.EnvIdle < time.Minute || c.EnvMaxLoaded < 1 {
+		errs = append(errs, fmt.Errorf("env-idle must be at least 1m and env-max-loaded at least 1 (got %s and %d)", c.EnvIdle, c.EnvMaxLoaded))
 	}
 	if c.AuthFailureRate < 0 || (c.AuthFailureRate > 0 && c.AuthFailureBurst < 1) {
 		errs = append(errs, errors.New("auth-failure-rate must be 0 (off) or positive, with auth-failure-burst at least 1"))

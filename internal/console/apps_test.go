@@ -31,6 +31,7 @@ type appsHarness struct {
 	url        string
 	browser    *http.Client
 	csrf       string
+	env        string // the environment the session views (every form sends it)
 	admin      server.AdminCredentials
 	adminToken string // admin API token
 }
@@ -106,6 +107,7 @@ func (h *appsHarness) signIn() {
 		h.t.Fatalf("not signed in: %s", page)
 	}
 	h.csrf = m[1]
+	h.env = inputValue(page, "env")
 }
 
 // get fetches a console page, following redirects; it returns the status,
@@ -122,7 +124,7 @@ func (h *appsHarness) get(path string) (int, string, string) {
 // post submits a console form with the session's CSRF token.
 func (h *appsHarness) post(path string, form url.Values) (int, string, string) {
 	h.t.Helper()
-	f := url.Values{"csrf": {h.csrf}}
+	f := url.Values{"csrf": {h.csrf}, "env": {h.env}}
 	if path == "/console/apps" && form.Get("nonce") == "" {
 		// A create form comes with its one-time nonce.
 		_, page, _ := h.get("/console/apps/new")
@@ -431,6 +433,7 @@ func TestAppSecretPageIsNotStored(t *testing.T) {
 	h.createAPI("https://a.example", "r")
 	f := appsGrantForm("x", "https://a.example", "r")
 	f.Set("csrf", h.csrf)
+	f.Set("env", h.env)
 	_, page, _ := h.get("/console/apps/new")
 	f.Set("nonce", inputValue(page, "nonce"))
 	resp, err := h.browser.PostForm(h.url+"/console/apps", f)
@@ -802,8 +805,8 @@ func TestAppCreateFormIsOneTime(t *testing.T) {
 	_, page, _ := h.get("/console/apps/new")
 	form := appsGrantForm("once", "https://a.example", "r")
 	form.Set("nonce", inputValue(page, "nonce"))
-	if status, _, _ := h.post("/console/apps", form); status != http.StatusCreated {
-		t.Fatalf("first submission: %d", status)
+	if status, page, _ := h.post("/console/apps", form); status != http.StatusCreated {
+		t.Fatalf("first submission: %d %s", status, page)
 	}
 	status, page, _ := h.post("/console/apps", form)
 	if status != http.StatusConflict || optionalText(page, "client-secret") != "" || !strings.Contains(page, "already submitted") ||

@@ -21,10 +21,12 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/oauth"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -62,11 +64,19 @@ type signer interface {
 }
 
 // Config holds the console's dependencies. The store, the client cache,
-// the hasher, the issuer and the verifier come from the request's
-// environment (env.FromContext).
+// the hasher, the issuer and the verifier come from the environment a
+// page acts in (env.FromContext, set by the page wrapper to the one the
+// session views); the request's own (its host's) is the entry environment.
 type Config struct {
 	Service *admin.Service
-	Keys    keyManager
+	// Envs finds environments by name: a session's home environment (its
+	// admin client's, where the session is stored) and the one it views.
+	// Nil: only the request's own environment exists.
+	Envs env.Resolver
+	// Environments manages the deployment's environments, for deployment
+	// admins (nil: the default environment's store).
+	Environments environments
+	Keys         keyManager
 	// MaxTokenLifetime tells how long tokens a key signed may live.
 	MaxTokenLifetime time.Duration
 	Revoker          revoker
@@ -136,7 +146,12 @@ func (c *Console) Routes() []Route {
 		{"POST /console/sign-in", c.public(c.signIn)},
 		{"GET /console/link", c.public(c.linkPage)},
 		{"POST /console/link", c.public(c.useLink)},
-		{"POST /console/sign-out", c.page(c.signOut)},
+		{"POST /console/sign-out", c.pageAnyEnv(c.signOut)},
+		{"POST /console/environment", c.pageAnyEnv(c.switchEnv)},
+		{"GET /console/environments", c.page(c.envList)},
+		{"POST /console/environments", c.page(c.envCreate)},
+		{"GET /console/environment/{name}/delete", c.page(c.envDeleteConfirm)},
+		{"POST /console/environment/{name}/delete", c.page(c.envDelete)},
 
 		{"GET /console/{$}", c.page(c.overview)},
 
@@ -227,8 +242,17 @@ type pageFunc func(w http.ResponseWriter, r *http.Request, s *session) error
 
 // page wraps a handler behind sign-in: the session must be live and its
 // admin client still an admin, and a POST must carry the session's CSRF
-// token. The handler runs as the session's client (admin.WithCaller).
-func (c *Console) page(fn pageFunc) http.Handler {
+// token and the environment the session views (a form of a page shown
+// before another tab switched environments is refused). The handler runs
+// as the session's client (admin.WithCaller) in the environment it views
+// (env.NewContext).
+func (c *Console) page(fn pageFunc) http.Handler { return c.wrap(fn, true) }
+
+// pageAnyEnv is page for a form that acts the same whichever environment
+// its page showed (sign-out, the environment switcher).
+func (c *Console) pageAnyEnv(fn pageFunc) http.Handler { return c.wrap(fn, false) }
+
+func (c *Console) wrap(fn pageFunc, checkEnv bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		securityHeaders(w)
 		if err := crossOrigin.Check(r); err != nil {
@@ -256,17 +280,44 @@ func (c *Console) page(fn pageFunc) http.Handler {
 			}
 			return
 		}
+		if err := c.envHeader(r.Context(), s); err != nil {
+			c.renderFailure(w, r, nil, err)
+			return
+		}
 		if r.Method == http.MethodPost {
 			if !s.checkCSRF(r.PostForm.Get("csrf")) {
 				c.renderError(w, r, http.StatusForbidden, "This form has expired or did not come from this console. Reload the page and try again.")
 				return
 			}
+			if sent, now := r.PostForm.Get("env"), envName(s.viewing); checkEnv && sent != now {
+				c.staleEnv(w, r, s, sent, now)
+				return
+			}
 		}
-		r = r.WithContext(admin.WithCaller(r.Context(), s.clientID))
+		withCaller := admin.WithCaller
+		if s.deployment {
+			// The log tells a deployment admin from a client with the
+			// same id in the environment viewed.
+			withCaller = admin.WithDeploymentCaller
+		}
+		ctx := env.NewContext(withCaller(r.Context(), s.clientID), s.viewing)
+		r = r.WithContext(ctx)
 		if err := fn(w, r, s); err != nil {
 			c.renderFailure(w, r, s, err)
 		}
 	})
+}
+
+// staleEnv refuses a form that was shown in another environment than the
+// one the session views now: nothing is changed.
+func (c *Console) staleEnv(w http.ResponseWriter, r *http.Request, s *session, sent, now string) {
+	msg := "This form was filled in on a page of the environment " + strconv.Quote(sent) + ", but this session now views the environment " +
+		strconv.Quote(now) + " (it was switched, perhaps in another tab or window). Nothing was changed. Switch back to " + strconv.Quote(sent) +
+		" with the environment menu at the top and submit the form again, or carry on in " + strconv.Quote(now) + "."
+	if sent == "" {
+		msg = "This form did not say which environment it was for, so it was refused and nothing was changed. Reload the page and try again."
+	}
+	_ = c.show(w, r, s, http.StatusConflict, "error", &view{Title: "Environment changed", Data: msg})
 }
 
 // toSignIn redirects to the sign-in page, telling why (a fixed code, never

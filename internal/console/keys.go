@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -63,7 +65,7 @@ func (c *Console) keyList(w http.ResponseWriter, r *http.Request, s *session) er
 // showKeys renders the key list into v (which may carry an alert or a
 // field error of the rotation form).
 func (c *Console) showKeys(w http.ResponseWriter, r *http.Request, s *session, status int, v *view) error {
-	infos, err := c.cfg.Keys.List(r.Context(), c.cfg.MaxTokenLifetime)
+	infos, err := c.keys(r.Context()).List(r.Context(), c.cfg.MaxTokenLifetime)
 	if err != nil {
 		return err
 	}
@@ -89,7 +91,7 @@ func (c *Console) keyRotate(w http.ResponseWriter, r *http.Request, s *session) 
 		return c.showKeys(w, r, s, http.StatusBadRequest, &view{Form: form,
 			Errors: map[string]string{"alg": "Choose one of " + strings.Join(keys.Algorithms, ", ") + "."}})
 	}
-	k, err := c.cfg.Keys.Rotate(ctx, alg)
+	k, err := c.keys(ctx).Rotate(ctx, alg)
 	switch {
 	case errors.Is(err, keys.ErrRotationScheduled):
 		return c.showKeys(w, r, s, http.StatusConflict, &view{Form: form, Alert: rotationRefused})
@@ -110,7 +112,7 @@ func (c *Console) keyRevokeConfirm(w http.ResponseWriter, r *http.Request, s *se
 
 func (c *Console) showKeyRevoke(w http.ResponseWriter, r *http.Request, s *session, status int, v *view) error {
 	kid := r.PathValue("kid")
-	infos, err := c.cfg.Keys.List(r.Context(), c.cfg.MaxTokenLifetime)
+	infos, err := c.keys(r.Context()).List(r.Context(), c.cfg.MaxTokenLifetime)
 	if err != nil {
 		return err
 	}
@@ -145,7 +147,7 @@ func (c *Console) keyRevoke(w http.ResponseWriter, r *http.Request, s *session) 
 		return c.showKeyRevoke(w, r, s, http.StatusBadRequest, &view{Form: url.Values{"confirm": {typed}},
 			Errors: map[string]string{"confirm": msg}})
 	}
-	repl, err := c.cfg.Keys.Revoke(ctx, kid)
+	repl, err := c.keys(ctx).Revoke(ctx, kid)
 	if errors.Is(err, keys.ErrMasterKeyMismatch) {
 		c.log.ErrorContext(ctx, "signing key operation refused: the stored keys are sealed under another master key", "error", err)
 		return c.showKeyRevoke(w, r, s, http.StatusConflict, &view{Alert: masterKeyRefused})
@@ -262,4 +264,13 @@ func shortKID(kid string) string {
 		return kid
 	}
 	return kid[:8] + "…"
+}
+
+// keys is the key manager of the environment the page acts in (the
+// configured one when the context carries none).
+func (c *Console) keys(ctx context.Context) keyManager {
+	if e := env.FromContext(ctx); e != nil && e.Keys != nil {
+		return e.Keys
+	}
+	return c.cfg.Keys
 }

@@ -68,7 +68,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 	if d.Counts, err = c.svc.Counts(ctx); err != nil {
 		return err
 	}
-	if d.Keys, err = c.cfg.Keys.List(ctx, c.cfg.MaxTokenLifetime); err != nil {
+	if d.Keys, err = c.keys(ctx).List(ctx, c.cfg.MaxTokenLifetime); err != nil {
 		return err
 	}
 	for i := range d.Keys {

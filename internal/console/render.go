@@ -17,6 +17,9 @@ type view struct {
 	Section string // the navigation entry to highlight
 	Caller  string // the signed-in admin client ("" on public pages)
 	CSRF    string
+	// Env is the environment the page acts in (signed-in pages): every
+	// form sends its name back (the "csrf" template).
+	Env envHeader
 	// Flash is a success message, Alert an error message, shown on top.
 	Flash, Alert string
 	// Errors are messages by form field; Form the values to refill.
@@ -37,7 +40,10 @@ func (v *view) Err(name string) string { return v.Errors[name] }
 // for a signed-in page: the caller and the CSRF token.
 func (v *view) signedIn(s *session) *view {
 	if s != nil {
-		v.Caller, v.CSRF = s.clientID, s.csrf
+		v.Caller, v.CSRF, v.Env = s.clientID, s.csrf, s.header
+		if v.Alert == "" {
+			v.Alert = s.notice
+		}
 	}
 	return v
 }
@@ -99,6 +105,9 @@ var doneText = map[string]string{
 	"token-revoked":   "The token was revoked.",
 	"token-not-live":  "That token was not live (expired, already revoked, or not issued by this server): nothing to revoke.",
 	"nothing-changed": "Nothing changed.",
+	"env-switched":    "You switched environments: the console now acts in the environment shown at the top.",
+	"env-created":     "The environment was created.",
+	"env-deleted":     "The environment was deleted, with everything in it.",
 
 	// An active key revoked: another key signs at once.
 	"key-revoked-replaced": "The signing key was revoked; its replacement signs from now on. Applications must get new tokens.",

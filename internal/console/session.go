@@ -46,11 +46,27 @@ var whyText = map[string]string{
 	whyLink:      "That sign-in link has expired or was already used. Get a new one with the command \"m2mauth console\", or sign in below.",
 }
 
-// session is a live console session.
+// session is a live console session. It is stored in its admin client's
+// environment (home) and acts in the environment it views.
 type session struct {
-	id, hash string
+	id, hash string // the cookie's value ("<home>.<random>") and its keyed hash
 	clientID string
 	csrf     string
+	// entry is the environment the request came in on (its host), which
+	// the cookie belongs to.
+	entry *env.Env
+	// home is the admin client's environment, where the session is
+	// stored; viewing the one it acts in (home unless a deployment admin
+	// switched).
+	home, viewing *env.Env
+	// deployment: the client is a deployment admin, who may view any
+	// environment.
+	deployment bool
+	// notice tells why the session is back in its home environment ("" if
+	// it is not).
+	notice string
+	// header is what the layout shows of the environments.
+	header envHeader
 }
 
 // checkCSRF compares a form's token with the session's in constant time.
@@ -85,60 +101,115 @@ func (c *Console) clearCookie(w http.ResponseWriter, r *http.Request, e *env.Env
 	c.setCookie(w, r, e, "", -1)
 }
 
-// cookieID returns the session id the request's cookie holds ("" if none
-// or malformed).
-func cookieID(r *http.Request, e *env.Env) string {
-	ck, err := r.Cookie(cookieName(secure(r, e)))
-	if err != nil || len(ck.Value) != tokenLen || !strings.HasPrefix(ck.Value, sessionPrefix) {
-		return ""
+// A session id and a link token are "<home env>.<prefix><random>": the
+// environment whose store holds the row, then the random value.
+// Environment names cannot hold a dot. The whole value is hashed, so a
+// value whose environment part was changed matches no row anywhere.
+func envToken(home, prefix string) string {
+	return home + "." + secret.GenerateWithPrefix(prefix)
+}
+
+// splitToken returns the environment part of a session id or link token
+// of this prefix (ok false if malformed).
+func splitToken(value, prefix string) (home string, ok bool) {
+	home, rnd, found := strings.Cut(value, ".")
+	if !found || !validEnvName(home) || len(rnd) != tokenLen || !strings.HasPrefix(rnd, prefix) {
+		return "", false
 	}
-	return ck.Value
+	return home, true
+}
+
+// cookieID returns the session id the request's cookie holds and its
+// environment part ("" if none or malformed).
+func cookieID(r *http.Request, entry *env.Env) (id, home string) {
+	ck, err := r.Cookie(cookieName(secure(r, entry)))
+	if err != nil {
+		return "", ""
+	}
+	home, ok := splitToken(ck.Value, sessionPrefix)
+	if !ok {
+		return "", ""
+	}
+	return ck.Value, home
 }
 
 // session returns the request's live session, or nil and the reason it
-// has none ("" when it never had one). A session whose admin client is
-// gone, disabled, no longer an admin, or had its tokens revoked after the
-// session began is deleted: those changes end sessions as they end tokens.
+// has none ("" when it never had one). The session is looked up in the
+// environment its id names, and its admin client re-checked there: a
+// session whose client is gone, disabled, no longer an admin, or had its
+// tokens revoked after the session began is deleted (those changes end
+// sessions as they end tokens). An id naming an environment that does not
+// exist, or whose row is not in it, is no session.
 func (c *Console) session(w http.ResponseWriter, r *http.Request) (*session, string, error) {
 	ctx := r.Context()
-	e := env.FromContext(ctx)
-	id := cookieID(r, e)
+	entry := env.FromContext(ctx)
+	id, homeName := cookieID(r, entry)
 	if id == "" {
-		if _, err := r.Cookie(cookieName(secure(r, e))); err == nil {
-			c.clearCookie(w, r, e)
+		if _, err := r.Cookie(cookieName(secure(r, entry))); err == nil {
+			c.clearCookie(w, r, entry)
 			return nil, whyExpired, nil
 		}
 		return nil, "", nil
 	}
-	now := c.now()
-	hash := e.Hasher.Hash(id)
-	cs, err := e.Store.GetConsoleSession(ctx, hash, now, c.cfg.Idle)
+	home, err := c.envNamed(ctx, homeName)
 	if errors.Is(err, store.ErrNotFound) {
-		c.clearCookie(w, r, e)
+		// Its environment was deleted (and its sessions with it).
+		c.clearCookie(w, r, entry)
 		return nil, whyExpired, nil
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	cl, err := e.Clients.GetClient(ctx, cs.ClientID)
+	now := c.now()
+	hash := home.Hasher.Hash(id)
+	cs, err := home.Store.GetConsoleSession(ctx, hash, now, c.cfg.Idle)
+	if errors.Is(err, store.ErrNotFound) {
+		c.clearCookie(w, r, entry)
+		return nil, whyExpired, nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	cl, err := home.Clients.GetClient(ctx, cs.ClientID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, "", err
 	}
-	if err != nil || !admin.IsAdmin(cl, e.AdminAudience()) || cl.TokensRevokedBefore.After(cs.CreatedAt) {
-		if err := e.Store.DeleteConsoleSession(ctx, hash); err != nil {
+	if err != nil || !admin.IsAdmin(cl, home.AdminAudience()) || cl.TokensRevokedBefore.After(cs.CreatedAt) {
+		if err := home.Store.DeleteConsoleSession(ctx, hash); err != nil {
 			return nil, "", err
 		}
-		c.clearCookie(w, r, e)
+		c.clearCookie(w, r, entry)
 		return nil, whyRevoked, nil
 	}
 	// Written at most every touchEvery, and often enough that a session
 	// in use never reaches its idle limit between two writes.
 	if now.Sub(cs.LastSeenAt) >= min(touchEvery, c.cfg.Idle/4) {
-		if err := e.Store.TouchConsoleSession(ctx, hash, now); err != nil {
+		if err := home.Store.TouchConsoleSession(ctx, hash, now); err != nil {
 			c.log.WarnContext(ctx, "console: record session activity", "error", err)
 		}
 	}
-	return &session{id: id, hash: hash, clientID: cs.ClientID, csrf: csrfToken(e, id)}, "", nil
+	s := &session{id: id, hash: hash, clientID: cs.ClientID, csrf: csrfToken(home, id),
+		entry: entry, home: home, viewing: home, deployment: isDeploymentAdmin(cl, home)}
+	if v := cs.Viewing; v != "" && v != envName(home) {
+		switch ve, err := c.envNamed(ctx, v); {
+		case !s.deployment:
+			// The client lost the deployment scope: it sees its own
+			// environment only.
+			s.notice = "Your admin client is no longer a deployment admin: you are back in its own environment, " + envName(home) + "."
+		case errors.Is(err, store.ErrNotFound):
+			s.notice = "The environment " + v + " you were viewing no longer exists: you are back in " + envName(home) + "."
+		case err != nil:
+			return nil, "", err
+		default:
+			s.viewing = ve
+		}
+		if s.notice != "" {
+			if err := home.Store.SetConsoleSessionViewing(ctx, hash, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, "", err
+			}
+		}
+	}
+	return s, "", nil
 }
 
 // csrfToken is bound to the session: a keyed hash of its id, so that it
@@ -147,40 +218,71 @@ func csrfToken(e *env.Env, id string) string {
 	return strings.TrimPrefix(e.Hasher.Hash("csrf:"+id), "hmac-sha256$")
 }
 
-// startSession signs clientID in: a new session id (a session the browser
+// startSession signs clientID of the environment home in, viewing the
+// environment viewing ("": home): a new session id (a session the browser
 // held before is ended, so a planted id cannot be carried into the new
-// session), stored as a keyed hash, in a cookie.
-func (c *Console) startSession(w http.ResponseWriter, r *http.Request, clientID string) error {
+// session), stored as a keyed hash in home's store, in a cookie of the
+// request's host.
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request, home *env.Env, clientID, viewing string) error {
 	ctx := r.Context()
-	e := env.FromContext(ctx)
-	if old := cookieID(r, e); old != "" {
-		if err := e.Store.DeleteConsoleSession(ctx, e.Hasher.Hash(old)); err != nil {
+	entry := env.FromContext(ctx)
+	if old, oldHome := cookieID(r, entry); old != "" {
+		oe, err := c.envNamed(ctx, oldHome)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		if err == nil {
+			if err := oe.Store.DeleteConsoleSession(ctx, oe.Hasher.Hash(old)); err != nil {
+				return err
+			}
+		}
 	}
-	id := secret.GenerateWithPrefix(sessionPrefix)
+	if viewing == envName(home) {
+		viewing = ""
+	}
+	id := envToken(envName(home), sessionPrefix)
 	now := c.now()
-	if err := e.Store.CreateConsoleSession(ctx, store.ConsoleSession{
-		IDHash: e.Hasher.Hash(id), ClientID: clientID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(c.cfg.MaxAge),
+	if err := home.Store.CreateConsoleSession(ctx, store.ConsoleSession{
+		IDHash: home.Hasher.Hash(id), ClientID: clientID, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(c.cfg.MaxAge), Viewing: viewing,
 	}); err != nil {
 		return err
 	}
-	c.setCookie(w, r, e, id, int(c.cfg.MaxAge/time.Second))
-	c.log.InfoContext(ctx, "console: signed in", "client_id", clientID)
+	c.setCookie(w, r, entry, id, int(c.cfg.MaxAge/time.Second))
+	c.log.InfoContext(ctx, "console: signed in", "client_id", clientID, "env", envName(home))
 	return nil
 }
 
-// NewLink creates a one-time sign-in link for the admin client clientID,
-// valid for LinkLifetime. It is the admin API's answer to `m2mauth
-// console`; the link is shown to the caller only, never logged.
-func (c *Console) NewLink(ctx context.Context, clientID string) (string, time.Time, error) {
+// NewLinkIn makes a one-time sign-in link for clientID, an admin client of
+// environment home (the admin API knows which from how the caller
+// authenticated): the link is stored in home and signs clientID in there,
+// viewing the request's environment.
+func (c *Console) NewLinkIn(ctx context.Context, clientID, home string) (string, time.Time, error) {
 	e := env.FromContext(ctx)
-	token := secret.GenerateWithPrefix(linkPrefix)
-	expires := c.now().Add(LinkLifetime)
-	if err := e.Store.CreateConsoleLink(ctx, e.Hasher.Hash(token), clientID, expires); err != nil {
+	he, err := c.envNamed(ctx, home)
+	if err != nil {
 		return "", time.Time{}, err
 	}
-	return e.Issuer + Prefix + "link?token=" + token, expires, nil
+	viewing := envName(e)
+	if viewing == home {
+		viewing = ""
+	}
+	token := envToken(home, linkPrefix)
+	expires := c.now().Add(LinkLifetime)
+	if err := he.Store.CreateConsoleLink(ctx, he.Hasher.Hash(token), clientID, viewing, expires); err != nil {
+		return "", time.Time{}, err
+	}
+	return origin(e.Issuer) + Prefix + "link?token=" + token, expires, nil
+}
+
+// origin is the scheme and host of an issuer URL: the console is served at
+// the root of the host only (an environment addressed by path has its
+// console there).
+func origin(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" {
+		return strings.TrimSuffix(issuer, "/")
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
@@ -188,9 +290,10 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix, http.StatusSeeOther)
 		return
 	}
-	v := &view{Title: "Sign in", Form: url.Values{"next": {r.URL.Query().Get("next")}}, Data: humanDuration(LinkLifetime)}
-	v.Alert = whyText[r.URL.Query().Get("why")]
-	if r.URL.Query().Get("why") == whySignedOut {
+	q := r.URL.Query()
+	v := &view{Title: "Sign in", Form: url.Values{"next": {q.Get("next")}, "environment": {envName(env.FromContext(r.Context()))}}, Data: humanDuration(LinkLifetime)}
+	v.Alert = whyText[q.Get("why")]
+	if q.Get("why") == whySignedOut {
 		v.Alert, v.Flash = "", whyText[whySignedOut]
 	}
 	c.render(w, r, http.StatusOK, "signin", v)
@@ -200,6 +303,8 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 // is not one).
 const maxCredential = 512
 
+// signIn checks an admin client's id and secret in the environment the
+// form names (the request's by default) and signs it in there.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		c.renderFailure(w, r, nil, formError(err))
@@ -207,7 +312,14 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	f := r.PostForm
 	id, sec, next := strings.TrimSpace(f.Get("client_id")), strings.TrimSpace(f.Get("client_secret")), f.Get("next")
-	v := &view{Title: "Sign in", Form: url.Values{"client_id": {id}, "next": {next}}, Errors: map[string]string{}, Data: humanDuration(LinkLifetime)}
+	envField := strings.TrimSpace(f.Get("environment"))
+	if envField == "" {
+		envField = envName(env.FromContext(r.Context()))
+	}
+	v := &view{Title: "Sign in", Form: url.Values{"client_id": {id}, "next": {next}, "environment": {envField}}, Errors: map[string]string{}, Data: humanDuration(LinkLifetime)}
+	if !validEnvName(envField) {
+		v.Errors["environment"] = "An environment's name is lowercase letters, digits and dashes, such as default or staging."
+	}
 	if id == "" || len(id) > maxCredential {
 		v.Errors["client_id"] = "Enter the admin client's id (client_id in admin.json)."
 	}
@@ -218,7 +330,22 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusBadRequest, "signin", v)
 		return
 	}
-	cl, oe := c.cfg.SignIn.SignIn(r, id, sec)
+	wrong := func() {
+		v.Alert = "The environment, client id or secret is wrong, or this client does not sign in with a secret."
+		c.render(w, r, http.StatusUnauthorized, "signin", v)
+	}
+	home, err := c.envNamed(r.Context(), envField)
+	if errors.Is(err, store.ErrNotFound) {
+		// Said as a wrong credential: the form does not tell which
+		// environments exist.
+		wrong()
+		return
+	}
+	if err != nil {
+		c.renderFailure(w, r, nil, err)
+		return
+	}
+	cl, oe := c.cfg.SignIn.SignIn(r.WithContext(env.NewContext(r.Context(), home)), id, sec)
 	switch {
 	case oe == nil:
 	case oe.Status == http.StatusTooManyRequests:
@@ -229,16 +356,15 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.renderFailure(w, r, nil, oe.Err)
 		return
 	default:
-		v.Alert = "The client id or secret is wrong, or this client does not sign in with a secret."
-		c.render(w, r, http.StatusUnauthorized, "signin", v)
+		wrong()
 		return
 	}
-	if !admin.IsAdmin(cl, env.FromContext(r.Context()).AdminAudience()) {
-		v.Alert = "This client is not an admin: only a client granted the admin scope on the admin API can use the console."
+	if !admin.IsAdmin(cl, home.AdminAudience()) {
+		v.Alert = "This client is not an admin: only a client granted the admin scope on its environment's admin API can use the console."
 		c.render(w, r, http.StatusForbidden, "signin", v)
 		return
 	}
-	if err := c.startSession(w, r, cl.ID); err != nil {
+	if err := c.startSession(w, r, home, cl.ID, ""); err != nil {
 		c.renderFailure(w, r, nil, err)
 		return
 	}
@@ -252,26 +378,37 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 // link preview or a prefetch must not use it up).
 func (c *Console) linkPage(w http.ResponseWriter, r *http.Request) {
 	token := r.URL.Query().Get("token")
-	if len(token) != tokenLen || !strings.HasPrefix(token, linkPrefix) {
+	if _, ok := splitToken(token, linkPrefix); !ok {
 		c.toSignIn(w, r, whyLink, "")
 		return
 	}
 	c.render(w, r, http.StatusOK, "link", &view{Title: "Sign in", Form: url.Values{"token": {token}}})
 }
 
+// useLink spends a link in the environment its token names and signs its
+// admin client in there, viewing the environment the link was made for.
 func (c *Console) useLink(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		c.renderFailure(w, r, nil, formError(err))
 		return
 	}
 	token := r.PostForm.Get("token")
-	if len(token) != tokenLen || !strings.HasPrefix(token, linkPrefix) {
+	homeName, ok := splitToken(token, linkPrefix)
+	if !ok {
 		c.toSignIn(w, r, whyLink, "")
 		return
 	}
 	ctx := r.Context()
-	e := env.FromContext(ctx)
-	clientID, err := e.Store.UseConsoleLink(ctx, e.Hasher.Hash(token), c.now())
+	home, err := c.envNamed(ctx, homeName)
+	if errors.Is(err, store.ErrNotFound) {
+		c.toSignIn(w, r, whyLink, "")
+		return
+	}
+	if err != nil {
+		c.renderFailure(w, r, nil, err)
+		return
+	}
+	clientID, viewing, err := home.Store.UseConsoleLink(ctx, home.Hasher.Hash(token), c.now())
 	if errors.Is(err, store.ErrNotFound) {
 		c.toSignIn(w, r, whyLink, "")
 		return
@@ -281,16 +418,19 @@ func (c *Console) useLink(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The client may have lost its rights since the link was made.
-	cl, err := e.Clients.GetClient(ctx, clientID)
+	cl, err := home.Clients.GetClient(ctx, clientID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		c.renderFailure(w, r, nil, err)
 		return
 	}
-	if err != nil || !admin.IsAdmin(cl, e.AdminAudience()) {
+	if err != nil || !admin.IsAdmin(cl, home.AdminAudience()) {
 		c.toSignIn(w, r, whyRevoked, "")
 		return
 	}
-	if err := c.startSession(w, r, clientID); err != nil {
+	if !isDeploymentAdmin(cl, home) {
+		viewing = ""
+	}
+	if err := c.startSession(w, r, home, clientID, viewing); err != nil {
 		c.renderFailure(w, r, nil, err)
 		return
 	}
@@ -298,11 +438,10 @@ func (c *Console) useLink(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) error {
-	e := env.FromContext(r.Context())
-	if err := e.Store.DeleteConsoleSession(r.Context(), s.hash); err != nil {
+	if err := s.home.Store.DeleteConsoleSession(r.Context(), s.hash); err != nil {
 		return err
 	}
-	c.clearCookie(w, r, e)
+	c.clearCookie(w, r, s.entry)
 	c.toSignIn(w, r, whySignedOut, "")
 	return nil
 }

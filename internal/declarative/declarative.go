@@ -20,6 +20,14 @@
 // API, grants for it, and clients holding such grants (admin clients) are
 // outside the file's reach: export leaves them out, apply keeps them as
 // they are, and --prune never deletes them.
+//
+// A file describes one environment (an authorization server of the
+// deployment) or all of them: with environment: NAME (and that
+// environment's display_name, signing_alg and key_rotation_period) it is
+// for NAME, which apply creates if missing; with environments: it lists
+// every environment, each with its name, settings and content, and apply
+// plans each in turn (PlanEnvironments). Environments are deleted only when
+// asked to on top of prune, and the default environment never.
 package declarative
 
 import (
@@ -28,19 +36,83 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 )
 
-// File is the configuration file.
+// File is the configuration file, in one of three shapes: the content of
+// one environment (trust policies, APIs, clients), applied to the
+// environment the command targets; the same with environment: NAME (and
+// that environment's settings), applied to NAME; or environments: with
+// every environment of a deployment.
 type File struct {
+	// Environment names the environment the file is for ("": whichever
+	// the command targets); Settings are its settings.
+	Environment string   `yaml:"environment,omitempty"`
+	Settings    Settings `yaml:",inline"`
+	// Environments is a whole deployment: every environment in it.
+	Environments []Environment `yaml:"environments,omitempty"`
+
 	TrustPolicies []TrustPolicy `yaml:"trust_policies,omitempty"`
 	APIs          []API         `yaml:"apis,omitempty"`
 	Clients       []Client      `yaml:"clients,omitempty"`
+}
+
+// Environment is one environment of a file with environments: its name,
+// its settings and its content.
+type Environment struct {
+	Name          string        `yaml:"name"`
+	Settings      Settings      `yaml:",inline"`
+	TrustPolicies []TrustPolicy `yaml:"trust_policies,omitempty"`
+	APIs          []API         `yaml:"apis,omitempty"`
+	Clients       []Client      `yaml:"clients,omitempty"`
+}
+
+// Content is the file of the environment's content alone, as Plan takes it.
+func (e Environment) Content() File {
+	return File{TrustPolicies: e.TrustPolicies, APIs: e.APIs, Clients: e.Clients}
+}
+
+// Content is the file's content alone (no environment, no settings).
+func (f File) Content() File {
+	return File{TrustPolicies: f.TrustPolicies, APIs: f.APIs, Clients: f.Clients}
+}
+
+// Settings are an environment's own settings. One the file leaves out keeps
+// its value (a new environment gets the server's default, and its name as
+// display name): unlike an entry's fields, they have no empty value.
+type Settings struct {
+	DisplayName string `yaml:"display_name,omitempty"`
+	SigningAlg  string `yaml:"signing_alg,omitempty"`
+	// KeyRotationPeriod is in seconds, written as a duration (720h).
+	KeyRotationPeriod Seconds `yaml:"key_rotation_period,omitempty"`
+}
+
+func (s Settings) isZero() bool { return s == Settings{} }
+
+// Seconds is a number of seconds written as a duration (15m, 720h).
+type Seconds int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *Seconds) UnmarshalYAML(n *yaml.Node) error {
+	var v reflect.Value = reflect.New(reflect.TypeOf(int64(0))).Elem()
+	if errs := decodeValue(n, v, true); len(errs) > 0 {
+		return typeError(errs)
+	}
+	*s = Seconds(v.Int())
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (s Seconds) MarshalYAML() (any, error) {
+	return encodeValue(reflect.ValueOf(int64(s)), true)
 }
 
 // TrustPolicy describes one trust policy: the admin API's input for it.
@@ -100,7 +172,9 @@ func (c *Client) UnmarshalYAML(n *yaml.Node) error {
 func (c Client) MarshalYAML() (any, error) { return encodeStruct(reflect.ValueOf(c), notInFile) }
 
 // Parse reads a configuration file strictly: unknown fields, duplicate
-// keys and repeated identifiers are errors.
+// keys and repeated identifiers are errors, and so are a file mixing
+// environments: with anything but them, settings without environment:, and
+// environment names that cannot be one.
 func Parse(b []byte) (File, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -109,30 +183,80 @@ func Parse(b []byte) (File, error) {
 		return File{}, err
 	}
 	var errs []error
+	switch {
+	case f.Environments != nil && (f.Environment != "" || !f.Settings.isZero() || len(f.TrustPolicies)+len(f.APIs)+len(f.Clients) > 0):
+		errs = append(errs, errors.New("a file with environments: holds everything under them: move environment, display_name, signing_alg, key_rotation_period, trust_policies, apis and clients into its entries"))
+	case f.Environment == "" && !f.Settings.isZero():
+		errs = append(errs, errors.New("display_name, signing_alg and key_rotation_period are an environment's settings: name the environment with environment: NAME"))
+	case f.Environment != "":
+		if err := CheckEnvironmentName(f.Environment); err != nil {
+			errs = append(errs, fmt.Errorf("environment: %w", err))
+		}
+	}
+	errs = append(errs, checkContent(f.Content(), "")...)
+	seen := map[string]int{}
+	for i, e := range f.Environments {
+		where := fmt.Sprintf("environments[%d]", i)
+		switch {
+		case e.Name == "":
+			errs = append(errs, fmt.Errorf("%s: name is required", where))
+		case CheckEnvironmentName(e.Name) != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", where, CheckEnvironmentName(e.Name)))
+		default:
+			if j, dup := seen[e.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s: environment %s is named twice (also environments[%d])", where, e.Name, j))
+			}
+			seen[e.Name] = i
+			where += " (" + e.Name + ")"
+		}
+		errs = append(errs, checkContent(e.Content(), where+": ")...)
+	}
+	return f, errors.Join(errs...)
+}
+
+// DefaultEnvironment is the name of the default environment: the
+// deployment's own URLs. It is never created or deleted.
+const DefaultEnvironment = "default"
+
+var envName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// CheckEnvironmentName refuses what cannot be an environment's name (a DNS
+// label).
+func CheckEnvironmentName(name string) error {
+	if !envName.MatchString(name) {
+		return fmt.Errorf("%q is not an environment name (a DNS label: 1 to 63 of a-z, 0-9 and '-', not starting or ending with '-')", name)
+	}
+	return nil
+}
+
+// checkContent checks one environment's entries: identifiers present and
+// not repeated, secrets referenced one way. where prefixes the messages.
+func checkContent(f File, where string) []error {
+	var errs []error
 	seen := map[string]bool{}
 	for i, a := range f.APIs {
 		if a.Identifier == "" {
-			errs = append(errs, fmt.Errorf("apis[%d]: identifier is required", i))
+			errs = append(errs, fmt.Errorf("%sapis[%d]: identifier is required", where, i))
 		} else if seen["api "+a.Identifier] {
-			errs = append(errs, fmt.Errorf("apis[%d]: API %s is named twice", i, a.Identifier))
+			errs = append(errs, fmt.Errorf("%sapis[%d]: API %s is named twice", where, i, a.Identifier))
 		}
 		seen["api "+a.Identifier] = true
 	}
 	for i, c := range f.Clients {
 		if c.ClientID == "" {
-			errs = append(errs, fmt.Errorf("clients[%d]: client_id is required (it is how apply recognises the client)", i))
+			errs = append(errs, fmt.Errorf("%sclients[%d]: client_id is required (it is how apply recognises the client)", where, i))
 		} else if seen["client "+c.ClientID] {
-			errs = append(errs, fmt.Errorf("clients[%d]: client %s is named twice", i, c.ClientID))
+			errs = append(errs, fmt.Errorf("%sclients[%d]: client %s is named twice", where, i, c.ClientID))
 		}
 		seen["client "+c.ClientID] = true
 		if c.ImportSecret != nil && (c.ImportSecret.Env == "") == (c.ImportSecret.File == "") {
-			errs = append(errs, fmt.Errorf("clients[%d]: import_secret needs exactly one of env and file", i))
+			errs = append(errs, fmt.Errorf("%sclients[%d]: import_secret needs exactly one of env and file", where, i))
 		}
 		if c.ImportSecret != nil && c.SecretFile != "" {
-			errs = append(errs, fmt.Errorf("clients[%d]: secret_file is for generated secrets; an imported secret is already known", i))
+			errs = append(errs, fmt.Errorf("%sclients[%d]: secret_file is for generated secrets; an imported secret is already known", where, i))
 		}
 	}
-	return f, errors.Join(errs...)
+	return errs
 }
 
 // Marshal writes the file as YAML.
@@ -212,7 +336,7 @@ func Export(s State) (File, error) {
 // Change is one step of a plan.
 type Change struct {
 	Op    string // "create", "update" or "delete"
-	Kind  string // "trust policy", "api" or "client"
+	Kind  string // "environment", "trust policy", "api" or "client"
 	Key   string // name, identifier or client id
 	Diffs []string
 	// For trust policy creates and updates: its full desired state.
@@ -224,6 +348,9 @@ type Change struct {
 	Client      *admin.ClientInput
 	ClientPatch map[string]any
 	Spec        *Client
+	// For environment creates: its settings; for updates: the settings
+	// that change.
+	Settings *Settings
 }
 
 // String renders the change as a diff line with its field changes.
@@ -430,6 +557,169 @@ func compare[T any](have, want T, skip ...string) (diffs []string, patch map[str
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
+	}
+	return s
+}
+
+// Target is one environment a file applies to: its name ("" for the
+// environment the command targets without naming it), the settings the
+// file gives it and its content.
+type Target struct {
+	Name     string
+	Settings Settings
+	Content  File
+}
+
+// Targets returns the environments the file applies to, in the file's
+// order. env is the environment the command names ("": none): a file for
+// one environment applies to it; a file naming its environment must name
+// the same one; a file with environments: applies to each and takes none.
+func (f File) Targets(env string) ([]Target, error) {
+	switch {
+	case f.Environments != nil:
+		if env != "" {
+			return nil, fmt.Errorf("the file holds environments: it applies to each of them, not to --env %s", env)
+		}
+		out := make([]Target, 0, len(f.Environments))
+		for _, e := range f.Environments {
+			out = append(out, Target{Name: e.Name, Settings: e.Settings, Content: e.Content()})
+		}
+		return out, nil
+	case f.Environment != "":
+		if env != "" && env != f.Environment {
+			return nil, fmt.Errorf("the file is for environment %s, not --env %s", f.Environment, env)
+		}
+		return []Target{{Name: f.Environment, Settings: f.Settings, Content: f.Content()}}, nil
+	}
+	return []Target{{Name: env, Content: f.Content()}}, nil
+}
+
+// Deployment is what the server has of the environments a plan touches.
+type Deployment struct {
+	// Environments holds every environment's settings by name; nil when
+	// unknown (an environment's own admin cannot read them): settings are
+	// then left as they are and no environment is created or deleted.
+	Environments map[string]Settings
+	// States holds the state of each existing environment a target names
+	// (under "" the one of a target without a name).
+	States map[string]State
+}
+
+// EnvironmentPlan is the plan of one environment.
+type EnvironmentPlan struct {
+	Name string // "" for the environment the command targets without naming it
+	// New is set when the environment does not exist: the plan creates it.
+	New bool
+	// Changes are its creation or settings update first, then its
+	// content's changes (Plan's order); or its deletion alone.
+	Changes []Change
+}
+
+// PlanEnvironments returns the plan of each target in turn: a missing
+// environment is created (with its name as display name unless the file
+// gives one), an existing one's settings the file gives are updated, and
+// its content is planned as Plan does. With pruneEnvironments (which needs
+// prune), every environment of the server that no target names is deleted
+// at the end, except the default one.
+func PlanEnvironments(targets []Target, d Deployment, prune, pruneEnvironments bool) ([]EnvironmentPlan, error) {
+	var errs []error
+	if pruneEnvironments && !prune {
+		errs = append(errs, errors.New("deleting environments (prune environments) needs prune too"))
+	}
+	if pruneEnvironments && d.Environments == nil {
+		errs = append(errs, errors.New("the server's environments are unknown: environments cannot be pruned"))
+	}
+	var out []EnvironmentPlan
+	named := map[string]bool{}
+	for _, t := range targets {
+		named[t.Name] = true
+		ep := EnvironmentPlan{Name: t.Name}
+		if t.Name != "" && d.Environments != nil {
+			have, ok := d.Environments[t.Name]
+			switch {
+			case !ok && t.Name == DefaultEnvironment:
+				errs = append(errs, errors.New("the server lists no default environment"))
+			case !ok:
+				want := t.Settings
+				if want.DisplayName == "" {
+					want.DisplayName = t.Name
+				}
+				ep.New = true
+				ep.Changes = append(ep.Changes, Change{Op: "create", Kind: "environment", Key: t.Name, Diffs: settingsLines(want), Settings: &want})
+			default:
+				if diffs, patch := compareSettings(have, t.Settings); len(diffs) > 0 {
+					ep.Changes = append(ep.Changes, Change{Op: "update", Kind: "environment", Key: t.Name, Diffs: diffs, Settings: &patch})
+				}
+			}
+		}
+		content, err := Plan(t.Content, d.States[t.Name], prune)
+		if err != nil {
+			where := "environment " + t.Name
+			if t.Name == "" {
+				where = "the environment"
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		}
+		ep.Changes = append(ep.Changes, content...)
+		out = append(out, ep)
+	}
+	if pruneEnvironments && d.Environments != nil {
+		var gone []string
+		for name := range d.Environments {
+			if !named[name] && name != DefaultEnvironment {
+				gone = append(gone, name)
+			}
+		}
+		slices.Sort(gone)
+		for _, name := range gone {
+			out = append(out, EnvironmentPlan{Name: name, Changes: []Change{{Op: "delete", Kind: "environment", Key: name}}})
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// settingsLines lists the settings given, as a creation's plan shows them.
+func settingsLines(s Settings) []string {
+	var out []string
+	if s.DisplayName != "" {
+		out = append(out, "display_name: "+strconv.Quote(s.DisplayName))
+	}
+	if s.SigningAlg != "" {
+		out = append(out, "signing_alg: "+s.SigningAlg)
+	}
+	if s.KeyRotationPeriod != 0 {
+		out = append(out, "key_rotation_period: "+shortDuration(time.Duration(s.KeyRotationPeriod)*time.Second))
+	}
+	return out
+}
+
+// compareSettings returns the differences of the settings want gives from
+// have, as diff lines and as the settings that change.
+func compareSettings(have, want Settings) (diffs []string, patch Settings) {
+	if want.DisplayName != "" && want.DisplayName != have.DisplayName {
+		diffs = append(diffs, fmt.Sprintf("display_name: %q → %q", have.DisplayName, want.DisplayName))
+		patch.DisplayName = want.DisplayName
+	}
+	if want.SigningAlg != "" && want.SigningAlg != have.SigningAlg {
+		diffs = append(diffs, fmt.Sprintf("signing_alg: %s → %s", orDefault(have.SigningAlg), want.SigningAlg))
+		patch.SigningAlg = want.SigningAlg
+	}
+	if want.KeyRotationPeriod != 0 && want.KeyRotationPeriod != have.KeyRotationPeriod {
+		d := func(s Seconds) string {
+			if s == 0 {
+				return "default"
+			}
+			return shortDuration(time.Duration(s) * time.Second)
+		}
+		diffs = append(diffs, fmt.Sprintf("key_rotation_period: %s → %s", d(have.KeyRotationPeriod), d(want.KeyRotationPeriod)))
+		patch.KeyRotationPeriod = want.KeyRotationPeriod
+	}
+	return diffs, patch
+}
+
+func orDefault(s string) string {
+	if s == "" {
+		return "default"
 	}
 	return s
 }

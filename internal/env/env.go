@@ -4,8 +4,9 @@
 // and nothing it does reaches past that environment's values: handlers
 // never reach for a server-wide issuer, key set or store.
 //
-// A deployment has one environment today; environments (tenants) will make
-// them many, each resolved from the request's path or host.
+// A deployment has many environments (tenants), each resolved from the
+// request's path (/e/{name}/…) or host ({name}.<host>); the default one is
+// served at the deployment's own URLs.
 package env
 
 import (
@@ -22,7 +23,8 @@ import (
 
 // Env is one authorization server.
 type Env struct {
-	// Name identifies the environment ("" for the default one).
+	// Name identifies the environment (store.DefaultEnv for the default
+	// one).
 	Name string
 	// Issuer is the issuer identifier: the iss of its tokens, the base of
 	// its advertised URLs, and the audience client assertions must name.
@@ -37,9 +39,33 @@ type Env struct {
 	Denied  *denylist.List
 	// Hasher hashes its client secrets and refresh tokens.
 	Hasher *secret.Hasher
-	// Verifier checks its own access tokens, for any audience.
-	Verifier *verify.Verifier
+	// Verifier checks its own access tokens, for any audience;
+	// AdminVerifier only those for its admin API.
+	Verifier      *verify.Verifier
+	AdminVerifier *verify.Verifier
+	// Changed tells this replica's caches of the environment about a
+	// change made through it (the change feed tells other replicas).
+	Changed Invalidator
+	// Flush writes its pending usage (secret last use, token counts), so
+	// that reads show it.
+	Flush func(context.Context) error
 }
+
+// Invalidator drops cached client data and trust policies.
+type Invalidator interface {
+	Invalidate(clientID string)
+	InvalidateAll()
+	InvalidateTrust(policy string)
+}
+
+// Resolver finds the environments of the deployment by name, loading them
+// when needed (an error wrapping store.ErrNotFound when there is none).
+type Resolver interface {
+	Env(ctx context.Context, name string) (*Env, error)
+}
+
+// IsDefault reports whether e is the default environment.
+func (e *Env) IsDefault() bool { return e.Name == store.DefaultEnv }
 
 // AdminAudience is the identifier of its built-in admin API.
 func (e *Env) AdminAudience() string { return e.Issuer + "/admin" }

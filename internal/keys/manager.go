@@ -56,6 +56,9 @@ type Manager struct {
 	now    func() time.Time
 	log    *slog.Logger
 	cur    atomic.Pointer[keySet]
+	// work is when the keys last loaded next need maintenance, and
+	// recorded when the store says they do (Unix µs).
+	work, recorded atomic.Int64
 	// generate makes a private key for an algorithm (a hook for tests).
 	// It is slow for RSA (tens of milliseconds), so it never runs inside a
 	// transaction of the store.
@@ -111,7 +114,10 @@ func (m *Manager) Init(ctx context.Context) error {
 			m.log.Info("created signing key", "kid", k.kid, "alg", k.alg)
 		}
 	}
-	return m.Maintain(ctx)
+	if err := m.Maintain(ctx); err != nil {
+		return err
+	}
+	return m.RecordWork(ctx)
 }
 
 // Maintain runs one lifecycle step and reloads the keys. It activates a
@@ -233,7 +239,9 @@ func (m *Manager) step(keys []store.SigningKey, now time.Time, k *fresh) (plan, 
 		at := active.ActivatedAt.Add(m.policy.RotationPeriod)
 		due := at.Add(-m.policy.Prepublish)
 		if active.Alg != m.policy.Alg {
-			due = now // the configured algorithm changed: rotate to it now
+			// The configured algorithm changed: rotate to it now (signing
+			// once it has been published for Prepublish).
+			due, at = now, now
 		}
 		if !now.Before(due) {
 			if k == nil || k.alg != m.policy.Alg {
@@ -341,7 +349,10 @@ func (m *Manager) Rotate(ctx context.Context, alg string) (store.SigningKey, err
 		return store.SigningKey{}, err
 	}
 	m.logPlan(plan{pruned: pruned, scheduled: &created})
-	return created, m.Reload(ctx)
+	if err := m.Reload(ctx); err != nil {
+		return created, err
+	}
+	return created, m.RecordWork(ctx)
 }
 
 func rotationScheduled(keys []store.SigningKey) error {
@@ -445,7 +456,10 @@ func (m *Manager) Revoke(ctx context.Context, kid string) (replacement string, e
 	}
 	m.logPlan(plan{pruned: pruned})
 	m.log.Warn("signing key revoked: it is unpublished and its tokens no longer verify", "kid", kid, "replacement", replacement)
-	return replacement, m.Reload(ctx)
+	if err := m.Reload(ctx); err != nil {
+		return replacement, err
+	}
+	return replacement, m.RecordWork(ctx)
 }
 
 // needsReplacement reports whether revoking kid needs a new key: it is the
@@ -512,6 +526,7 @@ func (m *Manager) Reload(ctx context.Context) error {
 // use (the common case of a periodic maintenance), nothing is decrypted or
 // rebuilt.
 func (m *Manager) load(rows []store.SigningKey) error {
+	m.work.Store(m.nextWork(rows).UnixMicro())
 	var fp strings.Builder
 	for _, r := range rows {
 		fmt.Fprintf(&fp, "%s|%s|%d|%s;", r.KID, r.State, r.ActivateAt.UnixMicro(), r.MasterKeyID)
@@ -555,6 +570,80 @@ func (m *Manager) load(rows []store.SigningKey) error {
 	sum := sha256.Sum256(ks.jwks)
 	ks.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`
 	m.cur.Store(ks)
+	return nil
+}
+
+// maxWorkInterval bounds the time between two maintenance steps of an
+// environment's keys when nothing is scheduled (a changed policy or clock
+// is noticed within it).
+const maxWorkInterval = 24 * time.Hour
+
+// nextWork returns when the keys in rows next need a lifecycle step: a next
+// key's activation, a retired key's removal, a rotation's pre-publication,
+// at once when there is no key, and within maxWorkInterval regardless.
+func (m *Manager) nextWork(rows []store.SigningKey) time.Time {
+	now := m.now().UTC()
+	at := now.Add(maxWorkInterval)
+	var active *store.SigningKey
+	next := false
+	for i := range rows {
+		switch k := &rows[i]; k.State {
+		case store.KeyActive:
+			active = k
+		case store.KeyNext:
+			next = true
+			at = earlier(at, k.ActivateAt)
+		case store.KeyRetired:
+			at = earlier(at, k.RemoveAt)
+		}
+	}
+	switch {
+	case active == nil && !next:
+		return now
+	case active != nil && !next && active.Alg != m.policy.Alg:
+		return now
+	case active != nil && !next && m.policy.RotationPeriod > 0:
+		at = earlier(at, active.ActivatedAt.Add(m.policy.RotationPeriod-m.policy.Prepublish))
+	}
+	return at
+}
+
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// Policy returns the lifecycle the manager applies.
+func (m *Manager) Policy() Policy { return m.policy }
+
+// NextWork returns when the keys this manager last loaded next need
+// maintenance.
+func (m *Manager) NextWork() time.Time { return time.UnixMicro(m.work.Load()).UTC() }
+
+// workRecorder is a store that records when its keys next need
+// maintenance, so that maintenance visits only the environments due.
+type workRecorder interface {
+	SetKeyWorkAt(ctx context.Context, at time.Time) error
+}
+
+// Recorded tells the manager when the store last recorded its keys' next
+// work (so that RecordWork writes only a change).
+func (m *Manager) Recorded(at time.Time) { m.recorded.Store(at.UnixMicro()) }
+
+// RecordWork stores NextWork in the store, when the store records it and
+// it differs from what the store holds.
+func (m *Manager) RecordWork(ctx context.Context) error {
+	w, ok := m.store.(workRecorder)
+	next := m.NextWork()
+	if !ok || m.recorded.Load() == next.UnixMicro() {
+		return nil
+	}
+	if err := w.SetKeyWorkAt(ctx, next); err != nil {
+		return err
+	}
+	m.recorded.Store(next.UnixMicro())
 	return nil
 }
 

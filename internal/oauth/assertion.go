@@ -127,9 +127,11 @@ func (a *AssertionAuth) Methods() []string { return []string{AuthPrivateKeyJWT} 
 // 9864's name for EdDSA on Ed25519, which the parser reads as EdDSA.
 func (a *AssertionAuth) SigningAlgs() []string { return append(slices.Clone(assertionAlgs), "Ed25519") }
 
-// InvalidateTrust drops what the federation index knows: a trust policy
-// or a client's federation changed (here or on another replica).
-func (a *AssertionAuth) InvalidateTrust() { a.fed.invalidate() }
+// InvalidateTrust drops what the federation index knows of environment
+// en (nil: every environment's). An environment unloaded from memory is
+// forgotten the same way. A trust policy or a client's federation changed
+// (here or on another replica).
+func (a *AssertionAuth) InvalidateTrust(en *env.Env) { a.fed.invalidate(en) }
 
 // assertion is a parsed client assertion's registered claims.
 type assertion struct {

@@ -158,7 +158,7 @@ func (a *SecretAuth) check(ctx context.Context, method, id, sec string) (Caller,
 		return Caller{}, e
 	}
 	if a.usage != nil {
-		a.usage.Record(matched, now)
+		a.usage.Record(en.Name, matched, now)
 	}
 	return Caller{Client: c, Method: method}, nil
 }

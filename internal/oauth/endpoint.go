@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
 
@@ -34,7 +35,7 @@ type Result struct {
 // check runs before authentication (may be nil), run after it.
 type action struct {
 	name  string
-	check func(req *Request) *Error
+	check func(ctx context.Context, req *Request) *Error
 	run   func(ctx context.Context, caller Caller, req *Request) (Result, *Error)
 }
 
@@ -69,18 +70,19 @@ func (b Endpoints) endpoint(surface string, c Codec, act action) *Endpoint {
 
 // Token returns the token endpoint of a surface.
 func (b Endpoints) Token(surface string, c Codec) *Endpoint {
-	return b.endpoint(surface, c, action{name: "token", check: checkGrant, run: b.Service.issueFor})
+	return b.endpoint(surface, c, action{name: "token", check: func(_ context.Context, req *Request) *Error { return checkGrant(req) }, run: b.Service.issueFor})
 }
 
-// TokenFor returns the standard token endpoint restricted to one audience:
-// a request for another is invalid_target, and one naming none gets this
-// one. It serves the admin login, which must work whichever surfaces are
-// on.
-func (b Endpoints) TokenFor(surface, audience string) *Endpoint {
-	check := func(req *Request) *Error {
+// TokenFor returns the standard token endpoint restricted to one audience,
+// the request environment's audience(ctx): a request for another is
+// invalid_target, and one naming none gets this one. It serves the admin
+// login, which must work whichever surfaces are on.
+func (b Endpoints) TokenFor(surface string, audienceOf func(context.Context) string) *Endpoint {
+	check := func(ctx context.Context, req *Request) *Error {
 		if e := checkGrant(req); e != nil {
 			return e
 		}
+		audience := audienceOf(ctx)
 		if len(req.Resources) == 0 {
 			req.Resources = []string{audience}
 		}
@@ -126,7 +128,7 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ep.act.check != nil {
-		if e := ep.act.check(req); e != nil {
+		if e := ep.act.check(r.Context(), req); e != nil {
 			ep.refuse(w, r, req, e)
 			return
 		}
@@ -162,7 +164,7 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case res.Token != nil:
 		if ep.usage != nil {
-			ep.usage.Issued(res.Token.ClientID, ep.svc.now())
+			ep.usage.Issued(env.FromContext(r.Context()).Name, res.Token.ClientID, ep.svc.now())
 		}
 		ep.codec.WriteToken(w, res.Token)
 	case res.Body != nil:

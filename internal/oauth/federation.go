@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/jws"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -252,32 +254,74 @@ type federationState struct {
 }
 
 // federationIndex keeps the trust policies and every client's federation
-// in memory, loaded on first use and again after any change to either
-// (announced locally or by the change feed).
+// in memory, per environment, loaded on first use and again after any
+// change to either (announced locally or by the change feed). It is keyed
+// by the environment's name, and an entry built for another load of the
+// environment (unloaded and loaded again) is not used: memory stays bounded
+// by the environments, and a request still holding an unloaded one cannot
+// leave an entry behind that nothing drops.
 type federationIndex struct {
-	mu     sync.RWMutex // readers share a loaded index; a load excludes them
-	states map[*env.Env]*federationState
+	mu      sync.RWMutex
+	states  map[string]fedEntry
+	loading singleflight.Group
+	// gens counts invalidations: a load that began before one is served
+	// to its waiters but not kept.
+	gens uint64
 }
 
-func (f *federationIndex) invalidate() {
+type fedEntry struct {
+	en *env.Env
+	st *federationState
+}
+
+func (f *federationIndex) invalidate(en *env.Env) {
 	f.mu.Lock()
-	f.states = nil
+	if en == nil {
+		f.states = nil
+	} else {
+		delete(f.states, en.Name)
+		// Later requests start a load of their own.
+		f.loading.Forget(en.Name)
+	}
+	f.gens++
 	f.mu.Unlock()
 }
 
 func (f *federationIndex) get(ctx context.Context, en *env.Env) (*federationState, error) {
 	f.mu.RLock()
-	st := f.states[en]
+	e, ok := f.states[en.Name]
 	f.mu.RUnlock()
-	if st != nil {
-		return st, nil
+	if ok && e.en == en {
+		return e.st, nil
 	}
-	// One load at a time; an invalidation waits for it and then drops it.
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if st := f.states[en]; st != nil {
+	// One load per environment at a time, outside the lock: loading one
+	// environment's index never stalls another's.
+	v, err, _ := f.loading.Do(en.Name, func() (any, error) {
+		f.mu.RLock()
+		gen := f.gens
+		f.mu.RUnlock()
+		st, err := loadFederation(ctx, en)
+		if err != nil {
+			return nil, err
+		}
+		f.mu.Lock()
+		if f.gens == gen { // else invalidated meanwhile: serve it, keep nothing
+			if f.states == nil {
+				f.states = map[string]fedEntry{}
+			}
+			f.states[en.Name] = fedEntry{en: en, st: st}
+		}
+		f.mu.Unlock()
 		return st, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return v.(*federationState), nil
+}
+
+// loadFederation reads an environment's trust policies and federations.
+func loadFederation(ctx context.Context, en *env.Env) (*federationState, error) {
 	policies, err := en.Store.ListTrustPolicies(ctx)
 	if err != nil {
 		return nil, err
@@ -286,7 +330,7 @@ func (f *federationIndex) get(ctx context.Context, en *env.Env) (*federationStat
 	if err != nil {
 		return nil, err
 	}
-	st = &federationState{byIssuer: map[string]*store.TrustPolicy{}, spiffe: map[string]*store.TrustPolicy{}, bindings: map[string][]binding{}}
+	st := &federationState{byIssuer: map[string]*store.TrustPolicy{}, spiffe: map[string]*store.TrustPolicy{}, bindings: map[string][]binding{}}
 	for i := range policies {
 		p := &policies[i]
 		if p.Kind == store.TrustSPIFFE {
@@ -300,9 +344,5 @@ func (f *federationIndex) get(ctx context.Context, en *env.Env) (*federationStat
 			st.bindings[id.Policy] = append(st.bindings[id.Policy], binding{client: client, subject: id.Subject, claims: id.Claims})
 		}
 	}
-	if f.states == nil {
-		f.states = map[*env.Env]*federationState{}
-	}
-	f.states[en] = st
 	return st, nil
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/m2mauth/m2mauth/internal/env"
 )
 
 // FailureLimiter slows down credential guessing and floods of bad requests
@@ -38,11 +40,11 @@ type FailureLimiter struct {
 
 	mu      sync.RWMutex
 	addrs   map[string]*rate.Limiter
-	clients map[string]*rate.Limiter
+	clients map[envClient]*rate.Limiter
 	// unknown are the buckets of client ids that name no client: kept
 	// apart (an attacker spraying ids can only flush these), and kept at
 	// all so that a refusal does not tell an existing id from another.
-	unknown   map[string]*rate.Limiter
+	unknown   map[envClient]*rate.Limiter
 	knownGood map[pair]time.Time // (address, client) → last success
 }
 
@@ -58,7 +60,7 @@ const knownGoodFor = time.Hour
 // addresses, clients and known-good pairs.
 func NewFailureLimiter(perSecond float64, burst, max int, now func() time.Time) *FailureLimiter {
 	return &FailureLimiter{rate: rate.Limit(perSecond), burst: burst, max: max, now: now,
-		addrs: map[string]*rate.Limiter{}, clients: map[string]*rate.Limiter{}, unknown: map[string]*rate.Limiter{}, knownGood: map[pair]time.Time{}}
+		addrs: map[string]*rate.Limiter{}, clients: map[envClient]*rate.Limiter{}, unknown: map[envClient]*rate.Limiter{}, knownGood: map[pair]time.Time{}}
 }
 
 func clientIP(r *http.Request) string {
@@ -69,8 +71,24 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// envClient is a client id in an environment: the same id in two
+// environments names two clients, with buckets of their own.
+type envClient struct{ env, client string }
+
+// clientOf is the client r names by clientID, in r's environment.
+func clientOf(r *http.Request, clientID string) envClient {
+	var name string
+	if e := env.FromContext(r.Context()); e != nil {
+		name = e.Name
+	}
+	return envClient{name, clientID}
+}
+
 // pair is an address and a client that authenticated from it.
-type pair struct{ ip, client string }
+type pair struct {
+	ip     string
+	client envClient
+}
 
 // Admit reports whether the credentials of a request from r naming
 // clientID may be checked: false while the client's bucket is empty, unless
@@ -81,11 +99,12 @@ func (l *FailureLimiter) Admit(r *http.Request, clientID string) bool {
 	}
 	now := l.now()
 	l.mu.RLock()
-	b, limited := l.clients[clientID]
+	c := clientOf(r, clientID)
+	b, limited := l.clients[c]
 	if !limited {
-		b, limited = l.unknown[clientID]
+		b, limited = l.unknown[c]
 	}
-	good, known := l.knownGood[pair{clientIP(r), clientID}]
+	good, known := l.knownGood[pair{clientIP(r), c}]
 	l.mu.RUnlock()
 	if !limited || b.TokensAt(now) >= 1 {
 		return true
@@ -103,14 +122,14 @@ func (l *FailureLimiter) Failed(r *http.Request, claimed string, exists bool) (l
 	}
 	now := l.now()
 	l.mu.Lock()
-	ab := l.bucket(l.addrs, clientIP(r), l.max)
+	ab := bucket(l, l.addrs, clientIP(r), l.max)
 	var cb *rate.Limiter
 	switch {
 	case claimed == "":
 	case exists:
-		cb = l.bucket(l.clients, claimed, l.max)
+		cb = bucket(l, l.clients, clientOf(r, claimed), l.max)
 	default:
-		cb = l.bucket(l.unknown, claimed, maxUnknown)
+		cb = bucket(l, l.unknown, clientOf(r, claimed), maxUnknown)
 	}
 	l.mu.Unlock()
 	limited = !ab.AllowN(now, 1)
@@ -122,7 +141,7 @@ func (l *FailureLimiter) Failed(r *http.Request, claimed string, exists bool) (l
 
 // bucket returns m[key], creating it in a map of at most max entries;
 // l.mu must be held for writing.
-func (l *FailureLimiter) bucket(m map[string]*rate.Limiter, key string, max int) *rate.Limiter {
+func bucket[K comparable](l *FailureLimiter, m map[K]*rate.Limiter, key K, max int) *rate.Limiter {
 	b, ok := m[key]
 	if !ok {
 		if len(m) >= max {
@@ -136,6 +155,31 @@ func (l *FailureLimiter) bucket(m map[string]*rate.Limiter, key string, max int)
 	return b
 }
 
+// ForgetEnv drops what the limiter holds of the clients of environment env
+// (deleted, or created again under its name: its clients are new).
+func (l *FailureLimiter) ForgetEnv(env string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.clients {
+		if c.env == env {
+			delete(l.clients, c)
+		}
+	}
+	for c := range l.unknown {
+		if c.env == env {
+			delete(l.unknown, c)
+		}
+	}
+	for p := range l.knownGood {
+		if p.client.env == env {
+			delete(l.knownGood, p)
+		}
+	}
+}
+
 // Succeeded records that clientID authenticated from r's address. It
 // writes only when the pair is new or its record is old, so the hot path
 // mostly takes a read lock.
@@ -144,7 +188,7 @@ func (l *FailureLimiter) Succeeded(r *http.Request, clientID string) {
 		return
 	}
 	now := l.now()
-	key := pair{clientIP(r), clientID}
+	key := pair{clientIP(r), clientOf(r, clientID)}
 	l.mu.RLock()
 	last, ok := l.knownGood[key]
 	l.mu.RUnlock()

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/m2mauth/m2mauth/internal/env"
 )
 
 type testClock struct{ t time.Time }
@@ -115,5 +117,40 @@ func TestFailureLimiterUnknownIDs(t *testing.T) {
 	}
 	if l.Admit(probe, "real") {
 		t.Error("spraying unknown ids flushed a real client's bucket")
+	}
+}
+
+// A client id's bucket and known-good addresses belong to its environment:
+// another environment's client of that id is not limited by them, and an
+// environment deleted (or created again) leaves none behind.
+func TestFailureLimiterPerEnvironment(t *testing.T) {
+	clk := &testClock{t: time.Unix(1e9, 0)}
+	l := NewFailureLimiter(1, 3, 100, clk.now)
+	in := func(name, ip string) *http.Request {
+		r := fromAddr(ip)
+		return r.WithContext(env.NewContext(r.Context(), &env.Env{Name: name}))
+	}
+	l.Succeeded(in("a", "10.0.0.1"), "c1")
+	for i := range 4 {
+		l.Failed(in("a", "192.0.2."+strconv.Itoa(i)), "c1", true)
+	}
+	if l.Admit(in("a", "192.0.2.200"), "c1") {
+		t.Fatal("a's c1 is not limited")
+	}
+	if !l.Admit(in("b", "192.0.2.200"), "c1") {
+		t.Error("b's c1 is limited by a's failures")
+	}
+	if l.Admit(in("b", "192.0.2.200"), "c1") && !l.Admit(in("a", "10.0.0.1"), "c1") {
+		t.Error("a's known-good address is not known-good in a")
+	}
+	l.ForgetEnv("a")
+	if !l.Admit(in("a", "192.0.2.200"), "c1") {
+		t.Error("a's c1 is still limited after its environment was forgotten")
+	}
+	for i := range 4 {
+		l.Failed(in("a", "192.0.2."+strconv.Itoa(i)), "c1", true)
+	}
+	if l.Admit(in("a", "10.0.0.1"), "c1") {
+		t.Error("a forgotten environment's known-good address still exempts it")
 	}
 }

@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -10,88 +9,92 @@ import (
 )
 
 // UsageRecorder collects, in memory, when each secret last authenticated
-// and how many access tokens each client was issued per hour, so that the
-// token endpoint never writes to the database; Flush writes what it
-// collected in one batch.
+// and how many access tokens each client was issued per hour, in every
+// environment, so that the token endpoint never writes to the database;
+// Flush writes what it collected in one batch per environment.
 type UsageRecorder struct {
 	mu      sync.Mutex
-	pending map[string]time.Time
+	pending map[secretKey]time.Time
 	issued  map[usageKey]int64
 }
 
-// usageKey is a client and the hour (Unix seconds of its start) a count
-// belongs to.
+// secretKey is a secret of an environment.
+type secretKey struct{ env, secretID string }
+
+// usageKey is a client of an environment and the hour (Unix seconds of its
+// start) a count belongs to.
 type usageKey struct {
-	clientID string
-	hour     int64
+	env, clientID string
+	hour          int64
 }
 
 // NewUsageRecorder returns an empty recorder.
 func NewUsageRecorder() *UsageRecorder {
-	return &UsageRecorder{pending: map[string]time.Time{}, issued: map[usageKey]int64{}}
+	return &UsageRecorder{pending: map[secretKey]time.Time{}, issued: map[usageKey]int64{}}
 }
 
-// Record notes that secretID authenticated at t.
-func (u *UsageRecorder) Record(secretID string, t time.Time) {
+// Record notes that secretID of environment env authenticated at t.
+func (u *UsageRecorder) Record(env, secretID string, t time.Time) {
+	k := secretKey{env, secretID}
 	u.mu.Lock()
-	if prev, ok := u.pending[secretID]; !ok || t.After(prev) {
-		u.pending[secretID] = t
+	if prev, ok := u.pending[k]; !ok || t.After(prev) {
+		u.pending[k] = t
 	}
 	u.mu.Unlock()
 }
 
-// Issued notes that clientID was issued an access token at t. It costs no
-// allocation once the client has a count in the current hour.
-func (u *UsageRecorder) Issued(clientID string, t time.Time) {
-	k := usageKey{clientID, t.Unix() - t.Unix()%3600}
+// Issued notes that clientID of environment env was issued an access token
+// at t. It costs no allocation once the client has a count in the current
+// hour.
+func (u *UsageRecorder) Issued(env, clientID string, t time.Time) {
+	k := usageKey{env, clientID, t.Unix() - t.Unix()%3600}
 	u.mu.Lock()
 	u.issued[k]++
 	u.mu.Unlock()
 }
 
-// usageStore stores last-use times and token counts.
-type usageStore interface {
-	TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error
-	AddTokenUsage(ctx context.Context, counts []store.UsageCount) error
+// UsageStore stores last-use times and token counts of any environments.
+type UsageStore interface {
+	RecordUsage(ctx context.Context, uses []store.SecretUse, counts []store.UsageCount) error
 }
 
-// Flush writes what was collected. On failure it is kept for the next
-// flush (newer times win; counts add up), so nothing is lost. (A commit
-// that succeeded but reported failure would count its batch twice: the
-// counts are for people to read, not for billing.)
-func (u *UsageRecorder) Flush(ctx context.Context, st usageStore) error {
-	var batch map[string]time.Time
+// Flush writes what was collected, for every environment at once. On
+// failure it is kept for the next flush (newer times win; counts add up),
+// so nothing is lost. (A commit that succeeded but reported failure would
+// count its batch twice: the counts are for people to read, not for
+// billing.)
+func (u *UsageRecorder) Flush(ctx context.Context, st UsageStore) error {
+	var batch map[secretKey]time.Time
 	var issued map[usageKey]int64
 	u.mu.Lock()
 	if len(u.pending) > 0 {
-		batch, u.pending = u.pending, map[string]time.Time{}
+		batch, u.pending = u.pending, map[secretKey]time.Time{}
 	}
 	if len(u.issued) > 0 {
 		issued, u.issued = u.issued, make(map[usageKey]int64, len(u.issued))
 	}
 	u.mu.Unlock()
-	var errs []error
-	if len(batch) > 0 {
-		if err := st.TouchSecrets(ctx, batch); err != nil {
-			for id, t := range batch {
-				u.Record(id, t)
-			}
-			errs = append(errs, err)
-		}
+	if len(batch) == 0 && len(issued) == 0 {
+		return nil
 	}
-	if len(issued) > 0 {
-		counts := make([]store.UsageCount, 0, len(issued))
+	uses := make([]store.SecretUse, 0, len(batch))
+	for k, t := range batch {
+		uses = append(uses, store.SecretUse{Env: k.env, SecretID: k.secretID, At: t})
+	}
+	counts := make([]store.UsageCount, 0, len(issued))
+	for k, n := range issued {
+		counts = append(counts, store.UsageCount{Env: k.env, ClientID: k.clientID, Hour: time.Unix(k.hour, 0).UTC(), Tokens: n})
+	}
+	if err := st.RecordUsage(ctx, uses, counts); err != nil {
+		for k, t := range batch {
+			u.Record(k.env, k.secretID, t)
+		}
+		u.mu.Lock()
 		for k, n := range issued {
-			counts = append(counts, store.UsageCount{ClientID: k.clientID, Hour: time.Unix(k.hour, 0).UTC(), Tokens: n})
+			u.issued[k] += n
 		}
-		if err := st.AddTokenUsage(ctx, counts); err != nil {
-			u.mu.Lock()
-			for k, n := range issued {
-				u.issued[k] += n
-			}
-			u.mu.Unlock()
-			errs = append(errs, err)
-		}
+		u.mu.Unlock()
+		return err
 	}
-	return errors.Join(errs...)
+	return nil
 }

@@ -25,6 +25,26 @@ func (f *fakeUsageStore) TouchSecrets(_ context.Context, m map[string]time.Time)
 	return nil
 }
 
+func (f *fakeUsageStore) RecordUsage(ctx context.Context, uses []store.SecretUse, counts []store.UsageCount) error {
+	if f.fail {
+		return errors.New("down")
+	}
+	m := map[string]time.Time{}
+	for _, u := range uses {
+		if u.Env != "e" {
+			return errors.New("secret of another environment: " + u.Env)
+		}
+		m[u.SecretID] = u.At
+	}
+	for _, c := range counts {
+		if c.Env != "e" {
+			return errors.New("count of another environment: " + c.Env)
+		}
+	}
+	_ = f.TouchSecrets(ctx, m)
+	return f.AddTokenUsage(ctx, counts)
+}
+
 func (f *fakeUsageStore) AddTokenUsage(_ context.Context, cs []store.UsageCount) error {
 	if f.fail {
 		return errors.New("down")
@@ -38,16 +58,16 @@ func (f *fakeUsageStore) AddTokenUsage(_ context.Context, cs []store.UsageCount)
 func TestUsageRecorderCountsPerHourAndKeepsCountsAcrossAFailedFlush(t *testing.T) {
 	u := NewUsageRecorder()
 	t0 := time.Date(2026, 1, 2, 10, 59, 59, 0, time.UTC)
-	u.Issued("a", t0)
-	u.Issued("a", t0)
-	u.Issued("a", t0.Add(time.Second)) // the next hour
-	u.Issued("b", t0)
-	u.Record("sec1", t0)
+	u.Issued("e", "a", t0)
+	u.Issued("e", "a", t0)
+	u.Issued("e", "a", t0.Add(time.Second)) // the next hour
+	u.Issued("e", "b", t0)
+	u.Record("e", "sec1", t0)
 	st := &fakeUsageStore{fail: true, touched: map[string]time.Time{}, counts: map[string]int64{}}
 	if err := u.Flush(context.Background(), st); err == nil {
 		t.Fatal("flush into a failing store succeeded")
 	}
-	u.Issued("a", t0)
+	u.Issued("e", "a", t0)
 	st.fail = false
 	if err := u.Flush(context.Background(), st); err != nil {
 		t.Fatal(err)
@@ -82,8 +102,8 @@ func TestUsageRecorderFlushWhileRecording(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range n {
-			u.Issued("a", t0)
-			u.Record("sec1", t0.Add(time.Duration(i)*time.Second))
+			u.Issued("e", "a", t0)
+			u.Record("e", "sec1", t0.Add(time.Duration(i)*time.Second))
 		}
 	}()
 	for flushing := true; flushing; {
@@ -109,6 +129,6 @@ func BenchmarkUsageIssued(b *testing.B) {
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		u.Issued("client-1", now)
+		u.Issued("e", "client-1", now)
 	}
 }

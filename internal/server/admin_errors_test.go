@@ -105,6 +105,15 @@ func (f *failingStore) CreateAPI(ctx context.Context, a store.API) error {
 	return f.Store.CreateAPI(ctx, a)
 }
 
+// InEnv keeps the faults in the default environment, whose data the server
+// reaches through its environment's store.
+func (f *failingStore) InEnv(name string) store.Store {
+	if name == f.Store.Env() {
+		return f
+	}
+	return f.Store.InEnv(name)
+}
+
 func (f *failingStore) Ping(ctx context.Context) error {
 	if f.down.Load() {
 		return errDown

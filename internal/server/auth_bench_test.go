@@ -32,7 +32,7 @@ func BenchmarkClientAuthentication(b *testing.B) {
 	ctx := context.Background()
 	mk, _, _ := srv.masterKey()
 	hashKey, _ := keys.SecretHashKey(ctx, srv.store, mk)
-	svc := admin.NewService(srv.store, secret.NewHasher(hashKey), srv.now, invalidator{srv})
+	svc := admin.NewService(srv.store, secret.NewHasher(hashKey), srv.now, invalidator{srv, srv.env})
 	iss := srv.cfg.Issuer
 	grants := []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}
 	es := newTestKey(b, jose.ES256, "es")

@@ -45,7 +45,7 @@ func benchServerSrv(b *testing.B, cfg config.Config) (*Server, http.Handler, fun
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc := admin.NewService(srv.store, secret.NewHasher(hashKey), srv.now, invalidator{srv})
+	svc := admin.NewService(srv.store, secret.NewHasher(hashKey), srv.now, invalidator{srv, srv.env})
 	if _, err := svc.CreateAPI(context.Background(), admin.APIInput{Identifier: ordersAPI, Name: "orders", Scopes: []string{"orders:read", "orders:write"}}); err != nil {
 		b.Fatal(err)
 	}

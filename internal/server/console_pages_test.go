@@ -65,6 +65,9 @@ func (pc *pagesConsole) post(path string, form url.Values) (int, string, *url.UR
 		form = url.Values{}
 	}
 	form.Set("csrf", pc.csrf)
+	if _, ok := form["env"]; !ok {
+		form.Set("env", pc.env)
+	}
 	return pc.send(http.MethodPost, path, form)
 }
 
@@ -590,7 +593,7 @@ func TestConsoleAPIs(t *testing.T) {
 	}
 	adminVersion := pagesAPI(t, ts, adminAPI).Version
 	st, _, _ = pc.post(adminPath, url.Values{"version": {strconv.FormatInt(adminVersion, 10)}, "name": {"mine"}, "scopes": {""}})
-	if st != http.StatusConflict || strings.Join(pagesAPI(t, ts, adminAPI).Scopes, " ") != "admin" {
+	if st != http.StatusConflict || strings.Join(pagesAPI(t, ts, adminAPI).Scopes, " ") != "admin deployment" {
 		t.Fatalf("editing the admin API: %d", st)
 	}
 	if st, _ := pc.get(adminPath + "/delete"); st != http.StatusConflict {
@@ -638,7 +641,7 @@ func TestConsoleAPIManyHolders(t *testing.T) {
 	confirm := deleteConfirmation(t, page)
 	form := page[strings.Index(page, `action="`+path+`/delete"`):]
 	form = form[:strings.Index(form, "</form>")]
-	if confirm.Get("holders") != "103" || strings.Count(form, `type="hidden"`) != 4 { // CSRF, version, count, fingerprint
+	if confirm.Get("holders") != "103" || strings.Count(form, `type="hidden"`) != 5 { // CSRF, environment, version, count, fingerprint
 		t.Fatalf("confirmation form: %v\n%s", confirm, form)
 	}
 	// A forged fingerprint is not taken for the real set.

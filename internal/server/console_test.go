@@ -25,6 +25,7 @@ type consoleBrowser struct {
 	base string
 	http *http.Client
 	csrf string
+	env  string // the environment of the last page (every form sends it)
 }
 
 func newConsoleBrowser(t *testing.T, base string) *consoleBrowser {
@@ -33,7 +34,10 @@ func newConsoleBrowser(t *testing.T, base string) *consoleBrowser {
 	return &consoleBrowser{t: t, base: base, http: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
 }
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var (
+	csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	envField  = regexp.MustCompile(`name="env" value="([^"]+)"`)
+)
 
 // do sends a request, following redirects, and returns the final answer
 // with its body; it remembers the page's CSRF token.
@@ -47,6 +51,9 @@ func (b *consoleBrowser) do(req *http.Request) (*http.Response, string) {
 	body, _ := io.ReadAll(resp.Body)
 	if m := csrfField.FindSubmatch(body); m != nil {
 		b.csrf = string(m[1])
+	}
+	if m := envField.FindSubmatch(body); m != nil {
+		b.env = string(m[1])
 	}
 	if resp.StatusCode < 500 && strings.Contains(string(body), ` style="`) {
 		b.t.Errorf("%s %s: a style attribute (forbidden by the CSP)", req.Method, req.URL.Path)
@@ -69,6 +76,9 @@ func (b *consoleBrowser) post(path string, form url.Values, headers ...string) (
 	}
 	if _, ok := form["csrf"]; !ok && b.csrf != "" {
 		form.Set("csrf", b.csrf)
+	}
+	if _, ok := form["env"]; !ok && b.env != "" {
+		form.Set("env", b.env)
 	}
 	req, _ := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -129,7 +139,7 @@ func (b *consoleBrowser) signedOut() (bool, string) {
 func TestConsoleSignInWithALinkWorksOnce(t *testing.T) {
 	ts := startServer(t, testConfig(t))
 	link := ts.consoleLink()
-	if !strings.HasPrefix(link, ts.URL+"/console/link?token=m2mcl_") {
+	if !strings.HasPrefix(link, ts.URL+"/console/link?token=default.m2mcl_") {
 		t.Fatalf("link %q", link)
 	}
 	if strings.Contains(ts.logs.String(), linkToken(t, link)) {
@@ -151,7 +161,7 @@ func TestConsoleSignInWithALinkWorksOnce(t *testing.T) {
 	// plain http (and so without the __Host- prefix).
 	resp2, _ := newConsoleBrowser(t, ts.URL).post("/console/link", url.Values{"token": {linkToken(t, ts.consoleLink())}})
 	setCookie := resp2.Request.Response.Header.Get("Set-Cookie")
-	for _, want := range []string{"m2mauth-console=m2mcs_", "Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=43200"} {
+	for _, want := range []string{"m2mauth-console=default.m2mcs_", "Path=/", "HttpOnly", "SameSite=Strict", "Max-Age=43200"} {
 		if !strings.Contains(setCookie, want) {
 			t.Errorf("Set-Cookie %q lacks %q", setCookie, want)
 		}
@@ -169,7 +179,7 @@ func TestConsoleSignInWithALinkWorksOnce(t *testing.T) {
 		t.Fatal("the second use of a link signed in")
 	}
 	// Malformed tokens go to the sign-in page, never a 500.
-	for _, tok := range []string{"", "x", "m2mcl_" + strings.Repeat("A", 43), strings.Repeat("z", 5000)} {
+	for _, tok := range []string{"", "x", "m2mcl_" + strings.Repeat("A", 43), "default.m2mcl_" + strings.Repeat("A", 43), "nowhere.m2mcl_" + strings.Repeat("A", 43), strings.Repeat("z", 5000)} {
 		resp, _ := other.post("/console/link", url.Values{"token": {tok}})
 		if resp.Request.URL.Path != "/console/sign-in" {
 			t.Errorf("token %.20q: at %s (%d)", tok, resp.Request.URL, resp.StatusCode)
@@ -193,7 +203,7 @@ func TestConsoleCookieIsHostPrefixedAndSecureUnderHTTPS(t *testing.T) {
 	}
 	resp.Body.Close()
 	sc := resp.Header.Get("Set-Cookie")
-	for _, want := range []string{"__Host-m2mauth-console=m2mcs_", "Path=/", "Secure", "HttpOnly", "SameSite=Strict"} {
+	for _, want := range []string{"__Host-m2mauth-console=default.m2mcs_", "Path=/", "Secure", "HttpOnly", "SameSite=Strict"} {
 		if !strings.Contains(sc, want) {
 			t.Errorf("Set-Cookie %q lacks %q", sc, want)
 		}

@@ -138,7 +138,7 @@ func startServerWith(t *testing.T, cfg config.Config, now func() time.Time, time
 // login gets a fresh admin token (the clock may have moved past the last).
 func (ts *testServer) login() {
 	ts.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/admin/v1/token", strings.NewReader("grant_type=client_credentials&scope=admin"))
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/admin/v1/token", strings.NewReader("grant_type=client_credentials&scope=admin%20deployment"))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(ts.admin.ClientID, ts.admin.ClientSecret)
 	resp, body := ts.do(req)

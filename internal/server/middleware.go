@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/env"
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 type requestIDKey struct{}
@@ -51,6 +53,14 @@ func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 	// console, the log names it: one place, for every record.
 	if caller := admin.CallerFromContext(ctx); caller != "" {
 		r.AddAttrs(slog.String("caller", caller))
+		if admin.DeploymentCallerFromContext(ctx) {
+			r.AddAttrs(slog.Bool("deployment_admin", true))
+		}
+	}
+	// Every record of a request to another environment than the default
+	// one names it.
+	if e := env.FromContext(ctx); e != nil && e.Name != store.DefaultEnv {
+		r.AddAttrs(slog.String("env", e.Name))
 	}
 	return h.Handler.Handle(ctx, r)
 }
@@ -113,9 +123,6 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// resolveEnv finds the environment r is served in. There is one.
-func (s *Server) resolveEnv(*http.Request) *env.Env { return s.env }
-
 // middleware assigns a request id, resolves the request's environment, recovers panics as a 500, and writes one
 // access log record per request. Only the method, the route (the pattern of
 // the routes table that matched, never the path itself: a path may carry
@@ -131,10 +138,16 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		// Every request's work is bounded, so a database that stops
 		// answering (frozen, not refused) gets a 503 in time instead of a
 		// request that hangs.
-		rc := newRequestCtx(r.Context(), id, s.resolveEnv(r), time.Now().Add(s.timeouts.withDefaults().Request))
+		rc := newRequestCtx(r.Context(), id, s.env, time.Now().Add(s.timeouts.withDefaults().Request))
 		defer rc.release()
 		ctx := context.Context(rc)
 		r = r.WithContext(ctx)
+		// The environment next: loading one (its first request) is bounded
+		// by the request's deadline like any other work.
+		en, envErr := s.resolveEnv(r)
+		if en != nil {
+			rc.env = en
+		}
 		w.Header().Set("X-Request-Id", id)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
@@ -152,6 +165,15 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
 				slog.Duration("duration", s.now().Sub(start)))
 		}()
+		switch {
+		case errors.Is(envErr, errNoSuchEnv):
+			notFound(rec, r)
+			return
+		case envErr != nil:
+			s.log.ErrorContext(ctx, "load environment", "error", envErr)
+			unavailable(rec, r)
+			return
+		}
 		if !cleanPath(r.URL.EscapedPath()) {
 			// ServeMux would redirect to the clean path with an HTML body;
 			// an API answers 404 in its own format instead.

@@ -28,6 +28,15 @@ type barrierStore struct {
 	reads sync.WaitGroup
 }
 
+// InEnv keeps the barrier in the default environment, whose data the
+// admin API reaches through its environment's store.
+func (b *barrierStore) InEnv(name string) store.Store {
+	if name == b.Store.Env() {
+		return b
+	}
+	return b.Store.InEnv(name)
+}
+
 func (b *barrierStore) GetClient(ctx context.Context, id string) (store.Client, error) {
 	c, err := b.Store.GetClient(ctx, id)
 	if id == b.id && b.armed.Load() {

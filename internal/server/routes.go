@@ -150,15 +150,33 @@ func limitBody(n int64, h http.Handler) http.Handler {
 }
 
 func notFound(w http.ResponseWriter, r *http.Request) {
-	if isAdminPath(r) {
-		admin.WriteProblem(w, http.StatusNotFound, "no such endpoint")
-		return
+	failure{http.StatusNotFound, "not_found", "no such endpoint", "There is no such page."}.write(w, r)
+}
+
+// unavailable answers 503: the database did not answer in time.
+func unavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	failure{http.StatusServiceUnavailable, "temporarily_unavailable", "the database is unavailable; retry", "The database is unavailable. Try again in a moment."}.write(w, r)
+}
+
+// failure is an answer the server gives before any surface's handler runs,
+// written in the envelope of the surface r's path names: a problem for the
+// admin API, a page for the console, an OAuth error otherwise.
+type failure struct {
+	status            int
+	code, description string
+	page              string // the console's text
+}
+
+func (f failure) write(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case isAdminPath(r):
+		admin.WriteProblem(w, f.status, f.description)
+	case isConsolePath(r):
+		console.WriteError(w, f.status, f.page)
+	default:
+		writeJSON(w, f.status, map[string]string{"error": f.code, "error_description": f.description})
 	}
-	if isConsolePath(r) {
-		console.WriteError(w, http.StatusNotFound, "There is no such page.")
-		return
-	}
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "error_description": "no such endpoint"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) { oauth.WriteJSON(w, status, v) }
@@ -223,12 +241,18 @@ const discoveryTTL = 10 * time.Second
 // the others (a scope name can say more than an operator wants said).
 func (s *Server) discoveryScopes(ctx context.Context) ([]string, error) {
 	now := s.now()
-	s.discoveryMu.Lock()
-	defer s.discoveryMu.Unlock()
-	if s.discoveryScopesList != nil && now.Before(s.discoveryScopesUntil) {
-		return s.discoveryScopesList, nil
+	en := env.FromContext(ctx)
+	l := s.envs.peek(en.Name)
+	if l == nil || l.env != en {
+		// Unloaded meanwhile: nothing to keep the list in.
+		l = &loadedEnv{env: en}
 	}
-	apis, err := env.FromContext(ctx).Store.ListAPIs(ctx, store.ListOptions{})
+	l.discoveryMu.Lock()
+	defer l.discoveryMu.Unlock()
+	if l.discoveryScopes != nil && now.Before(l.discoveryUntil) {
+		return l.discoveryScopes, nil
+	}
+	apis, err := en.Store.ListAPIs(ctx, store.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +267,7 @@ func (s *Server) discoveryScopes(ctx context.Context) ([]string, error) {
 	if scopes == nil {
 		scopes = []string{}
 	}
-	s.discoveryScopesList, s.discoveryScopesUntil = scopes, now.Add(discoveryTTL)
+	l.discoveryScopes, l.discoveryUntil = scopes, now.Add(discoveryTTL)
 	return scopes, nil
 }
 

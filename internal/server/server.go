@@ -22,12 +22,9 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
-	"github.com/m2mauth/m2mauth/internal/clientcache"
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/console"
-	"github.com/m2mauth/m2mauth/internal/denylist"
 	"github.com/m2mauth/m2mauth/internal/env"
-	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/oauth"
 	"github.com/m2mauth/m2mauth/internal/secret"
@@ -36,7 +33,6 @@ import (
 	"github.com/m2mauth/m2mauth/internal/store/sqlite"
 	"github.com/m2mauth/m2mauth/internal/store/sqlstore"
 	"github.com/m2mauth/m2mauth/internal/surface"
-	"github.com/m2mauth/m2mauth/verify"
 )
 
 // Server is a configured m2mauth instance.
@@ -47,17 +43,21 @@ type Server struct {
 	store store.Store
 	// lock is held on an SQLite database for the server's lifetime, so
 	// that key rewrap cannot run beside it (nil for PostgreSQL).
-	lock    *sqlite.FileLock
-	keys    *keys.Manager
-	clients *clientcache.Cache
-	denied  *denylist.List
+	lock *sqlite.FileLock
+	// master seals signing keys; hasher hashes secrets (one for the
+	// deployment: the environment is part of every stored row's key).
+	master *keys.MasterKey
+	hasher *secret.Hasher
+	// envs are the environments held in memory; env is the default one.
+	envs       *environments
+	issuerHost string // the issuer's host name, for host addressing
 	// assertions authenticates clients by signed JWTs (private_key_jwt,
 	// federation); it caches trust policies and federations.
 	assertions *oauth.AssertionAuth
-	// env is the one environment every request is served in (see
-	// resolveEnv).
-	env   *env.Env
-	usage *oauth.UsageRecorder
+	env        *env.Env
+	usage      *oauth.UsageRecorder
+	// limiter limits failed client authentications (nil: off).
+	limiter *oauth.FailureLimiter
 	// console serves the admin console (nil when switched off).
 	console *console.Console
 	handler http.Handler
@@ -66,11 +66,9 @@ type Server struct {
 	authMethods []string
 	authAlgs    []string // algorithms of client assertions
 	table       []route  // the routes served (enabled ones), in table order
-	// scopes_supported of the discovery documents, kept briefly
-	discoveryMu          sync.Mutex
-	discoveryScopesList  []string
-	discoveryScopesUntil time.Time
-	timeouts             Timeouts // of the HTTP server Serve runs (zero: DefaultTimeouts)
+	timeouts    Timeouts // of the HTTP server Serve runs (zero: DefaultTimeouts)
+	mismatchMu  sync.Mutex
+	mismatch    string // the last master key mismatch logged
 
 	// background work (change feed, usage flushing) runs until Close
 	stopBackground context.CancelFunc
@@ -264,22 +262,24 @@ func (s *Server) init(ctx context.Context) error {
 			s.log.Warn("the master key was generated into this data dir: every replica sharing the database needs the same key, so set M2MAUTH_MASTER_KEY on all of them", "path", createdKeyFile)
 		}
 	}
-	s.keys = keys.NewManager(s.store, mk, keys.Policy{
-		Alg: s.cfg.SigningAlg, RotationPeriod: s.cfg.KeyRotationPeriod,
-		Prepublish: s.cfg.KeyPrepublish, Retention: s.cfg.KeyRetention(),
-	}, s.now, s.log)
-	if err := s.keys.Init(ctx); err != nil {
+	s.master, s.hasher = mk, secret.NewHasher(hashKey)
+	s.issuerHost = issuerHostOf(s.cfg.Issuer)
+	if s.cfg.EnvAddressing == config.EnvByHost && net.ParseIP(s.issuerHost) != nil {
+		s.log.Warn("--env-addressing host with an issuer whose host is an IP address: no environment's host name (<name>.<issuer host>) can resolve; use an issuer with a DNS name (locally, http://localhost:<port> serves <name>.localhost)",
+			"issuer", s.cfg.Issuer)
+	}
+	s.usage = oauth.NewUsageRecorder()
+	s.assertions = oauth.NewAssertionAuth(oauth.AssertionConfig{MaxLifetime: s.cfg.MaxAssertionLifetime, Now: s.now})
+	s.envs = newEnvironments(s)
+	def, err := s.envs.get(ctx, store.DefaultEnv)
+	if err != nil {
 		return err
 	}
-	hasher := secret.NewHasher(hashKey)
-	s.clients = clientcache.New(s.store, clientCacheTTL, clientCacheMax, s.now)
-	s.denied = denylist.New(s.store, denyListMax, s.now)
-	s.usage = oauth.NewUsageRecorder()
-	mgmt := admin.NewService(s.store, hasher, s.now, invalidator{s})
+	s.env = def.env
+	mgmt := admin.NewService(s.store, s.hasher, s.now, s.env.Changed, admin.WithEnvIssuer(s.cfg.EnvIssuer))
 	if err := s.bootstrap(ctx, mgmt); err != nil {
 		return err
 	}
-	s.assertions = oauth.NewAssertionAuth(oauth.AssertionConfig{MaxLifetime: s.cfg.MaxAssertionLifetime, Now: s.now})
 	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.now, s.usage), s.assertions)
 	tokens := oauth.NewService(clientAuth, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
@@ -289,28 +289,14 @@ func (s *Server) init(ctx context.Context) error {
 	if s.cfg.AuthFailureRate > 0 {
 		limiter = oauth.NewFailureLimiter(s.cfg.AuthFailureRate, s.cfg.AuthFailureBurst, 100_000, s.now)
 	}
-	adminVerifier, err := verify.New(verify.Config{
-		Issuer: s.cfg.Issuer, Audience: s.cfg.AdminAudience(), Keys: localKeys{s.keys}, Now: s.now,
-	})
-	if err != nil {
-		return err
-	}
-	anyAudience, err := verify.New(verify.Config{Issuer: s.cfg.Issuer, AnyAudience: true, Keys: localKeys{s.keys}, Now: s.now})
-	if err != nil {
-		return err
-	}
-	s.env = &env.Env{
-		Issuer: s.cfg.Issuer, Store: s.store, Keys: s.keys, Tokens: issuer.New(s.cfg.Issuer, s.keys, s.now),
-		Clients: s.clients, Denied: s.denied, Hasher: hasher, Verifier: anyAudience,
-	}
 	introspection := oauth.NewIntrospection(tokens)
 	s.authMethods, s.authAlgs = tokens.AuthMethods(), tokens.AuthSigningAlgs()
 	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Usage: s.usage, Log: s.log}
-	adminLogin := eps.TokenFor("admin", s.cfg.AdminAudience())
+	adminLogin := eps.TokenFor("admin", func(ctx context.Context) string { return env.FromContext(ctx).AdminAudience() })
 	adminCfg := admin.HandlerConfig{
-		Service: mgmt, Verifier: adminVerifier, Log: s.log, Flush: s.flushUsage,
-		Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
-		Access: introspection, DB: s.store,
+		Service: mgmt, Verifier: s.env.AdminVerifier, Log: s.log, Flush: s.flushUsage,
+		Keys: s.env.Keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
+		Access: introspection, DB: s.store, Envs: s, EnvChanged: s.envChanged,
 	}
 	consoleOn := s.cfg.Console
 	if u, perr := url.Parse(s.cfg.Issuer); consoleOn && (perr != nil || strings.Trim(u.Path, "/") != "") {
@@ -323,7 +309,7 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	if consoleOn {
 		s.console, err = console.New(console.Config{
-			Service: mgmt, Keys: s.keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
+			Service: mgmt, Envs: s, Environments: console.ServiceEnvironments(mgmt, s.envChanged), Keys: s.env.Keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
 			SignIn: adminLogin, Flush: s.flushUsage, Idle: s.cfg.ConsoleIdle, MaxAge: s.cfg.ConsoleMaxAge,
 			Log: s.log, Now: s.now,
 		})
@@ -350,31 +336,34 @@ type changeFeed interface {
 }
 
 // startBackground starts the change feed (when the store has one) and the
-// periodic flush of secret last-use times.
+// periodic work: key maintenance, usage flushing, garbage collection and
+// unloading idle environments.
 func (s *Server) startBackground() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBackground = cancel
 	if feed, ok := s.store.(changeFeed); ok {
 		// Until the feed is connected, other replicas' changes could be
 		// missed: do not cache.
-		s.clients.SetEnabled(false)
-		s.denied.SetEnabled(false)
+		s.envs.setCaches(false)
 		connected := make(chan struct{})
 		var once sync.Once
 		s.background.Add(1)
 		go func() {
 			defer s.background.Done()
 			feed.Listen(ctx, func(change string) { s.applyChange(ctx, change) }, func(up bool, err error) {
-				s.clients.SetEnabled(up)
-				s.denied.SetEnabled(up)
-				if up {
-					s.log.Info("change feed connected; client cache on")
-					s.loadClientIDs(ctx)
-					s.loadDenyList(ctx)
-					once.Do(func() { close(connected) })
-				} else {
+				if !up {
+					s.envs.setCaches(false)
 					s.log.Warn("change feed lost; client cache off until it reconnects", "error", err)
+					return
 				}
+				// What other environments cached before may be stale:
+				// they are loaded afresh on their next request.
+				s.envs.unloadAll()
+				s.envs.setCaches(true)
+				s.log.Info("change feed connected; client cache on")
+				s.loadClientIDs(ctx, s.env)
+				s.loadDenyList(ctx, s.env)
+				once.Do(func() { close(connected) })
 			})
 		}()
 		// Start with the cache on when the feed connects quickly (it
@@ -383,33 +372,16 @@ func (s *Server) startBackground() {
 		case <-connected:
 		case <-time.After(2 * time.Second):
 		}
-	} else {
-		s.loadClientIDs(ctx)
-		s.loadDenyList(ctx)
 	}
 	s.every(ctx, clientIDsCheckInterval, func(ctx context.Context) {
-		if s.clients.IDsFull() {
-			s.loadClientIDs(ctx)
-		}
-	})
-	var mismatch string // the last master key mismatch logged
-	s.every(ctx, max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond), func(ctx context.Context) {
-		err := s.keys.Maintain(ctx)
-		switch {
-		case err == nil:
-			mismatch = ""
-		case ctx.Err() != nil:
-		case errors.Is(err, keys.ErrMasterKeyMismatch):
-			// Logged once per state, not every few seconds.
-			if err.Error() != mismatch {
-				mismatch = err.Error()
-				s.log.Error("signing key maintenance stopped: the stored keys are sealed under another master key (re-sealed by 'm2mauth key rewrap' while this server runs?). "+
-					"This server keeps signing with the keys it holds, but cannot rotate, revoke or activate any; restart it with the database's master key", "error", err)
+		for _, l := range s.envs.all() {
+			if l.env.Clients.IDsFull() {
+				s.loadClientIDs(ctx, l.env)
 			}
-		default:
-			s.log.Error("signing key maintenance", "error", err)
 		}
+		s.envs.unloadIdle()
 	})
+	s.every(ctx, max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond), s.maintainKeys)
 	s.every(ctx, refreshCleanupInterval, s.collectGarbage)
 	s.every(ctx, usageFlushInterval, func(ctx context.Context) {
 		if err := s.flushUsage(ctx); err != nil && ctx.Err() == nil {
@@ -437,19 +409,20 @@ func (s *Server) every(ctx context.Context, interval time.Duration, fn func(cont
 	}()
 }
 
-// loadClientIDs loads the client cache's id filter, so that unknown client
-// ids are answered from memory. Until it succeeds, they are looked up.
-func (s *Server) loadClientIDs(ctx context.Context) {
-	if err := s.clients.LoadIDs(ctx); err != nil && ctx.Err() == nil {
-		s.log.Warn("load client ids; unknown client ids are looked up in the database until the next attempt", "error", err)
+// loadClientIDs loads an environment's client id filter, so that unknown
+// client ids are answered from memory. Until it succeeds, they are looked
+// up.
+func (s *Server) loadClientIDs(ctx context.Context, en *env.Env) {
+	if err := en.Clients.LoadIDs(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("load client ids; unknown client ids are looked up in the database until the next attempt", "env", en.Name, "error", err)
 	}
 }
 
-// loadDenyList loads the revoked access tokens into memory. Until it
-// succeeds, every check asks the database.
-func (s *Server) loadDenyList(ctx context.Context) {
-	if err := s.denied.Load(ctx); err != nil && ctx.Err() == nil {
-		s.log.Warn("load the deny-list; revocations are read from the database until the next attempt", "error", err)
+// loadDenyList loads an environment's revoked access tokens into memory.
+// Until it succeeds, every check asks the database.
+func (s *Server) loadDenyList(ctx context.Context, en *env.Env) {
+	if err := en.Denied.Load(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("load the deny-list; revocations are read from the database until the next attempt", "env", en.Name, "error", err)
 	}
 }
 
@@ -458,41 +431,49 @@ func (s *Server) loadDenyList(ctx context.Context) {
 // stall the notification loop.
 const changeWorkTimeout = 10 * time.Second
 
-// invalidator tells this replica's caches of a change made through it (the
-// change feed tells the others): the client cache, and the federation
-// index, which holds every trust policy and client federation.
-type invalidator struct{ s *Server }
+// invalidator tells this replica's caches of an environment of a change
+// made through it (the change feed tells the others): the client cache,
+// and the federation index, which holds every trust policy and client
+// federation.
+type invalidator struct {
+	s  *Server
+	en *env.Env
+}
 
 func (i invalidator) Invalidate(clientID string) {
-	i.s.clients.Invalidate(clientID)
-	if i.s.assertions != nil {
-		i.s.assertions.InvalidateTrust()
-	}
+	i.en.Clients.Invalidate(clientID)
+	i.s.assertions.InvalidateTrust(i.en)
 }
 
 func (i invalidator) InvalidateAll() {
-	i.s.clients.InvalidateAll()
-	if i.s.assertions != nil {
-		i.s.assertions.InvalidateTrust()
-	}
+	i.en.Clients.InvalidateAll()
+	i.s.assertions.InvalidateTrust(i.en)
 }
 
-func (i invalidator) InvalidateTrust(string) {
-	if i.s.assertions != nil {
-		i.s.assertions.InvalidateTrust()
-	}
-}
+func (i invalidator) InvalidateTrust(string) { i.s.assertions.InvalidateTrust(i.en) }
 
-// applyChange invalidates what a change announced by any replica affects.
-func (s *Server) applyChange(ctx context.Context, change string) {
+// applyChange invalidates what a change announced by any replica affects,
+// in the environment it happened in (if this replica holds it).
+func (s *Server) applyChange(ctx context.Context, payload string) {
 	ctx, cancel := context.WithTimeout(ctx, changeWorkTimeout)
 	defer cancel()
-	if id, ok := strings.CutPrefix(change, sqlstore.ChangeClientPrefix); ok {
-		invalidator{s}.Invalidate(id)
+	name, change := sqlstore.SplitChange(payload)
+	if envName, ok := strings.CutPrefix(change, sqlstore.ChangeEnvPrefix); ok {
+		s.envs.unload(envName)
+		s.limiter.ForgetEnv(envName)
 		return
 	}
-	if name, ok := strings.CutPrefix(change, sqlstore.ChangeTrustPrefix); ok {
-		invalidator{s}.InvalidateTrust(name)
+	l := s.envs.peek(name)
+	if l == nil {
+		return // not held here: nothing cached
+	}
+	en := l.env
+	if id, ok := strings.CutPrefix(change, sqlstore.ChangeClientPrefix); ok {
+		invalidator{s, en}.Invalidate(id)
+		return
+	}
+	if policy, ok := strings.CutPrefix(change, sqlstore.ChangeTrustPrefix); ok {
+		invalidator{s, en}.InvalidateTrust(policy)
 		return
 	}
 	if rest, ok := strings.CutPrefix(change, sqlstore.ChangeRevokedPrefix); ok {
@@ -500,23 +481,27 @@ func (s *Server) applyChange(ctx context.Context, change string) {
 		micros, err := strconv.ParseInt(exp, 10, 64)
 		if err != nil || jti == "" {
 			// Unreadable: trust nothing cached.
-			s.denied.SetEnabled(true)
-			s.loadDenyList(ctx)
+			en.Denied.SetEnabled(true)
+			s.loadDenyList(ctx, en)
 			return
 		}
-		s.denied.Add(jti, time.UnixMicro(micros))
+		en.Denied.Add(jti, time.UnixMicro(micros))
 		return
 	}
 	if change == sqlstore.ChangeKeys {
-		if err := s.keys.Reload(ctx); err != nil {
-			s.log.Error("reload signing keys", "error", err)
+		if err := en.Keys.Reload(ctx); err != nil {
+			s.log.Error("reload signing keys", "env", name, "error", err)
 		}
 		return
 	}
-	invalidator{s}.InvalidateAll()
+	invalidator{s, en}.InvalidateAll()
 }
 
-func (s *Server) flushUsage(ctx context.Context) error { return s.usage.Flush(ctx, s.store) }
+// flushUsage writes the pending secret last-use times and token counts of
+// every environment.
+func (s *Server) flushUsage(ctx context.Context) error {
+	return s.usage.Flush(ctx, s.store)
+}
 
 // revocationLeeway keeps a revocation past its token's expiry, covering
 // verifiers whose clocks run behind.
@@ -528,7 +513,9 @@ const revocationLeeway = 5 * time.Minute
 // as one within the logs' time frame).
 func (s *Server) collectGarbage(ctx context.Context) {
 	now := s.now()
-	s.denied.Prune(now.Add(-revocationLeeway))
+	for _, l := range s.envs.all() {
+		l.env.Denied.Prune(now.Add(-revocationLeeway))
+	}
 	if n, err := s.store.DeleteExpiredRevocations(ctx, now.Add(-revocationLeeway)); err != nil && ctx.Err() == nil {
 		s.log.Warn("delete expired revocations", "error", err)
 	} else if n > 0 {
@@ -638,7 +625,7 @@ func bootstrapStep(step string) error {
 func (s *Server) adminCredentials(id, secret string) AdminCredentials {
 	return AdminCredentials{
 		Server: s.cfg.Issuer, TokenEndpoint: s.cfg.Issuer + "/oauth/token",
-		ClientID: id, ClientSecret: secret, Audience: s.cfg.AdminAudience(), Scope: admin.AdminScope,
+		ClientID: id, ClientSecret: secret, Audience: s.cfg.AdminAudience(), Scope: strings.Join(admin.DeploymentAdminScopes(), " "),
 	}
 }
 

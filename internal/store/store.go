@@ -205,6 +205,28 @@ type ListOptions struct {
 	Audience     string // clients only: holding a grant for this API
 }
 
+// DefaultEnv is the name of the default environment: the one every
+// database has, served at the deployment's own issuer URL, holding what
+// existed before environments did.
+const DefaultEnv = "default"
+
+// Environment is one authorization server of a deployment: its APIs,
+// clients, keys, tokens and everything else live in it and in no other.
+type Environment struct {
+	Name        string // its key: the path segment or host label that addresses it
+	DisplayName string
+	// SigningAlg and KeyRotationPeriod override the deployment's settings
+	// for its signing keys ("" and 0: the deployment's).
+	SigningAlg        string
+	KeyRotationPeriod time.Duration
+	// KeyWorkAt is when its signing keys next need maintenance (zero:
+	// now). Key maintenance visits only environments that are due.
+	KeyWorkAt time.Time
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
 // Key states in a signing key's lifecycle.
 const (
 	KeyNext    = "next"    // published, not yet signing
@@ -266,6 +288,9 @@ type ConsoleSession struct {
 	CreatedAt  time.Time
 	LastSeenAt time.Time // the idle expiry counts from here
 	ExpiresAt  time.Time // absolute expiry
+	// Viewing is the environment the session acts in ("": the one it is
+	// stored in, its admin client's).
+	Viewing string
 }
 
 // Counts are the sizes of a deployment's registries.
@@ -285,9 +310,18 @@ type SecretExpiry struct {
 
 // UsageCount is how many access tokens a client was issued in one hour.
 type UsageCount struct {
+	// Env is the client's environment (RecordUsage only; "" and every
+	// other method: the store's).
+	Env      string
 	ClientID string
 	Hour     time.Time // the start of the hour, UTC
 	Tokens   int64
+}
+
+// SecretUse is when a secret of an environment last authenticated.
+type SecretUse struct {
+	Env, SecretID string
+	At            time.Time
 }
 
 // Store is the persistence interface. It is the one wide interface in the
@@ -394,6 +428,11 @@ type Store interface {
 	// TouchSecrets records when secrets were last used (batched; ids that no
 	// longer exist are ignored, and a time never moves backwards).
 	TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error
+	// RecordUsage is TouchSecrets and AddTokenUsage for any number of
+	// environments at once (each value names its own), in one
+	// transaction: a flush costs the same however many environments
+	// issued tokens.
+	RecordUsage(ctx context.Context, uses []SecretUse, counts []UsageCount) error
 
 	// AddTokenUsage adds issued-token counts to the per-client hourly
 	// totals (batched; every replica adds its own).
@@ -424,17 +463,22 @@ type Store interface {
 	GetConsoleSession(ctx context.Context, idHash string, now time.Time, idle time.Duration) (ConsoleSession, error)
 	// TouchConsoleSession moves a session's LastSeenAt up to t (never back).
 	TouchConsoleSession(ctx context.Context, idHash string, t time.Time) error
+	// SetConsoleSessionViewing sets the environment a session acts in
+	// (ErrNotFound if there is no such session).
+	SetConsoleSessionViewing(ctx context.Context, idHash, viewing string) error
 	// DeleteConsoleSession removes a session (sign-out); no error if absent.
 	DeleteConsoleSession(ctx context.Context, idHash string) error
 	// DeleteExpiredConsoleSessions removes sessions expired at now.
 	DeleteExpiredConsoleSessions(ctx context.Context, now time.Time, idle time.Duration) (int, error)
 	// CreateConsoleLink stores a one-time sign-in link (by a keyed hash of
-	// its token) for an admin client, valid until expires.
-	CreateConsoleLink(ctx context.Context, hash, clientID string, expires time.Time) error
-	// UseConsoleLink spends a link: it returns its client and removes it,
-	// so that of concurrent calls with one hash (on any replica) exactly
-	// one succeeds. ErrNotFound when unknown, spent or expired at now.
-	UseConsoleLink(ctx context.Context, hash string, now time.Time) (clientID string, err error)
+	// its token) for an admin client, valid until expires; the session it
+	// starts acts in the environment viewing ("": the client's own).
+	CreateConsoleLink(ctx context.Context, hash, clientID, viewing string, expires time.Time) error
+	// UseConsoleLink spends a link: it returns its client and environment
+	// to view and removes it, so that of concurrent calls with one hash
+	// (on any replica) exactly one succeeds. ErrNotFound when unknown,
+	// spent or expired at now.
+	UseConsoleLink(ctx context.Context, hash string, now time.Time) (clientID, viewing string, err error)
 	// DeleteExpiredConsoleLinks removes links expired before t.
 	DeleteExpiredConsoleLinks(ctx context.Context, before time.Time) (int, error)
 
@@ -463,6 +507,38 @@ type Store interface {
 	// EnsureMeta stores value under key unless the key already has one,
 	// and returns the value stored; concurrent callers all see the winner's.
 	EnsureMeta(ctx context.Context, key, value string) (string, error)
+
+	// Env is the name of the environment this store is scoped to: every
+	// method above reads and writes that environment's data only, except
+	// the DeleteExpired… methods, which clean up every environment, and
+	// the meta table, which belongs to the deployment.
+	Env() string
+	// InEnv returns the same database scoped to the environment named
+	// (which need not exist: writes to a missing environment fail with
+	// ErrConflict, reads find nothing).
+	InEnv(name string) Store
+
+	// CreateEnvironment creates an environment (ErrConflict if the name is
+	// taken).
+	CreateEnvironment(ctx context.Context, e Environment) error
+	// GetEnvironment returns the environment named (ErrNotFound if none).
+	GetEnvironment(ctx context.Context, name string) (Environment, error)
+	// ListEnvironments lists environments by name; NameContains matches
+	// the name or the display name.
+	ListEnvironments(ctx context.Context, opts ListOptions) ([]Environment, error)
+	// UpdateEnvironment applies fn to the environment inside a transaction
+	// and stores the result with its version incremented.
+	UpdateEnvironment(ctx context.Context, name string, fn func(*Environment) error) (Environment, error)
+	// DeleteEnvironment deletes the environment and everything in it, if
+	// its version is still version (ErrConflict otherwise; ErrNotFound if
+	// it does not exist). The default environment cannot be deleted.
+	DeleteEnvironment(ctx context.Context, name string, version int64) error
+	// KeyWorkDue returns up to limit names of environments whose key work
+	// is due at now, most overdue first.
+	KeyWorkDue(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// SetKeyWorkAt records when this store's environment next needs key
+	// maintenance.
+	SetKeyWorkAt(ctx context.Context, at time.Time) error
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -28,6 +28,11 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!window.confirm(form.dataset.confirm)) ev.preventDefault();
     });
   }
+  // A select that submits its form when changed (the environment
+  // switcher; its button does the same without this file).
+  for (const sel of document.querySelectorAll("select[data-autosubmit]")) {
+    sel.addEventListener("change", () => sel.form?.requestSubmit());
+  }
   // Ticking a scope of an API ticks the API's "Grant access" too.
   for (const scope of document.querySelectorAll('input[type="checkbox"][name^="scope:"]')) {
     scope.addEventListener("change", () => {

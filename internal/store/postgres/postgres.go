@@ -28,15 +28,18 @@ const migrationLockID = 0x6d326d61757468
 // are announced to every replica.
 const Channel = "m2mauth_changes"
 
-// keysLockID is the advisory lock key that serialises signing key changes.
-const keysLockID = migrationLockID + 1
+// keysLockClass is the first key of the two-key advisory lock that
+// serialises the signing key changes of one environment (the second is a
+// hash of its name): environments do not wait for each other. Two-key
+// locks never conflict with the one-key migration lock.
+const keysLockClass = 0x6d326d61 // "m2ma" in ASCII
 
 // Flavor describes PostgreSQL to sqlstore.
 var Flavor = sqlstore.Flavor{
 	Name:                  "postgres",
 	MigrationLock:         fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockID),
 	ForUpdate:             " FOR UPDATE",
-	KeysLock:              fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", keysLockID),
+	KeysLock:              fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, hashtext($1))", keysLockClass),
 	Notify:                "SELECT pg_notify('" + Channel + "', $1)",
 	Contains:              func(col, param string) string { return "strpos(lower(" + col + "), lower(" + param + ")) > 0" },
 	IsUniqueViolation:     func(err error) bool { return hasCode(err, "23505") },

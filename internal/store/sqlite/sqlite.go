@@ -25,8 +25,11 @@ var migrations embed.FS
 // Flavor describes SQLite to sqlstore. Every transaction is BEGIN IMMEDIATE
 // (see Open), which serialises migrators without an extra lock.
 var Flavor = sqlstore.Flavor{
-	Name:     "sqlite",
-	Contains: func(col, param string) string { return "instr(lower(" + col + "), lower(" + param + ")) > 0" },
+	Name:            "sqlite",
+	ForeignKeysOff:  "PRAGMA foreign_keys = OFF",
+	ForeignKeysOn:   "PRAGMA foreign_keys = ON",
+	ForeignKeyCheck: "PRAGMA foreign_key_check",
+	Contains:        func(col, param string) string { return "instr(lower(" + col + "), lower(" + param + ")) > 0" },
 	IsUniqueViolation: func(err error) bool {
 		return hasCode(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 	},

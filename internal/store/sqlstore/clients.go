@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -22,56 +23,57 @@ func marshalMap[M ~map[string]V, V any](m M) string {
 	return string(b)
 }
 
-func insertClient(ctx context.Context, q querier, c store.Client) error {
+// insertClient inserts c, with its grants and secrets, into environment env.
+func insertClient(ctx context.Context, q querier, env string, c store.Client) error {
 	var n int
-	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM client_tombstones WHERE id = $1`, c.ID).Scan(&n); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM client_tombstones WHERE env = $1 AND id = $2`, env, c.ID).Scan(&n); err != nil {
 		return err
 	}
 	if n > 0 {
 		return fmt.Errorf("%w: client id %s belonged to a deleted client", store.ErrConflict, c.ID)
 	}
-	_, err := q.ExecContext(ctx, `INSERT INTO clients (id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, introspect, tokens_revoked_before,
+	_, err := q.ExecContext(ctx, `INSERT INTO clients (env, id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, introspect, tokens_revoked_before,
 			auth_method, jwks, jwks_uri, accept_secrets, accept_token_endpoint_audience, federation, version, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1, $18, $19)`,
-		c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 1, $19, $20)`,
+		env, c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
 		marshalMap(c.CustomClaims), marshalMap(c.Metadata), joinScopes(c.Introspect), micros(c.TokensRevokedBefore),
 		c.Method(), string(c.JWKS), c.JWKSURI, c.AcceptSecrets, c.AcceptTokenEndpointAudience, marshalFederation(c.Federation),
 		micros(c.CreatedAt), micros(c.UpdatedAt))
 	if err != nil {
 		return err
 	}
-	if err := insertGrants(ctx, q, c.ID, c.Grants); err != nil {
+	if err := insertGrants(ctx, q, env, c.ID, c.Grants); err != nil {
 		return err
 	}
 	for _, sec := range c.Secrets {
-		if err := insertSecret(ctx, q, c.ID, sec); err != nil {
+		if err := insertSecret(ctx, q, env, c.ID, sec); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func insertGrants(ctx context.Context, q querier, clientID string, grants []store.Grant) error {
+func insertGrants(ctx context.Context, q querier, env, clientID string, grants []store.Grant) error {
 	for _, g := range grants {
-		if _, err := q.ExecContext(ctx, `INSERT INTO client_grants (client_id, api_identifier, scopes) VALUES ($1, $2, $3)`,
-			clientID, g.Audience, joinScopes(g.Scopes)); err != nil {
+		if _, err := q.ExecContext(ctx, `INSERT INTO client_grants (env, client_id, api_identifier, scopes) VALUES ($1, $2, $3, $4)`,
+			env, clientID, g.Audience, joinScopes(g.Scopes)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func insertSecret(ctx context.Context, q querier, clientID string, sec store.Secret) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO client_secrets (id, client_id, hash, hint, created_at, expires_at, last_used_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		sec.ID, clientID, sec.Hash, sec.Hint, micros(sec.CreatedAt), micros(sec.ExpiresAt), micros(sec.LastUsedAt))
+func insertSecret(ctx context.Context, q querier, env, clientID string, sec store.Secret) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO client_secrets (env, id, client_id, hash, hint, created_at, expires_at, last_used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		env, sec.ID, clientID, sec.Hash, sec.Hint, micros(sec.CreatedAt), micros(sec.ExpiresAt), micros(sec.LastUsedAt))
 	return err
 }
 
 // CreateClient implements store.Store.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	return s.mapErr("create client", s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := insertClient(ctx, tx, c); err != nil {
+		if err := insertClient(ctx, tx, s.env, c); err != nil {
 			return err
 		}
 		// Replicas may hold "no such client" for this id.
@@ -156,8 +158,8 @@ func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (stor
 	rows, err := q.QueryContext(ctx, `SELECT `+clientColumns+`,
 			COALESCE(s.id, ''), COALESCE(s.hash, ''), COALESCE(s.hint, ''),
 			COALESCE(s.created_at, 0), COALESCE(s.expires_at, 0), COALESCE(s.last_used_at, 0)
-		FROM clients c LEFT JOIN client_secrets s ON s.client_id = c.id
-		WHERE c.id = $1 ORDER BY s.created_at, s.id`+lock, id)
+		FROM clients c LEFT JOIN client_secrets s ON s.env = c.env AND s.client_id = c.id
+		WHERE c.env = $1 AND c.id = $2 ORDER BY s.created_at, s.id`+lock, s.env, id)
 	if err != nil {
 		return store.Client{}, err
 	}
@@ -187,7 +189,7 @@ func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (stor
 	}
 	// The grants query runs even for an unknown client, so that an unknown
 	// client id costs the token endpoint the same as a wrong secret.
-	grants, err := loadGrants(ctx, q, []string{id})
+	grants, err := loadGrants(ctx, q, s.env, []string{id})
 	if err != nil {
 		return store.Client{}, err
 	}
@@ -209,16 +211,17 @@ func inList(a *args, ids []string) string {
 	return "(" + strings.Join(ph, ", ") + ")"
 }
 
-// loadGrants loads the grants (with their API's lifetime) of clients.
-func loadGrants(ctx context.Context, q querier, clientIDs []string) (map[string][]store.Grant, error) {
+// loadGrants loads the grants (with their API's lifetime) of clients of
+// environment env.
+func loadGrants(ctx context.Context, q querier, env string, clientIDs []string) (map[string][]store.Grant, error) {
 	out := map[string][]store.Grant{}
 	if len(clientIDs) == 0 {
 		return out, nil
 	}
-	var a args
+	a := args{env}
 	rows, err := q.QueryContext(ctx, `SELECT g.client_id, g.api_identifier, g.scopes, a.token_lifetime_ms
-		FROM client_grants g JOIN apis a ON a.identifier = g.api_identifier
-		WHERE g.client_id IN `+inList(&a, clientIDs)+` ORDER BY g.client_id, g.api_identifier`, a...)
+		FROM client_grants g JOIN apis a ON a.env = g.env AND a.identifier = g.api_identifier
+		WHERE g.env = $1 AND g.client_id IN `+inList(&a, clientIDs)+` ORDER BY g.client_id, g.api_identifier`, a...)
 	if err != nil {
 		return nil, err
 	}
@@ -241,9 +244,9 @@ func loadGrants(ctx context.Context, q querier, clientIDs []string) (map[string]
 func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]store.Client, error) {
 	var q strings.Builder
 	var a args
-	var extra []string
+	extra := []string{"c.env = " + a.add(s.env)}
 	if opts.Audience != "" {
-		extra = append(extra, `EXISTS (SELECT 1 FROM client_grants g WHERE g.client_id = c.id AND g.api_identifier = `+a.add(opts.Audience)+`)`)
+		extra = append(extra, `EXISTS (SELECT 1 FROM client_grants g WHERE g.env = c.env AND g.client_id = c.id AND g.api_identifier = `+a.add(opts.Audience)+`)`)
 	}
 	q.WriteString(`SELECT ` + clientColumns + ` FROM clients c`)
 	s.page(&q, &a, "c.id", "c.name", opts, extra)
@@ -274,16 +277,16 @@ func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]stor
 	if len(ids) == 0 {
 		return clients, nil
 	}
-	grants, err := loadGrants(ctx, s.db, ids)
+	grants, err := loadGrants(ctx, s.db, s.env, ids)
 	if err != nil {
 		return nil, s.mapErr("list clients", err)
 	}
 	for id, gs := range grants {
 		clients[index[id]].Grants = gs
 	}
-	var sa args
+	sa := args{s.env}
 	srows, err := s.db.QueryContext(ctx, `SELECT client_id, id, hash, hint, created_at, expires_at, last_used_at
-		FROM client_secrets WHERE client_id IN `+inList(&sa, ids)+` ORDER BY client_id, created_at, id`, sa...)
+		FROM client_secrets WHERE env = $1 AND client_id IN `+inList(&sa, ids)+` ORDER BY client_id, created_at, id`, sa...)
 	if err != nil {
 		return nil, s.mapErr("list clients", err)
 	}
@@ -303,12 +306,12 @@ func (s *Store) ListClients(ctx context.Context, opts store.ListOptions) ([]stor
 
 // ClientIDs implements store.Store.
 func (s *Store) ClientIDs(ctx context.Context, fn func(id string)) error {
-	return s.streamIDs(ctx, "client ids", fn, `SELECT id FROM clients`)
+	return s.streamIDs(ctx, "client ids", fn, `SELECT id FROM clients WHERE env = $1`, s.env)
 }
 
 // GrantHolderIDs implements store.Store.
 func (s *Store) GrantHolderIDs(ctx context.Context, audience string, fn func(id string)) error {
-	err := s.streamIDs(ctx, "grant holder ids", fn, `SELECT client_id FROM client_grants WHERE api_identifier = $1 ORDER BY client_id`, audience)
+	err := s.streamIDs(ctx, "grant holder ids", fn, `SELECT client_id FROM client_grants WHERE env = $1 AND api_identifier = $2 ORDER BY client_id`, s.env, audience)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // an audience no text equals holds no grant
 	}
@@ -339,7 +342,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 		// Lock the client row first: concurrent updates of one client
 		// run one after the other, each seeing the previous one's result.
 		var version int64
-		if err := tx.QueryRowContext(ctx, `SELECT version FROM clients WHERE id = $1`+s.f.ForUpdate, id).Scan(&version); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT version FROM clients WHERE env = $1 AND id = $2`+s.f.ForUpdate, s.env, id).Scan(&version); err != nil {
 			return err
 		}
 		cur, err := s.getClient(ctx, tx, id, "")
@@ -357,20 +360,20 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = $1, description = $2, default_audience = $3, token_lifetime_ms = $4,
 				disabled = $5, refresh_tokens = $6, custom_claims = $7, metadata = $8, introspect = $9, tokens_revoked_before = $10,
 				auth_method = $11, jwks = $12, jwks_uri = $13, accept_secrets = $14, accept_token_endpoint_audience = $15, federation = $16,
-				version = $17, updated_at = $18 WHERE id = $19`,
+				version = $17, updated_at = $18 WHERE env = $19 AND id = $20`,
 			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled, next.RefreshTokens,
 			marshalMap(next.CustomClaims), marshalMap(next.Metadata), joinScopes(next.Introspect), micros(next.TokensRevokedBefore),
 			next.Method(), string(next.JWKS), next.JWKSURI, next.AcceptSecrets, next.AcceptTokenEndpointAudience, marshalFederation(next.Federation),
-			next.Version, micros(next.UpdatedAt), id); err != nil {
+			next.Version, micros(next.UpdatedAt), s.env, id); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE client_id = $1`, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE env = $1 AND client_id = $2`, s.env, id); err != nil {
 			return err
 		}
-		if err := insertGrants(ctx, tx, id, next.Grants); err != nil {
+		if err := insertGrants(ctx, tx, s.env, id, next.Grants); err != nil {
 			return err
 		}
-		if err := syncSecrets(ctx, tx, id, cur.Secrets, next.Secrets); err != nil {
+		if err := syncSecrets(ctx, tx, s.env, id, cur.Secrets, next.Secrets); err != nil {
 			return err
 		}
 		if out, err = s.getClient(ctx, tx, id, ""); err != nil {
@@ -384,7 +387,7 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 // syncSecrets writes the difference between two secret lists: removed
 // secrets are deleted, new ones inserted, and existing ones get their new
 // expiry (their hash and hint never change).
-func syncSecrets(ctx context.Context, tx *sql.Tx, clientID string, before, after []store.Secret) error {
+func syncSecrets(ctx context.Context, tx *sql.Tx, env, clientID string, before, after []store.Secret) error {
 	old := map[string]store.Secret{}
 	for _, s := range before {
 		old[s.ID] = s
@@ -394,18 +397,18 @@ func syncSecrets(ctx context.Context, tx *sql.Tx, clientID string, before, after
 		delete(old, s.ID)
 		switch {
 		case !ok:
-			if err := insertSecret(ctx, tx, clientID, s); err != nil {
+			if err := insertSecret(ctx, tx, env, clientID, s); err != nil {
 				return err
 			}
 		case !prev.ExpiresAt.Equal(s.ExpiresAt):
-			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET expires_at = $1 WHERE id = $2 AND client_id = $3`,
-				micros(s.ExpiresAt), s.ID, clientID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET expires_at = $1 WHERE id = $2 AND env = $3 AND client_id = $4`,
+				micros(s.ExpiresAt), s.ID, env, clientID); err != nil {
 				return err
 			}
 		}
 	}
 	for id := range old {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM client_secrets WHERE id = $1 AND client_id = $2`, id, clientID); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM client_secrets WHERE id = $1 AND env = $2 AND client_id = $3`, id, env, clientID); err != nil {
 			return err
 		}
 	}
@@ -443,13 +446,14 @@ func cloneClient(c store.Client) store.Client {
 
 // FederatedIdentities implements store.Store.
 func (s *Store) FederatedIdentities(ctx context.Context) (map[string][]store.FederatedIdentity, error) {
-	out, err := federatedIdentities(ctx, s.db)
+	out, err := federatedIdentities(ctx, s.db, s.env)
 	return out, s.mapErr("federated identities", err)
 }
 
-// federatedIdentities reads the federation of every client that has one.
-func federatedIdentities(ctx context.Context, q querier) (map[string][]store.FederatedIdentity, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, federation FROM clients WHERE federation <> '[]'`)
+// federatedIdentities reads the federation of every client of environment
+// env that has one.
+func federatedIdentities(ctx context.Context, q querier, env string) (map[string][]store.FederatedIdentity, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, federation FROM clients WHERE env = $1 AND federation <> '[]'`, env)
 	if err != nil {
 		return nil, err
 	}
@@ -469,10 +473,10 @@ func federatedIdentities(ctx context.Context, q querier) (map[string][]store.Fed
 	return out, rows.Err()
 }
 
-// clientsBoundTo returns, sorted, the clients whose federation names the
-// trust policy.
-func clientsBoundTo(ctx context.Context, q querier, policy string) ([]string, error) {
-	all, err := federatedIdentities(ctx, q)
+// clientsBoundTo returns, sorted, the clients of environment env whose
+// federation names the trust policy.
+func clientsBoundTo(ctx context.Context, q querier, env, policy string) ([]string, error) {
+	all, err := federatedIdentities(ctx, q, env)
 	if err != nil {
 		return nil, err
 	}
@@ -489,7 +493,7 @@ func clientsBoundTo(ctx context.Context, q querier, policy string) ([]string, er
 // DeleteClient implements store.Store.
 func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error {
 	return s.mapErr("delete client", s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = $1`, id)
+		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE env = $1 AND id = $2`, s.env, id)
 		if err != nil {
 			return err
 		}
@@ -498,8 +502,8 @@ func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error
 		} else if n == 0 {
 			return store.ErrNotFound
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO client_tombstones (id, deleted_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-			id, micros(at)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO client_tombstones (env, id, deleted_at) VALUES ($1, $2, $3) ON CONFLICT (env, id) DO NOTHING`,
+			s.env, id, micros(at)); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx, ChangeClientPrefix+id)
@@ -509,18 +513,85 @@ func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error
 // TouchSecrets implements store.Store. Last-use times are not propagated to
 // other replicas: they are informational and never affect authentication.
 func (s *Store) TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error {
-	if len(lastUsed) == 0 {
-		return nil
+	uses := make([]store.SecretUse, 0, len(lastUsed))
+	for id, t := range lastUsed {
+		uses = append(uses, store.SecretUse{Env: s.env, SecretID: id, At: t})
 	}
+	return s.mapErr("touch secrets", s.inTx(ctx, func(tx *sql.Tx) error { return touchSecrets(ctx, tx, uses) }))
+}
+
+// touchSecrets records secret last-use times, one environment's or many.
+func touchSecrets(ctx context.Context, tx *sql.Tx, uses []store.SecretUse) error {
 	// One order for every writer (other replicas flush too): rows locked
 	// in the same order cannot deadlock.
-	ids := slices.Sorted(maps.Keys(lastUsed))
-	return s.mapErr("touch secrets", s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND last_used_at < $1`, micros(lastUsed[id]), id); err != nil {
-				return err
-			}
+	slices.SortFunc(uses, func(a, b store.SecretUse) int {
+		return cmp.Or(strings.Compare(a.Env, b.Env), strings.Compare(a.SecretID, b.SecretID))
+	})
+	for _, u := range uses {
+		if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND env = $3 AND last_used_at < $1`, micros(u.At), u.SecretID, u.Env); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// liveEnvs returns which of the environments counts name exist.
+func liveEnvs(ctx context.Context, q querier, counts []store.UsageCount) (map[string]bool, error) {
+	live := map[string]bool{}
+	var a args
+	var in []string
+	for _, c := range counts {
+		if _, seen := live[c.Env]; !seen {
+			live[c.Env] = false
+			in = append(in, a.add(c.Env))
+		}
+	}
+	if len(in) == 0 {
+		return live, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT name FROM environments WHERE name IN (`+strings.Join(in, ", ")+`)`, a...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		live[n] = true
+	}
+	return live, rows.Err()
+}
+
+// RecordUsage implements store.Store.
+func (s *Store) RecordUsage(ctx context.Context, uses []store.SecretUse, counts []store.UsageCount) error {
+	if len(uses) == 0 && len(counts) == 0 {
 		return nil
+	}
+	uses = slices.Clone(uses)
+	counts = slices.Clone(counts)
+	for i := range uses {
+		if uses[i].Env == "" {
+			uses[i].Env = s.env
+		}
+	}
+	for i := range counts {
+		if counts[i].Env == "" {
+			counts[i].Env = s.env
+		}
+	}
+	return s.mapErr("record usage", s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := touchSecrets(ctx, tx, uses); err != nil {
+			return err
+		}
+		// Counts of an environment deleted meanwhile are dropped: kept,
+		// they would fail every later flush.
+		live, err := liveEnvs(ctx, tx, counts)
+		if err != nil {
+			return err
+		}
+		counts = slices.DeleteFunc(counts, func(c store.UsageCount) bool { return !live[c.Env] })
+		return addTokenUsage(ctx, tx, counts)
 	}))
 }

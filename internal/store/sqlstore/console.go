@@ -20,42 +20,48 @@ func (s *Store) AddTokenUsage(ctx context.Context, counts []store.UsageCount) er
 		return nil
 	}
 	counts = slices.Clone(counts)
-	slices.SortFunc(counts, func(a, b store.UsageCount) int {
-		return cmp.Or(strings.Compare(a.ClientID, b.ClientID), a.Hour.Compare(b.Hour))
-	})
-	return s.mapErr("add token usage", s.inTx(ctx, func(tx *sql.Tx) error {
-		for chunk := range slices.Chunk(counts, usageChunk) {
-			var q strings.Builder
-			a := args{}
-			q.WriteString(`INSERT INTO token_usage (client_id, hour, tokens) VALUES `)
-			for i, c := range chunk {
-				if i > 0 {
-					q.WriteString(", ")
-				}
-				q.WriteString("(" + a.add(c.ClientID) + ", " + a.add(micros(c.Hour)) + ", " + a.add(c.Tokens) + ")")
-			}
-			q.WriteString(` ON CONFLICT (client_id, hour) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`)
-			if _, err := tx.ExecContext(ctx, q.String(), a...); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
+	for i := range counts {
+		counts[i].Env = s.env
+	}
+	return s.mapErr("add token usage", s.inTx(ctx, func(tx *sql.Tx) error { return addTokenUsage(ctx, tx, counts) }))
 }
 
-// usageChunk is how many rows one upsert writes (3 parameters each; SQLite
+// addTokenUsage adds token counts, each to its environment's row.
+func addTokenUsage(ctx context.Context, tx *sql.Tx, counts []store.UsageCount) error {
+	slices.SortFunc(counts, func(a, b store.UsageCount) int {
+		return cmp.Or(strings.Compare(a.Env, b.Env), strings.Compare(a.ClientID, b.ClientID), a.Hour.Compare(b.Hour))
+	})
+	for chunk := range slices.Chunk(counts, usageChunk) {
+		var q strings.Builder
+		a := args{}
+		q.WriteString(`INSERT INTO token_usage (env, client_id, hour, tokens) VALUES `)
+		for i, c := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(" + a.add(c.Env) + ", " + a.add(c.ClientID) + ", " + a.add(micros(c.Hour)) + ", " + a.add(c.Tokens) + ")")
+		}
+		q.WriteString(` ON CONFLICT (env, client_id, hour) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`)
+		if _, err := tx.ExecContext(ctx, q.String(), a...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// usageChunk is how many rows one upsert writes (4 parameters each; SQLite
 // allows 32,766 parameters).
 const usageChunk = 500
 
 // TokenUsageByHour implements store.Store.
 func (s *Store) TokenUsageByHour(ctx context.Context, since time.Time) ([]store.UsageCount, error) {
-	return s.usageRows(ctx, "token usage by hour", `SELECT '', hour, CAST(SUM(tokens) AS BIGINT) FROM token_usage WHERE hour >= $1 GROUP BY hour ORDER BY hour`, micros(since))
+	return s.usageRows(ctx, "token usage by hour", `SELECT '', hour, CAST(SUM(tokens) AS BIGINT) FROM token_usage WHERE env = $1 AND hour >= $2 GROUP BY hour ORDER BY hour`, s.env, micros(since))
 }
 
 // TopTokenClients implements store.Store.
 func (s *Store) TopTokenClients(ctx context.Context, since time.Time, limit int) ([]store.UsageCount, error) {
-	return s.usageRows(ctx, "top token clients", `SELECT client_id, 0, CAST(SUM(tokens) AS BIGINT) AS n FROM token_usage WHERE hour >= $1
-		GROUP BY client_id ORDER BY n DESC, client_id LIMIT $2`, micros(since), limit)
+	return s.usageRows(ctx, "top token clients", `SELECT client_id, 0, CAST(SUM(tokens) AS BIGINT) AS n FROM token_usage WHERE env = $1 AND hour >= $2
+		GROUP BY client_id ORDER BY n DESC, client_id LIMIT $3`, s.env, micros(since), limit)
 }
 
 // TokenUsage implements store.Store.
@@ -64,12 +70,13 @@ func (s *Store) TokenUsage(ctx context.Context, since time.Time, clientIDs []str
 		return nil, nil
 	}
 	a := args{}
+	env := a.add(s.env)
 	in := make([]string, len(clientIDs))
 	since0 := a.add(micros(since))
 	for i, id := range clientIDs {
 		in[i] = a.add(id)
 	}
-	return s.usageRows(ctx, "token usage", `SELECT client_id, hour, tokens FROM token_usage WHERE hour >= `+since0+
+	return s.usageRows(ctx, "token usage", `SELECT client_id, hour, tokens FROM token_usage WHERE env = `+env+` AND hour >= `+since0+
 		` AND client_id IN (`+strings.Join(in, ", ")+`) ORDER BY client_id, hour`, a...)
 }
 
@@ -92,15 +99,16 @@ func (s *Store) usageRows(ctx context.Context, op, query string, params ...any) 
 	return out, s.mapErr(op, rows.Err())
 }
 
-// DeleteTokenUsage implements store.Store.
+// DeleteTokenUsage implements store.Store. It is deployment maintenance:
+// it deletes the old usage of every environment.
 func (s *Store) DeleteTokenUsage(ctx context.Context, before time.Time) (int, error) {
 	return s.deleteWhere(ctx, "delete token usage", `DELETE FROM token_usage WHERE hour < $1`, micros(before))
 }
 
 // CreateConsoleSession implements store.Store.
 func (s *Store) CreateConsoleSession(ctx context.Context, cs store.ConsoleSession) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO console_sessions (id_hash, client_id, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-		cs.IDHash, cs.ClientID, micros(cs.CreatedAt), micros(cs.LastSeenAt), micros(cs.ExpiresAt))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO console_sessions (env, id_hash, client_id, created_at, last_seen_at, expires_at, viewing) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		s.env, cs.IDHash, cs.ClientID, micros(cs.CreatedAt), micros(cs.LastSeenAt), micros(cs.ExpiresAt), cs.Viewing)
 	return s.mapErr("create console session", err)
 }
 
@@ -108,9 +116,9 @@ func (s *Store) CreateConsoleSession(ctx context.Context, cs store.ConsoleSessio
 func (s *Store) GetConsoleSession(ctx context.Context, idHash string, now time.Time, idle time.Duration) (store.ConsoleSession, error) {
 	var cs store.ConsoleSession
 	var created, seen, expires int64
-	err := s.db.QueryRowContext(ctx, `SELECT id_hash, client_id, created_at, last_seen_at, expires_at FROM console_sessions
-		WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at > $3`, idHash, micros(now), micros(now.Add(-idle))).
-		Scan(&cs.IDHash, &cs.ClientID, &created, &seen, &expires)
+	err := s.db.QueryRowContext(ctx, `SELECT id_hash, client_id, created_at, last_seen_at, expires_at, viewing FROM console_sessions
+		WHERE id_hash = $1 AND env = $2 AND expires_at > $3 AND last_seen_at > $4`, idHash, s.env, micros(now), micros(now.Add(-idle))).
+		Scan(&cs.IDHash, &cs.ClientID, &created, &seen, &expires, &cs.Viewing)
 	if err != nil {
 		return store.ConsoleSession{}, s.mapErr("get console session", err)
 	}
@@ -120,44 +128,58 @@ func (s *Store) GetConsoleSession(ctx context.Context, idHash string, now time.T
 
 // TouchConsoleSession implements store.Store.
 func (s *Store) TouchConsoleSession(ctx context.Context, idHash string, t time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE console_sessions SET last_seen_at = $1 WHERE id_hash = $2 AND last_seen_at < $1`, micros(t), idHash)
+	_, err := s.db.ExecContext(ctx, `UPDATE console_sessions SET last_seen_at = $1 WHERE id_hash = $2 AND env = $3 AND last_seen_at < $1`, micros(t), idHash, s.env)
 	return s.mapErr("touch console session", err)
+}
+
+// SetConsoleSessionViewing implements store.Store.
+func (s *Store) SetConsoleSessionViewing(ctx context.Context, idHash, viewing string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE console_sessions SET viewing = $1 WHERE id_hash = $2 AND env = $3`, viewing, idHash, s.env)
+	if err != nil {
+		return s.mapErr("set console session viewing", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return s.mapErr("set console session viewing", cmp.Or(err, store.ErrNotFound))
+	}
+	return nil
 }
 
 // DeleteConsoleSession implements store.Store.
 func (s *Store) DeleteConsoleSession(ctx context.Context, idHash string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM console_sessions WHERE id_hash = $1`, idHash)
+	_, err := s.db.ExecContext(ctx, `DELETE FROM console_sessions WHERE id_hash = $1 AND env = $2`, idHash, s.env)
 	return s.mapErr("delete console session", err)
 }
 
-// DeleteExpiredConsoleSessions implements store.Store.
+// DeleteExpiredConsoleSessions implements store.Store. It is deployment
+// maintenance: it deletes the expired sessions of every environment.
 func (s *Store) DeleteExpiredConsoleSessions(ctx context.Context, now time.Time, idle time.Duration) (int, error) {
 	return s.deleteWhere(ctx, "delete expired console sessions", `DELETE FROM console_sessions WHERE expires_at <= $1 OR last_seen_at <= $2`,
 		micros(now), micros(now.Add(-idle)))
 }
 
 // CreateConsoleLink implements store.Store.
-func (s *Store) CreateConsoleLink(ctx context.Context, hash, clientID string, expires time.Time) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO console_links (hash, client_id, expires_at) VALUES ($1, $2, $3)`, hash, clientID, micros(expires))
+func (s *Store) CreateConsoleLink(ctx context.Context, hash, clientID, viewing string, expires time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO console_links (env, hash, client_id, expires_at, viewing) VALUES ($1, $2, $3, $4, $5)`, s.env, hash, clientID, micros(expires), viewing)
 	return s.mapErr("create console link", err)
 }
 
 // UseConsoleLink implements store.Store. The delete is the claim: of
 // concurrent callers, one deletes the row and the others find none.
-func (s *Store) UseConsoleLink(ctx context.Context, hash string, now time.Time) (string, error) {
-	var clientID string
+func (s *Store) UseConsoleLink(ctx context.Context, hash string, now time.Time) (string, string, error) {
+	var clientID, viewing string
 	var expires int64
-	err := s.db.QueryRowContext(ctx, `DELETE FROM console_links WHERE hash = $1 RETURNING client_id, expires_at`, hash).Scan(&clientID, &expires)
+	err := s.db.QueryRowContext(ctx, `DELETE FROM console_links WHERE hash = $1 AND env = $2 RETURNING client_id, expires_at, viewing`, hash, s.env).Scan(&clientID, &expires, &viewing)
 	if err != nil {
-		return "", s.mapErr("use console link", err)
+		return "", "", s.mapErr("use console link", err)
 	}
 	if expires <= micros(now) {
-		return "", s.mapErr("use console link", store.ErrNotFound)
+		return "", "", s.mapErr("use console link", store.ErrNotFound)
 	}
-	return clientID, nil
+	return clientID, viewing, nil
 }
 
-// DeleteExpiredConsoleLinks implements store.Store.
+// DeleteExpiredConsoleLinks implements store.Store. It is deployment
+// maintenance: it deletes the expired links of every environment.
 func (s *Store) DeleteExpiredConsoleLinks(ctx context.Context, before time.Time) (int, error) {
 	return s.deleteWhere(ctx, "delete expired console links", `DELETE FROM console_links WHERE expires_at < $1`, micros(before))
 }
@@ -175,19 +197,19 @@ func (s *Store) deleteWhere(ctx context.Context, op, query string, args ...any) 
 func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
 	var c store.Counts
 	err := s.db.QueryRowContext(ctx, `SELECT
-		(SELECT COUNT(*) FROM apis),
-		(SELECT COUNT(*) FROM clients),
-		(SELECT COUNT(*) FROM clients WHERE disabled)`).Scan(&c.APIs, &c.Clients, &c.DisabledClients)
+		(SELECT COUNT(*) FROM apis WHERE env = $1),
+		(SELECT COUNT(*) FROM clients WHERE env = $1),
+		(SELECT COUNT(*) FROM clients WHERE env = $1 AND disabled)`, s.env).Scan(&c.APIs, &c.Clients, &c.DisabledClients)
 	return c, s.mapErr("counts", err)
 }
 
 // ExpiringSecrets implements store.Store. The index on expires_at makes
 // the cost that of the secrets in the window, not of every client.
 func (s *Store) ExpiringSecrets(ctx context.Context, from, to time.Time, limit int) ([]store.SecretExpiry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT s.client_id, c.name, MAX(s.expires_at) FROM client_secrets s JOIN clients c ON c.id = s.client_id
-		WHERE s.expires_at > $1 AND s.expires_at <= $2
-		AND NOT EXISTS (SELECT 1 FROM client_secrets o WHERE o.client_id = s.client_id AND (o.expires_at = 0 OR o.expires_at > $2))
-		GROUP BY s.client_id, c.name ORDER BY 3, 1 LIMIT $3`, micros(from), micros(to), limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT s.client_id, c.name, MAX(s.expires_at) FROM client_secrets s JOIN clients c ON c.env = s.env AND c.id = s.client_id
+		WHERE s.env = $1 AND s.expires_at > $2 AND s.expires_at <= $3
+		AND NOT EXISTS (SELECT 1 FROM client_secrets o WHERE o.env = s.env AND o.client_id = s.client_id AND (o.expires_at = 0 OR o.expires_at > $3))
+		GROUP BY s.client_id, c.name ORDER BY 3, 1 LIMIT $4`, s.env, micros(from), micros(to), limit)
 	if err != nil {
 		return nil, s.mapErr("expiring secrets", err)
 	}

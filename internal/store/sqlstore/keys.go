@@ -11,17 +11,18 @@ import (
 
 const keyColumns = `kid, alg, state, private_key, public_jwk, master_key_id, created_at, activate_at, activated_at, retired_at, remove_at`
 
-func insertKey(ctx context.Context, q querier, k store.SigningKey, onConflict string) (sql.Result, error) {
-	return q.ExecContext(ctx, `INSERT INTO signing_keys (`+keyColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`+onConflict,
-		k.KID, k.Alg, k.State, k.Private, string(k.PublicJWK), k.MasterKeyID,
+func insertKey(ctx context.Context, q querier, env string, k store.SigningKey, onConflict string) (sql.Result, error) {
+	return q.ExecContext(ctx, `INSERT INTO signing_keys (env, `+keyColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`+onConflict,
+		env, k.KID, k.Alg, k.State, k.Private, string(k.PublicJWK), k.MasterKeyID,
 		micros(k.CreatedAt), micros(k.ActivateAt), micros(k.ActivatedAt), micros(k.RetiredAt), micros(k.RemoveAt))
 }
 
 // CreateSigningKey implements store.Store. The partial unique index on
-// state = 'active' makes "insert an active key unless one exists" atomic.
+// (env, state) where state = 'active' makes "insert an active key unless
+// the environment has one" atomic.
 func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) (bool, error) {
-	res, err := insertKey(ctx, s.db, k, " ON CONFLICT DO NOTHING")
+	res, err := insertKey(ctx, s.db, s.env, k, " ON CONFLICT DO NOTHING")
 	if err != nil {
 		return false, s.mapErr("create signing key", err)
 	}
@@ -34,12 +35,12 @@ func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) (bool,
 
 // ListSigningKeys implements store.Store.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
-	keys, err := listKeys(ctx, s.db)
+	keys, err := listKeys(ctx, s.db, s.env)
 	return keys, s.mapErr("list signing keys", err)
 }
 
-func listKeys(ctx context.Context, q querier) ([]store.SigningKey, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+keyColumns+` FROM signing_keys ORDER BY created_at DESC, kid`)
+func listKeys(ctx context.Context, q querier, env string) ([]store.SigningKey, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+keyColumns+` FROM signing_keys WHERE env = $1 ORDER BY created_at DESC, kid`, env)
 	if err != nil {
 		return nil, err
 	}
@@ -60,15 +61,17 @@ func listKeys(ctx context.Context, q querier) ([]store.SigningKey, error) {
 	return keys, rows.Err()
 }
 
-// UpdateSigningKeys implements store.Store.
+// UpdateSigningKeys implements store.Store. The keys are the
+// environment's; meta (read by fn, written by the update) is the
+// deployment's.
 func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]store.SigningKey, func(string) string) (store.KeyUpdate, error)) error {
 	return s.mapErr("update signing keys", s.inTx(ctx, func(tx *sql.Tx) error {
 		if s.f.KeysLock != "" {
-			if _, err := tx.ExecContext(ctx, s.f.KeysLock); err != nil {
+			if _, err := tx.ExecContext(ctx, s.f.KeysLock, s.env); err != nil {
 				return err
 			}
 		}
-		keys, err := listKeys(ctx, tx)
+		keys, err := listKeys(ctx, tx, s.env)
 		if err != nil {
 			return err
 		}
@@ -91,7 +94,7 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]store.SigningKe
 			return nil
 		}
 		for _, kid := range u.Delete {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM signing_keys WHERE kid = $1`, kid); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM signing_keys WHERE env = $1 AND kid = $2`, s.env, kid); err != nil {
 				return err
 			}
 		}
@@ -102,13 +105,13 @@ func (s *Store) UpdateSigningKeys(ctx context.Context, fn func([]store.SigningKe
 		})
 		for _, k := range ordered {
 			if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET state = $1, private_key = $2, master_key_id = $3,
-					activate_at = $4, activated_at = $5, retired_at = $6, remove_at = $7 WHERE kid = $8`,
-				k.State, k.Private, k.MasterKeyID, micros(k.ActivateAt), micros(k.ActivatedAt), micros(k.RetiredAt), micros(k.RemoveAt), k.KID); err != nil {
+					activate_at = $4, activated_at = $5, retired_at = $6, remove_at = $7 WHERE env = $8 AND kid = $9`,
+				k.State, k.Private, k.MasterKeyID, micros(k.ActivateAt), micros(k.ActivatedAt), micros(k.RetiredAt), micros(k.RemoveAt), s.env, k.KID); err != nil {
 				return err
 			}
 		}
 		for _, k := range u.Insert {
-			if _, err := insertKey(ctx, tx, k, ""); err != nil {
+			if _, err := insertKey(ctx, tx, s.env, k, ""); err != nil {
 				return err
 			}
 		}

@@ -29,27 +29,27 @@ func (s *Store) InitBootstrap(ctx context.Context, b store.Bootstrap) (bool, err
 			// Already bootstrapped. The issuer may have changed: move the
 			// built-in API, its grants (by cascade) and default audiences.
 			var cur string
-			if err := tx.QueryRowContext(ctx, `SELECT identifier FROM apis WHERE builtin = $1`, b.AdminAPI.Builtin).Scan(&cur); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT identifier FROM apis WHERE env = $1 AND builtin = $2`, s.env, b.AdminAPI.Builtin).Scan(&cur); err != nil {
 				return err
 			}
 			if cur == b.AdminAPI.Identifier {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE apis SET identifier = $1, updated_at = $2, version = version + 1 WHERE builtin = $3`,
-				b.AdminAPI.Identifier, micros(b.AdminAPI.UpdatedAt), b.AdminAPI.Builtin); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE apis SET identifier = $1, updated_at = $2, version = version + 1 WHERE env = $3 AND builtin = $4`,
+				b.AdminAPI.Identifier, micros(b.AdminAPI.UpdatedAt), s.env, b.AdminAPI.Builtin); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE clients SET default_audience = $1, version = version + 1 WHERE default_audience = $2`,
-				b.AdminAPI.Identifier, cur); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE clients SET default_audience = $1, version = version + 1 WHERE env = $2 AND default_audience = $3`,
+				b.AdminAPI.Identifier, s.env, cur); err != nil {
 				return err
 			}
 			return s.notify(ctx, tx, ChangeAPIPrefix+b.AdminAPI.Identifier)
 		}
 		created = true
-		if err := insertAPI(ctx, tx, b.AdminAPI); err != nil {
+		if err := insertAPI(ctx, tx, s.env, b.AdminAPI); err != nil {
 			return err
 		}
-		return insertClient(ctx, tx, b.AdminClient)
+		return insertClient(ctx, tx, s.env, b.AdminClient)
 	})
 	if err != nil {
 		return false, s.mapErr("bootstrap", err)

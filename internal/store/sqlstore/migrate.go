@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -59,8 +61,31 @@ func Migrate(ctx context.Context, db *sql.DB, f Flavor, fsys fs.FS) (applied int
 	return applied, nil
 }
 
-func applyOne(ctx context.Context, db *sql.DB, f Flavor, version int, body string) (bool, error) {
-	tx, err := db.BeginTx(ctx, nil)
+func applyOne(ctx context.Context, db *sql.DB, f Flavor, version int, body string) (did bool, err error) {
+	// One connection for the whole migration: a flavor whose foreign keys
+	// must be off to rebuild tables (SQLite) switches them off on it, outside
+	// the transaction, and checks them before committing.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	if f.ForeignKeysOff != "" {
+		if _, err := conn.ExecContext(ctx, f.ForeignKeysOff); err != nil {
+			return false, err
+		}
+		defer func() {
+			if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), f.ForeignKeysOn); rerr != nil {
+				// Never hand back to the pool a connection that does not
+				// enforce foreign keys.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+				if err == nil {
+					err = rerr
+				}
+			}
+		}()
+	}
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err
 	}
@@ -82,6 +107,19 @@ func applyOne(ctx context.Context, db *sql.DB, f Flavor, version int, body strin
 	}
 	if _, err := tx.ExecContext(ctx, body); err != nil {
 		return false, err
+	}
+	if f.ForeignKeyCheck != "" {
+		rows, err := tx.QueryContext(ctx, f.ForeignKeyCheck)
+		if err != nil {
+			return false, err
+		}
+		broken := rows.Next()
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return false, err
+		}
+		if broken {
+			return false, errors.New("the migration leaves rows whose references are broken")
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, version, time.Now().UnixMicro()); err != nil {
 		return false, err

@@ -10,15 +10,16 @@ import (
 
 const refreshColumns = `hash, family_id, client_id, audience, scopes, created_at, expires_at, used_at, revoked_at`
 
-func insertRefresh(ctx context.Context, q querier, t store.RefreshToken) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO refresh_tokens (`+refreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0)`,
-		t.Hash, t.FamilyID, t.ClientID, joinScopes(t.Audience), joinScopes(t.Scopes), micros(t.CreatedAt), micros(t.ExpiresAt))
+// insertRefresh inserts t into environment env.
+func insertRefresh(ctx context.Context, q querier, env string, t store.RefreshToken) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO refresh_tokens (env, `+refreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0)`,
+		env, t.Hash, t.FamilyID, t.ClientID, joinScopes(t.Audience), joinScopes(t.Scopes), micros(t.CreatedAt), micros(t.ExpiresAt))
 	return err
 }
 
 // CreateRefreshToken implements store.Store.
 func (s *Store) CreateRefreshToken(ctx context.Context, t store.RefreshToken) error {
-	return s.mapErr("create refresh token", insertRefresh(ctx, s.db, t))
+	return s.mapErr("create refresh token", insertRefresh(ctx, s.db, s.env, t))
 }
 
 // RedeemRefreshToken implements store.Store.
@@ -27,7 +28,7 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, hash string, now time.Ti
 	spent := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if cur, err = scanRefresh(tx.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1`+s.f.ForUpdate, hash)); err != nil {
+		if cur, err = scanRefresh(tx.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1 AND env = $2`+s.f.ForUpdate, hash, s.env)); err != nil {
 			return err
 		}
 		if !now.Before(cur.ExpiresAt) {
@@ -37,17 +38,17 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, hash string, now time.Ti
 			// Replay of a spent token: someone holds a copy. Revoke the
 			// family, and commit that.
 			spent = true
-			_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, micros(now), cur.FamilyID)
+			_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND env = $3 AND revoked_at = 0`, micros(now), cur.FamilyID, s.env)
 			return err
 		}
 		succ, err := next(cur)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2`, micros(now), hash); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND env = $3`, micros(now), hash, s.env); err != nil {
 			return err
 		}
-		return insertRefresh(ctx, tx, succ)
+		return insertRefresh(ctx, tx, s.env, succ)
 	})
 	if err == nil && spent {
 		err = store.ErrTokenSpent
@@ -55,7 +56,8 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, hash string, now time.Ti
 	return cur, s.mapErr("redeem refresh token", err)
 }
 
-// DeleteExpiredRefreshTokens implements store.Store.
+// DeleteExpiredRefreshTokens implements store.Store. It is deployment
+// maintenance: it deletes the expired tokens of every environment.
 func (s *Store) DeleteExpiredRefreshTokens(ctx context.Context, before time.Time) (int, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires_at < $1`, micros(before))
 	if err != nil {
@@ -77,18 +79,18 @@ func scanRefresh(row interface{ Scan(...any) error }) (store.RefreshToken, error
 
 // GetRefreshToken implements store.Store.
 func (s *Store) GetRefreshToken(ctx context.Context, hash string) (store.RefreshToken, error) {
-	t, err := scanRefresh(s.db.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1`, hash))
+	t, err := scanRefresh(s.db.QueryRowContext(ctx, `SELECT `+refreshColumns+` FROM refresh_tokens WHERE hash = $1 AND env = $2`, hash, s.env))
 	return t, s.mapErr("get refresh token", err)
 }
 
 // RevokeRefreshFamily implements store.Store.
 func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at = 0`, micros(now), familyID)
+	_, err := s.db.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND env = $3 AND revoked_at = 0`, micros(now), familyID, s.env)
 	return s.mapErr("revoke refresh family", err)
 }
 
 // RevokeClientRefreshTokens implements store.Store.
 func (s *Store) RevokeClientRefreshTokens(ctx context.Context, clientID string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE client_id = $2 AND revoked_at = 0`, micros(now), clientID)
+	_, err := s.db.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE env = $2 AND client_id = $3 AND revoked_at = 0`, micros(now), s.env, clientID)
 	return s.mapErr("revoke client refresh tokens", err)
 }

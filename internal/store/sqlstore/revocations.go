@@ -13,8 +13,8 @@ import (
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, r store.Revocation) error {
 	return s.mapErr("revoke token", s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (jti, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-			r.JTI, r.ClientID, micros(r.ExpiresAt), micros(r.RevokedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (env, jti, client_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (env, jti) DO NOTHING`,
+			s.env, r.JTI, r.ClientID, micros(r.ExpiresAt), micros(r.RevokedAt)); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx, ChangeRevokedPrefix+strconv.FormatInt(micros(r.ExpiresAt), 10)+":"+r.JTI)
@@ -24,7 +24,7 @@ func (s *Store) RevokeToken(ctx context.Context, r store.Revocation) error {
 // IsRevoked implements store.Store.
 func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM revocations WHERE jti = $1`, jti).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM revocations WHERE env = $1 AND jti = $2`, s.env, jti).Scan(&n)
 	return n > 0, s.mapErr("is revoked", err)
 }
 
@@ -32,7 +32,7 @@ func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
 func (s *Store) ListRevocations(ctx context.Context, now time.Time, after *store.Revocation, limit int) ([]store.Revocation, error) {
 	var q strings.Builder
 	a := args{}
-	q.WriteString(`SELECT jti, client_id, expires_at, revoked_at FROM revocations WHERE expires_at > ` + a.add(micros(now)))
+	q.WriteString(`SELECT jti, client_id, expires_at, revoked_at FROM revocations WHERE env = ` + a.add(s.env) + ` AND expires_at > ` + a.add(micros(now)))
 	if after != nil {
 		at := a.add(micros(after.RevokedAt))
 		q.WriteString(` AND (revoked_at < ` + at + ` OR (revoked_at = ` + at + ` AND jti > ` + a.add(after.JTI) + `))`)
@@ -59,7 +59,8 @@ func (s *Store) ListRevocations(ctx context.Context, now time.Time, after *store
 	return out, s.mapErr("list revocations", rows.Err())
 }
 
-// DeleteExpiredRevocations implements store.Store.
+// DeleteExpiredRevocations implements store.Store. It is deployment
+// maintenance: it deletes the expired revocations of every environment.
 func (s *Store) DeleteExpiredRevocations(ctx context.Context, before time.Time) (int, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM revocations WHERE expires_at < $1`, micros(before))
 	if err != nil {

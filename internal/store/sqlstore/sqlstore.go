@@ -21,12 +21,19 @@ type Flavor struct {
 	// MigrationLock is run first inside every migration transaction to
 	// serialise concurrent migrators ("" when the transaction itself locks).
 	MigrationLock string
+	// ForeignKeysOff and ForeignKeysOn, when set, switch foreign key
+	// enforcement off and on again around every migration (run on its
+	// connection outside the transaction), and ForeignKeyCheck lists the
+	// rows whose references are broken, checked before the migration
+	// commits: how SQLite rebuilds a table that others reference.
+	ForeignKeysOff, ForeignKeysOn, ForeignKeyCheck string
 	// ForUpdate is appended to a SELECT to lock the rows it reads until the
 	// transaction ends ("" when every transaction holds the write lock).
 	ForUpdate string
-	// KeysLock is run first in a transaction that changes signing keys, to
-	// serialise such transactions ("" when every transaction holds the
-	// write lock).
+	// KeysLock is run first, with the environment's name as $1, in a
+	// transaction that changes an environment's signing keys, to serialise
+	// such transactions in one environment ("" when every transaction
+	// holds the write lock).
 	KeysLock string
 	// Notify, when set, is run with one argument (the change) inside every
 	// transaction that changes a client or an API, so that other replicas
@@ -44,8 +51,13 @@ type Flavor struct {
 	IsInvalidText func(error) bool
 }
 
-// Change payloads sent through Flavor.Notify.
+// Change payloads sent through Flavor.Notify, each after the name of the
+// environment it happened in and ChangeEnvSep.
 const (
+	ChangeEnvSep = "|"
+	// ChangeEnvPrefix + the environment's name (after ChangeEnvSep, with the
+	// default environment before it): an environment changed or was deleted.
+	ChangeEnvPrefix    = "env:"
 	ChangeClientPrefix = "client:" // + client id
 	ChangeAPIPrefix    = "api:"    // + API identifier
 	ChangeKeys         = "keys"
@@ -56,14 +68,25 @@ const (
 
 // Store is a store.Store backed by a SQL database.
 type Store struct {
-	db *sql.DB
-	f  Flavor
+	db  *sql.DB
+	f   Flavor
+	env string // the environment every per-environment query is scoped to
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns a Store using db, which must already be migrated.
-func New(db *sql.DB, f Flavor) *Store { return &Store{db: db, f: f} }
+// It is scoped to the default environment; InEnv scopes it to another.
+func New(db *sql.DB, f Flavor) *Store { return &Store{db: db, f: f, env: store.DefaultEnv} }
+
+// Env implements store.Store.
+func (s *Store) Env() string { return s.env }
+
+// InEnv implements store.Store.
+func (s *Store) InEnv(name string) store.Store { return s.Scoped(name) }
+
+// Scoped is InEnv returning the concrete type.
+func (s *Store) Scoped(name string) *Store { return &Store{db: s.db, f: s.f, env: name} }
 
 // DB returns the underlying database handle.
 func (s *Store) DB() *sql.DB { return s.db }
@@ -142,12 +165,25 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// notify announces a change in this store's environment: the payload is
+// the environment's name, ChangeEnvSep, and the change.
 func (s *Store) notify(ctx context.Context, q querier, change string) error {
 	if s.f.Notify == "" {
 		return nil
 	}
-	_, err := q.ExecContext(ctx, s.f.Notify, change)
+	_, err := q.ExecContext(ctx, s.f.Notify, s.env+ChangeEnvSep+change)
 	return err
+}
+
+// SplitChange splits a change payload into its environment and the change.
+func SplitChange(payload string) (env, change string) {
+	env, change, ok := strings.Cut(payload, ChangeEnvSep)
+	if !ok {
+		// A replica of the release before environments (a rolling
+		// upgrade): its changes are the default environment's.
+		return store.DefaultEnv, payload
+	}
+	return env, change
 }
 
 // args builds a positional argument list for dynamic SQL.

@@ -37,16 +37,16 @@ func (s *Store) CreateTrustPolicy(ctx context.Context, p store.TrustPolicy) erro
 		// A binding left over from a deleted policy of this name (a client
 		// bound while the policy was deleted) must not start accepting the
 		// new policy's issuer.
-		stale, err := clientsBoundTo(ctx, tx, p.Name)
+		stale, err := clientsBoundTo(ctx, tx, s.env, p.Name)
 		if err != nil {
 			return err
 		}
 		if len(stale) > 0 {
 			return fmt.Errorf("%w: clients are still bound to a trust policy named %s: %s", store.ErrConflict, p.Name, strings.Join(stale, ", "))
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO trust_policies (`+trustColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15)`,
-			p.Name, p.Kind, p.Issuer, p.Description, p.JWKSURI, p.Discovery, string(p.JWKS), joinScopes(p.Algorithms), p.Audience,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO trust_policies (env, `+trustColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, $16)`,
+			s.env, p.Name, p.Kind, p.Issuer, p.Description, p.JWKSURI, p.Discovery, string(p.JWKS), joinScopes(p.Algorithms), p.Audience,
 			p.MaxTokenAge.Milliseconds(), p.MaxTokenLifetime.Milliseconds(), p.SingleUse, p.RequireJTI,
 			micros(p.CreatedAt), micros(p.UpdatedAt)); err != nil {
 			return err
@@ -57,13 +57,13 @@ func (s *Store) CreateTrustPolicy(ctx context.Context, p store.TrustPolicy) erro
 
 // GetTrustPolicy implements store.Store.
 func (s *Store) GetTrustPolicy(ctx context.Context, name string) (store.TrustPolicy, error) {
-	p, err := scanTrust(s.db.QueryRowContext(ctx, `SELECT `+trustColumns+` FROM trust_policies WHERE name = $1`, name))
+	p, err := scanTrust(s.db.QueryRowContext(ctx, `SELECT `+trustColumns+` FROM trust_policies WHERE env = $1 AND name = $2`, s.env, name))
 	return p, s.mapErr("get trust policy", err)
 }
 
 // ListTrustPolicies implements store.Store.
 func (s *Store) ListTrustPolicies(ctx context.Context) ([]store.TrustPolicy, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+trustColumns+` FROM trust_policies ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+trustColumns+` FROM trust_policies WHERE env = $1 ORDER BY name`, s.env)
 	if err != nil {
 		return nil, s.mapErr("list trust policies", err)
 	}
@@ -83,7 +83,7 @@ func (s *Store) ListTrustPolicies(ctx context.Context) ([]store.TrustPolicy, err
 func (s *Store) UpdateTrustPolicy(ctx context.Context, name string, fn func(*store.TrustPolicy) error) (store.TrustPolicy, error) {
 	var out store.TrustPolicy
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		cur, err := scanTrust(tx.QueryRowContext(ctx, `SELECT `+trustColumns+` FROM trust_policies WHERE name = $1`+s.f.ForUpdate, name))
+		cur, err := scanTrust(tx.QueryRowContext(ctx, `SELECT `+trustColumns+` FROM trust_policies WHERE env = $1 AND name = $2`+s.f.ForUpdate, s.env, name))
 		if err != nil {
 			return err
 		}
@@ -99,10 +99,10 @@ func (s *Store) UpdateTrustPolicy(ctx context.Context, name string, fn func(*sto
 		next.Version = cur.Version + 1
 		if _, err := tx.ExecContext(ctx, `UPDATE trust_policies SET issuer = $1, description = $2, jwks_uri = $3, discovery = $4, jwks = $5,
 				algorithms = $6, audience = $7, max_token_age_ms = $8, max_token_lifetime_ms = $9, single_use = $10, require_jti = $11,
-				version = $12, updated_at = $13 WHERE name = $14`,
+				version = $12, updated_at = $13 WHERE env = $14 AND name = $15`,
 			next.Issuer, next.Description, next.JWKSURI, next.Discovery, string(next.JWKS), joinScopes(next.Algorithms), next.Audience,
 			next.MaxTokenAge.Milliseconds(), next.MaxTokenLifetime.Milliseconds(), next.SingleUse, next.RequireJTI,
-			next.Version, micros(next.UpdatedAt), name); err != nil {
+			next.Version, micros(next.UpdatedAt), s.env, name); err != nil {
 			return err
 		}
 		out = next
@@ -122,17 +122,17 @@ func (s *Store) DeleteTrustPolicy(ctx context.Context, name string) error {
 		// Lock the policy first, so that no client binds to it meanwhile
 		// on a replica that read it before.
 		var locked string
-		if err := tx.QueryRowContext(ctx, `SELECT name FROM trust_policies WHERE name = $1`+s.f.ForUpdate, name).Scan(&locked); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT name FROM trust_policies WHERE env = $1 AND name = $2`+s.f.ForUpdate, s.env, name).Scan(&locked); err != nil {
 			return err // sql.ErrNoRows maps to ErrNotFound
 		}
-		users, err := clientsBoundTo(ctx, tx, name)
+		users, err := clientsBoundTo(ctx, tx, s.env, name)
 		if err != nil {
 			return err
 		}
 		if len(users) > 0 {
 			return fmt.Errorf("%w: clients bound to trust policy %s: %s", store.ErrConflict, name, strings.Join(users, ", "))
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM trust_policies WHERE name = $1`, name); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM trust_policies WHERE env = $1 AND name = $2`, s.env, name); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx, ChangeTrustPrefix+name)
@@ -142,7 +142,7 @@ func (s *Store) DeleteTrustPolicy(ctx context.Context, name string) error {
 // UseAssertionID implements store.Store: the insert is the claim, so of
 // concurrent callers exactly one inserts the row.
 func (s *Store) UseAssertionID(ctx context.Context, key string, expires time.Time) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO assertion_ids (key, expires_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, key, micros(expires))
+	res, err := s.db.ExecContext(ctx, `INSERT INTO assertion_ids (env, key, expires_at) VALUES ($1, $2, $3) ON CONFLICT (env, key) DO NOTHING`, s.env, key, micros(expires))
 	if err != nil {
 		return false, s.mapErr("use assertion id", err)
 	}
@@ -150,7 +150,8 @@ func (s *Store) UseAssertionID(ctx context.Context, key string, expires time.Tim
 	return n == 1, s.mapErr("use assertion id", err)
 }
 
-// DeleteExpiredAssertionIDs implements store.Store.
+// DeleteExpiredAssertionIDs implements store.Store: it cleans up every
+// environment.
 func (s *Store) DeleteExpiredAssertionIDs(ctx context.Context, before time.Time) (int, error) {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM assertion_ids WHERE expires_at < $1`, micros(before))
 	if err != nil {
