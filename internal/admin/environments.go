@@ -185,10 +185,12 @@ func (s *Service) UpdateEnvironment(ctx context.Context, name, ifMatch string, p
 	if err := v.err(); err != nil {
 		return store.Environment{}, err
 	}
-	return s.store.UpdateEnvironment(ctx, name, func(e *store.Environment) error {
+	var renamed bool
+	e, err := s.store.UpdateEnvironment(ctx, name, func(e *store.Environment) error {
 		if err := checkMatch(ifMatch, e.Version); err != nil {
 			return err
 		}
+		renamed = p.DisplayName != nil && *p.DisplayName != e.DisplayName
 		keysChanged := false
 		if p.DisplayName != nil {
 			e.DisplayName = *p.DisplayName
@@ -209,6 +211,19 @@ func (s *Service) UpdateEnvironment(ctx context.Context, name, ifMatch string, p
 		e.UpdatedAt = s.now().UTC()
 		return nil
 	})
+	if err != nil || !renamed || name == store.DefaultEnv || s.envIssuer == nil {
+		return e, err
+	}
+	// Its built-in admin API is named after it.
+	adminAPI := s.envIssuer(name) + "/admin"
+	want := BuiltinAdminAPI(adminAPI, e.DisplayName, e.UpdatedAt).Name
+	if _, err := s.store.InEnv(name).UpdateAPI(ctx, adminAPI, time.Time{}, func(a *store.API) error {
+		a.Name, a.UpdatedAt = want, e.UpdatedAt
+		return nil
+	}); err != nil && !isNotFound(err) {
+		return e, fmt.Errorf("environment %s renamed; renaming its admin API: %w", name, err)
+	}
+	return e, nil
 }
 
 // EnvironmentDeletion is the confirmation a deletion needs, and what the

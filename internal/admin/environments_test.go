@@ -790,3 +790,20 @@ func TestCreateTwoEnvironments(t *testing.T) {
 		}
 	}
 }
+
+// Renaming an environment renames its built-in admin API, which is named
+// after it.
+func TestRenameEnvironmentRenamesItsAdminAPI(t *testing.T) {
+	f := newEnvFixture(t)
+	f.create("prod")
+	aud := testIssuer("prod") + "/admin"
+	if a, err := f.st.InEnv("prod").GetAPI(context.Background(), aud); err != nil || a.Name != "Production admin API" {
+		t.Fatalf("before: %+v %v", a, err)
+	}
+	if res := f.do("default", f.deployer(), "PATCH", "/admin/v1/environments/prod", `{"display_name":"Live"}`); res.code != 200 {
+		t.Fatalf("rename: %d %v", res.code, res.body)
+	}
+	if a, err := f.st.InEnv("prod").GetAPI(context.Background(), aud); err != nil || a.Name != "Live admin API" {
+		t.Fatalf("after: %+v %v, want Live admin API", a, err)
+	}
+}
