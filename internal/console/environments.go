@@ -294,12 +294,21 @@ func (c *Console) envToDelete(ctx context.Context, s *session, name string) (*en
 		return nil, err
 	}
 	d := &envDeleteData{Env: e, Viewed: name == envName(s.viewing)}
-	if ee, err := c.envNamed(ctx, name); err == nil {
-		if d.Counts, err = ee.Store.Counts(ctx); err != nil {
-			return nil, err
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
+	// Counted through the database, without loading the environment (its
+	// keys and caches) only to delete it.
+	de, err := c.envNamed(ctx, store.DefaultEnv)
+	if err != nil {
 		return nil, err
+	}
+	st := de.Store.InEnv(name)
+	if d.Counts, err = st.Counts(ctx); err != nil {
+		return nil, err
+	}
+	// Its built-in admin API comes and goes with it: not counted.
+	if iss := c.svc.EnvIssuer(name); iss != "" {
+		if a, err := st.GetAPI(ctx, iss+"/admin"); err == nil && a.Builtin != "" {
+			d.Counts.APIs--
+		}
 	}
 	return d, nil
 }
