@@ -363,6 +363,11 @@ func (s *Server) startBackground() {
 				s.log.Info("change feed connected; client cache on")
 				s.loadClientIDs(ctx, s.env)
 				s.loadDenyList(ctx, s.env)
+				// A key another replica published while the feed was down
+				// (the default environment stays loaded).
+				if err := s.env.Keys.Reload(ctx); err != nil && ctx.Err() == nil {
+					s.log.Warn("reload signing keys after the change feed reconnected", "error", err)
+				}
 				once.Do(func() { close(connected) })
 			})
 		}()
