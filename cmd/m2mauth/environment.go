@@ -9,11 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	envpkg "github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
 
@@ -21,12 +21,9 @@ import (
 // deployment's own URLs, and is neither created nor deleted.
 const defaultEnv = store.DefaultEnv
 
-// envName is an environment name: a DNS label.
-var envNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
 // checkEnvName refuses what cannot be an environment's name.
 func checkEnvName(name string) error {
-	if !envNameRE.MatchString(name) {
+	if !envpkg.ValidName(name) {
 		return fmt.Errorf("%q is not an environment name (a DNS label: 1 to 63 of a-z, 0-9 and '-', not starting or ending with '-')", name)
 	}
 	return nil

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -22,10 +22,6 @@ import (
 // (its own issuer, keys, APIs and clients). Deployment admins create,
 // change and delete them; deleting one takes two steps, a confirmation
 // first.
-
-// envNamePattern: an environment's name is a DNS label, for it addresses
-// the environment as a path segment or a host label.
-var envNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Limits of environments.
 const (
@@ -63,7 +59,7 @@ type EnvironmentPatch struct {
 
 // ValidEnvName reports whether name may name an environment: a DNS label
 // (lowercase letters, digits and inner hyphens, at most 63 characters).
-func ValidEnvName(name string) bool { return envNamePattern.MatchString(name) }
+func ValidEnvName(name string) bool { return env.ValidName(name) }
 
 func checkEnvName(v *ValidationError, name string) {
 	switch {

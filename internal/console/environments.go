@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,10 +22,7 @@ import (
 // environment.
 const deploymentScope = admin.DeploymentScope
 
-// envNameRE is an environment's name: a DNS label.
-var envNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-func validEnvName(name string) bool { return envNameRE.MatchString(name) }
+func validEnvName(name string) bool { return env.ValidName(name) }
 
 // envName is e's name (an environment without one is the default one).
 func envName(e *env.Env) string {

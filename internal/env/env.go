@@ -87,3 +87,18 @@ func FromContext(ctx context.Context) *Env {
 	e, _ := ctx.Value(ContextKey).(*Env)
 	return e
 }
+
+// ValidName reports whether name may name an environment: a DNS label
+// (1 to 63 lowercase letters, digits and inner hyphens), so that it can be a
+// host name's first label as well as a path segment.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

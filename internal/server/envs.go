@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,10 +24,6 @@ import (
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/verify"
 )
-
-// envName is what an environment's name may be: a DNS label, so that it
-// can be a host name's first label as well as a path segment.
-var envName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // envLoadTimeout bounds loading an environment (its keys and caches): the
 // load is shared by every request that waits for it, so it does not run
@@ -94,7 +89,7 @@ func (e *environments) get(ctx context.Context, name string) (*loadedEnv, error)
 		l.touch(e.s.now())
 		return l, nil
 	}
-	if !envName.MatchString(name) || (missing && e.s.now().Before(missingUntil)) {
+	if !env.ValidName(name) || (missing && e.s.now().Before(missingUntil)) {
 		return nil, fmt.Errorf("environment %q: %w", name, store.ErrNotFound)
 	}
 	ch := e.loading.DoChan(name, func() (any, error) {
@@ -475,7 +470,7 @@ func (s *Server) resolveEnv(r *http.Request) (*env.Env, error) {
 			// The separator after the name written as is, too.
 			escaped = escaped && (r.URL.RawPath == "" || r.URL.RawPath[0] == '/')
 		}
-		if !escaped || !envName.MatchString(n) || n == store.DefaultEnv {
+		if !escaped || !env.ValidName(n) || n == store.DefaultEnv {
 			return nil, errNoSuchEnv
 		}
 		if isConsolePath(r) {
@@ -511,7 +506,7 @@ func (s *Server) hostEnv(host string) (name string, ok bool) {
 	if !under {
 		return "", true
 	}
-	if !envName.MatchString(label) || label == store.DefaultEnv {
+	if !env.ValidName(label) || label == store.DefaultEnv {
 		return "", false
 	}
 	return label, true
