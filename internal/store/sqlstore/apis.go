@@ -80,16 +80,8 @@ func (s *Store) ListAPIs(ctx context.Context, opts store.ListOptions) ([]store.A
 		}
 		return nil, s.mapErr("list apis", err)
 	}
-	defer rows.Close()
-	apis := []store.API{}
-	for rows.Next() {
-		api, err := scanAPI(rows)
-		if err != nil {
-			return nil, s.mapErr("list apis", err)
-		}
-		apis = append(apis, api)
-	}
-	return apis, s.mapErr("list apis", rows.Err())
+	apis, err := collect(rows, scanAPI)
+	return apis, s.mapErr("list apis", err)
 }
 
 // UpdateAPI implements store.Store.

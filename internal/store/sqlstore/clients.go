@@ -553,15 +553,11 @@ func liveEnvs(ctx context.Context, q querier, counts []store.UsageCount) (map[st
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
+	names, err := collect(rows, scanString)
+	for _, n := range names {
 		live[n] = true
 	}
-	return live, rows.Err()
+	return live, err
 }
 
 // RecordUsage implements store.Store.

@@ -45,21 +45,14 @@ func (s *Store) ListEnvironments(ctx context.Context, opts store.ListOptions) ([
 	var q strings.Builder
 	var a args
 	q.WriteString(`SELECT ` + envColumns + ` FROM environments`)
-	var conds []string
-	if opts.After != "" {
-		conds = append(conds, "name > "+a.add(opts.After))
-	}
+	// The search matches the display name too.
+	var extra []string
 	if opts.NameContains != "" {
 		p := a.add(opts.NameContains)
-		conds = append(conds, "("+s.f.Contains("name", p)+" OR "+s.f.Contains("display_name", p)+")")
+		extra = append(extra, "("+s.f.Contains("name", p)+" OR "+s.f.Contains("display_name", p)+")")
+		opts.NameContains = ""
 	}
-	if len(conds) > 0 {
-		q.WriteString(" WHERE " + strings.Join(conds, " AND "))
-	}
-	q.WriteString(" ORDER BY name")
-	if opts.Limit > 0 {
-		q.WriteString(" LIMIT " + a.add(opts.Limit))
-	}
+	s.page(&q, &a, "name", "name", opts, extra)
 	rows, err := s.db.QueryContext(ctx, q.String(), a...)
 	if err != nil {
 		if s.invalidText(err) {
@@ -67,16 +60,8 @@ func (s *Store) ListEnvironments(ctx context.Context, opts store.ListOptions) ([
 		}
 		return nil, s.mapErr("list environments", err)
 	}
-	defer rows.Close()
-	out := []store.Environment{}
-	for rows.Next() {
-		e, err := scanEnvironment(rows)
-		if err != nil {
-			return nil, s.mapErr("list environments", err)
-		}
-		out = append(out, e)
-	}
-	return out, s.mapErr("list environments", rows.Err())
+	out, err := collect(rows, scanEnvironment)
+	return out, s.mapErr("list environments", err)
 }
 
 // UpdateEnvironment implements store.Store.
@@ -141,16 +126,8 @@ func (s *Store) KeyWorkDue(ctx context.Context, now time.Time, limit int) ([]str
 	if err != nil {
 		return nil, s.mapErr("environments due for key work", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, s.mapErr("environments due for key work", err)
-		}
-		out = append(out, n)
-	}
-	return out, s.mapErr("environments due for key work", rows.Err())
+	out, err := collect(rows, scanString)
+	return out, s.mapErr("environments due for key work", err)
 }
 
 // SetKeyWorkAt implements store.Store.

@@ -186,6 +186,28 @@ func SplitChange(payload string) (env, change string) {
 	return env, change
 }
 
+// collect reads every row of rows with scan, then closes rows; an empty
+// result is an empty slice, never nil.
+func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// scanString scans a one-column row of text.
+func scanString(row interface{ Scan(...any) error }) (string, error) {
+	var v string
+	err := row.Scan(&v)
+	return v, err
+}
+
 // args builds a positional argument list for dynamic SQL.
 type args []any
 

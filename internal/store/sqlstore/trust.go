@@ -67,16 +67,8 @@ func (s *Store) ListTrustPolicies(ctx context.Context) ([]store.TrustPolicy, err
 	if err != nil {
 		return nil, s.mapErr("list trust policies", err)
 	}
-	defer rows.Close()
-	out := []store.TrustPolicy{}
-	for rows.Next() {
-		p, err := scanTrust(rows)
-		if err != nil {
-			return nil, s.mapErr("list trust policies", err)
-		}
-		out = append(out, p)
-	}
-	return out, s.mapErr("list trust policies", rows.Err())
+	out, err := collect(rows, scanTrust)
+	return out, s.mapErr("list trust policies", err)
 }
 
 // UpdateTrustPolicy implements store.Store.
