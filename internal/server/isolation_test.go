@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -134,13 +133,7 @@ func (ts *testServer) getJSON(path string, bearer string) (int, map[string]any) 
 // server's handler as if from addr, and returns the status.
 func (ts *testServer) tokenAtFrom(addr, path string, c cred) int {
 	ts.t.Helper()
-	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader("grant_type=client_credentials"))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.SetBasicAuth(c.id, c.secret)
-	r.RemoteAddr = addr + ":40000"
-	w := httptest.NewRecorder()
-	ts.srv.Handler().ServeHTTP(w, r)
-	return w.Code
+	return ts.tokenRequest(addr, path, c.id, c.secret, "")
 }
 
 // Two environments, alpha and beta, hold the same API identifier and the

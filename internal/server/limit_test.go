@@ -20,7 +20,14 @@ import (
 // handler as if from addr, and returns the status.
 func (ts *testServer) tokenFrom(addr, id, secret, extra string) int {
 	ts.t.Helper()
-	r := httptest.NewRequest(http.MethodPost, "/oauth/token", strings.NewReader("grant_type=client_credentials"+extra))
+	return ts.tokenRequest(addr, "/oauth/token", id, secret, extra)
+}
+
+// tokenRequest posts a client-credentials request with Basic credentials to
+// path on the handler as if from addr, and returns the status.
+func (ts *testServer) tokenRequest(addr, path, id, secret, extra string) int {
+	ts.t.Helper()
+	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader("grant_type=client_credentials"+extra))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	r.RemoteAddr = addr + ":40000"
