@@ -457,12 +457,7 @@ func empty(t *testing.T, s store.Store, f envFixture) {
 func testDeleteEnvironmentDeletesEverything(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	def := open()
-	for _, name := range []string{"a", "b"} {
-		if err := def.CreateEnvironment(ctx, environment(name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, b := def.InEnv("a"), def.InEnv("b")
+	a, b := envsAB(t, def)
 	fa, fb, fd := fill(t, a), fill(t, b), fill(t, def)
 	e, err := def.GetEnvironment(ctx, "a")
 	if err != nil {
@@ -542,13 +537,9 @@ func testKeyWorkDue(t *testing.T, open func() store.Store) {
 func testIsolation(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	def := open()
-	for _, name := range []string{"a", "b"} {
-		if err := def.CreateEnvironment(ctx, environment(name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fa := fill(t, def.InEnv("a"))
-	for _, other := range []store.Store{def.InEnv("b"), def} {
+	a, b := envsAB(t, def)
+	fa := fill(t, a)
+	for _, other := range []store.Store{b, def} {
 		env := other.Env()
 		empty(t, other, fa)
 		// Writes through the other environment miss.
@@ -622,12 +613,7 @@ func testIsolation(t *testing.T, open func() store.Store) {
 func testIsolationOfWrites(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	def := open()
-	for _, name := range []string{"a", "b"} {
-		if err := def.CreateEnvironment(ctx, environment(name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, b := def.InEnv("a"), def.InEnv("b")
+	a, b := envsAB(t, def)
 	fa, fb := fill(t, a), fill(t, b)
 	// Clients of the same ids holding different grants: a's c2 holds r,
 	// b's c2 w; a's c3 holds none, b's c3 r (and a secret that never
@@ -851,12 +837,8 @@ func testMissingEnvironment(t *testing.T, open func() store.Store) {
 func testExpiredAcrossEnvironments(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	def := open()
-	for _, name := range []string{"a", "b"} {
-		if err := def.CreateEnvironment(ctx, environment(name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	envs := []store.Store{def, def.InEnv("a"), def.InEnv("b")}
+	a, b := envsAB(t, def)
+	envs := []store.Store{def, a, b}
 	h0, h1 := t0.Truncate(time.Hour), t0.Truncate(time.Hour).Add(time.Hour)
 	const idle = 30 * time.Minute
 	for _, s := range envs {
@@ -953,12 +935,7 @@ func testExpiredAcrossEnvironments(t *testing.T, open func() store.Store) {
 func testRecordUsage(t *testing.T, open func() store.Store) {
 	ctx := context.Background()
 	root := open()
-	for _, n := range []string{"a", "b"} {
-		if err := root.CreateEnvironment(ctx, environment(n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, b := root.InEnv("a"), root.InEnv("b")
+	a, b := envsAB(t, root)
 	ca, cb, cd := client("c1"), client("c1"), client("c1")
 	for _, x := range []struct {
 		s store.Store
@@ -1015,4 +992,16 @@ func testRecordUsage(t *testing.T, open func() store.Store) {
 	if got, err := a.TokenUsage(ctx, h, []string{"c1"}); err != nil || len(got) != 1 || got[0].Tokens != 7 {
 		t.Errorf("a's count beside a missing environment's: %+v %v, want 7", got, err)
 	}
+}
+
+// envsAB creates the environments a and b in the database of def and
+// returns def scoped to each.
+func envsAB(t *testing.T, def store.Store) (a, b store.Store) {
+	t.Helper()
+	for _, name := range []string{"a", "b"} {
+		if err := def.CreateEnvironment(context.Background(), environment(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return def.InEnv("a"), def.InEnv("b")
 }
