@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -314,22 +315,48 @@ type tokenResponse struct {
 
 // requestToken posts a client-credentials request with HTTP Basic auth.
 func requestToken(ctx context.Context, endpoint, id, secret string, form url.Values) (*tokenResponse, error) {
+	// A 503 asking for a short wait (right after the client's tokens were
+	// revoked, the server asks for the rest of that second) is waited out
+	// and asked again, twice at most.
+	for attempt := 0; ; attempt++ {
+		tok, wait, err := requestTokenOnce(ctx, endpoint, id, secret, form)
+		if err == nil || wait <= 0 || wait > maxTokenWait || attempt == 2 {
+			return tok, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// maxTokenWait is the longest Retry-After of a 503 the CLI waits out.
+const maxTokenWait = 2 * time.Second
+
+// requestTokenOnce asks once; wait is the Retry-After of a 503.
+func requestTokenOnce(ctx context.Context, endpoint, id, secret string, form url.Values) (_ *tokenResponse, wait time.Duration, _ error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+				wait = time.Duration(secs) * time.Second
+			}
+		}
 		var oe struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`
@@ -339,15 +366,15 @@ func requestToken(ctx context.Context, endpoint, id, secret string, form url.Val
 			note = requestIDNote(resp)
 		}
 		if json.Unmarshal(body, &oe) == nil && oe.Error != "" {
-			return nil, &tokenError{code: oe.Error, msg: fmt.Sprintf("%s (HTTP %d): %s%s", oe.Error, resp.StatusCode, oe.Description, note)}
+			return nil, wait, &tokenError{code: oe.Error, msg: fmt.Sprintf("%s (HTTP %d): %s%s", oe.Error, resp.StatusCode, oe.Description, note)}
 		}
-		return nil, fmt.Errorf("token endpoint answered HTTP %d%s", resp.StatusCode, note)
+		return nil, wait, fmt.Errorf("token endpoint answered HTTP %d%s", resp.StatusCode, note)
 	}
 	var tok tokenResponse
 	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
-		return nil, errors.New("token endpoint answered 200 without an access token")
+		return nil, 0, errors.New("token endpoint answered 200 without an access token")
 	}
-	return &tok, nil
+	return &tok, 0, nil
 }
 
 // problem is the admin API's RFC 9457 error body.

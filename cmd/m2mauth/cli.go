@@ -48,6 +48,7 @@ func commands() []command {
 		{"trust", "trust policies for workload identities: create, list, show, update, delete", group("trust", trustCommands())},
 		{"admin", "regain admin access (recover), console sign-in links", group("admin", adminCommands())},
 		{"console", "print a one-time sign-in link of the admin console", runConsole},
+		{"audit", "the audit trail: list (--follow to keep printing new events)", group("audit", auditCommands())},
 		{"apply", "make the server match a configuration file (-f m2mauth.yaml)", runApply},
 		{"export", "write the server's APIs and clients as a configuration file", runExport},
 		{"token", "get an access token with the client-credentials grant", runToken},

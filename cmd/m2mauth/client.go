@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ func clientCommands() []command {
 		{"import", "create a client with an existing client id and secret", clientImport},
 		{"revoke-tokens", "revoke every token the client holds now", clientRevokeTokens},
 		{"delete", "delete a client and its secrets", clientDelete},
+		{"report", "clients that never cache tokens: far more tokens than their lifetime needs", clientReport},
 	}
 }
 
@@ -181,6 +183,8 @@ federated client has no secret (unless --accept-secrets): only its client_id is 
 	f.Var(&grants, "grant", `additional grant AUDIENCE="SCOPE SCOPE…" (repeatable)`)
 	f.DurationVar(&life, "token-lifetime", 0, "lifetime of this client's tokens (default: the API's or the server's)")
 	f.BoolVar(&in.RefreshTokens, "refresh-tokens", false, "also issue refresh tokens to this client (off by default, RFC 6749 §4.4.3)")
+	quotaFlags(f, &in.Quota)
+	f.Var((*fractionFlag)(&in.TokenReuseMinRemaining), "token-reuse", "hand out the last token again while more than this fraction of its lifetime is left, e.g. 0.5 (0: off)")
 	var introspect string
 	f.StringVar(&introspect, "introspect", "", `let this client introspect tokens for these APIs (space-separated; "*": all)`)
 	f.BoolVar(&asEnv, "export", false, `print "export M2MAUTH_CLIENT_ID=…" and, if it has a secret, "export M2MAUTH_CLIENT_SECRET=…" for eval in a shell
@@ -305,6 +309,54 @@ func clientList(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// quotaFlags registers the flags of a client's quota.
+func quotaFlags(f *flags, q *admin.QuotaInput) {
+	const unit = "tokens this client may get per %s (0: the server's default, -1: unlimited)"
+	f.Int64Var(&q.PerMinute, "quota-per-minute", 0, fmt.Sprintf(unit, "minute"))
+	f.Int64Var(&q.PerHour, "quota-per-hour", 0, fmt.Sprintf(unit, "hour"))
+	f.Int64Var(&q.PerDay, "quota-per-day", 0, fmt.Sprintf(unit, "day"))
+}
+
+// quotaPatch is the merge patch of the quota flags given (nil: none).
+func quotaPatch(set map[string]bool, q admin.QuotaInput) map[string]int64 {
+	p := map[string]int64{}
+	for _, f := range []struct {
+		flag, field string
+		v           int64
+	}{{"quota-per-minute", "per_minute", q.PerMinute}, {"quota-per-hour", "per_hour", q.PerHour}, {"quota-per-day", "per_day", q.PerDay}} {
+		if set[f.flag] {
+			p[f.field] = f.v
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+// quotaText describes a client's quota: "10/minute, unlimited/hour, …".
+func quotaText(q admin.QuotaInput) string {
+	var parts []string
+	for _, w := range []struct {
+		name string
+		v    int64
+	}{{"minute", q.PerMinute}, {"hour", q.PerHour}, {"day", q.PerDay}} {
+		switch {
+		case w.v > 0:
+			parts = append(parts, fmt.Sprintf("%d/%s", w.v, w.name))
+		case w.v < 0:
+			parts = append(parts, "unlimited/"+w.name)
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return "the server's default"
+	case 3:
+		return strings.Join(parts, ", ")
+	}
+	return strings.Join(parts, ", ") + " (others: the server's default)"
+}
+
 func clientShow(ctx context.Context, e *env, args []string) error {
 	var conn connFlags
 	var out output
@@ -335,6 +387,10 @@ func clientShow(ctx context.Context, e *env, args []string) error {
 	if len(c.Metadata) > 0 {
 		b, _ := json.Marshal(c.Metadata)
 		fmt.Fprintf(e.stdout, "metadata:         %s\n", b)
+	}
+	fmt.Fprintf(e.stdout, "quota:            %s\n", quotaText(c.Quota))
+	if c.TokenReuseMinRemaining > 0 {
+		fmt.Fprintf(e.stdout, "token reuse:      while more than %g of a token's lifetime is left\n", c.TokenReuseMinRemaining)
 	}
 	fmt.Fprintf(e.stdout, "auth method:      %s\n", c.TokenEndpointAuthMethod)
 	switch {
@@ -413,6 +469,7 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	var claims, meta kvFlag
 	var life time.Duration
 	var clearClaims, clearMeta, refresh bool
+	var reuse float64
 	var introspect string
 	var auth authFlags
 	f := newFlags(e, "client update", "CLIENT_ID", "Changes the given fields of a client; the others stay as they are.\n--audience/--scopes/--grant replace the client's grants as a whole, --federation its bindings.")
@@ -428,6 +485,9 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	f.Var(&meta, "metadata", "metadata KEY=VALUE (repeatable; replaces the metadata)")
 	f.BoolVar(&clearMeta, "clear-metadata", false, "remove all metadata")
 	f.BoolVar(&refresh, "refresh-tokens", false, "issue refresh tokens to this client (--refresh-tokens=false to stop)")
+	var quota admin.QuotaInput
+	quotaFlags(f, &quota)
+	f.Var((*fractionFlag)(&reuse), "token-reuse", "hand out the last token again while more than this fraction of its lifetime is left (0: off)")
 	f.StringVar(&introspect, "introspect", "", `APIs whose tokens this client may introspect (space-separated; "*": all; "" : none)`)
 	f.StringVar(&ifMatch, "if-match", "", "only change the client if its ETag is still this (from client show --json)")
 	auth.register(f, true)
@@ -462,6 +522,12 @@ func clientUpdate(ctx context.Context, e *env, args []string) error {
 	}
 	if set["refresh-tokens"] {
 		patch["refresh_tokens"] = refresh
+	}
+	if q := quotaPatch(set, quota); q != nil {
+		patch["quota"] = q
+	}
+	if set["token-reuse"] {
+		patch["token_reuse_min_remaining"] = reuse
 	}
 	if set["introspect"] {
 		patch["introspect"] = append([]string{}, strings.Fields(introspect)...)
@@ -669,5 +735,53 @@ func clientRevokeTokens(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, c)
 	}
 	fmt.Fprintf(e.stdout, "revoked every token of %s issued before %s\n", c.ClientID, timeOrDash(c.TokensRevokedBefore))
+	return nil
+}
+
+func clientReport(ctx context.Context, e *env, args []string) error {
+	var conn connFlags
+	var out output
+	f := newFlags(e, "client report", "", `Lists the clients that never cache tokens: in the last hour, at least the server's
+--report-min-tokens tokens and more than --report-tokens-per-lifetime times what a client
+caching its tokens would need (per granted API, one per token lifetime). Counts are every
+replica's, a few seconds behind.`)
+	conn.register(f)
+	out.register(f)
+	ac, _, err := conn.parseConnect(ctx, f, args, 0, 0)
+	if err != nil {
+		return err
+	}
+	var rep admin.TokenCachingReport
+	if err := ac.do(ctx, http.MethodGet, "/admin/v1/reports/token-caching", nil, &rep); err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(e.stdout, rep)
+	}
+	if len(rep.Clients) == 0 {
+		fmt.Fprintf(e.stdout, "no client was issued more than %g times the tokens its lifetime needs in the last %s\n",
+			rep.TokensPerLifetimeLimit, time.Duration(rep.WindowSeconds)*time.Second)
+		return nil
+	}
+	rows := [][]string{}
+	for _, c := range rep.Clients {
+		rows = append(rows, []string{c.ClientID, c.Name, strconv.FormatInt(c.Tokens, 10), (time.Duration(c.WindowSeconds) * time.Second).String(),
+			(time.Duration(c.LifetimeSeconds) * time.Second).String(), strconv.FormatInt(c.CachingTokens, 10), strconv.FormatFloat(c.TokensPerLifetime, 'f', 1, 64)})
+	}
+	table(e.stdout, "CLIENT ID\tNAME\tTOKENS\tIN\tLIFETIME\tCACHING NEEDS\tTOKENS PER LIFETIME", rows)
+	return nil
+}
+
+// fractionFlag is a fraction of a token's lifetime: at least 0, under 1.
+type fractionFlag float64
+
+func (f *fractionFlag) String() string { return strconv.FormatFloat(float64(*f), 'g', -1, 64) }
+
+func (f *fractionFlag) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v >= 0 && v < 1) {
+		return errors.New("want a fraction of the lifetime such as 0.5 (at least 0, under 1; 0: off)")
+	}
+	*f = fractionFlag(v)
 	return nil
 }

@@ -56,7 +56,9 @@ var clientSamples = []sample{
 	{"token_lifetime_seconds", 300, 1200},
 	{"disabled", true, false},
 	{"refresh_tokens", true, false},
+	{"token_reuse_min_remaining", 0.5, 0.25},
 	{"introspect", []any{"https://orders.example.com"}, []any{"*"}},
+	{"quota", map[string]any{"per_minute": 10, "per_hour": 0, "per_day": -1}, map[string]any{"per_minute": 0, "per_hour": 500, "per_day": 10000}},
 	{"custom_claims", map[string]any{"tenant": "acme", "tier": 2}, map[string]any{"tenant": "globex", "labels": []any{"a", "b"}}},
 	{"metadata", map[string]any{"team": "billing"}, map[string]any{"team": "finance", "cost_center": "4711"}},
 	// Client authentication, in an order where every step is a valid client.

@@ -6,10 +6,13 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/server"
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
 	"github.com/m2mauth/m2mauth/internal/store/sqlite"
+	"github.com/m2mauth/m2mauth/internal/telemetry"
 )
 
 // storageFlags registers the flags that locate the database.
@@ -37,15 +40,26 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&cfg.MaxAssertionLifetime, "max-assertion-lifetime", cfg.MaxAssertionLifetime, "longest exp - iat of a private_key_jwt client assertion")
 	f.DurationVar(&cfg.RefreshTokenLifetime, "refresh-token-lifetime", cfg.RefreshTokenLifetime, "absolute lifetime of a refresh token family (clients with refresh tokens enabled)")
 	f.Float64Var(&cfg.AuthFailureRate, "auth-failure-rate", cfg.AuthFailureRate, "failed client authentications allowed per second per client address before 429 (0: no limit)")
+	f.Int64Var(&cfg.QuotaPerMinute, "quota-per-minute", cfg.QuotaPerMinute, "tokens a client may get per minute unless it sets its own quota (0: unlimited)")
+	f.Int64Var(&cfg.QuotaPerHour, "quota-per-hour", cfg.QuotaPerHour, "tokens a client may get per hour unless it sets its own quota (0: unlimited)")
+	f.Int64Var(&cfg.QuotaPerDay, "quota-per-day", cfg.QuotaPerDay, "tokens a client may get per day unless it sets its own quota (0: unlimited)")
 	f.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", cfg.AuthFailureBurst, "burst of failed authentications allowed per client address")
+	f.Float64Var(&cfg.ReportTokensPerLifetime, "report-tokens-per-lifetime", cfg.ReportTokensPerLifetime, "report a client issued more than this many times the tokens its token lifetime needs (client report)")
+	f.Int64Var(&cfg.ReportMinTokens, "report-min-tokens", cfg.ReportMinTokens, "never report a client issued fewer tokens than this in the report's hour (a restart burst)")
 	f.BoolVar(&cfg.Console, "console", cfg.Console, "serve the admin console under /console/ (--console=false: off, and /console/ answers 404)")
 	f.DurationVar(&cfg.ConsoleIdle, "console-idle", cfg.ConsoleIdle, "a console session ends after this long without a request")
 	f.DurationVar(&cfg.ConsoleMaxAge, "console-max-age", cfg.ConsoleMaxAge, "a console session ends this long after sign-in, however active")
+	f.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "audit events older than this are deleted (0: kept forever)")
+	f.Var((*appendFlag)(&cfg.AuditSinks), "audit-sink", "stream audit events as JSON lines to stdout, file:<path> (appended) or an https:// webhook; repeatable or comma-separated")
+	f.Float64Var(&cfg.AuditIssuanceSample, "audit-issuance-sample", cfg.AuditIssuanceSample, "fraction (0 to 1) of successful token issuances in the audit trail; failed authentications are always recorded")
 	f.StringVar(&cfg.EnvAddressing, "env-addressing", cfg.EnvAddressing, "how requests name an environment: path (<issuer>/e/<name>/…) or host (<name>.<issuer host>); the default environment is the issuer itself")
 	f.DurationVar(&cfg.EnvIdle, "env-idle", cfg.EnvIdle, "an environment's keys and caches leave memory after this long without a request")
 	f.IntVar(&cfg.EnvMaxLoaded, "env-max-loaded", cfg.EnvMaxLoaded, "at most this many environments are held in memory at once (the least recently used leaves first)")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics at /metrics on this address, a listener of its own (e.g. 127.0.0.1:9464; empty: no metrics)")
+	f.Var((*listFlag)(&cfg.MetricsClients), "metrics-clients", "comma-separated client ids of the default environment whose tokens are counted one by one in the metrics")
+	f.IntVar(&cfg.MetricsTopClients, "metrics-top-clients", cfg.MetricsTopClients, "how many clients of the default environment the per-client metrics report besides --metrics-clients (oldest secrets, most tokens)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish after a stop signal")
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
@@ -53,8 +67,27 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	// Traces: configured by the standard OTEL_* variables, off unless an
+	// exporter is configured.
+	tc, err := telemetry.TracingFromEnv(e.getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	tp, err := telemetry.NewTracerProvider(ctx, tc)
+	if err != nil {
+		return err
+	}
 	log := server.NewLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
-	return server.Run(ctx, cfg, log)
+	var opts server.Options
+	if tp != nil {
+		opts.TracerProvider = tp
+		// The SDK reports here the exports that failed (the collector is
+		// down or refused them): the process's one handler, set by the
+		// binary alone.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("export traces", "error", err) }))
+		log.Info("tracing on: spans are exported over OTLP", "protocol", tc.Protocol, "service_name", tc.Resource["service.name"])
+	}
+	return server.Run(ctx, cfg, log, opts)
 }
 
 func runMigrate(ctx context.Context, e *env, args []string) error {
@@ -99,6 +132,16 @@ func runVersion(ctx context.Context, e *env, args []string) error {
 
 // listFlag is a comma-separated list.
 type listFlag []string
+
+// appendFlag is a repeatable flag: each use adds its value.
+type appendFlag []string
+
+func (l *appendFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *appendFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 

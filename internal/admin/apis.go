@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/audit"
 	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -105,6 +106,7 @@ func (s *Service) CreateAPI(ctx context.Context, in APIInput) (store.API, error)
 	if err := s.st(ctx).CreateAPI(ctx, a); err != nil {
 		return store.API{}, mapConflict(err, fmt.Sprintf("an API with identifier %q already exists", in.Identifier))
 	}
+	s.record(ctx, "api.create", targetAPI, a.Identifier, audit.Diff(nil, apiFields(a)))
 	return a, nil
 }
 
@@ -128,10 +130,12 @@ func (s *Service) ListAPIs(ctx context.Context, opts store.ListOptions) (Page[st
 // every client's grant and revokes the tokens of those clients, and removes
 // its description.
 func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p APIPatch) (store.API, error) {
+	var prev store.API
 	a, err := s.st(ctx).UpdateAPI(ctx, identifier, cutoff(s.now().UTC()), func(a *store.API) error {
 		if err := checkMatch(ifMatch, a.Version); err != nil {
 			return err
 		}
+		prev = *a
 		if a.Builtin != "" {
 			return &ConflictError{"the " + a.Builtin + " API is built in and cannot be changed"}
 		}
@@ -164,6 +168,7 @@ func (s *Service) UpdateAPI(ctx context.Context, identifier, ifMatch string, p A
 	}
 	// Grants and lifetimes of any number of clients may have changed.
 	s.inv(ctx).InvalidateAll()
+	s.record(ctx, "api.update", targetAPI, identifier, audit.Diff(apiFields(prev), apiFields(a)))
 	return a, nil
 }
 
@@ -189,5 +194,10 @@ func (s *Service) DeleteAPI(ctx context.Context, identifier, ifMatch string, for
 		return err
 	}
 	s.inv(ctx).InvalidateAll()
+	diff := apiFields(api)
+	if force {
+		diff["force"] = true
+	}
+	s.record(ctx, "api.delete", targetAPI, identifier, audit.Diff(diff, nil))
 	return nil
 }

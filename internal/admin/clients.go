@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/m2mauth/m2mauth/internal/audit"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 )
@@ -34,9 +36,15 @@ type ClientInput struct {
 	Metadata             map[string]string `json:"metadata,omitempty"`
 	Disabled             bool              `json:"disabled"`
 	RefreshTokens        bool              `json:"refresh_tokens"`
+	// TokenReuseMinRemaining turns token reuse on (0: off; see
+	// store.Client.TokenReuse).
+	TokenReuseMinRemaining float64 `json:"token_reuse_min_remaining,omitempty"`
 	// Introspect lists the APIs whose tokens the client may introspect;
 	// ["*"] makes it an admin-level introspector.
 	Introspect []string `json:"introspect,omitempty"`
+	// Quota limits the tokens issued per window (absent: the server's
+	// defaults; see QuotaInput).
+	Quota QuotaInput `json:"quota"`
 	// TokenEndpointAuthMethod is how the client authenticates (see
 	// AuthMethods; default client_secret_basic). private_key_jwt clients
 	// register public keys (JWKS or JWKSURI), federated ones bind to
@@ -71,16 +79,18 @@ func checkSecretLifetime(v *ValidationError, seconds int64) {
 // ClientPatch changes the fields it sets (RFC 7396 merge patch; the HTTP
 // layer turns a null into the field's empty value).
 type ClientPatch struct {
-	Name                 *string            `json:"name,omitempty"`
-	Description          *string            `json:"description,omitempty"`
-	Grants               *[]GrantInput      `json:"grants,omitempty"`
-	DefaultAudience      *string            `json:"default_audience,omitempty"`
-	TokenLifetimeSeconds *int64             `json:"token_lifetime_seconds,omitempty"`
-	CustomClaims         *map[string]any    `json:"custom_claims,omitempty"`
-	Metadata             *map[string]string `json:"metadata,omitempty"`
-	Disabled             *bool              `json:"disabled,omitempty"`
-	RefreshTokens        *bool              `json:"refresh_tokens,omitempty"`
-	Introspect           *[]string          `json:"introspect,omitempty"`
+	Name                   *string            `json:"name,omitempty"`
+	Description            *string            `json:"description,omitempty"`
+	Grants                 *[]GrantInput      `json:"grants,omitempty"`
+	DefaultAudience        *string            `json:"default_audience,omitempty"`
+	TokenLifetimeSeconds   *int64             `json:"token_lifetime_seconds,omitempty"`
+	CustomClaims           *map[string]any    `json:"custom_claims,omitempty"`
+	Metadata               *map[string]string `json:"metadata,omitempty"`
+	Disabled               *bool              `json:"disabled,omitempty"`
+	RefreshTokens          *bool              `json:"refresh_tokens,omitempty"`
+	Introspect             *[]string          `json:"introspect,omitempty"`
+	Quota                  *QuotaPatch        `json:"quota,omitempty"`
+	TokenReuseMinRemaining *float64           `json:"token_reuse_min_remaining,omitempty"`
 
 	TokenEndpointAuthMethod     *string                   `json:"token_endpoint_auth_method,omitempty"`
 	JWKS                        *json.RawMessage          `json:"jwks,omitempty"`
@@ -99,9 +109,91 @@ func (in ClientInput) Patch() ClientPatch {
 	return ClientPatch{
 		Name: &in.Name, Description: &in.Description, Grants: &grants, DefaultAudience: &in.DefaultAudience,
 		TokenLifetimeSeconds: &in.TokenLifetimeSeconds, CustomClaims: &in.CustomClaims, Metadata: &in.Metadata, Disabled: &in.Disabled,
-		RefreshTokens: &in.RefreshTokens, Introspect: &in.Introspect,
+		RefreshTokens: &in.RefreshTokens, Introspect: &in.Introspect, Quota: in.Quota.patch(), TokenReuseMinRemaining: &in.TokenReuseMinRemaining,
 		TokenEndpointAuthMethod: &in.TokenEndpointAuthMethod, JWKS: &in.JWKS, JWKSURI: &in.JWKSURI, AcceptSecrets: &in.AcceptSecrets,
 		AcceptTokenEndpointAudience: &in.AcceptTokenEndpointAudience, Federation: &in.Federation,
+	}
+}
+
+// QuotaInput is a client's token quota per fixed UTC window. Each limit
+// is 0 (the server's default: --quota-per-minute, --quota-per-hour,
+// --quota-per-day), -1 (unlimited, whatever the default) or n > 0 tokens.
+type QuotaInput struct {
+	PerMinute int64 `json:"per_minute"`
+	PerHour   int64 `json:"per_hour"`
+	PerDay    int64 `json:"per_day"`
+}
+
+// MaxQuota is the largest limit a quota may set.
+const MaxQuota = 1_000_000_000
+
+func (q QuotaInput) quota() store.Quota {
+	return store.Quota{PerMinute: q.PerMinute, PerHour: q.PerHour, PerDay: q.PerDay}
+}
+
+// patch is the patch that sets every limit to q's (PUT semantics).
+func (q QuotaInput) patch() *QuotaPatch {
+	v := q.quota()
+	return &QuotaPatch{PerMinute: &v.PerMinute, PerHour: &v.PerHour, PerDay: &v.PerDay}
+}
+
+// QuotaPatch changes the limits it sets; a limit set to null goes back to
+// the server's default (RFC 7396), as does "quota": null for all three.
+type QuotaPatch struct {
+	PerMinute, PerHour, PerDay *int64
+}
+
+// UnmarshalJSON reads a merge patch of a quota: its members may be null.
+func (p *QuotaPatch) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for k, raw := range m {
+		var v *int64
+		if err := json.Unmarshal(raw, &v); err != nil {
+			// The decoder puts "quota." before the field.
+			return &json.UnmarshalTypeError{Value: string(raw), Type: reflect.TypeFor[int64](), Field: k}
+		}
+		n := int64(0)
+		if v != nil {
+			n = *v
+		}
+		switch k {
+		case "per_minute":
+			p.PerMinute = &n
+		case "per_hour":
+			p.PerHour = &n
+		case "per_day":
+			p.PerDay = &n
+		default:
+			return fmt.Errorf("json: unknown field %q", "quota."+k) // as the decoder words it
+		}
+	}
+	return nil
+}
+
+// apply sets the limits p names.
+func (p *QuotaPatch) apply(q *store.Quota) {
+	for _, f := range []struct {
+		v   *int64
+		dst *int64
+	}{{p.PerMinute, &q.PerMinute}, {p.PerHour, &q.PerHour}, {p.PerDay, &q.PerDay}} {
+		if f.v != nil {
+			*f.dst = *f.v
+		}
+	}
+}
+
+// checkQuota validates a quota's limits.
+func checkQuota(v *ValidationError, q store.Quota) {
+	for _, f := range []struct {
+		name string
+		n    int64
+	}{{"quota.per_minute", q.PerMinute}, {"quota.per_hour", q.PerHour}, {"quota.per_day", q.PerDay}} {
+		if f.n < store.QuotaUnlimited || f.n > MaxQuota {
+			v.add(f.name, "must be 0 (the server's default), -1 (unlimited) or 1 to %d tokens", MaxQuota)
+		}
 	}
 }
 
@@ -150,6 +242,10 @@ func (s *Service) resolveGrants(ctx context.Context, v *ValidationError, in []Gr
 func validateClient(v *ValidationError, c *store.Client) {
 	checkText(v, "name", c.Name, true, maxNameLen)
 	checkText(v, "description", c.Description, false, maxDescLen)
+	checkQuota(v, c.Quota)
+	if !(c.TokenReuse >= 0 && c.TokenReuse < 1) {
+		v.add("token_reuse_min_remaining", "must be 0 (off) or a fraction of a token's lifetime, at least 0 and under 1")
+	}
 	if c.DefaultAudience != "" && !slices.ContainsFunc(c.Grants, func(g store.Grant) bool { return g.Audience == c.DefaultAudience }) {
 		v.add("default_audience", "must be one of the granted APIs")
 	}
@@ -224,8 +320,8 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 	c := store.Client{
 		ID: id, Name: in.Name, Description: in.Description,
 		DefaultAudience: in.DefaultAudience, TokenLifetime: time.Duration(in.TokenLifetimeSeconds) * time.Second,
-		Disabled: in.Disabled, RefreshTokens: in.RefreshTokens, CustomClaims: in.CustomClaims, Metadata: in.Metadata,
-		Introspect: dedupe(in.Introspect),
+		Disabled: in.Disabled, RefreshTokens: in.RefreshTokens, CustomClaims: in.CustomClaims, Metadata: in.Metadata, TokenReuse: in.TokenReuseMinRemaining,
+		Introspect: dedupe(in.Introspect), Quota: in.Quota.quota(),
 		Grants:     grants,
 		Secrets:    []store.Secret{},
 		AuthMethod: in.TokenEndpointAuthMethod, JWKS: rawJWKS(in.JWKS), JWKSURI: in.JWKSURI, AcceptSecrets: in.AcceptSecrets,
@@ -244,6 +340,11 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		return store.Client{}, "", mapConflict(err, "the client id is taken (ids of deleted clients are never reused), or a granted API was deleted meanwhile")
 	}
 	s.inv(ctx).Invalidate(c.ID)
+	action := "client.create"
+	if in.ClientSecret != "" {
+		action = "client.import"
+	}
+	s.record(ctx, action, targetClient, c.ID, audit.Diff(nil, clientFields(c)))
 	return c, plain, nil
 }
 
@@ -300,10 +401,12 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		return store.Client{}, err
 	}
 	var revokeRefresh bool
+	var prev store.Client
 	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
 		}
+		prev = *c
 		before := store.Client{Disabled: c.Disabled, RefreshTokens: c.RefreshTokens, Grants: c.Grants}
 		if p.Name != nil {
 			c.Name = *p.Name
@@ -334,6 +437,12 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		}
 		if p.Introspect != nil {
 			c.Introspect = dedupe(*p.Introspect)
+		}
+		if p.Quota != nil {
+			p.Quota.apply(&c.Quota)
+		}
+		if p.TokenReuseMinRemaining != nil {
+			c.TokenReuse = *p.TokenReuseMinRemaining
 		}
 		if p.TokenEndpointAuthMethod != nil {
 			c.AuthMethod = *p.TokenEndpointAuthMethod
@@ -385,6 +494,7 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		}
 	}
 	s.inv(ctx).Invalidate(id)
+	s.record(ctx, "client.update", targetClient, id, audit.Diff(clientFields(prev), clientFields(c)))
 	return c, nil
 }
 
@@ -440,7 +550,9 @@ func (s *Service) checkIntrospect(ctx context.Context, v *ValidationError, auds 
 // every refresh token. New tokens can be issued as before.
 func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Client, error) {
 	now := s.now().UTC()
+	var prev store.Client
 	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
+		prev = *c
 		c.TokensRevokedBefore = cutoff(now)
 		c.UpdatedAt = now
 		return nil
@@ -452,6 +564,7 @@ func (s *Service) RevokeClientTokens(ctx context.Context, id string) (store.Clie
 		return store.Client{}, err
 	}
 	s.inv(ctx).Invalidate(id)
+	s.record(ctx, "client.tokens.revoke", targetClient, id, audit.Diff(clientFields(prev), clientFields(c)))
 	return c, nil
 }
 
@@ -487,10 +600,12 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace, l
 	}
 	plain := secret.Generate()
 	var added store.Secret
+	var prev store.Client
 	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
 		}
+		prev = *c
 		if !usesSecrets(c) {
 			return &ConflictError{"the client authenticates with " + c.AuthMethod + " and has no secrets (set accept_secrets while it migrates)"}
 		}
@@ -541,6 +656,7 @@ func (s *Service) RotateSecret(ctx context.Context, id, ifMatch string, grace, l
 		return store.Client{}, store.Secret{}, "", err
 	}
 	s.inv(ctx).Invalidate(id)
+	s.record(ctx, "client.secret.rotate", targetClient, id, audit.Diff(clientFields(prev), clientFields(c)))
 	return c, added, plain, nil
 }
 
@@ -562,10 +678,12 @@ func liveSecrets(secrets []store.Secret, now time.Time) []store.Secret {
 
 // RevokeSecret removes one secret at once.
 func (s *Service) RevokeSecret(ctx context.Context, id, ifMatch, secretID string) (store.Client, error) {
+	var prev store.Client
 	c, err := s.st(ctx).UpdateClient(ctx, id, func(c *store.Client) error {
 		if err := checkMatch(ifMatch, c.Version); err != nil {
 			return err
 		}
+		prev = *c
 		i := slices.IndexFunc(c.Secrets, func(sec store.Secret) bool { return sec.ID == secretID })
 		if i < 0 {
 			return fmt.Errorf("secret %s: %w", secretID, store.ErrNotFound)
@@ -579,24 +697,24 @@ func (s *Service) RevokeSecret(ctx context.Context, id, ifMatch, secretID string
 		return store.Client{}, err
 	}
 	s.inv(ctx).Invalidate(id)
+	s.record(ctx, "client.secret.revoke", targetClient, id, audit.Diff(clientFields(prev), clientFields(c)))
 	return c, nil
 }
 
 // DeleteClient deletes a client and its secrets; its id is never reused.
 func (s *Service) DeleteClient(ctx context.Context, id, ifMatch string) error {
-	if ifMatch != "" {
-		c, err := s.st(ctx).GetClient(ctx, id)
-		if err != nil {
-			return err
-		}
-		if err := checkMatch(ifMatch, c.Version); err != nil {
-			return err
-		}
+	c, err := s.st(ctx).GetClient(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := checkMatch(ifMatch, c.Version); err != nil {
+		return err
 	}
 	if err := s.st(ctx).DeleteClient(ctx, id, s.now().UTC()); err != nil {
 		return err
 	}
 	s.inv(ctx).Invalidate(id)
+	s.record(ctx, "client.delete", targetClient, id, audit.Diff(clientFields(c), nil))
 	return nil
 }
 

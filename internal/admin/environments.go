@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/m2mauth/m2mauth/internal/audit"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -136,6 +137,7 @@ func (s *Service) CreateEnvironment(ctx context.Context, in EnvironmentInput) (s
 		}
 		return store.Environment{}, fmt.Errorf("create environment %s: admin API: %w", e.Name, err)
 	}
+	s.record(ctx, "environment.create", targetEnvironment, e.Name, audit.Diff(nil, envFields(e)))
 	return e, nil
 }
 
@@ -182,10 +184,12 @@ func (s *Service) UpdateEnvironment(ctx context.Context, name, ifMatch string, p
 		return store.Environment{}, err
 	}
 	var renamed bool
+	var prev store.Environment
 	e, err := s.store.UpdateEnvironment(ctx, name, func(e *store.Environment) error {
 		if err := checkMatch(ifMatch, e.Version); err != nil {
 			return err
 		}
+		prev = *e
 		renamed = p.DisplayName != nil && *p.DisplayName != e.DisplayName
 		keysChanged := false
 		if p.DisplayName != nil {
@@ -207,8 +211,12 @@ func (s *Service) UpdateEnvironment(ctx context.Context, name, ifMatch string, p
 		e.UpdatedAt = s.now().UTC()
 		return nil
 	})
-	if err != nil || !renamed || name == store.DefaultEnv || s.envIssuer == nil {
+	if err != nil {
 		return e, err
+	}
+	s.record(ctx, "environment.update", targetEnvironment, name, audit.Diff(envFields(prev), envFields(e)))
+	if !renamed || name == store.DefaultEnv || s.envIssuer == nil {
+		return e, nil
 	}
 	// Its built-in admin API is named after it.
 	adminAPI := s.envIssuer(name) + "/admin"
@@ -382,5 +390,12 @@ func (s *Service) DeleteEnvironment(ctx context.Context, name, confirmation stri
 	if errors.Is(err, store.ErrConflict) {
 		return errStaleConfirmation(name)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	diff := envFields(e)
+	diff["deleted_apis"], diff["deleted_clients"] = contents.APIs, contents.Clients
+	diff["deleted_signing_keys"], diff["deleted_trust_policies"] = contents.SigningKeys, contents.TrustPolicies
+	s.record(ctx, "environment.delete", targetEnvironment, name, audit.Diff(diff, nil))
+	return nil
 }

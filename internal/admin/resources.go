@@ -53,20 +53,22 @@ type SecretResource struct {
 // ClientResource is a client as the admin API shows it. ClientSecret and
 // SecretID are set only in the response that created the secret.
 type ClientResource struct {
-	ClientID             string            `json:"client_id"`
-	ClientSecret         string            `json:"client_secret,omitempty"`
-	SecretID             string            `json:"secret_id,omitempty"`
-	Name                 string            `json:"name"`
-	Description          string            `json:"description"`
-	Grants               []GrantInput      `json:"grants"`
-	DefaultAudience      string            `json:"default_audience"`
-	TokenLifetimeSeconds int64             `json:"token_lifetime_seconds"`
-	Disabled             bool              `json:"disabled"`
-	RefreshTokens        bool              `json:"refresh_tokens"`
-	Introspect           []string          `json:"introspect"`
-	TokensRevokedBefore  *time.Time        `json:"tokens_revoked_before"`
-	CustomClaims         map[string]any    `json:"custom_claims"`
-	Metadata             map[string]string `json:"metadata"`
+	ClientID               string            `json:"client_id"`
+	ClientSecret           string            `json:"client_secret,omitempty"`
+	SecretID               string            `json:"secret_id,omitempty"`
+	Name                   string            `json:"name"`
+	Description            string            `json:"description"`
+	Grants                 []GrantInput      `json:"grants"`
+	DefaultAudience        string            `json:"default_audience"`
+	TokenLifetimeSeconds   int64             `json:"token_lifetime_seconds"`
+	Disabled               bool              `json:"disabled"`
+	RefreshTokens          bool              `json:"refresh_tokens"`
+	Introspect             []string          `json:"introspect"`
+	TokensRevokedBefore    *time.Time        `json:"tokens_revoked_before"`
+	Quota                  QuotaInput        `json:"quota"`
+	TokenReuseMinRemaining float64           `json:"token_reuse_min_remaining"`
+	CustomClaims           map[string]any    `json:"custom_claims"`
+	Metadata               map[string]string `json:"metadata"`
 	// How the client authenticates (see ClientInput).
 	TokenEndpointAuthMethod     string                   `json:"token_endpoint_auth_method"`
 	JWKS                        json.RawMessage          `json:"jwks"`
@@ -90,8 +92,9 @@ func optTime(t time.Time) *time.Time {
 func clientResource(c store.Client, now time.Time) ClientResource {
 	out := ClientResource{
 		ClientID: c.ID, Name: c.Name, Description: c.Description, DefaultAudience: c.DefaultAudience,
-		TokenLifetimeSeconds: int64(c.TokenLifetime / time.Second), Disabled: c.Disabled, RefreshTokens: c.RefreshTokens,
+		TokenLifetimeSeconds: int64(c.TokenLifetime / time.Second), Disabled: c.Disabled, RefreshTokens: c.RefreshTokens, TokenReuseMinRemaining: c.TokenReuse,
 		Introspect: c.Introspect, TokensRevokedBefore: optTime(c.TokensRevokedBefore),
+		Quota:        QuotaInput{PerMinute: c.Quota.PerMinute, PerHour: c.Quota.PerHour, PerDay: c.Quota.PerDay},
 		CustomClaims: c.CustomClaims, Metadata: c.Metadata, Version: c.Version,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Grants: []GrantInput{}, Secrets: []SecretResource{},
 		TokenEndpointAuthMethod: c.Method(), JWKSURI: c.JWKSURI, AcceptSecrets: c.AcceptSecrets,

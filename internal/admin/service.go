@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/m2mauth/m2mauth/internal/env"
+	"github.com/m2mauth/m2mauth/internal/report"
 	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -92,6 +93,9 @@ type Service struct {
 	// envIssuer gives an environment's issuer URL (nil: environments
 	// cannot be managed).
 	envIssuer func(name string) string
+	report    *report.Reporter // nil: no token caching report
+	// audit records every change (nil: none).
+	audit auditor
 }
 
 // ServiceOption configures a Service.

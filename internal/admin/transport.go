@@ -15,9 +15,15 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/m2mauth/m2mauth/internal/audit"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/strictjson"
+	"github.com/m2mauth/m2mauth/internal/telemetry"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -226,6 +232,7 @@ func (h *Handler) Routes() []Route {
 		{"POST /admin/v1/clients/{id}/secrets", h.rotateSecret},
 		{"DELETE /admin/v1/clients/{id}/secrets/{secret_id}", h.revokeSecret},
 		{"POST /admin/v1/clients/{id}/revoke-tokens", h.revokeClientTokens},
+		{"GET /admin/v1/reports/token-caching", h.tokenCachingReport},
 		{"GET /admin/v1/revocations", h.listRevocations},
 		{"POST /admin/v1/revocations", h.revokeToken},
 		{"GET /admin/v1/keys", h.listKeys},
@@ -243,6 +250,7 @@ func (h *Handler) Routes() []Route {
 		{"PATCH /admin/v1/environments/{name}", h.deploymentOnly(h.patchEnvironment)},
 		{"DELETE /admin/v1/environments/{name}", h.deploymentOnly(h.deleteEnvironment)},
 		{"POST /admin/v1/environments/{name}/deletion", h.deploymentOnly(h.prepareEnvironmentDeletion)},
+		{"GET /admin/v1/audit", h.listAudit},
 	}
 }
 
@@ -252,12 +260,26 @@ func (h *Handler) Routes() []Route {
 func (h *Handler) Serve(fn func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		// In a traced request, the operation is a span of its own, named
+		// by its route ("admin POST /admin/v1/clients"); its database
+		// calls are its children.
+		span := trace.SpanFromContext(r.Context())
+		if span.IsRecording() {
+			var ctx context.Context
+			ctx, span = telemetry.Start(r.Context(), "admin "+r.Pattern)
+			r = r.WithContext(ctx)
+		}
+		defer span.End() // not traced: an inert span
 		c, err := h.authenticate(r)
 		if err != nil {
 			h.writeError(w, r, err)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), callerKey{}, c))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("m2mauth.admin.caller", c.id))
+		}
+		ctx := context.WithValue(r.Context(), callerKey{}, c)
+		r = r.WithContext(audit.WithActor(ctx, auditActor(ctx, c), r.RemoteAddr))
 		if err := fn(w, r); err != nil {
 			h.writeError(w, r, err)
 		}
@@ -427,6 +449,11 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		p.Status, p.Detail = http.StatusInternalServerError, "internal server error"
 	}
 	p.Title = http.StatusText(p.Status)
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		// The status alone: a detail may echo what the caller sent.
+		span.SetStatus(codes.Error, p.Title)
+		span.SetAttributes(attribute.Int("http.response.status_code", p.Status))
+	}
 	writeJSON(w, p.Status, "application/problem+json", p)
 }
 

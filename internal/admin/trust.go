@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/audit"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/jws"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -213,6 +214,7 @@ func (s *Service) CreateTrustPolicy(ctx context.Context, in TrustPolicyInput) (s
 		return store.TrustPolicy{}, mapConflict(err, fmt.Sprintf("a trust policy named %q, or one for issuer %q, already exists, or a client is still bound to a deleted policy of that name", p.Name, p.Issuer))
 	}
 	s.inv(ctx).InvalidateTrust(p.Name)
+	s.record(ctx, "trust.create", targetTrust, p.Name, audit.Diff(nil, trustFields(p)))
 	return p, nil
 }
 
@@ -230,10 +232,12 @@ func (s *Service) ListTrustPolicies(ctx context.Context) ([]store.TrustPolicy, e
 // its name and kind cannot change.
 func (s *Service) UpdateTrustPolicy(ctx context.Context, name, ifMatch string, in TrustPolicyInput) (store.TrustPolicy, error) {
 	iss := issuerOf(ctx)
+	var prev store.TrustPolicy
 	p, err := s.st(ctx).UpdateTrustPolicy(ctx, name, func(p *store.TrustPolicy) error {
 		if err := checkMatch(ifMatch, p.Version); err != nil {
 			return err
 		}
+		prev = *p
 		var v ValidationError
 		if in.Name != "" && in.Name != p.Name {
 			v.add("name", "cannot change")
@@ -255,19 +259,18 @@ func (s *Service) UpdateTrustPolicy(ctx context.Context, name, ifMatch string, i
 		return store.TrustPolicy{}, mapConflict(err, fmt.Sprintf("another trust policy has issuer %q", in.Issuer))
 	}
 	s.inv(ctx).InvalidateTrust(name)
+	s.record(ctx, "trust.update", targetTrust, name, audit.Diff(trustFields(prev), trustFields(p)))
 	return p, nil
 }
 
 // DeleteTrustPolicy deletes a trust policy no client is bound to.
 func (s *Service) DeleteTrustPolicy(ctx context.Context, name, ifMatch string) error {
-	if ifMatch != "" {
-		p, err := s.st(ctx).GetTrustPolicy(ctx, name)
-		if err != nil {
-			return err
-		}
-		if err := checkMatch(ifMatch, p.Version); err != nil {
-			return err
-		}
+	p, err := s.st(ctx).GetTrustPolicy(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := checkMatch(ifMatch, p.Version); err != nil {
+		return err
 	}
 	if err := s.st(ctx).DeleteTrustPolicy(ctx, name); err != nil {
 		if errorsIsConflict(err) {
@@ -278,5 +281,6 @@ func (s *Service) DeleteTrustPolicy(ctx context.Context, name, ifMatch string) e
 		return err
 	}
 	s.inv(ctx).InvalidateTrust(name)
+	s.record(ctx, "trust.delete", targetTrust, name, audit.Diff(trustFields(p), nil))
 	return nil
 }

@@ -54,6 +54,13 @@ type Config struct {
 	// authentications per client address (0 rate: no limit).
 	AuthFailureRate  float64
 	AuthFailureBurst int
+	// QuotaPerMinute, QuotaPerHour and QuotaPerDay are the token quota of
+	// every client that sets none of its own for the window (0: unlimited).
+	QuotaPerMinute, QuotaPerHour, QuotaPerDay int64
+	// ReportTokensPerLifetime and ReportMinTokens flag a client in the
+	// report of clients that never cache tokens (package report).
+	ReportTokensPerLifetime float64
+	ReportMinTokens         int64
 
 	// Console serves the admin console under /console/. Its sessions end
 	// after ConsoleIdle without a request, and ConsoleMaxAge after sign-in
@@ -61,6 +68,15 @@ type Config struct {
 	Console       bool
 	ConsoleIdle   time.Duration
 	ConsoleMaxAge time.Duration
+
+	// AuditRetention is how long audit events are kept (0: forever).
+	// AuditSinks stream them as JSON lines: "stdout", "file:<path>", or
+	// an https:// webhook URL. AuditIssuanceSample is the fraction (0 to
+	// 1) of successful token issuances recorded; failed authentications
+	// are always recorded.
+	AuditRetention      time.Duration
+	AuditSinks          []string
+	AuditIssuanceSample float64
 
 	// EnvAddressing is how a request names its environment: "path"
 	// (<issuer>/e/{name}/…) or "host" ({name}.<issuer host>). The default
@@ -74,6 +90,15 @@ type Config struct {
 
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
+
+	// MetricsAddr is where /metrics is served, on a listener of its own
+	// ("": no metrics). MetricsClients are client ids of the default
+	// environment counted one by one (an explicit opt-in); MetricsTopClients
+	// is how many clients the per-client gauges report besides them (the
+	// oldest secrets, the most tokens).
+	MetricsAddr       string
+	MetricsClients    []string
+	MetricsTopClients int
 
 	ShutdownTimeout time.Duration
 }
@@ -110,29 +135,34 @@ var OpenIDScopes = []string{"openid", "profile", "email", "address", "phone", "o
 // Default returns the defaults (the issuer is derived from Addr by Validate).
 func Default() Config {
 	return Config{
-		Addr:                 "127.0.0.1:8080",
-		DataDir:              "./m2mauth-data",
-		SigningAlg:           "RS256",
-		DefaultTokenLifetime: 15 * time.Minute,
-		MaxTokenLifetime:     24 * time.Hour,
-		JWKSMaxAge:           5 * time.Minute,
-		KeyRotationPeriod:    30 * 24 * time.Hour,
-		KeyPrepublish:        time.Hour,
-		Surfaces:             slices.Clone(AllSurfaces),
-		RefreshTokenLifetime: 24 * time.Hour,
-		IdentityScopes:       []string{"openid", "profile", "email"},
-		MaxAssertionLifetime: 5 * time.Minute,
-		AuthFailureRate:      5,
-		AuthFailureBurst:     20,
-		Console:              true,
-		ConsoleIdle:          30 * time.Minute,
-		ConsoleMaxAge:        12 * time.Hour,
-		EnvAddressing:        EnvByPath,
-		EnvIdle:              10 * time.Minute,
-		EnvMaxLoaded:         1000,
-		LogLevel:             "info",
-		LogFormat:            "json",
-		ShutdownTimeout:      15 * time.Second,
+		Addr:                    "127.0.0.1:8080",
+		DataDir:                 "./m2mauth-data",
+		SigningAlg:              "RS256",
+		DefaultTokenLifetime:    15 * time.Minute,
+		MaxTokenLifetime:        24 * time.Hour,
+		JWKSMaxAge:              5 * time.Minute,
+		KeyRotationPeriod:       30 * 24 * time.Hour,
+		KeyPrepublish:           time.Hour,
+		Surfaces:                slices.Clone(AllSurfaces),
+		RefreshTokenLifetime:    24 * time.Hour,
+		IdentityScopes:          []string{"openid", "profile", "email"},
+		MaxAssertionLifetime:    5 * time.Minute,
+		AuthFailureRate:         5,
+		AuthFailureBurst:        20,
+		Console:                 true,
+		ConsoleIdle:             30 * time.Minute,
+		ConsoleMaxAge:           12 * time.Hour,
+		AuditRetention:          90 * 24 * time.Hour,
+		AuditIssuanceSample:     1,
+		EnvAddressing:           EnvByPath,
+		EnvIdle:                 10 * time.Minute,
+		EnvMaxLoaded:            1000,
+		LogLevel:                "info",
+		LogFormat:               "json",
+		MetricsTopClients:       10,
+		ReportTokensPerLifetime: 10,
+		ReportMinTokens:         30,
+		ShutdownTimeout:         15 * time.Second,
 	}
 }
 
@@ -196,19 +226,48 @@ func (c *Config) Validate() error {
 	if c.EnvIdle < time.Minute || c.EnvMaxLoaded < 1 {
 		errs = append(errs, fmt.Errorf("env-idle must be at least 1m and env-max-loaded at least 1 (got %s and %d)", c.EnvIdle, c.EnvMaxLoaded))
 	}
+	if c.QuotaPerMinute < 0 || c.QuotaPerHour < 0 || c.QuotaPerDay < 0 {
+		return errors.New("quota-per-minute, quota-per-hour and quota-per-day must be 0 (unlimited) or positive")
+	}
 	if c.AuthFailureRate < 0 || (c.AuthFailureRate > 0 && c.AuthFailureBurst < 1) {
 		errs = append(errs, errors.New("auth-failure-rate must be 0 (off) or positive, with auth-failure-burst at least 1"))
+	}
+	if c.ReportTokensPerLifetime < 1 || c.ReportMinTokens < 1 {
+		errs = append(errs, errors.New("report-tokens-per-lifetime and report-min-tokens must be at least 1"))
+	}
+	if c.AuditRetention < 0 || (c.AuditRetention > 0 && c.AuditRetention < time.Hour) {
+		errs = append(errs, fmt.Errorf("audit-retention must be 0 (keep forever) or at least 1h (got %s)", c.AuditRetention))
+	}
+	if !(c.AuditIssuanceSample >= 0 && c.AuditIssuanceSample <= 1) {
+		errs = append(errs, fmt.Errorf("audit-issuance-sample must be between 0 and 1 (got %v)", c.AuditIssuanceSample))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("metrics-addr %q: want host:port", c.MetricsAddr))
+		} else if c.MetricsAddr == c.Addr {
+			errs = append(errs, fmt.Errorf("metrics-addr %q: must differ from addr (metrics are never served on the public port)", c.MetricsAddr))
+		}
+	}
+	if c.MetricsTopClients < 0 || c.MetricsTopClients > MaxMetricsClients {
+		errs = append(errs, fmt.Errorf("metrics-top-clients %d: want 0 to %d", c.MetricsTopClients, MaxMetricsClients))
+	}
+	if len(c.MetricsClients) > MaxMetricsClients {
+		errs = append(errs, fmt.Errorf("metrics-clients: %d ids, at most %d", len(c.MetricsClients), MaxMetricsClients))
+	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("log-format %q: want json or text", c.LogFormat))
 	}
 	return errors.Join(errs...)
 }
+
+// MaxMetricsClients bounds --metrics-clients and --metrics-top-clients:
+// each client is a label value of a few families.
+const MaxMetricsClients = 100
 
 // AllSurfaces are the token endpoints that can be switched on and off.
 var AllSurfaces = []string{surface.Standard, surface.Machine, surface.ATM}

@@ -28,6 +28,12 @@ func TestValidate(t *testing.T) {
 		{"identity scopes: OpenID ones", func(c *Config) { c.IdentityScopes = []string{"openid", "offline_access"} }, "", "http://127.0.0.1:8080"},
 		{"identity scopes: none", func(c *Config) { c.IdentityScopes = nil }, "", "http://127.0.0.1:8080"},
 		{"identity scopes: an API scope", func(c *Config) { c.IdentityScopes = []string{"openid", "orders:read"} }, "identity-scopes", ""},
+		{"metrics on their own port", func(c *Config) { c.MetricsAddr = "127.0.0.1:9090" }, "", "http://127.0.0.1:8080"},
+		{"metrics on the public port", func(c *Config) { c.MetricsAddr = c.Addr }, "metrics-addr", ""},
+		{"metrics address without port", func(c *Config) { c.MetricsAddr = "9090" }, "metrics-addr", ""},
+		{"metrics top clients negative", func(c *Config) { c.MetricsTopClients = -1 }, "metrics-top-clients", ""},
+		{"metrics top clients unbounded", func(c *Config) { c.MetricsTopClients = MaxMetricsClients + 1 }, "metrics-top-clients", ""},
+		{"metrics clients unbounded", func(c *Config) { c.MetricsClients = make([]string, MaxMetricsClients+1) }, "metrics-clients", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/m2mauth/m2mauth/internal/report"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -123,6 +124,9 @@ type appListData struct {
 	Rows  []appRow
 	Pager pager
 	Found bool // an exact client id matched the search
+	// Caching is the report of applications that never cache tokens
+	// (first page, no search; nil if it failed).
+	Caching *report.Report
 }
 
 func (c *Console) appList(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -160,6 +164,18 @@ func (c *Console) appList(w http.ResponseWriter, r *http.Request, s *session) er
 		query = url.Values{"q": {q}}
 	}
 	d.Pager = pageLinks("/console/apps", query, after != "", page.NextCursor)
+	if q == "" && after == "" {
+		if c.cfg.Flush != nil {
+			if err := c.cfg.Flush(ctx); err != nil {
+				c.log.WarnContext(ctx, "console: flush usage", "error", err)
+			}
+		}
+		if rep, err := c.svc.TokenCachingReport(ctx); err != nil {
+			c.log.WarnContext(ctx, "console: token caching report", "error", err)
+		} else {
+			d.Caching = &rep
+		}
+	}
 	return c.show(w, r, s, http.StatusOK, "app_list", &view{Title: "Applications", Section: "apps", Data: d})
 }
 
@@ -236,6 +252,8 @@ type appFormData struct {
 	AdminScope string
 	// SecretLifetimes are the choices of a new secret's lifetime.
 	SecretLifetimes []lifetimeChoice
+	// QuotaWindows are the fields of the token quota.
+	QuotaWindows []quotaWindow
 	// Truncated tells that the server has more APIs than the form lists
 	// (MaxAPIs); an edited application's own APIs are listed still.
 	Truncated bool
@@ -294,7 +312,7 @@ func (d *appFormData) addAPI(ch apiChoice) {
 func (c *Console) formData(r *http.Request) (*appFormData, error) {
 	ctx := r.Context()
 	adminAud := env.FromContext(ctx).AdminAudience()
-	d := &appFormData{AdminScope: admin.AdminScope, SecretLifetimes: secretLifetimes, MaxAPIs: formAPIPages * admin.DefaultPageSize}
+	d := &appFormData{AdminScope: admin.AdminScope, SecretLifetimes: secretLifetimes, QuotaWindows: quotaWindows, MaxAPIs: formAPIPages * admin.DefaultPageSize}
 	var builtin []apiChoice
 	after := ""
 	for range formAPIPages {
@@ -472,6 +490,23 @@ func readAppForm(f url.Values, d *appFormData, create bool) *appForm {
 		in.SecretLifetimeSeconds = int64(life / time.Second)
 	}
 	in.RefreshTokens = f.Get("refresh") != ""
+	for _, q := range []struct {
+		field string
+		dst   *int64
+	}{{"quota_per_minute", &in.Quota.PerMinute}, {"quota_per_hour", &in.Quota.PerHour}, {"quota_per_day", &in.Quota.PerDay}} {
+		n, problem := quotaLimit(f.Get(q.field))
+		if problem != "" {
+			af.errs[q.field] = problem
+		}
+		*q.dst = n
+	}
+	if v := strings.TrimSpace(f.Get("token_reuse")); v != "" {
+		reuse, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(reuse >= 0 && reuse < 1) {
+			af.errs["token_reuse"] = "A fraction such as 0.5 (at least 0, under 1), or empty for off."
+		}
+		in.TokenReuseMinRemaining = reuse
+	}
 	in.Introspect = f["introspect"]
 	claims, problem := customClaims(f.Get("claims"))
 	if problem != "" {
@@ -483,6 +518,48 @@ func readAppForm(f url.Values, d *appFormData, create bool) *appForm {
 
 // The form's own readers return a problem as a sentence for the person
 // ("" when there is none).
+
+// quotaWindow is one field of the token quota on the application form.
+type quotaWindow struct{ Field, Name string }
+
+var quotaWindows = []quotaWindow{{"quota_per_minute", "minute"}, {"quota_per_hour", "hour"}, {"quota_per_day", "day"}}
+
+// quotaLimit reads one limit of a token quota: empty or 0 for the
+// server's default, "unlimited" or -1 for none, or a number of tokens.
+func quotaLimit(text string) (int64, string) {
+	text = strings.TrimSpace(text)
+	switch strings.ToLower(text) {
+	case "", "0", "default":
+		return 0, ""
+	case "-1", "unlimited":
+		return store.QuotaUnlimited, ""
+	}
+	n, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || n < 1 || n > admin.MaxQuota {
+		return 0, fmt.Sprintf("Enter a number of tokens from 1 to %d, “unlimited”, or nothing for the server’s default.", admin.MaxQuota)
+	}
+	return n, ""
+}
+
+// quotaSummary describes a client's quota for the application page.
+func quotaSummary(q store.Quota) string {
+	var parts []string
+	for _, w := range []struct {
+		name string
+		n    int64
+	}{{"minute", q.PerMinute}, {"hour", q.PerHour}, {"day", q.PerDay}} {
+		switch {
+		case w.n > 0:
+			parts = append(parts, fmt.Sprintf("%d per %s", w.n, w.name))
+		case w.n < 0:
+			parts = append(parts, "unlimited per "+w.name)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return strings.Join(parts, ", ")
+}
 
 // lifetimeSeconds reads a token lifetime, on the application and the API
 // forms alike: a Go duration (15m, 1h30m), plain seconds, or empty for the
@@ -719,6 +796,17 @@ func appFormValues(cl store.Client) url.Values {
 	if cl.RefreshTokens {
 		f.Set("refresh", "1")
 	}
+	for field, n := range map[string]int64{"quota_per_minute": cl.Quota.PerMinute, "quota_per_hour": cl.Quota.PerHour, "quota_per_day": cl.Quota.PerDay} {
+		switch {
+		case n > 0:
+			f.Set(field, strconv.FormatInt(n, 10))
+		case n < 0:
+			f.Set(field, "unlimited")
+		}
+	}
+	if cl.TokenReuse > 0 {
+		f.Set("token_reuse", strconv.FormatFloat(cl.TokenReuse, 'g', -1, 64))
+	}
 	if cl.AcceptSecrets {
 		f.Set("accept_secrets", "1")
 	}
@@ -832,7 +920,8 @@ func (c *Console) appUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 	p := admin.ClientPatch{
 		Name: &in.Name, Description: &in.Description, Grants: &in.Grants, DefaultAudience: &in.DefaultAudience,
 		TokenLifetimeSeconds: &in.TokenLifetimeSeconds, CustomClaims: &in.CustomClaims, RefreshTokens: &in.RefreshTokens,
-		Introspect: &in.Introspect, TokenEndpointAuthMethod: &in.TokenEndpointAuthMethod, JWKS: &in.JWKS, JWKSURI: &in.JWKSURI,
+		Quota:                  &admin.QuotaPatch{PerMinute: &in.Quota.PerMinute, PerHour: &in.Quota.PerHour, PerDay: &in.Quota.PerDay},
+		TokenReuseMinRemaining: &in.TokenReuseMinRemaining, Introspect: &in.Introspect, TokenEndpointAuthMethod: &in.TokenEndpointAuthMethod, JWKS: &in.JWKS, JWKSURI: &in.JWKSURI,
 		AcceptSecrets: &in.AcceptSecrets, AcceptTokenEndpointAudience: &in.AcceptTokenEndpointAudience, Federation: &in.Federation,
 	}
 	cl, err := c.svc.UpdateClient(ctx, cur.ID, admin.ETag(version), p)

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/audit"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/oauth"
@@ -184,6 +185,7 @@ func (c *Console) Routes() []Route {
 
 		{"GET /console/revocations", c.page(c.revocationList)},
 		{"POST /console/revocations", c.page(c.revocationAdd)},
+		{"GET /console/audit", c.page(c.auditList)},
 
 		{"GET /console/tester", c.page(c.testerPage)},
 		{"POST /console/tester", c.page(c.testerCheck)},
@@ -301,6 +303,7 @@ func (c *Console) wrap(fn pageFunc, checkEnv bool) http.Handler {
 			withCaller = admin.WithDeploymentCaller
 		}
 		ctx := env.NewContext(withCaller(r.Context(), s.clientID), s.viewing)
+		ctx = audit.WithActor(ctx, admin.ConsoleActor(ctx, s.clientID, s.deployment), r.RemoteAddr)
 		r = r.WithContext(ctx)
 		if err := fn(w, r, s); err != nil {
 			c.renderFailure(w, r, s, err)

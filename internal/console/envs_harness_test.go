@@ -507,3 +507,15 @@ func (s ctxStore) SetKeyWorkAt(ctx context.Context, at time.Time) error {
 func (s ctxStore) Ping(ctx context.Context) error {
 	return s.of(ctx).Ping(ctx)
 }
+
+func (s ctxStore) AppendAuditEvents(ctx context.Context, events []store.AuditEvent) error {
+	return s.of(ctx).AppendAuditEvents(ctx, events)
+}
+
+func (s ctxStore) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error) {
+	return s.of(ctx).ListAuditEvents(ctx, f)
+}
+
+func (s ctxStore) DeleteAuditEvents(ctx context.Context, before time.Time) (int, error) {
+	return s.of(ctx).DeleteAuditEvents(ctx, before)
+}

@@ -127,6 +127,7 @@ func funcs(now func() time.Time) template.FuncMap {
 		"add":        func(a, b int) int { return a + b },
 		"plural":     plural,
 		"noun":       noun,
+		"quota":      quotaSummary,
 	}
 }
 

@@ -25,6 +25,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown field of a grant", "clients:\n  - client_id: c\n    name: C\n    grants: [{audience: a, scope: [r]}]\n", `line 4: unknown field "scope"`},
 		{"lifetime in seconds", "apis:\n  - identifier: a\n    token_lifetime_seconds: 60\n", `unknown field "token_lifetime_seconds" (the fields are identifier, name, scopes, scope_descriptions, token_lifetime, discoverable)`},
 		{"wrong type", "clients:\n  - client_id: c\n    disabled: maybe\n", "line 3: cannot unmarshal !!str `maybe` into bool"},
+		{"a fraction for a whole number", "clients:\n  - client_id: c\n    quota: {per_minute: 10.9}\n", `line 3: "10.9" is not a whole number`},
+		{"an exponent for a whole number", "clients:\n  - client_id: c\n    quota: {per_day: 1e3}\n", `line 3: "1e3" is not a whole number`},
 		{"errors of every entry", "apis:\n  - identifier: a\n    nmae: A\n  - identifier: b\n    token_lifetime: soon\n", "discoverable)\n  line 5: \"soon\" is not a duration"},
 	}
 	for _, tc := range tests {
@@ -232,6 +234,8 @@ func fill(v reflect.Value, seed int) {
 		v.SetBool(seed%2 == 1)
 	case reflect.Int64:
 		v.SetInt(int64(seed) * 60)
+	case reflect.Float64:
+		v.SetFloat(float64(seed) / 10)
 	case reflect.Struct:
 		for i := range v.NumField() {
 			fill(v.Field(i), seed)

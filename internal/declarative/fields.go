@@ -167,6 +167,14 @@ func decodeValue(n *yaml.Node, v reflect.Value, duration bool) []string {
 		v.Set(s)
 		return errs
 	}
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// yaml would cut 10.9 down to 10 (and take 1e3): a whole number
+		// field takes a whole number, as the admin API does.
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			return []string{fmt.Sprintf("line %d: %q is not a whole number", n.Line, n.Value)}
+		}
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		if te, ok := err.(*yaml.TypeError); ok {
 			return te.Errors

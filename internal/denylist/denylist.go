@@ -61,6 +61,17 @@ func (l *List) IsRevoked(ctx context.Context, jti string) (bool, error) {
 	return l.src.IsRevoked(ctx, jti)
 }
 
+// Known reports, from memory only, whether the token with this jti is
+// revoked; trusted is false when memory cannot tell (the caller must then
+// assume nothing).
+func (l *List) Known(jti string) (revoked, trusted bool) {
+	l.mu.RLock()
+	_, revoked = l.jtis[jti]
+	trusted = l.trusted
+	l.mu.RUnlock()
+	return revoked, trusted
+}
+
 // Add records a revocation made here or announced by another replica.
 func (l *List) Add(jti string, expires time.Time) {
 	l.mu.Lock()

@@ -48,6 +48,12 @@ type Request struct {
 	Lifetime time.Duration
 	// Extra are static custom claims; registered claims always win.
 	Extra map[string]any
+	// NotIssuedBefore is the client's revocation cutoff (a whole second):
+	// when it is less than a second ahead, iat is it rather than now, so
+	// that a token issued right after a revocation is not revoked at
+	// birth (iat counts whole seconds, the cutoff is the next one). nbf
+	// stays now.
+	NotIssuedBefore time.Time
 }
 
 // Token is a signed access token.
@@ -56,6 +62,9 @@ type Token struct {
 	JTI       string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
+	// Alg is the algorithm of the key that signed it.
+	Alg    string
+	Signer *keys.Signer // the key that signed it
 }
 
 // claims is the RFC 9068 §2.2 claim set. aud is a string for one audience
@@ -92,7 +101,7 @@ func (i *Issuer) Issue(r Request) (Token, error) {
 	exp := now.Add(r.Lifetime.Truncate(time.Second))
 	c := claims{
 		Iss: i.issuer, Sub: r.ClientID, ClientID: r.ClientID,
-		Iat: now.Unix(), Nbf: now.Unix(), Exp: exp.Unix(),
+		Iat: iatFor(now, r.NotIssuedBefore), Nbf: now.Unix(), Exp: exp.Unix(),
 		JTI: NewJTI(), Scope: strings.Join(r.Scopes, " "),
 	}
 	if len(r.Audience) == 1 {
@@ -121,7 +130,7 @@ func (i *Issuer) Issue(r Request) (Token, error) {
 	}
 	buf = append(buf, '.')
 	buf = enc.AppendEncode(buf, sig)
-	return Token{Raw: string(buf), JTI: c.JTI, IssuedAt: now, ExpiresAt: exp}, nil
+	return Token{Raw: string(buf), JTI: c.JTI, IssuedAt: now, ExpiresAt: exp, Alg: signer.Alg(), Signer: signer}, nil
 }
 
 // headerFor returns the encoded JOSE header for signer, computing it once per
@@ -167,4 +176,14 @@ func appendExtra(payload []byte, extra map[string]any) ([]byte, error) {
 		out = append(append(append(append(out, ','), kb...), ':'), vb...)
 	}
 	return append(out, '}'), nil
+}
+
+// iatFor is the iat of a token issued at now: now, or the client's
+// revocation cutoff when it is less than a second ahead (see
+// Request.NotIssuedBefore).
+func iatFor(now, notBefore time.Time) int64 {
+	if notBefore.After(now) && notBefore.Sub(now) <= time.Second {
+		return (notBefore.UnixNano() + int64(time.Second) - 1) / int64(time.Second)
+	}
+	return now.Unix()
 }

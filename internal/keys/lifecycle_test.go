@@ -207,9 +207,15 @@ func TestManualRotateAndRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := m.Signer().KID()
+	if st := m.Status(); st != (Status{Active: 1}) {
+		t.Fatalf("status with rotation off and no next key: %+v", st)
+	}
 	next, err := m.Rotate(ctx, ES256)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st := m.Status(); st != (Status{Active: 1, Next: 1, RotateAt: clock.t.Add(10 * time.Minute)}) {
+		t.Fatalf("status with a rotation scheduled: %+v", st)
 	}
 	if _, ok := m.PublicKey(next.KID); !ok || m.Signer().KID() != first {
 		t.Fatal("the new key must be published at once and not sign yet")
@@ -239,6 +245,9 @@ func TestManualRotateAndRevoke(t *testing.T) {
 	if len(infos) != 2 || states[next.KID].State != store.KeyActive || states[first].State != store.KeyRetired ||
 		!states[first].RetiredAt.Equal(clock.t) || !states[first].RemoveAt.Equal(clock.t.Add(time.Hour)) {
 		t.Fatalf("after activation: %+v", infos)
+	}
+	if st := m.Status(); st != (Status{Active: 1, Retired: 1}) {
+		t.Fatalf("status after activation: %+v", st)
 	}
 
 	// Emergency revocation of the active key: unpublished at once, a new

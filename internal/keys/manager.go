@@ -63,6 +63,35 @@ type Manager struct {
 	// It is slow for RSA (tens of milliseconds), so it never runs inside a
 	// transaction of the store.
 	generate func(alg string) (crypto.Signer, error)
+	// onChange is told of every committed change (nil: nobody).
+	onChange func(ctx context.Context, c Change)
+}
+
+// Change is a committed change to the signing keys, for the audit trail.
+type Change struct {
+	// Action is key.create (the first key), key.rotate (a next key
+	// scheduled), key.activate, key.revoke, key.remove (a retired key
+	// unpublished once its tokens expired) or key.prune (a next key
+	// sealed under another master key, deleted).
+	Action string
+	KID    string
+	Alg    string
+	// ActivateAt is when a scheduled key starts signing; Replacement the
+	// key that replaced a revoked active key.
+	ActivateAt  time.Time
+	Replacement string
+	// Scheduled: the lifecycle made the change, not a caller.
+	Scheduled bool
+}
+
+// OnChange sets the function told of every committed change to the keys
+// (call it before Init).
+func (m *Manager) OnChange(fn func(ctx context.Context, c Change)) { m.onChange = fn }
+
+func (m *Manager) changed(ctx context.Context, c Change) {
+	if m.onChange != nil {
+		m.onChange(ctx, c)
+	}
 }
 
 type keySet struct {
@@ -74,6 +103,9 @@ type keySet struct {
 	etag   string
 	// fingerprint identifies the rows the set was built from.
 	fingerprint string
+	// status counts the keys by state (RotateAt is filled in by Status).
+	status    Status
+	activated time.Time // when the active key started signing
 }
 
 // NewManager returns a Manager; call Init before use.
@@ -112,6 +144,7 @@ func (m *Manager) Init(ctx context.Context) error {
 		}
 		if created {
 			m.log.Info("created signing key", "kid", k.kid, "alg", k.alg)
+			m.changed(ctx, Change{Action: "key.create", KID: k.kid, Alg: k.alg, Scheduled: true})
 		}
 	}
 	if err := m.Maintain(ctx); err != nil {
@@ -171,7 +204,7 @@ func (m *Manager) maintain(ctx context.Context) ([]store.SigningKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key maintenance: %w", err)
 	}
-	m.logPlan(p)
+	m.logPlan(ctx, p, true)
 	if p.u.Empty() {
 		// Nothing changed: the rows just read are the current ones.
 		return rows, m.load(rows)
@@ -259,21 +292,27 @@ func (m *Manager) step(keys []store.SigningKey, now time.Time, k *fresh) (plan, 
 	return p, nil
 }
 
-// logPlan logs a step once it is committed.
-func (m *Manager) logPlan(p plan) {
+// logPlan logs a step once it is committed, and tells onChange of it;
+// scheduled: the lifecycle made the step (else its caller scheduled the
+// rotation).
+func (m *Manager) logPlan(ctx context.Context, p plan, scheduled bool) {
 	for _, k := range p.pruned {
+		m.changed(ctx, Change{Action: "key.prune", KID: k.KID, Alg: k.Alg, Scheduled: true})
 		m.log.Warn("deleted a next signing key sealed under another master key: it never signed, and no server with this database's master key can use it; "+
 			"it was most likely created by a server started with the wrong master key",
 			"kid", k.KID, "alg", k.Alg, "sealed_under", k.MasterKeyID, "master_key_id", m.master.ID())
 	}
 	for _, kid := range p.removed {
 		m.log.Info("removed retired signing key: its last token has expired", "kid", kid)
+		m.changed(ctx, Change{Action: "key.remove", KID: kid, Scheduled: true})
 	}
 	if k := p.activated; k != nil {
 		m.log.Info("signing key activated", "kid", k.KID, "alg", k.Alg)
+		m.changed(ctx, Change{Action: "key.activate", KID: k.KID, Alg: k.Alg, Scheduled: true})
 	}
 	if k := p.scheduled; k != nil {
 		m.log.Info("scheduled signing key rotation", "kid", k.KID, "alg", k.Alg, "activate_at", k.ActivateAt)
+		m.changed(ctx, Change{Action: "key.rotate", KID: k.KID, Alg: k.Alg, ActivateAt: k.ActivateAt, Scheduled: scheduled})
 	}
 }
 
@@ -348,7 +387,7 @@ func (m *Manager) Rotate(ctx context.Context, alg string) (store.SigningKey, err
 	if err != nil {
 		return store.SigningKey{}, err
 	}
-	m.logPlan(plan{pruned: pruned, scheduled: &created})
+	m.logPlan(ctx, plan{pruned: pruned, scheduled: &created}, false)
 	if err := m.Reload(ctx); err != nil {
 		return created, err
 	}
@@ -454,8 +493,9 @@ func (m *Manager) Revoke(ctx context.Context, kid string) (replacement string, e
 	if err != nil {
 		return "", err
 	}
-	m.logPlan(plan{pruned: pruned})
+	m.logPlan(ctx, plan{pruned: pruned}, false)
 	m.log.Warn("signing key revoked: it is unpublished and its tokens no longer verify", "kid", kid, "replacement", replacement)
+	m.changed(ctx, Change{Action: "key.revoke", KID: kid, Replacement: replacement})
 	if err := m.Reload(ctx); err != nil {
 		return replacement, err
 	}
@@ -548,6 +588,15 @@ func (m *Manager) load(rows []store.SigningKey) error {
 		}
 		jwks.Write(r.PublicJWK)
 		ks.public[r.KID] = PublicKey{Key: jwk.Key, Alg: r.Alg}
+		switch r.State {
+		case store.KeyActive:
+			ks.status.Active++
+			ks.activated = r.ActivatedAt
+		case store.KeyNext:
+			ks.status.Next++
+		case store.KeyRetired:
+			ks.status.Retired++
+		}
 		switch r.State {
 		case store.KeyActive:
 			if ks.active, err = openSigner(m.master, r.KID, r.Alg, r.MasterKeyID, r.Private); err != nil {
@@ -657,6 +706,31 @@ func (m *Manager) Signer() *Signer {
 		return ks.next
 	}
 	return ks.active
+}
+
+// Status is a summary of the keys in use.
+type Status struct {
+	Active, Next, Retired int // keys by state
+	// RotateAt is when the next rotation is due: the next key's
+	// activation, or the end of the active key's rotation period; zero
+	// when none is scheduled and rotation is off.
+	RotateAt time.Time
+}
+
+// Status summarises the keys last loaded (from memory: no store access).
+func (m *Manager) Status() Status {
+	ks := m.cur.Load()
+	if ks == nil {
+		return Status{}
+	}
+	st := ks.status
+	switch {
+	case ks.next != nil:
+		st.RotateAt = ks.nextAt
+	case m.policy.RotationPeriod > 0 && !ks.activated.IsZero():
+		st.RotateAt = ks.activated.Add(m.policy.RotationPeriod)
+	}
+	return st
 }
 
 // JWKS returns the published JWK Set document and its ETag.

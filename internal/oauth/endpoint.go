@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/telemetry"
 )
 
 // Codec is a surface's envelope: it parses a request into the one Request
@@ -52,6 +55,8 @@ type Endpoint struct {
 	svc     *Service
 	limiter *FailureLimiter
 	usage   *UsageRecorder
+	observe Observer
+	gate    Gate
 	log     *slog.Logger
 }
 
@@ -61,11 +66,16 @@ type Endpoints struct {
 	Limiter *FailureLimiter // may be nil
 	// Usage counts the tokens each client is issued (may be nil).
 	Usage *UsageRecorder
-	Log   *slog.Logger
+	// Observer is told of every request's outcome (may be nil).
+	Observer Observer
+	// Gate admits authenticated token requests (quotas; may be nil).
+	Gate Gate
+	Log  *slog.Logger
 }
 
 func (b Endpoints) endpoint(surface string, c Codec, act action) *Endpoint {
-	return &Endpoint{surface: surface, codec: c, act: act, svc: b.Service, limiter: b.Limiter, usage: b.Usage, log: b.Log}
+	return &Endpoint{surface: surface, codec: c, act: act, svc: b.Service, limiter: b.Limiter, usage: b.Usage,
+		observe: b.Observer, gate: b.Gate, log: b.Log}
 }
 
 // Token returns the token endpoint of a surface.
@@ -114,23 +124,58 @@ func (s *Service) issueFor(ctx context.Context, caller Caller, req *Request) (Re
 	return Result{Token: t}, nil
 }
 
-// ServeHTTP runs the pipeline.
+// ServeHTTP runs the pipeline, then tells the observer what came of it
+// and, in a traced request, records it on the request's span.
 func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	span := trace.SpanFromContext(r.Context())
+	traced := span.IsRecording()
+	if ep.observe == nil && !traced {
+		ep.serve(w, r)
+		return
+	}
+	start := ep.svc.now()
+	req, caller, tok, e := ep.serve(w, r)
+	o := Outcome{Endpoint: ep.act.name, Surface: ep.surface, AuthMethod: caller.Method, ClientID: caller.Client.ID,
+		Code: CodeOK, Status: http.StatusOK, Start: start, Duration: ep.svc.now().Sub(start), Token: tok, Remote: r.RemoteAddr}
+	if en := env.FromContext(r.Context()); en != nil {
+		o.Env = en.Name
+	}
+	if req != nil {
+		o.GrantType, o.Audience, o.Scopes = req.GrantType, req.Resources, req.Scopes
+	}
+	if e != nil {
+		o.Code, o.Status, o.Cause, o.QuotaExceeded = e.Code, e.Status, e.Err, e.quota
+		if o.ClientID == "" {
+			o.ClientID = e.client
+		}
+	}
+	if traced {
+		traceOutcome(span, &o, caller)
+	}
+	if ep.observe != nil {
+		ep.observe.Observe(r.Context(), o)
+	}
+}
+
+// serve runs the pipeline and writes the answer. It returns what the
+// observer reads: the parsed request (nil if it did not parse), the
+// authenticated caller, the issued token and the error answered (nil on
+// success).
+func (ep *Endpoint) serve(w http.ResponseWriter, r *http.Request) (*Request, Caller, *TokenResponse, *Error) {
 	NoStore(w)
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		ep.refuse(w, r, nil, errMethod())
-		return
+		return nil, Caller{}, nil, ep.refuse(w, r, nil, errMethod())
 	}
+	_, span := telemetry.Start(r.Context(), spanParse)
 	req, e := ep.codec.Parse(r)
+	endSpan(span, e)
 	if e != nil {
-		ep.refuse(w, r, nil, e)
-		return
+		return nil, Caller{}, nil, ep.refuse(w, r, nil, e)
 	}
 	if ep.act.check != nil {
 		if e := ep.act.check(r.Context(), req); e != nil {
-			ep.refuse(w, r, req, e)
-			return
+			return req, Caller{}, nil, ep.refuse(w, r, req, e)
 		}
 	}
 	// A client's failure bucket stops its secret being guessed from many
@@ -139,13 +184,16 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// client's own assertions from a new address would hand its lockout to
 	// whoever knows its id.
 	if req.Credentials.Assertion == "" && !ep.limiter.Admit(r, req.Credentials.ClientID) {
-		ep.fail(w, r, req, ErrTooManyRequests(), Caller{})
-		return
+		return req, Caller{}, nil, ep.fail(w, r, req, ErrTooManyRequests(), Caller{})
 	}
-	caller, e := ep.svc.authenticate(r.Context(), req)
+	actx, span := telemetry.Start(r.Context(), spanAuthenticate)
+	caller, e := ep.svc.authenticate(actx, req)
+	if span.IsRecording() {
+		traceCaller(span, req, caller, e)
+	}
+	endSpan(span, e)
 	if e != nil {
-		ep.refuse(w, r, req, e)
-		return
+		return req, Caller{}, nil, ep.refuse(w, r, req, e)
 	}
 	// A proven client's address is spared its failure bucket from now on.
 	// A caller named by id alone (the ATM surface's refresh request) is
@@ -153,10 +201,26 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if caller.Method != "" {
 		ep.limiter.Succeeded(r, caller.Client.ID)
 	}
+	var adm Admission
+	if ep.gate != nil {
+		a, e := ep.gate.Admit(r.Context(), ep.act.name, caller, req)
+		if e != nil {
+			if a != nil {
+				a.Headers(w.Header())
+			}
+			return req, caller, nil, ep.fail(w, r, req, e, caller)
+		}
+		adm = a
+	}
 	res, e := ep.act.run(r.Context(), caller, req)
+	if adm != nil {
+		// Done first: a request refused after admission gives its token
+		// back, and the headers count it as left.
+		adm.Done(e == nil && res.Token != nil)
+		adm.Headers(w.Header())
+	}
 	if e != nil {
-		ep.fail(w, r, req, e, caller)
-		return
+		return req, caller, nil, ep.fail(w, r, req, e, caller)
 	}
 	if caller.Method == "" {
 		ep.limiter.Succeeded(r, caller.Client.ID)
@@ -176,14 +240,15 @@ func (ep *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ep.log.DebugContext(r.Context(), "request served", "endpoint", ep.act.name, "surface", ep.surface,
 			"client_id", caller.Client.ID, "grant_type", req.GrantType, "auth_method", caller.Method)
 	}
+	return req, caller, res.Token, nil
 }
 
 // refuse answers a request that failed before its client was
 // authenticated. Client errors count against the failure limiter and
 // become 429 once the caller is over its limit; a failure to decide (5xx)
 // counts for nothing.
-func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request, e *Error) {
-	ep.fail(w, r, req, ep.charge(r, req, e), Caller{})
+func (ep *Endpoint) refuse(w http.ResponseWriter, r *http.Request, req *Request, e *Error) *Error {
+	return ep.fail(w, r, req, ep.charge(r, req, e), Caller{})
 }
 
 // charge counts a failure before authentication against the limiter; it
@@ -207,11 +272,12 @@ func (ep *Endpoint) charge(r *http.Request, req *Request, e *Error) *Error {
 	return e
 }
 
-// fail renders e in the surface's envelope and logs it.
-func (ep *Endpoint) fail(w http.ResponseWriter, r *http.Request, req *Request, e *Error, caller Caller) {
+// fail renders e in the surface's envelope and logs it; it returns e.
+func (ep *Endpoint) fail(w http.ResponseWriter, r *http.Request, req *Request, e *Error, caller Caller) *Error {
 	e.challenge = e.Status == http.StatusUnauthorized && basicChallenge(r, req)
 	ep.logRefusal(r, req, e, caller)
 	ep.codec.WriteError(w, e)
+	return e
 }
 
 // basicChallenge reports whether a 401 names the Basic scheme: RFC 6749

@@ -11,6 +11,7 @@ package oauth
 import (
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Error codes of RFC 6749 §5.2, RFC 8707 §2 and RFC 6749 §4.1.2.1.
@@ -34,6 +35,9 @@ type Error struct {
 	Code        string
 	Description string
 	Err         error
+	// RetryAfter is how long a 429 or 503 asks the caller to wait (0: one
+	// second); SetRetryAfter renders it.
+	RetryAfter time.Duration
 	// reason is Description's template without the request's values: the
 	// log records it, so that a secret pasted into a parameter never
 	// reaches the log.
@@ -43,6 +47,8 @@ type Error struct {
 	client string
 	// challenge asks for a Basic challenge on a 401 (see basicChallenge).
 	challenge bool
+	// quota marks the refusal of a client over its issuance quota.
+	quota bool
 }
 
 func (e *Error) Error() string {
@@ -90,6 +96,17 @@ func ErrServer(cause error) *Error {
 	e.Err = cause
 	return e
 }
+
+// ErrQuotaExceeded is the answer to a client over its issuance quota: 429,
+// retry after wait.
+func ErrQuotaExceeded(wait time.Duration) *Error {
+	e := newError(http.StatusTooManyRequests, CodeTooManyRequests, "the client's token quota is used up; retry later")
+	e.RetryAfter, e.quota = wait, true
+	return e
+}
+
+// Client returns the id of the existing client a failed request named, or "".
+func (e *Error) Client() string { return e.client }
 
 // ErrTooManyRequests is the answer to a caller over its failure limit.
 func ErrTooManyRequests() *Error {

@@ -53,7 +53,7 @@ func WriteError(w http.ResponseWriter, e *Error) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="m2mauth", charset="UTF-8"`)
 		}
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", "1")
+		SetRetryAfter(w.Header(), e)
 	}
 	WriteJSON(w, e.Status, struct {
 		Error            string `json:"error"`

@@ -210,11 +210,30 @@ func (in *Introspection) revokeOwn(ctx context.Context, caller Caller, req *Requ
 // RevokeAny revokes a token whoever it belongs to (for administrators). It
 // reports whether there was a live token to revoke.
 func (in *Introspection) RevokeAny(ctx context.Context, token string) (bool, error) {
+	r, err := in.RevokeAnyToken(ctx, token)
+	return r.Revoked, err
+}
+
+// Revoked tells what RevokeAnyToken revoked: an access token by its jti,
+// or a refresh token's family by its id (never the token itself).
+type Revoked struct {
+	Revoked  bool
+	ID       string // the jti, or the refresh family's id
+	ClientID string
+	Refresh  bool
+}
+
+// RevokeAnyToken is RevokeAny, telling what it revoked.
+func (in *Introspection) RevokeAnyToken(ctx context.Context, token string) (Revoked, error) {
 	got, err := in.Inspect(ctx, token)
 	if err != nil || !got.active {
-		return false, err
+		return Revoked{}, err
 	}
-	return true, in.revoke(ctx, got)
+	r := Revoked{Revoked: true, ID: got.claims.JTI, ClientID: got.owner, Refresh: got.refresh}
+	if got.refresh {
+		r.ID = got.rt.FamilyID
+	}
+	return r, in.revoke(ctx, got)
 }
 
 func (in *Introspection) revoke(ctx context.Context, got inspection) error {

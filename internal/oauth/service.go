@@ -12,6 +12,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/scope"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/telemetry"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -42,11 +43,12 @@ type Service struct {
 	auth   *ClientAuth
 	policy Policy
 	now    func() time.Time
+	reuse  *reuseCache
 }
 
 // NewService returns a Service authenticating clients with auth.
 func NewService(auth *ClientAuth, policy Policy, now func() time.Time) *Service {
-	return &Service{auth: auth, policy: policy, now: now}
+	return &Service{auth: auth, policy: policy, now: now, reuse: newReuseCache()}
 }
 
 // AuthMethods are the client authentication methods the server supports.
@@ -66,6 +68,14 @@ type TokenResponse struct {
 	// Echo are identity scopes the response's scope names before the
 	// token's (OpenID Connect's openid); they are not in the token.
 	Echo []string
+	// Alg is the algorithm of the key that signed the access token, JTI
+	// its id and Audience its aud (for observers; no surface renders them).
+	Alg      string
+	JTI      string
+	Audience []string
+	// Reused: the token was issued before and handed out again (token
+	// reuse), not signed for this request.
+	Reused bool
 }
 
 // authenticate proves the caller of req: through the registry, or, for
@@ -103,12 +113,19 @@ func (s *Service) grant(ctx context.Context, caller Caller, req *Request) (*Toke
 }
 
 func (s *Service) clientCredentials(ctx context.Context, c store.Client, req *Request) (*TokenResponse, *Error) {
+	_, span := telemetry.Start(ctx, spanPolicy)
 	d, e := s.decide(c, req)
+	endSpan(span, e)
 	if e != nil {
 		return nil, e
 	}
 	aud, scopes := d.aud, d.scopes
-	resp, e := s.issue(ctx, c, aud, scopes, d.lifetime)
+	var resp *TokenResponse
+	if c.TokenReuse > 0 {
+		resp, e = s.issueOrReuse(ctx, c, &d)
+	} else {
+		resp, e = s.issue(ctx, c, aud, scopes, d.lifetime)
+	}
 	if e != nil {
 		return nil, e
 	}
@@ -171,7 +188,10 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 			}
 		}
 		var de *Error
-		if d, de = s.decide(c, &Request{Resources: rt.Audience, Scopes: want}); de != nil {
+		_, span := telemetry.Start(ctx, spanPolicy)
+		d, de = s.decide(c, &Request{Resources: rt.Audience, Scopes: want})
+		endSpan(span, de)
+		if de != nil {
 			return store.RefreshToken{}, de
 		}
 		next := rt
@@ -196,14 +216,40 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 }
 
 func (s *Service) issue(ctx context.Context, c store.Client, aud, scopes []string, lifetime time.Duration) (*TokenResponse, *Error) {
-	tok, err := env.FromContext(ctx).Tokens.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims})
+	resp, _, e := s.sign(ctx, c, aud, scopes, lifetime)
+	return resp, e
+}
+
+// issueOrReuse returns the client's last token for the same decision
+// again while it may be (see reuse.go), else signs one and keeps it.
+func (s *Service) issueOrReuse(ctx context.Context, c store.Client, d *decision) (*TokenResponse, *Error) {
+	en := env.FromContext(ctx)
+	if resp, ok := s.reuse.get(en, &c, d, s.now()); ok {
+		return resp, nil
+	}
+	resp, tok, e := s.sign(ctx, c, d.aud, d.scopes, d.lifetime)
+	if e == nil {
+		s.reuse.put(en, &c, d, tok.JTI, tok.Signer, tok.IssuedAt, resp)
+	}
+	return resp, e
+}
+
+// sign signs the access token (the pipeline's sign step).
+func (s *Service) sign(ctx context.Context, c store.Client, aud, scopes []string, lifetime time.Duration) (resp *TokenResponse, tok issuer.Token, e *Error) {
+	_, span := telemetry.Start(ctx, spanSign)
+	defer func() { endSpan(span, e) }()
+	// NotIssuedBefore: a client whose tokens were revoked within this
+	// second has its cutoff at the next whole second, and a token signed
+	// now (iat in whole seconds) would be revoked at birth.
+	tok, err := env.FromContext(ctx).Tokens.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims,
+		NotIssuedBefore: c.TokensRevokedBefore})
 	if err != nil {
-		return nil, ErrServer(err)
+		return nil, tok, ErrServer(err)
 	}
 	if len(tok.Raw) > verify.MaxTokenSize {
 		// Resource servers (verify among them) refuse larger tokens: say
 		// so now rather than hand out a token nothing accepts.
-		return nil, newError(http.StatusBadRequest, CodeInvalidScope,
+		return nil, tok, newError(http.StatusBadRequest, CodeInvalidScope,
 			"the token would be %d bytes, more than the %d resource servers accept: request fewer scopes or audiences", len(tok.Raw), verify.MaxTokenSize)
 	}
 	return &TokenResponse{
@@ -212,7 +258,10 @@ func (s *Service) issue(ctx context.Context, c store.Client, aud, scopes []strin
 		ExpiresAt:   tok.ExpiresAt,
 		Scopes:      scopes,
 		ClientID:    c.ID,
-	}, nil
+		Alg:         tok.Alg,
+		JTI:         tok.JTI,
+		Audience:    aud,
+	}, tok, nil
 }
 
 // identify finds an enabled client without a secret: for the ATM surface's

@@ -9,7 +9,7 @@ import (
 )
 
 // UsageRecorder collects, in memory, when each secret last authenticated
-// and how many access tokens each client was issued per hour, in every
+// and how many access tokens each client was issued per minute, in every
 // environment, so that the token endpoint never writes to the database;
 // Flush writes what it collected in one batch per environment.
 type UsageRecorder struct {
@@ -21,11 +21,11 @@ type UsageRecorder struct {
 // secretKey is a secret of an environment.
 type secretKey struct{ env, secretID string }
 
-// usageKey is a client of an environment and the hour (Unix seconds of its
-// start) a count belongs to.
+// usageKey is a client of an environment and the minute (Unix seconds of
+// its start) a count belongs to.
 type usageKey struct {
 	env, clientID string
-	hour          int64
+	minute        int64
 }
 
 // NewUsageRecorder returns an empty recorder.
@@ -45,13 +45,18 @@ func (u *UsageRecorder) Record(env, secretID string, t time.Time) {
 
 // Issued notes that clientID of environment env was issued an access token
 // at t. It costs no allocation once the client has a count in the current
-// hour.
+// minute.
 func (u *UsageRecorder) Issued(env, clientID string, t time.Time) {
-	k := usageKey{env, clientID, t.Unix() - t.Unix()%3600}
+	k := usageKey{env, clientID, t.Unix() - t.Unix()%60}
 	u.mu.Lock()
 	u.issued[k]++
 	u.mu.Unlock()
 }
+
+// minuteCountsKept is how long (seconds) counts kept for a failed flush
+// stay per minute: the report of clients that never cache tokens reads
+// the last hour of minutes.
+const minuteCountsKept = 2 * 3600
 
 // UsageStore stores last-use times and token counts of any environments.
 type UsageStore interface {
@@ -83,14 +88,26 @@ func (u *UsageRecorder) Flush(ctx context.Context, st UsageStore) error {
 	}
 	counts := make([]store.UsageCount, 0, len(issued))
 	for k, n := range issued {
-		counts = append(counts, store.UsageCount{Env: k.env, ClientID: k.clientID, Hour: time.Unix(k.hour, 0).UTC(), Tokens: n})
+		counts = append(counts, store.UsageCount{Env: k.env, ClientID: k.clientID,
+			Hour: time.Unix(k.minute-k.minute%3600, 0).UTC(), Minute: time.Unix(k.minute, 0).UTC(), Tokens: n})
 	}
 	if err := st.RecordUsage(ctx, uses, counts); err != nil {
 		for k, t := range batch {
 			u.Record(k.env, k.secretID, t)
 		}
+		// Kept per minute only as long as the report reads minutes:
+		// older counts fold into their hour, so that an outage of the
+		// database grows this by an entry per client and hour, not per
+		// minute.
+		var newest int64
+		for k := range issued {
+			newest = max(newest, k.minute)
+		}
 		u.mu.Lock()
 		for k, n := range issued {
+			if k.minute < newest-minuteCountsKept {
+				k.minute -= k.minute % 3600
+			}
 			u.issued[k] += n
 		}
 		u.mu.Unlock()

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -87,6 +88,38 @@ func TestUsageRecorderCountsPerHourAndKeepsCountsAcrossAFailedFlush(t *testing.T
 	// A flush with nothing new writes nothing.
 	if err := u.Flush(context.Background(), st); err != nil || st.counts["a|2026-01-02T10:00:00Z"] != 3 {
 		t.Fatalf("empty flush changed counts: %v %v", st.counts, err)
+	}
+}
+
+// Counts kept through a long outage of the database fold into their hour
+// once they are older than the report reads, so the recorder holds an
+// entry per client and hour, not per minute; no token is lost.
+func TestUsageRecorderFoldsOldMinutesWhileTheStoreIsDown(t *testing.T) {
+	u := NewUsageRecorder()
+	t0 := time.Date(2026, 1, 2, 6, 0, 0, 0, time.UTC)
+	st := &fakeUsageStore{fail: true, touched: map[string]time.Time{}, counts: map[string]int64{}}
+	for m := range 5 * 60 { // five hours, a token a minute
+		u.Issued("e", "a", t0.Add(time.Duration(m)*time.Minute))
+		if m%5 == 4 {
+			_ = u.Flush(context.Background(), st)
+		}
+	}
+	u.mu.Lock()
+	held := len(u.issued)
+	u.mu.Unlock()
+	// The last two hours per minute (121 minutes at most), the three
+	// hours before one entry each.
+	if held > 121+3 {
+		t.Errorf("%d counts held through the outage, want at most %d", held, 121+3)
+	}
+	st.fail = false
+	if err := u.Flush(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	for h := range 5 {
+		if k := fmt.Sprintf("a|2026-01-02T%02d:00:00Z", 6+h); st.counts[k] != 60 {
+			t.Errorf("%s: %d tokens, want 60", k, st.counts[k])
+		}
 	}
 }
 

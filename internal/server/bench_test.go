@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/config"
@@ -21,18 +23,39 @@ import (
 
 // benchServer builds a server in-process with one API and one client and
 // returns its handler and a request factory for the token endpoint.
-func benchServer(b *testing.B, cfg config.Config) (http.Handler, func() *http.Request) {
+func benchServer(b *testing.B, cfg config.Config, opts ...func(*admin.ClientInput)) (http.Handler, func() *http.Request) {
 	b.Helper()
-	_, h, newReq := benchServerSrv(b, cfg)
+	_, h, newReq := benchServerSrv(b, cfg, opts...)
 	return h, newReq
 }
 
-// benchServerSrv is benchServer, also returning the server.
-func benchServerSrv(b *testing.B, cfg config.Config) (*Server, http.Handler, func() *http.Request) {
+// benchServerSrv is benchServer, also returning the server; opts change
+// the client.
+func benchServerSrv(b *testing.B, cfg config.Config, opts ...func(*admin.ClientInput)) (*Server, http.Handler, func() *http.Request) {
+	b.Helper()
+	return benchServerWith(b, cfg, nil, Options{}, opts...)
+}
+
+// benchServerOptions is benchServerSrv with the server's options.
+func benchServerOptions(b *testing.B, cfg config.Config, opts Options) (*Server, http.Handler, func() *http.Request) {
+	b.Helper()
+	return benchServerWith(b, cfg, nil, opts)
+}
+
+// benchServerClock is benchServerSrv with the server's clock (nil: real
+// time) and the client's quota.
+func benchServerClock(b *testing.B, cfg config.Config, now func() time.Time, quota admin.QuotaInput) (*Server, http.Handler, func() *http.Request) {
+	b.Helper()
+	return benchServerWith(b, cfg, now, Options{}, func(in *admin.ClientInput) { in.Quota = quota })
+}
+
+// benchServerWith builds the benchmarks' server with its clock and
+// options; client changes the client.
+func benchServerWith(b *testing.B, cfg config.Config, now func() time.Time, opts Options, client ...func(*admin.ClientInput)) (*Server, http.Handler, func() *http.Request) {
 	b.Helper()
 	cfg.DataDir = b.TempDir()
 	cfg.LogLevel = "error"
-	srv, err := New(context.Background(), cfg, NewLogger(io.Discard, "json", "error"), nil)
+	srv, err := NewWithOptions(context.Background(), cfg, NewLogger(io.Discard, "json", "error"), now, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,8 +72,11 @@ func benchServerSrv(b *testing.B, cfg config.Config) (*Server, http.Handler, fun
 	if _, err := svc.CreateAPI(context.Background(), admin.APIInput{Identifier: ordersAPI, Name: "orders", Scopes: []string{"orders:read", "orders:write"}}); err != nil {
 		b.Fatal(err)
 	}
-	c, secret, err := svc.CreateClient(context.Background(), admin.ClientInput{Name: "bench",
-		Grants: []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}, DefaultAudience: ordersAPI})
+	in := admin.ClientInput{Name: "bench", Grants: []admin.GrantInput{{Audience: ordersAPI, Scopes: []string{"orders:read"}}}, DefaultAudience: ordersAPI}
+	for _, o := range client {
+		o(&in)
+	}
+	c, secret, err := svc.CreateClient(context.Background(), in)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -63,8 +89,12 @@ func benchServerSrv(b *testing.B, cfg config.Config) (*Server, http.Handler, fun
 	}
 }
 
-func benchToken(b *testing.B, cfg config.Config) {
-	h, newReq := benchServer(b, cfg)
+func benchToken(b *testing.B, cfg config.Config, client ...func(*admin.ClientInput)) {
+	benchTokenOptions(b, cfg, Options{}, client...)
+}
+
+func benchTokenOptions(b *testing.B, cfg config.Config, opts Options, client ...func(*admin.ClientInput)) {
+	_, h, newReq := benchServerWith(b, cfg, nil, opts, client...)
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -97,6 +127,25 @@ func benchToken(b *testing.B, cfg config.Config) {
 // render, through the middleware.
 func BenchmarkTokenEndpoint(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) { benchToken(b, config.Default()) })
+	// The same with the metrics on: the endpoints' observer counts every
+	// request (the listener itself is not started by New).
+	b.Run("sqlite-metrics", func(b *testing.B) {
+		cfg := config.Default()
+		cfg.MetricsAddr = "127.0.0.1:0"
+		benchToken(b, cfg)
+	})
+	// EdDSA signs in microseconds: what the metrics add shows most here.
+	b.Run("sqlite-EdDSA-metrics", func(b *testing.B) {
+		cfg := config.Default()
+		cfg.SigningAlg = "EdDSA"
+		cfg.MetricsAddr = "127.0.0.1:0"
+		benchToken(b, cfg)
+	})
+	// A client that asks for a token per call, with token reuse on: the
+	// token is signed once and handed out again.
+	b.Run("sqlite-reuse", func(b *testing.B) {
+		benchToken(b, config.Default(), func(in *admin.ClientInput) { in.TokenReuseMinRemaining = 0.5 })
+	})
 	for _, alg := range []string{"PS256", "ES256", "EdDSA"} {
 		b.Run("sqlite-"+alg, func(b *testing.B) {
 			cfg := config.Default()
@@ -134,4 +183,44 @@ func BenchmarkRSA2048Sign(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkTokenAuditSample is BenchmarkTokenEndpoint's EdDSA case (the
+// cheapest signature, where the audit trail's share shows most) with a
+// fraction of the issuances recorded in the audit trail: 0 (the
+// observer's cost alone), 0.1 and 1 (every issuance stored).
+func BenchmarkTokenAuditSample(b *testing.B) {
+	for _, p := range []float64{0, 0.1, 1} {
+		b.Run(fmt.Sprintf("EdDSA-sample-%g", p), func(b *testing.B) {
+			cfg := config.Default()
+			cfg.SigningAlg = "EdDSA"
+			cfg.AuditIssuanceSample = p
+			benchToken(b, cfg)
+		})
+	}
+}
+
+// BenchmarkObservability is the token endpoint with what issue 14 adds,
+// against BenchmarkTokenEndpoint/sqlite and /sqlite-EdDSA of the release
+// before it: "off" records no issuance (failures only) with the metrics
+// off; the others have the metrics on and record every tenth issuance or
+// every one in the audit trail (tracing stays off: no OTEL_* variable).
+func BenchmarkObservability(b *testing.B) {
+	for _, alg := range []string{"RS256", "EdDSA"} {
+		for _, c := range []struct {
+			name    string
+			metrics bool
+			sample  float64
+		}{{"off", false, 0}, {"metrics-audit0.1", true, 0.1}, {"metrics-audit1", true, 1}} {
+			b.Run(alg+"-"+c.name, func(b *testing.B) {
+				cfg := config.Default()
+				cfg.SigningAlg = alg
+				cfg.AuditIssuanceSample = c.sample
+				if c.metrics {
+					cfg.MetricsAddr = "127.0.0.1:0"
+				}
+				benchToken(b, cfg)
+			})
+		}
+	}
 }

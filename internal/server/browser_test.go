@@ -658,6 +658,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	w.rotateSecret()
 	w.keys()
 	w.revocations()
+	w.audit()
 	w.tester()
 	w.overview()
 	w.disable()
@@ -704,7 +705,7 @@ func (w *consoleWalk) signIn() {
 	if got := b.text("header .who"); got != w.ts.admin.ClientID {
 		w.t.Errorf("signed in as %q, want the admin client %q", got, w.ts.admin.ClientID)
 	}
-	for _, href := range []string{"/console/", "/console/apis", "/console/apps", "/console/keys", "/console/revocations", "/console/tester"} {
+	for _, href := range []string{"/console/", "/console/apis", "/console/apps", "/console/keys", "/console/revocations", "/console/audit", "/console/tester"} {
 		if b.count(fmt.Sprintf(`nav a[href=%q]`, href)) != 1 {
 			w.t.Errorf("overview: no navigation link to %s", href)
 		}
@@ -878,6 +879,18 @@ func (w *consoleWalk) keys() {
 		w.t.Errorf("keys: %d keys after a rotation, %d before", after, before)
 	}
 	b.look("keys")
+}
+
+// audit filters the audit trail for the revocation just made.
+func (w *consoleWalk) audit() {
+	b := w.b
+	b.click(`nav a[href="/console/audit"]`, http.StatusOK, "/console/audit")
+	b.fill("form#audit-filter input[name=action]", "revocation.*")
+	b.click("form#audit-filter button#audit-apply", http.StatusOK, "/console/audit")
+	if got := b.text("table#audit tbody tr td:nth-child(3)"); got != "revocation.add" {
+		w.t.Errorf("audit trail filtered by revocation.*: first action %q, want revocation.add", got)
+	}
+	b.look("audit")
 }
 
 // revocations revokes a token by pasting it.

@@ -59,6 +59,8 @@ type environments struct {
 	// cachesOn is whether caches may be used (false while the change
 	// feed is down: other replicas' changes could be missed).
 	cachesOn atomic.Bool
+	// cachesGen counts the switches of cachesOn.
+	cachesGen atomic.Uint64
 }
 
 func newEnvironments(s *Server) *environments {
@@ -168,6 +170,7 @@ func (e *environments) load(ctx context.Context, name string) (*loadedEnv, error
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", name, err)
 		}
+		cachesGen := e.cachesGen.Load()
 		en, err := e.s.buildEnv(ctx, rec)
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", name, err)
@@ -187,10 +190,14 @@ func (e *environments) load(ctx context.Context, name string) (*loadedEnv, error
 			e.evictOldestLocked()
 		}
 		e.loaded[name] = l
-		// The feed may have gone down or up while it loaded.
-		on := e.cachesOn.Load()
-		en.Clients.SetEnabled(on)
-		en.Denied.SetEnabled(on)
+		// The feed may have gone down or up while it loaded: then the
+		// caches it loaded are not trusted (else they are kept: switching
+		// them empties them, and nothing would load them again).
+		if e.cachesGen.Load() != cachesGen {
+			on := e.cachesOn.Load()
+			en.Clients.SetEnabled(on)
+			en.Denied.SetEnabled(on)
+		}
 		e.mu.Unlock()
 		e.s.log.Debug("environment loaded", "env", name)
 		return l, nil
@@ -266,6 +273,7 @@ func (e *environments) unloadIdle() {
 // setCaches switches every loaded environment's caches on or off.
 func (e *environments) setCaches(on bool) {
 	e.cachesOn.Store(on)
+	e.cachesGen.Add(1)
 	for _, l := range e.all() {
 		l.env.Clients.SetEnabled(on)
 		l.env.Denied.SetEnabled(on)
@@ -296,6 +304,7 @@ func (s *Server) buildEnv(ctx context.Context, rec store.Environment) (*env.Env,
 		log = s.log.With("env", name)
 	}
 	km := keys.NewManager(st, s.master, s.policyOf(rec), s.now, log)
+	km.OnChange(s.audit.KeyChanges(name))
 	km.Recorded(rec.KeyWorkAt)
 	if err := km.Init(ctx); err != nil {
 		return nil, err
@@ -418,6 +427,7 @@ func (s *Server) maintainEnvKeys(ctx context.Context, name string) error {
 		return err
 	}
 	km := keys.NewManager(s.store.InEnv(name), s.master, s.policyOf(rec), s.now, s.log.With("env", name))
+	km.OnChange(s.audit.KeyChanges(name))
 	km.Recorded(rec.KeyWorkAt)
 	return km.Init(ctx)
 }

@@ -97,6 +97,12 @@ func startServerClock(t *testing.T, cfg config.Config, now func() time.Time) *te
 // startServerWith is startServerClock with the HTTP server's timeouts.
 func startServerWith(t *testing.T, cfg config.Config, now func() time.Time, timeouts Timeouts) *testServer {
 	t.Helper()
+	return startServerOptions(t, cfg, now, timeouts, Options{})
+}
+
+// startServerOptions is startServerWith with the server's options.
+func startServerOptions(t *testing.T, cfg config.Config, now func() time.Time, timeouts Timeouts, opts Options) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +112,7 @@ func startServerWith(t *testing.T, cfg config.Config, now func() time.Time, time
 		cfg.Issuer = "http://" + cfg.Addr
 	}
 	logs := &syncBuffer{}
-	srv, err := New(context.Background(), cfg, NewLogger(logs, "json", cfg.LogLevel), now)
+	srv, err := NewWithOptions(context.Background(), cfg, NewLogger(logs, "json", cfg.LogLevel), now, opts)
 	if err != nil {
 		ln.Close()
 		t.Fatalf("New: %v", err)
@@ -316,3 +322,19 @@ func (ts *testServer) verifyToken(raw string) verified {
 }
 
 func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// parseJWTPayload decodes the claims of a compact JWT into v (unverified).
+func parseJWTPayload(t *testing.T, token string, v any) {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWT: %d parts", len(parts))
+	}
+	b, err := base64URL(parts[1])
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		t.Fatalf("token payload: %v", err)
+	}
+}

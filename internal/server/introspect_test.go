@@ -335,3 +335,32 @@ func TestNarrowingAnAPIRevokesTokens(t *testing.T) {
 		t.Error("deleting another API revoked this token")
 	}
 }
+
+// Right after a client's tokens are revoked (the cutoff is the next whole
+// second, and iat counts whole seconds), a new token is active: its iat is
+// the cutoff, its nbf now. Older ones are revoked.
+func TestTokenAfterRevokeTokensIsActive(t *testing.T) {
+	clock := newFakeClock()
+	clock.Advance(300 * time.Millisecond) // within a second, not at its start
+	ts := startServerClock(t, testConfig(t), clock.Now)
+	id, secret := setupOrders(ts)
+	rs, rsSecret := ts.createClient(admin.ClientInput{Name: "gateway", Introspect: []string{"*"}})
+	old := ts.mustToken(id, secret, url.Values{})
+	if resp, b := ts.adminDo(http.MethodPost, "/admin/v1/clients/"+id+"/revoke-tokens", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("revoke-tokens: %d %s", resp.StatusCode, b)
+	}
+	token := ts.mustToken(id, secret, url.Values{})
+	var c struct{ Iat, Nbf int64 }
+	parseJWTPayload(t, token, &c)
+	if now := clock.Now().Unix(); c.Nbf != now || c.Iat != now+1 {
+		t.Errorf("iat %d, nbf %d; want the cutoff %d and now %d", c.Iat, c.Nbf, now+1, now)
+	}
+	for _, tc := range []struct {
+		token  string
+		active bool
+	}{{old, false}, {token, true}} {
+		if st, out := ts.form("/oauth/introspect", rs, rsSecret, url.Values{"token": {tc.token}}); st != http.StatusOK || out["active"] != tc.active {
+			t.Errorf("introspection: %d %v, want active %v", st, out, tc.active)
+		}
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -48,6 +50,11 @@ type requestIDHandler struct{ slog.Handler }
 func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
+	}
+	// A traced request's records name its trace and span, so that a log
+	// line leads to the trace and back.
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
 	// Whatever an admin client does, through the admin API or the
 	// console, the log names it: one place, for every record.
@@ -141,6 +148,13 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		rc := newRequestCtx(r.Context(), id, s.env, time.Now().Add(s.timeouts.withDefaults().Request))
 		defer rc.release()
 		ctx := context.Context(rc)
+		// With tracing on, the request's span (a child of the caller's
+		// traceparent, if any) rides on the request context; with it off
+		// (s.tracer nil) the context stays the one allocation above.
+		var span trace.Span
+		if s.tracer != nil {
+			ctx, span = s.startSpan(ctx, r, id)
+		}
 		r = r.WithContext(ctx)
 		// The environment next: loading one (its first request) is bounded
 		// by the request's deadline like any other work.
@@ -153,6 +167,9 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
+					if span != nil {
+						span.End()
+					}
 					panic(p)
 				}
 				s.log.ErrorContext(ctx, "panic serving request", "panic", p, "stack", string(debug.Stack()))
@@ -160,10 +177,27 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 					writeJSON(rec, http.StatusInternalServerError, map[string]string{"error": "server_error", "error_description": "internal server error"})
 				}
 			}
+			d := s.now().Sub(start)
+			route := routeOf(r)
 			s.log.LogAttrs(ctx, slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("route", routeOf(r)),
+				slog.String("method", r.Method), slog.String("route", route),
 				slog.Int("status", rec.status), slog.Int("bytes", rec.bytes),
-				slog.Duration("duration", s.now().Sub(start)))
+				slog.Duration("duration", d))
+			if s.metrics != nil && !s.tokenRoutes[r.Pattern] {
+				// The endpoints' observer counts the token routes.
+				status := rec.status
+				if status == 0 {
+					status = http.StatusOK
+				}
+				s.metrics.ObserveHTTP(route, status, d)
+			}
+			if span != nil {
+				envName := ""
+				if en != nil && en.Name != store.DefaultEnv {
+					envName = en.Name
+				}
+				endSpan(span, r, envName, rec.status)
+			}
 		}()
 		switch {
 		case errors.Is(envErr, errNoSuchEnv):
@@ -195,11 +229,14 @@ func cleanPath(p string) bool {
 	return c == p
 }
 
+// unmatched is the route of a request no route matched.
+const unmatched = "(unmatched)"
+
 // routeOf names what r matched for the access log: its pattern in the routes
 // table ("GET /admin/v1/clients/{id}"), or "(unmatched)".
 func routeOf(r *http.Request) string {
 	if r.Pattern == "" || r.Pattern == "/" {
-		return "(unmatched)"
+		return unmatched
 	}
 	return r.Pattern
 }

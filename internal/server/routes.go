@@ -86,6 +86,12 @@ func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
 			continue
 		}
 		s.table = append(s.table, r)
+		if _, ok := r.handler.(*oauth.Endpoint); ok {
+			if s.tokenRoutes == nil {
+				s.tokenRoutes = map[string]bool{}
+			}
+			s.tokenRoutes[r.pattern] = true
+		}
 		mux.Handle(r.pattern, limitBody(r.bodyLimit, r.handler))
 		if method, path, ok := strings.Cut(r.pattern, " "); ok {
 			if allowed[path] == nil {

@@ -21,12 +21,18 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/audit"
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/console"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/metrics"
 	"github.com/m2mauth/m2mauth/internal/oauth"
+	"github.com/m2mauth/m2mauth/internal/quota"
+	"github.com/m2mauth/m2mauth/internal/report"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
@@ -56,8 +62,16 @@ type Server struct {
 	assertions *oauth.AssertionAuth
 	env        *env.Env
 	usage      *oauth.UsageRecorder
+	report     *report.Reporter // clients that never cache tokens (Report, Count)
+	tokens     *oauth.Service   // the token endpoint's core (ReuseCounts)
+	caching    cachingReport    // the last token caching report (metrics)
 	// limiter limits failed client authentications (nil: off).
 	limiter *oauth.FailureLimiter
+	// quota enforces per-client token quotas.
+	quota *quota.Gate
+	// audit records the audit trail; closeSinks closes its sinks' files.
+	audit      *audit.Recorder
+	closeSinks func() error
 	// console serves the admin console (nil when switched off).
 	console *console.Console
 	handler http.Handler
@@ -69,6 +83,17 @@ type Server struct {
 	timeouts    Timeouts // of the HTTP server Serve runs (zero: DefaultTimeouts)
 	mismatchMu  sync.Mutex
 	mismatch    string // the last master key mismatch logged
+	// metrics are the Prometheus metrics (nil without --metrics-addr),
+	// served on metricsAddr once Serve runs; tokenRoutes are the patterns
+	// the endpoints' observer counts (the HTTP metrics leave them out).
+	metrics     *metrics.Metrics
+	metricsAddr string
+	tokenRoutes map[string]bool
+
+	// tracer starts the span of each request (nil: tracing off);
+	// tracerProvider is shut down on Close.
+	tracer         trace.Tracer
+	tracerProvider trace.TracerProvider
 
 	// background work (change feed, usage flushing) runs until Close
 	stopBackground context.CancelFunc
@@ -113,6 +138,12 @@ type AdminCredentials struct {
 // holds the database's lock (sqlite.Lock) until Close, and fails when
 // another process holds it. now is the clock (nil: time.Now).
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time) (*Server, error) {
+	return NewWithOptions(ctx, cfg, log, now, Options{})
+}
+
+// NewWithOptions is New with the server's instrumentation: tracing and a
+// database observer.
+func NewWithOptions(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -126,14 +157,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, now func() ti
 			return nil, err
 		}
 	}
-	st, err := OpenStore(ctx, cfg)
+	// The metrics time every database call; they are built with the
+	// server, after the store opens, so the store reports to a forwarder.
+	queries := &queryForwarder{}
+	if opts.QueryObserver == nil && cfg.MetricsAddr != "" {
+		opts.QueryObserver = queries
+	}
+	st, err := openStore(ctx, cfg, opts.storeOptions(cfg)...)
 	if err != nil {
 		if lock != nil {
 			_ = lock.Unlock()
 		}
 		return nil, err
 	}
-	return newServer(ctx, cfg, log, now, st, lock)
+	s, err := newServer(ctx, cfg, log, now, st, lock)
+	if err != nil {
+		return nil, err
+	}
+	s.setTracing(opts.TracerProvider)
+	if s.metrics != nil {
+		queries.m.Store(s.metrics)
+	}
+	return s, nil
 }
 
 // newServer builds a Server on an open store, which it then owns, with the
@@ -144,6 +189,7 @@ func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now fun
 	}
 	s := &Server{cfg: cfg, log: log, now: now, store: st, lock: lock}
 	if err := s.init(ctx); err != nil {
+		s.closeAudit()
 		st.Close()
 		s.unlock()
 		return nil, err
@@ -162,10 +208,14 @@ func (s *Server) unlock() {
 
 // OpenStore opens (and migrates) the database cfg names.
 func OpenStore(ctx context.Context, cfg config.Config) (store.Store, error) {
+	return openStore(ctx, cfg)
+}
+
+func openStore(ctx context.Context, cfg config.Config, opts ...sqlstore.Option) (store.Store, error) {
 	if cfg.IsPostgres() {
-		return postgres.Open(ctx, cfg.Database)
+		return postgres.Open(ctx, cfg.Database, opts...)
 	}
-	return sqlite.Open(ctx, cfg.SQLitePath())
+	return sqlite.Open(ctx, cfg.SQLitePath(), opts...)
 }
 
 // ErrIssuerMismatch: the server's issuer is not the one the database
@@ -269,6 +319,12 @@ func (s *Server) init(ctx context.Context) error {
 			"issuer", s.cfg.Issuer)
 	}
 	s.usage = oauth.NewUsageRecorder()
+	sinks, closeSinks, err := audit.ParseSinks(s.cfg.AuditSinks, os.Stdout)
+	if err != nil {
+		return err
+	}
+	s.closeSinks = closeSinks
+	s.audit = audit.New(audit.Config{Store: s.store, Sinks: sinks, IssuanceSample: s.cfg.AuditIssuanceSample, Log: s.log, Now: s.now})
 	s.assertions = oauth.NewAssertionAuth(oauth.AssertionConfig{MaxLifetime: s.cfg.MaxAssertionLifetime, Now: s.now})
 	s.envs = newEnvironments(s)
 	def, err := s.envs.get(ctx, store.DefaultEnv)
@@ -276,26 +332,52 @@ func (s *Server) init(ctx context.Context) error {
 		return err
 	}
 	s.env = def.env
-	mgmt := admin.NewService(s.store, s.hasher, s.now, s.env.Changed, admin.WithEnvIssuer(s.cfg.EnvIssuer))
+	s.report = report.New(report.Config{TokensPerLifetime: s.cfg.ReportTokensPerLifetime, MinTokens: s.cfg.ReportMinTokens,
+		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime, Now: s.now,
+		AdminAudience: func(ctx context.Context) string {
+			if e := env.FromContext(ctx); e != nil {
+				return e.AdminAudience()
+			}
+			return s.env.AdminAudience()
+		}})
+	mgmt := admin.NewService(s.store, s.hasher, s.now, s.env.Changed, admin.WithEnvIssuer(s.cfg.EnvIssuer), admin.WithReport(s.report), admin.WithAuditor(s.audit))
 	if err := s.bootstrap(ctx, mgmt); err != nil {
 		return err
 	}
 	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.now, s.usage), s.assertions)
-	tokens := oauth.NewService(clientAuth, oauth.Policy{
+	s.tokens = oauth.NewService(clientAuth, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
 		RefreshLifetime: s.cfg.RefreshTokenLifetime, IdentityScopes: s.cfg.IdentityScopes,
 	}, s.now)
+	tokens := s.tokens
 	var limiter *oauth.FailureLimiter
 	if s.cfg.AuthFailureRate > 0 {
 		limiter = oauth.NewFailureLimiter(s.cfg.AuthFailureRate, s.cfg.AuthFailureBurst, 100_000, s.now)
 	}
 	introspection := oauth.NewIntrospection(tokens)
 	s.authMethods, s.authAlgs = tokens.AuthMethods(), tokens.AuthSigningAlgs()
-	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Usage: s.usage, Log: s.log}
+	if err := s.initMetrics(); err != nil {
+		return err
+	}
+	s.quota = quota.New(quota.Config{
+		Default: store.Quota{PerMinute: s.cfg.QuotaPerMinute, PerHour: s.cfg.QuotaPerHour, PerDay: s.cfg.QuotaPerDay},
+		Counters: func(ctx context.Context) (string, quota.Counters) {
+			if e := env.FromContext(ctx); e != nil {
+				return e.Name, e.Store
+			}
+			return store.DefaultEnv, s.store
+		},
+		Now: s.now, Log: s.log, Single: !s.cfg.IsPostgres(),
+	})
+	// Every endpoint's outcome goes to each observer: the metrics (when
+	// on) and the audit trail (token issuances and failed
+	// authentications, queued, never a write on the request's goroutine).
+	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Usage: s.usage, Observer: s.observers(), Gate: s.quota, Log: s.log}
+	revoker := auditedRevoker{introspection, mgmt}
 	adminLogin := eps.TokenFor("admin", func(ctx context.Context) string { return env.FromContext(ctx).AdminAudience() })
 	adminCfg := admin.HandlerConfig{
 		Service: mgmt, Verifier: s.env.AdminVerifier, Log: s.log, Flush: s.flushUsage,
-		Keys: s.env.Keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
+		Keys: s.env.Keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: revoker,
 		Access: introspection, DB: s.store, Envs: s, EnvChanged: s.envChanged,
 	}
 	consoleOn := s.cfg.Console
@@ -309,7 +391,7 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	if consoleOn {
 		s.console, err = console.New(console.Config{
-			Service: mgmt, Envs: s, Environments: console.ServiceEnvironments(mgmt, s.envChanged), Keys: s.env.Keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: introspection,
+			Service: mgmt, Envs: s, Environments: console.ServiceEnvironments(mgmt, s.envChanged), Keys: s.env.Keys, MaxTokenLifetime: s.cfg.MaxTokenLifetime, Revoker: revoker,
 			SignIn: adminLogin, Flush: s.flushUsage, Idle: s.cfg.ConsoleIdle, MaxAge: s.cfg.ConsoleMaxAge,
 			Log: s.log, Now: s.now,
 		})
@@ -350,7 +432,15 @@ func (s *Server) startBackground() {
 		s.background.Add(1)
 		go func() {
 			defer s.background.Done()
-			feed.Listen(ctx, func(change string) { s.applyChange(ctx, change) }, func(up bool, err error) {
+			feed.Listen(ctx, func(change string) {
+				if s.metrics != nil {
+					s.metrics.FeedChange()
+				}
+				s.applyChange(ctx, change)
+			}, func(up bool, err error) {
+				if s.metrics != nil {
+					s.metrics.FeedState(up)
+				}
 				if !up {
 					s.envs.setCaches(false)
 					s.log.Warn("change feed lost; client cache off until it reconnects", "error", err)
@@ -377,6 +467,17 @@ func (s *Server) startBackground() {
 		case <-connected:
 		case <-time.After(2 * time.Second):
 		}
+	}
+	if s.metrics != nil {
+		report := func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, changeWorkTimeout)
+			defer cancel()
+			s.refreshClientReport(ctx)
+		}
+		// The first report before serving (two bounded queries), so that
+		// the first scrape has it and no later report is overtaken by it.
+		report(ctx)
+		s.every(ctx, metricsReportInterval, report)
 	}
 	s.every(ctx, clientIDsCheckInterval, func(ctx context.Context) {
 		for _, l := range s.envs.all() {
@@ -447,12 +548,22 @@ type invalidator struct {
 
 func (i invalidator) Invalidate(clientID string) {
 	i.en.Clients.Invalidate(clientID)
+	i.forgetTokens(clientID)
 	i.s.assertions.InvalidateTrust(i.en)
 }
 
 func (i invalidator) InvalidateAll() {
 	i.en.Clients.InvalidateAll()
+	i.forgetTokens("")
 	i.s.assertions.InvalidateTrust(i.en)
+}
+
+// forgetTokens drops the tokens kept for reuse of a client that changed
+// ("": of every client of the environment).
+func (i invalidator) forgetTokens(clientID string) {
+	if i.s.tokens != nil {
+		i.s.tokens.ForgetClient(i.en.Name, clientID)
+	}
 }
 
 func (i invalidator) InvalidateTrust(string) { i.s.assertions.InvalidateTrust(i.en) }
@@ -466,6 +577,9 @@ func (s *Server) applyChange(ctx context.Context, payload string) {
 	if envName, ok := strings.CutPrefix(change, sqlstore.ChangeEnvPrefix); ok {
 		s.envs.unload(envName)
 		s.limiter.ForgetEnv(envName)
+		if s.tokens != nil {
+			s.tokens.ForgetClient(envName, "")
+		}
 		return
 	}
 	l := s.envs.peek(name)
@@ -539,12 +653,55 @@ func (s *Server) collectGarbage(ctx context.Context) {
 	if _, err := s.store.DeleteTokenUsage(ctx, now.Add(-usageRetention)); err != nil && ctx.Err() == nil {
 		s.log.Warn("delete old token usage", "error", err)
 	}
+	if _, err := s.store.DeleteTokenMinutes(ctx, now.Add(-2*report.Window)); err != nil && ctx.Err() == nil {
+		s.log.Warn("delete old per-minute token usage", "error", err)
+	}
 	if _, err := s.store.DeleteExpiredConsoleSessions(ctx, now, s.cfg.ConsoleIdle); err != nil && ctx.Err() == nil {
 		s.log.Warn("delete expired console sessions", "error", err)
 	}
 	if _, err := s.store.DeleteExpiredConsoleLinks(ctx, now); err != nil && ctx.Err() == nil {
 		s.log.Warn("delete expired console sign-in links", "error", err)
 	}
+	if s.cfg.AuditRetention > 0 {
+		if n, err := s.store.DeleteAuditEvents(ctx, now.Add(-s.cfg.AuditRetention)); err != nil && ctx.Err() == nil {
+			s.log.Warn("delete old audit events", "error", err)
+		} else if n > 0 {
+			s.log.Info("deleted audit events past their retention", "count", n)
+		}
+	}
+}
+
+// closeAudit writes the audit events still queued and closes the sinks
+// (each gets a few seconds to deliver what it holds).
+func (s *Server) closeAudit() {
+	if s.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.audit.Close(ctx); err != nil {
+			s.log.Warn("close the audit trail", "error", err)
+		}
+		cancel()
+	}
+	if s.closeSinks != nil {
+		if err := s.closeSinks(); err != nil {
+			s.log.Warn("close the audit sinks", "error", err)
+		}
+		s.closeSinks = nil
+	}
+}
+
+// auditedRevoker revokes tokens for administrators (admin API, console)
+// and records each revocation in the audit trail, by jti.
+type auditedRevoker struct {
+	in   *oauth.Introspection
+	mgmt *admin.Service
+}
+
+func (a auditedRevoker) RevokeAny(ctx context.Context, token string) (bool, error) {
+	r, err := a.in.RevokeAnyToken(ctx, token)
+	if err == nil && r.Revoked {
+		a.mgmt.RecordRevocation(ctx, r.ID, r.ClientID, r.Refresh)
+	}
+	return r.Revoked, err
 }
 
 // localKeys lets verify use the server's own published keys.
@@ -864,8 +1021,8 @@ func syncDir(dir string) error {
 // Handler returns the server's HTTP handler (routes and middleware).
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Close stops the background work, writes pending last-use times and
-// releases the store.
+// Close stops the background work, writes pending last-use times,
+// releases the store and flushes the spans not yet exported.
 func (s *Server) Close() error {
 	if s.stopBackground != nil {
 		s.stopBackground()
@@ -876,8 +1033,19 @@ func (s *Server) Close() error {
 		}
 		cancel()
 	}
+	if s.quota != nil {
+		// What this replica reserved and did not issue goes back, so a
+		// restart costs no client its quota.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.quota.Close(ctx); err != nil {
+			s.log.Warn("give back reserved quota", "error", err)
+		}
+		cancel()
+	}
+	s.closeAudit()
 	err := s.store.Close()
 	s.unlock()
+	shutdownTracing(s.tracerProvider, s.log)
 	return err
 }
 
@@ -927,6 +1095,12 @@ func HTTPServer(h http.Handler, log *slog.Logger, t Timeouts) *http.Server {
 // accepting, lets in-flight requests finish (up to the shutdown timeout),
 // and closes the store.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	stopMetrics, err := s.serveMetrics()
+	if err != nil {
+		ln.Close()
+		s.Close()
+		return err
+	}
 	hs := HTTPServer(s.handler, s.log, s.timeouts)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -938,6 +1112,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	select {
 	case err := <-errc:
+		_ = stopMetrics(context.Background())
 		s.Close()
 		return err
 	case <-ctx.Done():
@@ -945,7 +1120,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	err := hs.Shutdown(sctx)
+	err = hs.Shutdown(sctx)
+	// Metrics are served until the public listener has drained: the last
+	// requests are counted where a final scrape can still see them.
+	if merr := stopMetrics(sctx); err == nil {
+		err = merr
+	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}
@@ -963,9 +1143,12 @@ func (s *Server) databaseName() string {
 }
 
 // Run builds the server, listens on cfg.Addr and serves until ctx is done.
-func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	s, err := New(ctx, cfg, log, nil)
+// The server owns opts.TracerProvider from the start: it is shut down
+// however Run ends.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) error {
+	s, err := NewWithOptions(ctx, cfg, log, nil, opts)
 	if err != nil {
+		shutdownTracing(opts.TracerProvider, log)
 		return err
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)

@@ -73,12 +73,19 @@ type Client struct {
 	Disabled        bool
 	// RefreshTokens lets the client receive refresh tokens (off by default).
 	RefreshTokens bool
+	// TokenReuse (0: off, else in (0, 1)): while the client's last token
+	// for the same audience and scopes has more than this fraction of its
+	// lifetime left, the token endpoint returns it again.
+	TokenReuse float64
 	// Introspect lists the audiences whose tokens the client may
 	// introspect; "*" means all (an admin-level introspector).
 	Introspect []string
 	// TokensRevokedBefore revokes every token of the client issued before
 	// it (zero: none).
 	TokensRevokedBefore time.Time
+	// Quota bounds how many access tokens the client is issued per minute,
+	// hour and day (zero: the server's defaults).
+	Quota Quota
 	// CustomClaims are static claims added to every token; they never
 	// override registered claims.
 	CustomClaims map[string]any
@@ -108,6 +115,32 @@ type Client struct {
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// Quota limits a client's token issuance per fixed UTC window. Each limit
+// is 0 (the server's default for that window), QuotaUnlimited (no limit,
+// whatever the default) or a positive number of tokens.
+type Quota struct {
+	PerMinute, PerHour, PerDay int64
+}
+
+// QuotaUnlimited is a Quota limit that lifts the server's default.
+const QuotaUnlimited = -1
+
+// QuotaReservation asks a client's shared quota counters for tokens: the
+// counters of the windows (minute, hour, day, UTC) starting at Starts,
+// whose limits are Limits (≤ 0: none).
+type QuotaReservation struct {
+	ClientID string
+	Starts   [3]time.Time
+	Limits   [3]int64
+	// Want is how many tokens to reserve (the grant may be fewer).
+	Want int64
+	// Return gives back, first, tokens reserved earlier and never issued,
+	// in the windows starting at ReturnStarts (those that are over are
+	// left alone).
+	Return       int64
+	ReturnStarts [3]time.Time
 }
 
 // DefaultAuthMethod is the token_endpoint_auth_method of a client that
@@ -308,6 +341,12 @@ type SecretExpiry struct {
 	ExpiresAt  time.Time
 }
 
+// SecretAge is the creation time of a client's oldest live secret.
+type SecretAge struct {
+	ClientID  string
+	CreatedAt time.Time
+}
+
 // UsageCount is how many access tokens a client was issued in one hour.
 type UsageCount struct {
 	// Env is the client's environment (RecordUsage only; "" and every
@@ -315,13 +354,77 @@ type UsageCount struct {
 	Env      string
 	ClientID string
 	Hour     time.Time // the start of the hour, UTC
-	Tokens   int64
+	// Minute is the start of the minute the count belongs to (RecordUsage
+	// and AddTokenUsage: zero when not counted per minute;
+	// RecentTokenUsage: the first minute with tokens).
+	Minute time.Time
+	Tokens int64
 }
 
 // SecretUse is when a secret of an environment last authenticated.
 type SecretUse struct {
 	Env, SecretID string
 	At            time.Time
+}
+
+// Kinds of audit event.
+const (
+	AuditAdmin       = "admin"        // a management change
+	AuditTokenIssued = "token_issued" // an access token issued
+	AuditAuthFailed  = "auth_failed"  // a failed client authentication
+	// AuditTokenRefused is an authenticated client refused a token: over
+	// its issuance quota.
+	AuditTokenRefused = "token_refused"
+)
+
+// AuditEvent is one entry of the audit trail. It never holds a secret, a
+// token or a hash: Diff carries only allow-listed fields.
+type AuditEvent struct {
+	// ID orders events: it sorts as their times do (time first), and is
+	// unique across replicas.
+	ID   string
+	Time time.Time
+	// Env is the environment the event happened in (AppendAuditEvents:
+	// "" means the store's).
+	Env      string
+	Kind     string // AuditAdmin, AuditTokenIssued or AuditAuthFailed
+	Actor    string // admin client id, "console:<client id>", "system", or the client of a token event
+	SourceIP string
+	Action   string // client.create, key.rotate, token.issue, …
+	// TargetType and TargetID name what changed (client, api, key, …).
+	TargetType string
+	TargetID   string
+	// Diff is a JSON object of the changed fields, each {"before", "after"}
+	// (nil: none).
+	Diff []byte
+	// ClientID is the client the event concerns (token events; admin
+	// events on a client), so that a client's whole trail is one filter.
+	ClientID string
+	// Surface, Grant and Outcome describe a token event.
+	Surface string
+	Grant   string
+	Outcome string
+}
+
+// AuditFilter selects audit events; empty fields select everything.
+type AuditFilter struct {
+	ClientID string
+	// Action matches exactly, or as a prefix when it ends in "*"
+	// ("client.*").
+	Action     string
+	Kind       string
+	Actor      string
+	TargetType string
+	TargetID   string
+	Since      time.Time // inclusive
+	Until      time.Time // exclusive
+	// Before is the ID of the last event of the previous page: the
+	// listing is newest first.
+	Before string
+	// After lists events newer than this ID instead, oldest first (to
+	// follow the trail).
+	After string
+	Limit int // 0: no limit
 }
 
 // Store is the persistence interface. It is the one wide interface in the
@@ -448,12 +551,43 @@ type Store interface {
 	TokenUsage(ctx context.Context, since time.Time, clientIDs []string) ([]UsageCount, error)
 	// DeleteTokenUsage removes totals of hours starting before t.
 	DeleteTokenUsage(ctx context.Context, before time.Time) (int, error)
+	// RecentTokenUsage returns, for every client issued at least min
+	// tokens in minutes starting at or after since, the tokens and the
+	// first such minute (Minute), by client id.
+	RecentTokenUsage(ctx context.Context, since time.Time, min int64) ([]UsageCount, error)
+	// DeleteTokenMinutes removes per-minute counts of minutes starting
+	// before t, in every environment.
+	DeleteTokenMinutes(ctx context.Context, before time.Time) (int, error)
+
+	// ReserveQuota reserves up to r.Want tokens of a client's quota in one
+	// atomic step, shared by every replica: it grants as many as every
+	// limited window still has room for (never more), counts them in all
+	// three windows, and returns the grant and each window's count after
+	// it. A window starting later than the stored one starts from 0; one
+	// starting earlier (a replica whose clock lags) counts into the stored.
+	ReserveQuota(ctx context.Context, r QuotaReservation) (granted int64, used [3]int64, err error)
+
+	// AppendAuditEvents stores audit events in one transaction; each names
+	// its environment (Env; "": the store's). Audit events are not
+	// deleted with their environment: the trail of what was done in an
+	// environment outlives it, until the retention deletes it.
+	AppendAuditEvents(ctx context.Context, events []AuditEvent) error
+	// ListAuditEvents lists this store's environment's audit events that
+	// match f: newest first (by ID), or oldest first after f.After.
+	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// DeleteAuditEvents removes the events of every environment older
+	// than before (retention).
+	DeleteAuditEvents(ctx context.Context, before time.Time) (int, error)
 
 	// Counts counts APIs and clients.
 	Counts(ctx context.Context) (Counts, error)
 	// ExpiringSecrets returns clients whose every secret expires, the last
 	// one after from and at or before to: soonest first, at most limit.
 	ExpiringSecrets(ctx context.Context, from, to time.Time, limit int) ([]SecretExpiry, error)
+	// OldestSecrets returns, per client, the creation time of its oldest
+	// secret live at now (unexpired): the clients whose is oldest first
+	// (ties by client id), at most limit.
+	OldestSecrets(ctx context.Context, now time.Time, limit int) ([]SecretAge, error)
 
 	// CreateConsoleSession stores a new console session.
 	CreateConsoleSession(ctx context.Context, s ConsoleSession) error

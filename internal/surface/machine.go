@@ -71,10 +71,10 @@ func (MachineCodec) WriteError(w http.ResponseWriter, e *oauth.Error) {
 	case status == http.StatusRequestEntityTooLarge:
 		me = machineError{"PAYLOAD_TOO_LARGE", "Request body too large", "PayloadTooLarge"}
 	case status == http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", "1")
+		oauth.SetRetryAfter(w.Header(), e)
 		me = machineError{"TOO_MANY_REQUESTS", "Too many requests - retry later", "TooManyRequests"}
 	case status == http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "1")
+		oauth.SetRetryAfter(w.Header(), e)
 		me = machineError{"SERVICE_UNAVAILABLE", "Service temporarily unavailable - retry shortly", "ServiceUnavailable"}
 	case status >= 500:
 		status, me = http.StatusInternalServerError, machineError{"SERVER_ERROR", "Internal server error", "ServerError"}

@@ -61,8 +61,8 @@ type Store struct {
 
 // Open connects to dsn (a postgres:// URL or key=value string) and applies
 // pending migrations.
-func Open(ctx context.Context, dsn string) (*Store, error) {
-	pool, db, err := connect(ctx, dsn)
+func Open(ctx context.Context, dsn string, opts ...sqlstore.Option) (*Store, error) {
+	pool, db, err := connect(ctx, dsn, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +85,7 @@ func MigrateDSN(ctx context.Context, dsn string) (int, error) {
 	return Migrate(ctx, db)
 }
 
-func connect(ctx context.Context, dsn string) (*pgxpool.Pool, *sql.DB, error) {
+func connect(ctx context.Context, dsn string, opts ...sqlstore.Option) (*pgxpool.Pool, *sql.DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors can echo the DSN, which may hold a password.
@@ -95,7 +95,9 @@ func connect(ctx context.Context, dsn string) (*pgxpool.Pool, *sql.DB, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("open postgres: %w", err)
 	}
-	db := stdlib.OpenDBFromPool(pool)
+	db := sqlstore.OpenDB(stdlib.GetPoolConnector(pool), opts...)
+	// The pool holds the idle connections (as stdlib.OpenDBFromPool).
+	db.SetMaxIdleConns(0)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		pool.Close()

@@ -51,8 +51,8 @@ func hasCode(err error, codes ...int) bool {
 
 // Open opens (creating if needed) the database file at path and applies
 // pending migrations.
-func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
-	db, err := openDB(ctx, path)
+func Open(ctx context.Context, path string, opts ...sqlstore.Option) (*sqlstore.Store, error) {
+	db, err := openDB(ctx, path, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func MigrateFile(ctx context.Context, path string) (int, error) {
 	return Migrate(ctx, db)
 }
 
-func openDB(ctx context.Context, path string) (*sql.DB, error) {
+func openDB(ctx context.Context, path string, opts ...sqlstore.Option) (*sql.DB, error) {
 	// Create the file owner-only before SQLite does; its -wal and -shm files
 	// inherit the mode.
 	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err != nil {
@@ -86,10 +86,11 @@ func openDB(ctx context.Context, path string) (*sql.DB, error) {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	c, err := sqlite.NewConnector("file:" + path + "?" + q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite: %w", err)
 	}
+	db := sqlstore.OpenDB(c, opts...)
 	db.SetMaxOpenConns(8)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -26,24 +27,41 @@ func (s *Store) AddTokenUsage(ctx context.Context, counts []store.UsageCount) er
 	return s.mapErr("add token usage", s.inTx(ctx, func(tx *sql.Tx) error { return addTokenUsage(ctx, tx, counts) }))
 }
 
-// addTokenUsage adds token counts, each to its environment's row.
+// addTokenUsage adds token counts, each to its environment's row: to the
+// hourly totals, and, for counts with a Minute, to the per-minute ones.
 func addTokenUsage(ctx context.Context, tx *sql.Tx, counts []store.UsageCount) error {
-	slices.SortFunc(counts, func(a, b store.UsageCount) int {
-		return cmp.Or(strings.Compare(a.Env, b.Env), strings.Compare(a.ClientID, b.ClientID), a.Hour.Compare(b.Hour))
-	})
-	for chunk := range slices.Chunk(counts, usageChunk) {
-		var q strings.Builder
-		a := args{}
-		q.WriteString(`INSERT INTO token_usage (env, client_id, hour, tokens) VALUES `)
-		for i, c := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(" + a.add(c.Env) + ", " + a.add(c.ClientID) + ", " + a.add(micros(c.Hour)) + ", " + a.add(c.Tokens) + ")")
+	type key struct {
+		env, client string
+		t           int64
+	}
+	hours, minutes := map[key]int64{}, map[key]int64{}
+	for _, c := range counts {
+		hours[key{c.Env, c.ClientID, micros(c.Hour)}] += c.Tokens
+		if !c.Minute.IsZero() {
+			minutes[key{c.Env, c.ClientID, micros(c.Minute)}] += c.Tokens
 		}
-		q.WriteString(` ON CONFLICT (env, client_id, hour) DO UPDATE SET tokens = token_usage.tokens + excluded.tokens`)
-		if _, err := tx.ExecContext(ctx, q.String(), a...); err != nil {
-			return err
+	}
+	for _, t := range []struct {
+		table, column string
+		rows          map[key]int64
+	}{{"token_usage", "hour", hours}, {"token_usage_minutes", "minute", minutes}} {
+		keys := slices.SortedFunc(maps.Keys(t.rows), func(a, b key) int {
+			return cmp.Or(strings.Compare(a.env, b.env), strings.Compare(a.client, b.client), cmp.Compare(a.t, b.t))
+		})
+		for chunk := range slices.Chunk(keys, usageChunk) {
+			var q strings.Builder
+			a := args{}
+			q.WriteString(`INSERT INTO ` + t.table + ` (env, client_id, ` + t.column + `, tokens) VALUES `)
+			for i, k := range chunk {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(" + a.add(k.env) + ", " + a.add(k.client) + ", " + a.add(k.t) + ", " + a.add(t.rows[k]) + ")")
+			}
+			q.WriteString(` ON CONFLICT (env, client_id, ` + t.column + `) DO UPDATE SET tokens = ` + t.table + `.tokens + excluded.tokens`)
+			if _, err := tx.ExecContext(ctx, q.String(), a...); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -103,6 +121,33 @@ func (s *Store) usageRows(ctx context.Context, op, query string, params ...any) 
 // it deletes the old usage of every environment.
 func (s *Store) DeleteTokenUsage(ctx context.Context, before time.Time) (int, error) {
 	return s.deleteWhere(ctx, "delete token usage", `DELETE FROM token_usage WHERE hour < $1`, micros(before))
+}
+
+// RecentTokenUsage implements store.Store.
+func (s *Store) RecentTokenUsage(ctx context.Context, since time.Time, min int64) ([]store.UsageCount, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT client_id, MIN(minute), CAST(SUM(tokens) AS BIGINT) FROM token_usage_minutes
+		WHERE env = $1 AND minute >= $2 GROUP BY client_id HAVING SUM(tokens) >= $3 ORDER BY client_id`, s.env, micros(since), min)
+	if err != nil {
+		return nil, s.mapErr("recent token usage", err)
+	}
+	defer rows.Close()
+	var out []store.UsageCount
+	for rows.Next() {
+		var c store.UsageCount
+		var first int64
+		if err := rows.Scan(&c.ClientID, &first, &c.Tokens); err != nil {
+			return nil, s.mapErr("recent token usage", err)
+		}
+		c.Minute = fromMicros(first)
+		out = append(out, c)
+	}
+	return out, s.mapErr("recent token usage", rows.Err())
+}
+
+// DeleteTokenMinutes implements store.Store (deployment maintenance, like
+// DeleteTokenUsage).
+func (s *Store) DeleteTokenMinutes(ctx context.Context, before time.Time) (int, error) {
+	return s.deleteWhere(ctx, "delete token minutes", `DELETE FROM token_usage_minutes WHERE minute < $1`, micros(before))
 }
 
 // CreateConsoleSession implements store.Store.
@@ -225,4 +270,28 @@ func (s *Store) ExpiringSecrets(ctx context.Context, from, to time.Time, limit i
 		out = append(out, e)
 	}
 	return out, s.mapErr("expiring secrets", rows.Err())
+}
+
+// OldestSecrets implements store.Store. It reads the environment's secrets
+// once (a periodic report, not a request's query) and returns at most
+// limit rows.
+func (s *Store) OldestSecrets(ctx context.Context, now time.Time, limit int) ([]store.SecretAge, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT client_id, MIN(created_at) FROM client_secrets
+		WHERE env = $1 AND (expires_at = 0 OR expires_at > $2)
+		GROUP BY client_id ORDER BY 2, 1 LIMIT $3`, s.env, micros(now), limit)
+	if err != nil {
+		return nil, s.mapErr("oldest secrets", err)
+	}
+	defer rows.Close()
+	var out []store.SecretAge
+	for rows.Next() {
+		var a store.SecretAge
+		var created int64
+		if err := rows.Scan(&a.ClientID, &created); err != nil {
+			return nil, s.mapErr("oldest secrets", err)
+		}
+		a.CreatedAt = fromMicros(created)
+		out = append(out, a)
+	}
+	return out, s.mapErr("oldest secrets", rows.Err())
 }

@@ -55,9 +55,12 @@ func Run(t *testing.T, newDB Opener) {
 		{"TrustPolicies", testTrustPolicies},
 		{"AssertionIDs", testAssertionIDs},
 		{"TokenUsage", testTokenUsage},
+		{"RecentTokenUsage", testRecentTokenUsage},
+		{"TokenReuseField", testTokenReuseField},
 		{"ConsoleSessions", testConsoleSessions},
 		{"ConsoleLinks", testConsoleLinks},
 		{"CountsAndExpiringSecrets", testCountsAndExpiringSecrets},
+		{"OldestSecrets", testOldestSecrets},
 		{"LookupsByInvalidText", testLookupsByInvalidText},
 		{"GrantHolderIDs", testGrantHolderIDs},
 		{"DeleteAPIInUse", testDeleteAPIInUse},
@@ -76,6 +79,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"RefreshTokens", testRefreshTokens},
 		{"RefreshTokenConcurrentRedeem", testRefreshConcurrent},
 		{"Revocations", testRevocations},
+		{"Quota", testQuota},
 	}
 	for i, tc := range perEnv {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,6 +110,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"EnvSigningKeys", testEnvSigningKeys},
 		{"EnvClientIsolation", testEnvClientIsolation},
 		{"RecordUsage", testRecordUsage},
+		{"Audit", testAudit},
 	}
 	for _, tc := range slices.Concat(deployment, environments) {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1579,6 +1584,53 @@ func testCountsAndExpiringSecrets(t *testing.T, open func() store.Store) {
 	}
 	if got, _ := s.ExpiringSecrets(ctx, t0.Add(-2*time.Hour), t0.Add(30*24*time.Hour), 1); len(got) != 1 || got[0].ClientID != "expired" {
 		t.Fatalf("with the recently expired, limit 1: %+v", got)
+	}
+}
+
+// OldestSecrets gives each client's oldest live secret, oldest first, and
+// passes over expired secrets (and clients with nothing else).
+func testOldestSecrets(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	u := uniq(s)
+	if got, err := s.OldestSecrets(ctx, t0, 10); err != nil || len(got) != 0 {
+		t.Fatalf("no clients: %+v %v", got, err)
+	}
+	old := client("old")
+	old.Secrets[0].CreatedAt = t0.Add(-72 * time.Hour)
+	old.Secrets[0].ExpiresAt = time.Time{}
+	// Two secrets: the older one counts.
+	two := client("two")
+	two.Secrets[0].CreatedAt = t0.Add(-time.Hour)
+	two.Secrets = append(two.Secrets, store.Secret{ID: u("sec_two_b"), Hash: "hmac-sha256$def", Hint: "m2ms_cd", CreatedAt: t0.Add(-48 * time.Hour), ExpiresAt: t0.Add(time.Hour)})
+	// An expired secret is not live: the newer one counts.
+	rotated := client("rotated")
+	rotated.Secrets[0].CreatedAt = t0.Add(-100 * time.Hour)
+	rotated.Secrets[0].ExpiresAt = t0.Add(-time.Minute)
+	rotated.Secrets = append(rotated.Secrets, store.Secret{ID: u("sec_rotated_b"), Hash: "hmac-sha256$ghi", Hint: "m2ms_ef", CreatedAt: t0.Add(-2 * time.Hour)})
+	expired := client("expired")
+	expired.Secrets[0].ExpiresAt = t0
+	noSecret := client("nosecret")
+	noSecret.Secrets = nil
+	for _, c := range []store.Client{old, two, rotated, expired, noSecret} {
+		if err := s.CreateClient(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.OldestSecrets(ctx, t0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.SecretAge{
+		{ClientID: "old", CreatedAt: t0.Add(-72 * time.Hour)},
+		{ClientID: "two", CreatedAt: t0.Add(-48 * time.Hour)},
+		{ClientID: "rotated", CreatedAt: t0.Add(-2 * time.Hour)},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("oldest secrets (-want +got):\n%s", diff)
+	}
+	if got, err := s.OldestSecrets(ctx, t0, 2); err != nil || len(got) != 2 || got[1].ClientID != "two" {
+		t.Fatalf("limit 2: %+v %v", got, err)
 	}
 }
 
