@@ -54,6 +54,27 @@ func (s *Service) record(ctx context.Context, action, targetType, targetID strin
 	s.audit.Record(context.WithoutCancel(ctx), e)
 }
 
+// RecordConsole records a console session event of an admin client of
+// environment home: "console.sign_in" (method "secret" or "link"),
+// "console.sign_out", or "console.link.create" (by the admin API's caller).
+// The actor is the console's admin (console:<client id>) unless ctx already
+// names one (the admin API's caller creating a link); remote is the
+// caller's address. Nothing is recorded of the credentials.
+func (s *Service) RecordConsole(ctx context.Context, action, home, clientID, method, remote string) {
+	if s.audit == nil {
+		return
+	}
+	if actor, _ := audit.ActorFrom(ctx); actor == "" || actor == audit.System {
+		ctx = audit.WithActor(ctx, "console:"+clientID, remote)
+	}
+	f := audit.Fields{"environment": home}
+	if method != "" {
+		f["method"] = method
+	}
+	s.audit.Record(context.WithoutCancel(ctx), store.AuditEvent{Action: action, TargetType: "console_session", TargetID: clientID,
+		ClientID: clientID, Diff: audit.Diff(nil, f)})
+}
+
 // RecordRevocation records an access token or refresh token family revoked
 // by an administrator (by jti or family id; never the token).
 func (s *Service) RecordRevocation(ctx context.Context, id, clientID string, refresh bool) {

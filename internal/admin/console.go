@@ -35,6 +35,7 @@ func (h *Handler) createConsoleLink(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	h.log.InfoContext(r.Context(), "console sign-in link created", "client_id", caller, "expires_at", exp)
+	h.svc.RecordConsole(ctx, "console.link.create", home, caller, "", r.RemoteAddr)
 	writeJSON(w, http.StatusCreated, "application/json", ConsoleLinkResponse{URL: url, ExpiresAt: exp})
 	return nil
 }

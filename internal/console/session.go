@@ -223,7 +223,7 @@ func csrfToken(e *env.Env, id string) string {
 // held before is ended, so a planted id cannot be carried into the new
 // session), stored as a keyed hash in home's store, in a cookie of the
 // request's host.
-func (c *Console) startSession(w http.ResponseWriter, r *http.Request, home *env.Env, clientID, viewing string) error {
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request, home *env.Env, clientID, viewing, method string) error {
 	ctx := r.Context()
 	entry := env.FromContext(ctx)
 	if old, oldHome := cookieID(r, entry); old != "" {
@@ -249,6 +249,7 @@ func (c *Console) startSession(w http.ResponseWriter, r *http.Request, home *env
 	}
 	c.setCookie(w, r, entry, id, int(c.cfg.MaxAge/time.Second))
 	c.log.InfoContext(ctx, "console: signed in", "client_id", clientID, "env", envName(home))
+	c.svc.RecordConsole(ctx, "console.sign_in", envName(home), clientID, method, r.RemoteAddr)
 	return nil
 }
 
@@ -364,7 +365,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusForbidden, "signin", v)
 		return
 	}
-	if err := c.startSession(w, r, home, cl.ID, ""); err != nil {
+	if err := c.startSession(w, r, home, cl.ID, "", "secret"); err != nil {
 		c.renderFailure(w, r, nil, err)
 		return
 	}
@@ -430,7 +431,7 @@ func (c *Console) useLink(w http.ResponseWriter, r *http.Request) {
 	if !isDeploymentAdmin(cl, home) {
 		viewing = ""
 	}
-	if err := c.startSession(w, r, home, clientID, viewing); err != nil {
+	if err := c.startSession(w, r, home, clientID, viewing, "link"); err != nil {
 		c.renderFailure(w, r, nil, err)
 		return
 	}
@@ -442,6 +443,7 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) er
 		return err
 	}
 	c.clearCookie(w, r, s.entry)
+	c.svc.RecordConsole(r.Context(), "console.sign_out", envName(s.home), s.clientID, "", r.RemoteAddr)
 	c.toSignIn(w, r, whySignedOut, "")
 	return nil
 }

@@ -239,6 +239,19 @@ func TestConsoleAudit(t *testing.T) {
 	if strings.Contains(page, token) {
 		t.Fatal("the token is on the audit page")
 	}
+	// The session itself: the link made through the admin API (by the
+	// admin client), the sign-in with it, and the sign-out.
+	if evs := ts.auditPage("action=console.link.create"); len(evs) != 1 || evs[0].Actor != ts.admin.ClientID || evs[0].ClientID != ts.admin.ClientID {
+		t.Errorf("console.link.create events = %+v", evs)
+	}
+	if evs := ts.auditPage("action=console.sign_in"); len(evs) != 1 || evs[0].Actor != "console:"+ts.admin.ClientID ||
+		evs[0].SourceIP != "127.0.0.1" || !strings.Contains(compactJSON(evs[0].Diff), `"method":{"after":"link"}`) {
+		t.Errorf("console.sign_in events = %+v", evs)
+	}
+	pc.post("/console/sign-out", url.Values{})
+	if evs := ts.auditPage("action=console.sign_out"); len(evs) != 1 || evs[0].Actor != "console:"+ts.admin.ClientID {
+		t.Errorf("console.sign_out events = %+v", evs)
+	}
 }
 
 // TestAuditOfDeletedEnvironment: an environment's trail outlives it, but
