@@ -220,6 +220,16 @@ func (ep *Endpoint) serve(w http.ResponseWriter, r *http.Request) (*Request, Cal
 		adm.Headers(w.Header())
 	}
 	if e != nil {
+		if caller.Method == "" && e.Status < 500 && ep.limiter.Failed(r, "", false) {
+			// A caller named by id alone is proven by its refresh token
+			// only: a refused grant is a failed authentication of the
+			// address (never of the client: anyone may name it), so that
+			// junk refresh tokens are limited like wrong secrets (each
+			// would otherwise cost a quota reservation and a write).
+			limited := ErrTooManyRequests()
+			limited.client = e.client
+			e = limited
+		}
 		return req, caller, nil, ep.fail(w, r, req, e, caller)
 	}
 	if caller.Method == "" {

@@ -290,6 +290,31 @@ func TestUnprovenRefreshDoesNotTrustTheAddress(t *testing.T) {
 	}
 }
 
+// Junk refresh tokens on the ATM surface's public refresh (the client named
+// by id alone) are failed authentications of the sending address: past its
+// burst the address gets 429, while the client itself, named by anyone, is
+// not locked out (its secret still works from another address).
+func TestJunkPublicRefreshesAreLimited(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LogLevel = "error"
+	clk := newFakeClock()
+	ts := startServerClock(t, cfg, clk.Now)
+	id, secret := setupOrders(ts)
+	const attacker = "198.51.100.60"
+	junk := `{"clientId":"` + id + `","grantType":"refresh_token","refresh_token":"m2mr_junk"}`
+	for i := range cfg.AuthFailureBurst {
+		if got := ts.postFrom(attacker, "/auth/token", "application/json", junk); got == 429 {
+			t.Fatalf("junk refresh %d refused as over the limit already", i+1)
+		}
+	}
+	if got := ts.postFrom(attacker, "/auth/token", "application/json", junk); got != 429 {
+		t.Errorf("junk refresh past the burst: %d, want 429", got)
+	}
+	if got := ts.tokenFrom("192.0.2.77", id, secret, ""); got != 200 {
+		t.Errorf("the client from another address: %d, want 200", got)
+	}
+}
+
 // Forged assertions naming a secret client, from many addresses, cost
 // those addresses only: the client's own bucket, which guards its secret,
 // is not drained, and the client still gets tokens from a new address.
