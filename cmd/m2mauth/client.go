@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/admin"
+	"github.com/m2mauth/m2mauth/internal/store"
 )
 
 func clientCommands() []command {
@@ -336,18 +337,7 @@ func quotaPatch(set map[string]bool, q admin.QuotaInput) map[string]int64 {
 
 // quotaText describes a client's quota: "10/minute, unlimited/hour, …".
 func quotaText(q admin.QuotaInput) string {
-	var parts []string
-	for _, w := range []struct {
-		name string
-		v    int64
-	}{{"minute", q.PerMinute}, {"hour", q.PerHour}, {"day", q.PerDay}} {
-		switch {
-		case w.v > 0:
-			parts = append(parts, fmt.Sprintf("%d/%s", w.v, w.name))
-		case w.v < 0:
-			parts = append(parts, "unlimited/"+w.name)
-		}
-	}
+	parts := store.Quota{PerMinute: q.PerMinute, PerHour: q.PerHour, PerDay: q.PerDay}.Describe("/")
 	switch len(parts) {
 	case 0:
 		return "the server's default"

@@ -542,24 +542,7 @@ func quotaLimit(text string) (int64, string) {
 }
 
 // quotaSummary describes a client's quota for the application page.
-func quotaSummary(q store.Quota) string {
-	var parts []string
-	for _, w := range []struct {
-		name string
-		n    int64
-	}{{"minute", q.PerMinute}, {"hour", q.PerHour}, {"day", q.PerDay}} {
-		switch {
-		case w.n > 0:
-			parts = append(parts, fmt.Sprintf("%d per %s", w.n, w.name))
-		case w.n < 0:
-			parts = append(parts, "unlimited per "+w.name)
-		}
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return strings.Join(parts, ", ")
-}
+func quotaSummary(q store.Quota) string { return strings.Join(q.Describe(" per "), ", ") }
 
 // lifetimeSeconds reads a token lifetime, on the application and the API
 // forms alike: a Go duration (15m, 1h30m), plain seconds, or empty for the

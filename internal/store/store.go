@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -122,6 +123,25 @@ type Client struct {
 // whatever the default) or a positive number of tokens.
 type Quota struct {
 	PerMinute, PerHour, PerDay int64
+}
+
+// Describe names each limit the quota sets, in window order: "10" or
+// "unlimited", then sep, then the window ("10/minute", "unlimited per
+// day"). Limits left to the server's default are left out.
+func (q Quota) Describe(sep string) []string {
+	var parts []string
+	for _, w := range [3]struct {
+		name string
+		n    int64
+	}{{"minute", q.PerMinute}, {"hour", q.PerHour}, {"day", q.PerDay}} {
+		switch {
+		case w.n > 0:
+			parts = append(parts, strconv.FormatInt(w.n, 10)+sep+w.name)
+		case w.n < 0:
+			parts = append(parts, "unlimited"+sep+w.name)
+		}
+	}
+	return parts
 }
 
 // QuotaUnlimited is a Quota limit that lifts the server's default.
