@@ -69,9 +69,16 @@ func newClientAuth(cfg *Config) (clientAuth, error) {
 	if cfg.AssertionFunc != nil {
 		kinds = append(kinds, "AssertionFunc")
 	}
+	withCert := cfg.Certificate != nil || cfg.GetClientCertificate != nil
+	if cfg.Certificate != nil && cfg.GetClientCertificate != nil {
+		return nil, errors.New("tokensource: Certificate and GetClientCertificate are set: set one")
+	}
 	switch len(kinds) {
 	case 0:
-		return nil, errors.New("tokensource: no client authentication: set ClientSecret, PrivateKey, PrivateKeyFile, AssertionFile or AssertionFunc")
+		if withCert {
+			break // tls_client_auth or self_signed_tls_client_auth
+		}
+		return nil, errors.New("tokensource: no client authentication: set ClientSecret, PrivateKey, PrivateKeyFile, AssertionFile or AssertionFunc, or a client certificate (Certificate or GetClientCertificate) with ClientID")
 	case 1:
 	default:
 		return nil, fmt.Errorf("tokensource: %s are set: set exactly one client authentication", strings.Join(kinds, " and "))
@@ -93,6 +100,13 @@ func newClientAuth(cfg *Config) (clientAuth, error) {
 		return nil, errors.New("tokensource: AssertionType applies only to AssertionFile or AssertionFunc")
 	}
 	switch {
+	case len(kinds) == 0:
+		// RFC 8705 §2: the TLS handshake authenticates; client_id names
+		// the client whose registered subject or key the server checks.
+		if cfg.ClientID == "" {
+			return nil, errors.New("tokensource: ClientID is required with a client certificate as the only credential (tls_client_auth)")
+		}
+		return tlsAuth{id: cfg.ClientID}, nil
 	case cfg.ClientSecret != "":
 		if cfg.ClientID == "" {
 			return nil, errors.New("tokensource: ClientID is required with ClientSecret")
@@ -122,6 +136,16 @@ type secretAuth struct{ id, secret string }
 
 func (a secretAuth) authenticate(_ context.Context, _ url.Values, h http.Header) error {
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(a.id)+":"+url.QueryEscape(a.secret))))
+	return nil
+}
+
+// tlsAuth is tls_client_auth or self_signed_tls_client_auth (RFC 8705 §2):
+// the client certificate of the TLS connection is the credential, and the
+// request only names the client.
+type tlsAuth struct{ id string }
+
+func (a tlsAuth) authenticate(_ context.Context, form url.Values, _ http.Header) error {
+	form.Set("client_id", a.id)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"log"
 	"net/http"
 
@@ -97,6 +98,45 @@ func ExampleNew_spiffe() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// DPoP-bound tokens (RFC 9449): the Source generates a P-256 key, sends a
+// proof with every token request, and its Transport sends a proof with
+// every API request; a stolen token is useless without the key.
+func ExampleNew_dpop() {
+	src, err := tokensource.New(tokensource.Config{
+		Issuer:         "https://auth.example.com",
+		ClientID:       "m2mc_billing",
+		PrivateKeyFile: "/etc/billing/client-key.pem",
+		DPoP:           true, // or DPoPKey: a crypto.Signer (KMS, HSM, tokensource.ReadPrivateKey)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	api := &http.Client{Transport: src.Transport(nil)} // Authorization: DPoP …, and a DPoP proof
+	_ = api
+}
+
+// Mutual TLS (RFC 8705): the client certificate authenticates the client
+// (tls_client_auth; the server checks the registered subject, or the key
+// for self_signed_tls_client_auth) and binds the tokens to it. The API
+// requests go through the same certificate: Transport(nil) uses the
+// Source's TLS transport.
+func ExampleNew_mutualTLS() {
+	cert, err := tls.LoadX509KeyPair("/etc/billing/client.crt", "/etc/billing/client.key")
+	if err != nil {
+		log.Fatal(err)
+	}
+	src, err := tokensource.New(tokensource.Config{
+		Issuer:      "https://auth.example.com",
+		ClientID:    "m2mc_billing",
+		Certificate: &cert, // or GetClientCertificate, for a rotated one (a SPIFFE X.509-SVID)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	api := &http.Client{Transport: src.Transport(nil)}
+	_ = api
 }
 
 // A GitHub Actions job (with "permissions: id-token: write") sends the

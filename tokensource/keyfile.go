@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/go-jose/go-jose/v4"
@@ -20,10 +21,22 @@ type fileKey struct {
 	kid, alg string
 }
 
+// ReadPrivateKey reads a private key file as New reads PrivateKeyFile: PEM
+// (PKCS#8 "PRIVATE KEY", PKCS#1 "RSA PRIVATE KEY" or SEC1 "EC PRIVATE
+// KEY", unencrypted) or a private JWK (RFC 7517). For a DPoP key from a
+// file (DPoPKey). Its errors name the file but never quote it.
+func ReadPrivateKey(path string) (crypto.Signer, error) {
+	k, err := loadPrivateKey(path)
+	if err != nil {
+		return nil, err
+	}
+	return k.key, nil
+}
+
 // loadPrivateKey reads a PEM (PKCS#8, PKCS#1 or SEC1) or JWK private key.
 // Its errors name the file but never quote it.
 func loadPrivateKey(path string) (*fileKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := readSmallFile(path, maxKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tokensource: private key: %w", err)
 	}
@@ -104,4 +117,26 @@ func parsePEM(b []byte) (*fileKey, error) {
 		return nil, fmt.Errorf("no private key, only %q: the private key is needed to sign", seen)
 	}
 	return nil, errors.New("neither PEM nor a JWK")
+}
+
+// maxKeyFile caps a private key file: an RSA-4096 key in a JWK is under
+// 4 KiB; anything far larger (a device, a wrong path) is not a key.
+const maxKeyFile = 64 << 10
+
+// readSmallFile reads a file of at most max bytes, refusing a larger one
+// without reading it all (found by the attack: /dev/zero as a key file).
+func readSmallFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
 }

@@ -13,7 +13,7 @@
 //   - the token endpoint comes from TokenURL or from the issuer's discovery
 //     document (RFC 8414).
 //
-// The client authenticates in exactly one of three ways:
+// The client authenticates in exactly one of four ways:
 //
 //   - a client secret (ClientSecret), sent with HTTP Basic (RFC 6749 §2.3.1);
 //   - a private key (PrivateKey or PrivateKeyFile): private_key_jwt (RFC 7523
@@ -21,7 +21,21 @@
 //   - a workload identity (AssertionFile or AssertionFunc): a token the
 //     platform gives the workload (a Kubernetes projected service-account
 //     token, a SPIFFE JWT-SVID, a CI OIDC token) sent as the client
-//     assertion, read anew for every token request.
+//     assertion, read anew for every token request;
+//   - a TLS client certificate alone (Certificate or GetClientCertificate
+//     with ClientID): tls_client_auth or self_signed_tls_client_auth
+//     (RFC 8705 §2), the server checks the certificate of the connection.
+//
+// A client certificate may also come with one of the other three: the
+// server then binds the tokens to it (RFC 8705 §3) if the client or the
+// server asks for that. An API accepts such a token only over a connection
+// that presents the same certificate: send the API requests through
+// HTTPTransport (Transport(nil) does).
+//
+// With DPoP or DPoPKey the tokens are DPoP-bound (RFC 9449): every token
+// request carries a proof signed with the Source's key, and the API
+// requests of Transport a proof for the request with the token's hash; a
+// server's nonce challenge (use_dpop_nonce) is answered with one retry.
 //
 // Source.OAuth2 adapts it to golang.org/x/oauth2 (oauth2.NewClient), and
 // Source.Transport wraps an http.RoundTripper that sets the Authorization
@@ -32,6 +46,7 @@ package tokensource
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +62,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/m2mauth/m2mauth/internal/dpop"
 )
 
 // Config configures a Source.
@@ -59,14 +76,16 @@ type Config struct {
 	// private_key_jwt assertions.
 	Issuer string
 
-	// ClientID identifies the client. Required with ClientSecret and with
-	// a private key; optional with an assertion source (the server finds
-	// the client from the assertion), sent as client_id when set.
+	// ClientID identifies the client. Required with ClientSecret, with
+	// a private key and with a client certificate alone; optional with an
+	// assertion source (the server finds the client from the assertion),
+	// sent as client_id when set.
 	ClientID string
 
 	// Client authentication: set exactly one of ClientSecret, a private
 	// key (PrivateKey or PrivateKeyFile) or an assertion source
-	// (AssertionFile or AssertionFunc).
+	// (AssertionFile or AssertionFunc); or none of them and a client
+	// certificate (tls_client_auth).
 
 	// ClientSecret is sent with HTTP Basic (client_secret_basic).
 	ClientSecret string
@@ -110,11 +129,45 @@ type Config struct {
 	// AssertionTypeSPIFFE.
 	AssertionType string
 
+	// Certificate is the client's TLS certificate (with its private key
+	// and any intermediates), presented to the token endpoint and, through
+	// HTTPTransport, to APIs (RFC 8705): alone it authenticates the client
+	// (tls_client_auth or self_signed_tls_client_auth), with another
+	// credential it only binds the tokens to it.
+	Certificate *tls.Certificate
+	// GetClientCertificate, instead of Certificate, returns the
+	// certificate for each TLS handshake: for one that is rotated, such as
+	// a SPIFFE X.509-SVID from the Workload API. The handshakes of
+	// connections already open are not repeated, so a rotated certificate
+	// is used from the next new connection on.
+	GetClientCertificate func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+
 	Scopes []string
 	// Audience is sent as the audience parameter when set.
 	Audience string
 
-	// HTTPClient sends the token requests (default: 10 s timeout).
+	// DPoP makes the tokens DPoP-bound (RFC 9449) to an ECDSA P-256 key
+	// the Source generates and holds for its lifetime: every token
+	// request carries a proof (htm POST, htu the token endpoint), and
+	// Transport sends "Authorization: DPoP <token>" with a proof for each
+	// API request. A server that answers token_type Bearer anyway (it does
+	// not do DPoP) is taken at its word: Token.TokenType is "Bearer" and
+	// Transport sends the token as a Bearer token.
+	DPoP bool
+	// DPoPKey, instead of a generated key, signs the proofs: ECDSA P-256
+	// (ES256), Ed25519 (EdDSA) or RSA of 2048 bits or more (RS256); it may
+	// be backed by a KMS or an HSM, and ReadPrivateKey reads one from a
+	// file. It implies DPoP. Give it a key of its own, not the
+	// private_key_jwt key: a DPoP key proves possession of the tokens, and
+	// may be kept with less care than the client's identity.
+	DPoPKey crypto.Signer
+
+	// HTTPClient sends the token requests (default: 10 s timeout, through
+	// a clone of http.DefaultTransport that presents Certificate or
+	// GetClientCertificate when one is set). A client given here must
+	// present the certificate itself (its Transport's TLSClientConfig):
+	// Certificate or GetClientCertificate then only tells the Source that
+	// the client authenticates with it.
 	HTTPClient *http.Client
 	// RefreshBefore is the fraction of a token's lifetime left when it is
 	// refreshed (default 0.2); a random part of up to half of it is added
@@ -133,10 +186,11 @@ type Config struct {
 // Token is an access token.
 type Token struct {
 	AccessToken string
-	TokenType   string
-	Scope       string
-	Expiry      time.Time
-	refreshAt   time.Time
+	// TokenType is "Bearer" or, from a DPoP Source, "DPoP".
+	TokenType string
+	Scope     string
+	Expiry    time.Time
+	refreshAt time.Time
 }
 
 // Valid reports whether the token can still be sent (with a margin of 10 s
@@ -166,6 +220,11 @@ type Source struct {
 	cfg  Config
 	auth clientAuth
 	sf   singleflight.Group
+	// tlsTransport is the transport the Source made to present the client
+	// certificate (nil: none).
+	tlsTransport *http.Transport
+	// dpopKey signs DPoP proofs (nil: no DPoP).
+	dpopKey crypto.Signer
 
 	mu       sync.Mutex
 	tok      *Token
@@ -175,6 +234,8 @@ type Source struct {
 	bgRunning bool
 	bgNext    time.Time
 	bgWait    time.Duration
+	// dpopNonces is the last DPoP-Nonce of each origin (RFC 9449 §8, §9).
+	dpopNonces map[string]string
 }
 
 // New returns a Source. It reads PrivateKeyFile, if set, and does no other
@@ -183,8 +244,13 @@ func New(cfg Config) (*Source, error) {
 	if cfg.TokenURL == "" && cfg.Issuer == "" {
 		return nil, errors.New("tokensource: TokenURL or Issuer is required")
 	}
+	var tlsTransport *http.Transport
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		if cfg.Certificate != nil || cfg.GetClientCertificate != nil {
+			tlsTransport = clientCertTransport(cfg.Certificate, cfg.GetClientCertificate)
+			cfg.HTTPClient.Transport = tlsTransport
+		}
 	}
 	if cfg.RefreshBefore <= 0 || cfg.RefreshBefore >= 1 {
 		cfg.RefreshBefore = 0.2
@@ -205,7 +271,47 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{cfg: cfg, auth: auth, tokenURL: cfg.TokenURL}, nil
+	dpopKey, err := newDPoPKey(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{cfg: cfg, auth: auth, tokenURL: cfg.TokenURL, tlsTransport: tlsTransport, dpopKey: dpopKey}, nil
+}
+
+// clientCertTransport is a clone of http.DefaultTransport (its proxy,
+// timeouts and HTTP/2) that presents the client certificate.
+func clientCertTransport(cert *tls.Certificate, get func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{}
+	}
+	if cert != nil {
+		t.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+	} else {
+		t.TLSClientConfig.GetClientCertificate = get
+	}
+	return t
+}
+
+// HTTPTransport returns the transport the Source sends token requests
+// through: with Certificate or GetClientCertificate and no HTTPClient, one
+// that presents the client certificate; else HTTPClient's (nil:
+// http.DefaultTransport). It is the base for API requests with
+// certificate-bound tokens (RFC 8705 §3), which an API accepts only over a
+// connection that presents the certificate the token is bound to:
+//
+//	api := &http.Client{Transport: src.Transport(src.HTTPTransport())}
+//
+// It is shared with the token requests (one pool of connections): do not
+// modify it.
+func (s *Source) HTTPTransport() http.RoundTripper {
+	if s.tlsTransport != nil {
+		return s.tlsTransport
+	}
+	if s.cfg.HTTPClient.Transport != nil {
+		return s.cfg.HTTPClient.Transport
+	}
+	return http.DefaultTransport
 }
 
 // Token returns a valid token: the cached one while it is fresh; past its
@@ -350,14 +456,23 @@ func (s *Source) endpoint(ctx context.Context) (string, error) {
 	}
 	var meta struct {
 		TokenEndpoint string `json:"token_endpoint"`
+		Aliases       struct {
+			TokenEndpoint string `json:"token_endpoint"`
+		} `json:"mtls_endpoint_aliases"`
 	}
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&meta) != nil || meta.TokenEndpoint == "" {
 		return "", fmt.Errorf("discovery: no token_endpoint (HTTP %d)", resp.StatusCode)
 	}
+	u = meta.TokenEndpoint
+	// RFC 8705 §5: a client that presents a certificate uses the mTLS
+	// alias, where the server asks for one (the plain endpoint may not).
+	if (s.cfg.Certificate != nil || s.cfg.GetClientCertificate != nil) && meta.Aliases.TokenEndpoint != "" {
+		u = meta.Aliases.TokenEndpoint
+	}
 	s.mu.Lock()
-	s.tokenURL = meta.TokenEndpoint
+	s.tokenURL = u
 	s.mu.Unlock()
-	return meta.TokenEndpoint, nil
+	return u, nil
 }
 
 func (s *Source) fetch(ctx context.Context) (*Token, error) {
@@ -365,6 +480,19 @@ func (s *Source) fetch(ctx context.Context) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	tok, nonced, err := s.post(ctx, endpoint)
+	// RFC 9449 §8: the server wants its nonce in the proof and has sent
+	// one. Once more with it; a second challenge is final (a server that
+	// always wants a newer nonce must not keep the Source asking).
+	if re := (*RetrieveError)(nil); nonced && errors.As(err, &re) && re.Code == dpop.CodeUseNonce {
+		tok, _, err = s.post(ctx, endpoint)
+	}
+	return tok, err
+}
+
+// post sends one token request; nonced reports whether the answer carried
+// a DPoP-Nonce.
+func (s *Source) post(ctx context.Context, endpoint string) (_ *Token, nonced bool, _ error) {
 	form := url.Values{"grant_type": {"client_credentials"}}
 	if len(s.cfg.Scopes) > 0 {
 		form.Set("scope", strings.Join(s.cfg.Scopes, " "))
@@ -377,11 +505,18 @@ func (s *Source) fetch(ctx context.Context) (*Token, error) {
 	// token on disk may have been rotated since.
 	header := http.Header{}
 	if err := s.auth.authenticate(ctx, form, header); err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	if s.dpopKey != nil {
+		proof, err := s.proof(http.MethodPost, endpoint, "")
+		if err != nil {
+			return nil, false, err
+		}
+		header.Set("DPoP", proof)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	maps.Copy(req.Header, header)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -389,12 +524,15 @@ func (s *Source) fetch(ctx context.Context) (*Token, error) {
 	sent := s.cfg.Now()
 	resp, err := s.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return nil, &retryable{err: fmt.Errorf("token endpoint: %w", err)}
+		return nil, false, &retryable{err: fmt.Errorf("token endpoint: %w", err)}
 	}
 	defer resp.Body.Close()
+	if s.dpopKey != nil {
+		nonced = s.noteNonce(endpoint, resp.Header)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, &retryable{err: fmt.Errorf("token endpoint: %w", err)}
+		return nil, nonced, &retryable{err: fmt.Errorf("token endpoint: %w", err)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		re := &RetrieveError{StatusCode: resp.StatusCode}
@@ -406,9 +544,9 @@ func (s *Source) fetch(ctx context.Context) (*Token, error) {
 			re.Code, re.Description = e.Error, e.Description
 		}
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-			return nil, &retryable{err: re, retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+			return nil, nonced, &retryable{err: re, retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		}
-		return nil, re
+		return nil, nonced, re
 	}
 	var tr struct {
 		AccessToken string `json:"access_token"`
@@ -417,10 +555,19 @@ func (s *Source) fetch(ctx context.Context) (*Token, error) {
 		Scope       string `json:"scope"`
 	}
 	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
-		return nil, errors.New("token endpoint: a 200 answer without an access token")
+		return nil, nonced, errors.New("token endpoint: a 200 answer without an access token")
 	}
-	if !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, fmt.Errorf("token endpoint: token type %q, want Bearer", tr.TokenType)
+	var typ string
+	switch {
+	case strings.EqualFold(tr.TokenType, "bearer"):
+		typ = "Bearer"
+	case strings.EqualFold(tr.TokenType, "dpop") && s.dpopKey != nil:
+		typ = "DPoP"
+	case s.dpopKey != nil:
+		return nil, nonced, fmt.Errorf("token endpoint: token type %q, want DPoP or Bearer", tr.TokenType)
+	default:
+		// A DPoP token without a proof from us: nothing could send it.
+		return nil, nonced, fmt.Errorf("token endpoint: token type %q, want Bearer", tr.TokenType)
 	}
 	lifetime := time.Duration(tr.ExpiresIn) * time.Second
 	if lifetime <= 0 {
@@ -430,9 +577,9 @@ func (s *Source) fetch(ctx context.Context) (*Token, error) {
 	// the lifetime, counted from when the request was sent.
 	early := time.Duration(float64(lifetime) * s.cfg.RefreshBefore * (1 + rand.Float64()/2))
 	return &Token{
-		AccessToken: tr.AccessToken, TokenType: "Bearer", Scope: tr.Scope,
+		AccessToken: tr.AccessToken, TokenType: typ, Scope: tr.Scope,
 		Expiry: sent.Add(lifetime), refreshAt: sent.Add(lifetime - early),
-	}, nil
+	}, nonced, nil
 }
 
 func retryAfter(v string) time.Duration {
@@ -444,7 +591,8 @@ func retryAfter(v string) time.Duration {
 
 // OAuth2 adapts the Source to oauth2.TokenSource, e.g. for oauth2.NewClient.
 // oauth2.TokenSource has no context: its calls use context.Background, so
-// prefer Transport, whose requests carry their own context.
+// prefer Transport, whose requests carry their own context. oauth2's
+// transport sends no DPoP proofs: for DPoP-bound tokens use Transport.
 func (s *Source) OAuth2() oauth2.TokenSource { return oauth2Source{s} }
 
 type oauth2Source struct{ s *Source }
@@ -457,14 +605,38 @@ func (o oauth2Source) Token() (*oauth2.Token, error) {
 	return &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, Expiry: t.Expiry}, nil
 }
 
+// crossOriginRedirect reports whether req follows a redirect to another
+// origin (scheme, host or port) than the request that was redirected.
+func crossOriginRedirect(req *http.Request) bool {
+	for prev := req.Response; prev != nil && prev.Request != nil; prev = prev.Request.Response {
+		from := prev.Request.URL
+		if from.Scheme != req.URL.Scheme || !strings.EqualFold(from.Host, req.URL.Host) {
+			return true
+		}
+	}
+	return false
+}
+
 // Transport returns an http.RoundTripper that sends requests through base
-// (nil: http.DefaultTransport) with "Authorization: Bearer <token>". When
-// the answer is 401, it fetches a new token once and retries, if the
-// request can be sent again (no body, or GetBody set, as http.NewRequest
-// does for in-memory bodies).
+// (nil: the transport the Source made to present Certificate or
+// GetClientCertificate, else http.DefaultTransport) with "Authorization:
+// Bearer <token>", or for a DPoP token "Authorization: DPoP <token>" and a
+// DPoP proof of the request (htm its method, htu its URL without query and
+// fragment, ath the token's hash, and the origin's last DPoP-Nonce). For
+// certificate-bound tokens base must present the client certificate (see
+// HTTPTransport).
+//
+// When the answer is 401, it retries if the request can be sent again (no
+// body, or GetBody set, as http.NewRequest does for in-memory bodies):
+// once with a new proof when a DPoP API asks for a nonce (WWW-Authenticate
+// DPoP error="use_dpop_nonce" with a DPoP-Nonce), and once with a new
+// token otherwise.
 func (s *Source) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
+		if s.tlsTransport != nil {
+			base = s.tlsTransport
+		}
 	}
 	return &transport{s: s, base: base}
 }
@@ -475,37 +647,102 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if crossOriginRedirect(req) {
+		// http.Client drops Authorization on a redirect to another host;
+		// adding the token back would hand it to whoever the API
+		// redirects to (found by the attack).
+		return t.base.RoundTrip(req)
+	}
 	tok, err := t.s.Token(req.Context())
 	if err != nil {
-		if req.Body != nil {
-			req.Body.Close()
-		}
+		closeBody(req)
 		return nil, err
 	}
-	resp, err := t.base.RoundTrip(withToken(req, tok))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
+	out, err := t.authorize(req, tok)
+	if err != nil {
+		closeBody(req)
+		return nil, err
 	}
-	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
-	if !replayable {
+	resp, err := t.base.RoundTrip(out)
+	if err != nil {
+		return nil, err
+	}
+	nonce := t.noteNonce(req, tok, resp)
+	if resp.StatusCode != http.StatusUnauthorized {
 		return resp, nil
 	}
-	t.s.Invalidate(tok)
-	fresh, err := t.s.Token(req.Context())
-	if err != nil || fresh.AccessToken == tok.AccessToken {
-		return resp, nil // nothing better to offer: keep the 401
-	}
-	retry := withToken(req, fresh)
-	if req.GetBody != nil {
-		body, err := req.GetBody()
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	// At most one retry for a nonce and one with a new token: a server
+	// that keeps asking gets its last 401 back.
+	var nonceRetried, tokenRetried bool
+	for resp.StatusCode == http.StatusUnauthorized && replayable {
+		challenge := nonce && tok.TokenType == "DPoP" && useDPoPNonce(resp.Header)
+		switch {
+		case challenge && !nonceRetried:
+			nonceRetried = true // the same token, with a proof carrying the nonce
+		case !challenge && !tokenRetried:
+			tokenRetried = true
+			t.s.Invalidate(tok)
+			fresh, err := t.s.Token(req.Context())
+			if err != nil || fresh.AccessToken == tok.AccessToken {
+				return resp, nil // nothing better to offer: keep the 401
+			}
+			tok = fresh
+		default:
+			return resp, nil
+		}
+		retry, err := t.authorize(req, tok)
 		if err != nil {
 			return resp, nil
 		}
-		retry.Body = body
+		if req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return resp, nil
+			}
+			retry.Body = body
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp, err = t.base.RoundTrip(retry); err != nil {
+			return nil, err
+		}
+		nonce = t.noteNonce(req, tok, resp)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	return t.base.RoundTrip(retry)
+	return resp, nil
+}
+
+// authorize returns a copy of req that carries tok (and for a DPoP token
+// a proof).
+func (t *transport) authorize(req *http.Request, tok *Token) (*http.Request, error) {
+	if tok.TokenType != "DPoP" {
+		return withToken(req, tok), nil
+	}
+	u := *req.URL
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	proof, err := t.s.proof(req.Method, u.String(), tok.AccessToken)
+	if err != nil {
+		return nil, err
+	}
+	r := req.Clone(req.Context())
+	r.Header.Set("Authorization", "DPoP "+tok.AccessToken)
+	r.Header.Set("DPoP", proof)
+	return r, nil
+}
+
+// noteNonce remembers the DPoP-Nonce of an API's answer to a DPoP request
+// and reports whether there was one.
+func (t *transport) noteNonce(req *http.Request, tok *Token, resp *http.Response) bool {
+	if tok.TokenType != "DPoP" {
+		return false
+	}
+	return t.s.noteNonce(req.URL.String(), resp.Header)
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
 }
 
 func withToken(req *http.Request, tok *Token) *http.Request {

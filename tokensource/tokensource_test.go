@@ -379,3 +379,46 @@ func TestFailedEarlyRefreshBacksOff(t *testing.T) {
 		})
 	}
 }
+
+// redirector is an API that redirects some paths and records the
+// Authorization header of every request it sees, by host.
+type redirector struct {
+	mu    sync.Mutex
+	auths map[string][]string
+}
+
+func (r *redirector) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.auths[req.URL.Host] = append(r.auths[req.URL.Host], req.Header.Get("Authorization"))
+	r.mu.Unlock()
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: req}
+	if to := strings.TrimPrefix(req.URL.Path, "/go/"); to != req.URL.Path {
+		resp.StatusCode = http.StatusFound
+		resp.Header.Set("Location", "https://"+to)
+	}
+	return resp, nil
+}
+
+// The token follows a redirect within the API's origin, and never one to
+// another host (found by the attack: http.Client drops Authorization on
+// such a redirect, and the transport used to add it back).
+func TestTransportNeverFollowsARedirectAcrossOrigins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := &tokenServer{expiresIn: 900}
+		s := newSource(t, srv)
+		api := &redirector{auths: map[string][]string{}}
+		client := &http.Client{Transport: s.Transport(api)}
+		for _, u := range []string{"https://api.example/go/api.example/here", "https://api.example/go/evil.example/steal"} {
+			resp, err := client.Get(u)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %v %v", u, resp, err)
+			}
+		}
+		if got := api.auths["api.example"]; len(got) != 3 || got[0] != "Bearer tok-1" || got[1] != "Bearer tok-1" || got[2] != "Bearer tok-1" {
+			t.Fatalf("the API's own requests: %q", got)
+		}
+		if got := api.auths["evil.example"]; len(got) != 1 || got[0] != "" {
+			t.Fatalf("the other host got %q", got)
+		}
+	})
+}

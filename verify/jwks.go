@@ -369,3 +369,21 @@ func parseJWKS(body []byte, maxKeys int) (map[string]publicKey, error) {
 	}
 	return keys, nil
 }
+
+// Keys returns every key of the set, for a caller that finds a key by
+// something other than its kid (a self-signed client certificate's key,
+// RFC 8705 §2.2). It fetches as Key does for a kid the set lacks: at
+// most once per UnknownKIDCooldown beyond the cache's own refreshes, so
+// that a newly added key is found.
+func (j *JWKS) Keys(ctx context.Context) ([]crypto.PublicKey, error) {
+	if _, _, err := j.Key(ctx, ""); err != nil && !errors.Is(err, ErrUnknownKey) {
+		return nil, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]crypto.PublicKey, 0, len(j.keys))
+	for _, k := range j.keys {
+		out = append(out, k.key)
+	}
+	return out, nil
+}

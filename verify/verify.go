@@ -4,6 +4,12 @@
 // then typ, iss, aud, exp, nbf and iat; and it provides net/http middleware
 // that answers failures as RFC 6750 describes.
 //
+// The middleware also enforces sender-constrained tokens: a token whose cnf
+// claim (Claims.Cnf) binds it to a DPoP key is accepted only with the DPoP
+// scheme and a valid proof of that key for the request (RFC 9449 §7), and
+// one bound to a client certificate only over that certificate (RFC 8705
+// §3); MiddlewareOptions can require bound tokens for an API.
+//
 // Parsing is strict: a token larger than MaxTokenSize is refused before any
 // decoding; base64url must be canonical and unpadded, without line breaks;
 // header and claims must be valid UTF-8 JSON objects without repeated or
@@ -12,6 +18,7 @@
 package verify
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto"
@@ -43,6 +50,11 @@ var (
 	ErrAudience     = fmt.Errorf("%w: wrong audience", ErrInvalidToken)
 	ErrExpired      = fmt.Errorf("%w: expired", ErrInvalidToken)
 	ErrNotYetValid  = fmt.Errorf("%w: not yet valid", ErrInvalidToken)
+	// ErrBound is a sender-constrained token (one with cnf: DPoP-bound or
+	// certificate-bound) given to Verify, which cannot check its binding:
+	// without the check, a stolen bound token would work as a bearer
+	// token. Middleware checks bindings; so may a caller of VerifyBound.
+	ErrBound = fmt.Errorf("%w: the token is sender-constrained (cnf), and its binding is not checked here", ErrInvalidToken)
 )
 
 // MaxTokenSize caps the token length checked before any decoding.
@@ -151,18 +163,52 @@ type Claims struct {
 	ExpiresAt time.Time
 	JTI       string
 	Scopes    []string
+	// Cnf is the token's confirmation (RFC 7800 §3.1): the key or
+	// certificate it is bound to; zero for a bearer token. Verify refuses
+	// bound tokens (ErrBound); Middleware enforces the binding (RFC 9449
+	// §7, RFC 8705 §3); VerifyBound returns it for its caller to check.
+	Cnf Confirmation
 	// Raw holds every claim, registered and custom, as sent.
 	Raw map[string]json.RawMessage
 }
 
+// Confirmation is a token's cnf claim, the members m2mauth issues.
+type Confirmation struct {
+	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound
+	// to (RFC 9449 §6.1).
+	JKT string `json:"jkt,omitempty"`
+	// X5tS256 is the base64url SHA-256 of the DER client certificate the
+	// token is bound to (RFC 8705 §3.1).
+	X5tS256 string `json:"x5t#S256,omitempty"`
+}
+
+// Bound reports whether the token is sender-constrained.
+func (c Confirmation) Bound() bool { return c.JKT != "" || c.X5tS256 != "" }
+
 // HasScope reports whether the token was granted scope.
 func (c *Claims) HasScope(scope string) bool { return slices.Contains(c.Scopes, scope) }
 
-// Verify validates token and returns its claims. Claims are never returned
-// together with an error. Checks, in order: size, structure and encoding,
-// algorithm allow-list, typ (RFC 9068 §2.1), key (by kid) and its type,
-// signature, then iss (exact), aud, exp, nbf and iat (with leeway).
+// Verify validates a bearer token and returns its claims. Claims are never
+// returned together with an error. Checks, in order: size, structure and
+// encoding, algorithm allow-list, typ (RFC 9068 §2.1), key (by kid) and
+// its type, signature, then iss (exact), aud, exp, nbf and iat (with
+// leeway). A sender-constrained token (cnf) is refused with ErrBound: its
+// holder must also prove the key or certificate, which Verify cannot see
+// (Middleware can).
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	return v.verify(ctx, token, false)
+}
+
+// VerifyBound is Verify that also accepts sender-constrained tokens,
+// leaving their binding (Claims.Cnf) to the caller: a DPoP proof signed by
+// the key of Cnf.JKT (RFC 9449 §7.1), or a client certificate whose
+// SHA-256 thumbprint is Cnf.X5tS256 (RFC 8705 §3). A caller that does not
+// check them must use Verify.
+func (v *Verifier) VerifyBound(ctx context.Context, token string) (*Claims, error) {
+	return v.verify(ctx, token, true)
+}
+
+func (v *Verifier) verify(ctx context.Context, token string, allowBound bool) (*Claims, error) {
 	tok, err := jws.Parse(token, MaxTokenSize)
 	if err != nil {
 		return nil, err
@@ -188,8 +234,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, err
 	}
 	c, err := v.checkClaims(tok.Claims)
-	if err != nil || v.online == nil {
-		return c, err
+	if err != nil {
+		return nil, err
+	}
+	if !allowBound && c.Cnf.Bound() {
+		return nil, ErrBound
+	}
+	if v.online == nil {
+		return c, nil
 	}
 	active, err := v.online.active(ctx, token, c.ExpiresAt)
 	if err != nil {
@@ -238,6 +290,12 @@ func (v *Verifier) checkClaims(members []jws.Member) (*Claims, error) {
 			nbf = m.Value
 		case "iat":
 			iat = m.Value
+		case "cnf":
+			cnf, ok := parseCnf(m.Value)
+			if !ok {
+				return bad(name)
+			}
+			c.Cnf = cnf
 		}
 		if dst != nil {
 			s, ok := jws.String(m.Value)
@@ -281,4 +339,49 @@ func (v *Verifier) checkClaims(members []jws.Member) (*Claims, error) {
 		return nil, ErrNotYetValid
 	}
 	return c, nil
+}
+
+// parseCnf reads a cnf claim (RFC 7800 §3.1): an object whose jkt and
+// x5t#S256 members, when present, are non-empty strings, each at most
+// once (names matched exactly); other confirmation methods are ignored.
+// Only tokens that carry a cnf pay for this.
+func parseCnf(raw []byte) (Confirmation, bool) {
+	var c Confirmation
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return c, false
+	}
+	var seenJKT, seenX5t bool
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return c, false
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return c, false
+		}
+		var dst *string
+		switch name {
+		case "jkt":
+			if seenJKT {
+				return c, false
+			}
+			dst, seenJKT = &c.JKT, true
+		case "x5t#S256":
+			if seenX5t {
+				return c, false
+			}
+			dst, seenX5t = &c.X5tS256, true
+		default:
+			continue
+		}
+		s, ok := jws.String(v)
+		if !ok || s == "" {
+			return c, false
+		}
+		*dst = s
+	}
+	return c, true
 }

@@ -52,6 +52,7 @@ func commands() []command {
 		{"apply", "make the server match a configuration file (-f m2mauth.yaml)", runApply},
 		{"export", "write the server's APIs and clients as a configuration file", runExport},
 		{"token", "get an access token with the client-credentials grant", runToken},
+		{"dpop", "DPoP proofs for curl (proof) and a DPoP key's thumbprint (thumbprint)", group("dpop", dpopCommands())},
 		{"verify", "validate an access token as a resource server would", runVerify},
 		{"version", "print the version", runVersion},
 	}

@@ -97,14 +97,37 @@ type authFlags struct {
 	acceptSecrets, acceptEndpointAud bool
 	federation                       federationFlag
 	clearFederation                  bool
+	// tlsSubject holds the subject flags' values, in the order of
+	// tlsSubjectFlags (and of admin.TLSSubjectParams).
+	tlsSubject           [5]string
+	certBound, dpopBound bool
+}
+
+// tlsSubjectFlags name the flags of a tls_client_auth client's certificate
+// subject, one per admin.TLSSubjectParams entry.
+var tlsSubjectFlags = [5]struct{ flag, help string }{
+	{"tls-subject-dn", "tls_client_auth: the certificate's subject DN, an RFC 4514 string (CN=payments,O=Acme,C=DE)"},
+	{"tls-san-dns", "tls_client_auth: a DNS name the certificate's subjectAltName holds"},
+	{"tls-san-uri", "tls_client_auth: a URI the certificate's subjectAltName holds (a SPIFFE ID: spiffe://example.org/payments)"},
+	{"tls-san-ip", "tls_client_auth: an IP address the certificate's subjectAltName holds"},
+	{"tls-san-email", "tls_client_auth: an email address the certificate's subjectAltName holds"},
 }
 
 func (a *authFlags) register(f *flags, update bool) {
 	f.StringVar(&a.method, "auth-method", "", strings.Join(admin.AuthMethods, ", ")+`: how the client authenticates
-      (default client_secret_basic; private_key_jwt and federated clients get no secret
+      (default client_secret_basic; private_key_jwt, federated and TLS clients get no secret
       unless --accept-secrets)`)
-	f.StringVar(&a.jwksFile, "jwks-file", "", "private_key_jwt: the client's public keys, a JWK Set, one public JWK or PEM public keys\n      (kid: the JWK's, else the key's RFC 7638 thumbprint)")
-	f.StringVar(&a.jwksURI, "jwks-uri", "", "private_key_jwt: URL of the client's JWK Set (https; the assertions must name a kid)")
+	f.StringVar(&a.jwksFile, "jwks-file", "", "private_key_jwt, self_signed_tls_client_auth: the client's public keys, a JWK Set, one public JWK\n      or PEM public keys (kid: the JWK's, else the key's RFC 7638 thumbprint)")
+	f.StringVar(&a.jwksURI, "jwks-uri", "", "private_key_jwt, self_signed_tls_client_auth: URL of the client's JWK Set (https; assertions\n      must name a kid)")
+	for i, sf := range tlsSubjectFlags {
+		help := sf.help
+		if update {
+			help += "\n      (replaces the client's subject, whichever kind it was; \"\" removes it)"
+		}
+		f.StringVar(&a.tlsSubject[i], sf.flag, "", help)
+	}
+	f.BoolVar(&a.certBound, "cert-bound-tokens", false, "bind the client's access tokens to its TLS client certificate (RFC 8705 §3)"+onOff(update))
+	f.BoolVar(&a.dpopBound, "dpop-bound-tokens", false, "require a DPoP proof on every token request of the client (RFC 9449)"+onOff(update))
 	f.BoolVar(&a.acceptSecrets, "accept-secrets", false, "also accept the client's secrets while its deployments move to a key or a workload identity")
 	f.BoolVar(&a.acceptEndpointAud, "accept-token-endpoint-audience", false, "private_key_jwt: also accept assertions whose aud is the token endpoint URL\n      (for libraries that send it instead of the issuer)")
 	f.Var(&a.federation, "federation", federationHelp)
@@ -113,14 +136,42 @@ func (a *authFlags) register(f *flags, update bool) {
 	}
 }
 
+// onOff is the note of an update's switch flag: it is given to change it.
+func onOff(update bool) string {
+	if update {
+		return " (=false to turn it off)"
+	}
+	return ""
+}
+
+// oneTLSSubject refuses two subject flags at once: a client registers one.
+func (a *authFlags) oneTLSSubject(given func(i int) bool) error {
+	var names []string
+	for i, sf := range tlsSubjectFlags {
+		if given(i) {
+			names = append(names, "--"+sf.flag)
+		}
+	}
+	if len(names) > 1 {
+		return fmt.Errorf("a client registers one certificate subject: give one of %s", strings.Join(names, ", "))
+	}
+	return nil
+}
+
 // input sets the client input's authentication fields.
 func (a *authFlags) input(in *admin.ClientInput) error {
 	if a.jwksFile != "" && a.jwksURI != "" {
 		return errors.New("give the client's keys one way: --jwks-file or --jwks-uri")
 	}
+	if err := a.oneTLSSubject(func(i int) bool { return a.tlsSubject[i] != "" }); err != nil {
+		return err
+	}
 	in.TokenEndpointAuthMethod, in.JWKSURI = a.method, a.jwksURI
 	in.AcceptSecrets, in.AcceptTokenEndpointAudience = a.acceptSecrets, a.acceptEndpointAud
 	in.Federation = a.federation
+	in.TLSClientAuthSubjectDN, in.TLSClientAuthSANDNS, in.TLSClientAuthSANURI, in.TLSClientAuthSANIP, in.TLSClientAuthSANEmail =
+		a.tlsSubject[0], a.tlsSubject[1], a.tlsSubject[2], a.tlsSubject[3], a.tlsSubject[4]
+	in.TLSClientCertificateBoundAccessTokens, in.DPoPBoundAccessTokens = a.certBound, a.dpopBound
 	if a.jwksFile != "" {
 		jwks, err := readJWKSFile(a.jwksFile)
 		if err != nil {
@@ -162,6 +213,27 @@ func (a *authFlags) patch(set map[string]bool, patch map[string]any) error {
 	if set["federation"] || a.clearFederation {
 		patch["federation"] = append([]admin.FederatedIdentityInput{}, a.federation...)
 	}
+	if err := a.oneTLSSubject(func(i int) bool { return set[tlsSubjectFlags[i].flag] }); err != nil {
+		return err
+	}
+	for i, sf := range tlsSubjectFlags {
+		if !set[sf.flag] {
+			continue
+		}
+		// The subject given replaces the client's, whatever its kind.
+		for j, p := range admin.TLSSubjectParams {
+			patch[p.Name] = nil
+			if j == i && a.tlsSubject[i] != "" {
+				patch[p.Name] = a.tlsSubject[i]
+			}
+		}
+	}
+	if set["cert-bound-tokens"] {
+		patch["tls_client_certificate_bound_access_tokens"] = a.certBound
+	}
+	if set["dpop-bound-tokens"] {
+		patch["dpop_bound_access_tokens"] = a.dpopBound
+	}
 	return nil
 }
 
@@ -175,8 +247,9 @@ func clientCreate(ctx context.Context, e *env, args []string) error {
 	var asEnv bool
 	var auth authFlags
 	f := newFlags(e, "client create", "", `Creates a client (an application using the client-credentials grant) and prints its
-client_id and client_secret. The secret is shown only this once. A private_key_jwt or
-federated client has no secret (unless --accept-secrets): only its client_id is printed.`)
+client_id and client_secret. The secret is shown only this once. A private_key_jwt,
+federated or TLS (tls_client_auth, self_signed_tls_client_auth) client has no secret
+(unless --accept-secrets): only its client_id is printed.`)
 	f.StringVar(&in.Name, "name", "", "display name")
 	f.StringVar(&in.Description, "description", "", "description")
 	f.StringVar(&audience, "audience", "", "API identifier to grant; also the client's default audience")
@@ -266,8 +339,23 @@ func authDescription(c admin.ClientResource) string {
 		return "private_key_jwt, an assertion signed by one of its registered keys (m2mauth token --private-key)"
 	case admin.AuthFederated:
 		return "a token of a trusted issuer that its federation bindings match (m2mauth token --assertion-file)"
+	case admin.AuthTLSClient:
+		return "tls_client_auth, a TLS client certificate from a trusted CA that names " + tlsSubjectText(c)
+	case admin.AuthSelfSignedTLSClient:
+		return "self_signed_tls_client_auth, a TLS client certificate holding one of its registered keys"
 	}
 	return c.TokenEndpointAuthMethod
+}
+
+// tlsSubjectText names a tls_client_auth client's certificate subject:
+// "tls_client_auth_san_dns payments.example.com".
+func tlsSubjectText(c admin.ClientResource) string {
+	for i, v := range []string{c.TLSClientAuthSubjectDN, c.TLSClientAuthSANDNS, c.TLSClientAuthSANURI, c.TLSClientAuthSANIP, c.TLSClientAuthSANEmail} {
+		if v != "" {
+			return admin.TLSSubjectParams[i].Name + " " + v
+		}
+	}
+	return "(none)"
 }
 
 func printClients(w io.Writer, clients []admin.ClientResource) {
@@ -392,6 +480,10 @@ func clientShow(ctx context.Context, e *env, args []string) error {
 	if c.AcceptSecrets || !admin.IsSecretMethod(c.TokenEndpointAuthMethod) {
 		fmt.Fprintf(e.stdout, "accept secrets:   %s\n", yesNo(c.AcceptSecrets))
 	}
+	if c.TokenEndpointAuthMethod == admin.AuthTLSClient {
+		fmt.Fprintf(e.stdout, "tls subject:      %s\n", tlsSubjectText(c))
+	}
+	fmt.Fprintf(e.stdout, "cert-bound:       %s\ndpop-bound:       %s\n", yesNo(c.TLSClientCertificateBoundAccessTokens), yesNo(c.DPoPBoundAccessTokens))
 	if c.AcceptTokenEndpointAudience {
 		fmt.Fprintf(e.stdout, "assertion aud:    the issuer or the token endpoint URL\n")
 	} else if c.TokenEndpointAuthMethod == admin.AuthPrivateKeyJWT {

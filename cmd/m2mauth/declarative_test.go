@@ -65,7 +65,16 @@ var clientSamples = []sample{
 	{"federation", []any{map[string]any{"policy": "ci", "subject": "repo:acme/billing:ref:refs/heads/main"}},
 		[]any{map[string]any{"policy": "ci", "subject": "repo:acme/billing:*", "claims": map[string]any{"repository_owner": "acme"}}}},
 	{"accept_token_endpoint_audience", true, false},
-	{"token_endpoint_auth_method", "private_key_jwt", "client_secret_post"},
+	// A tls_client_auth client has one certificate subject: each kind in
+	// turn (clientSameStep clears the one before).
+	{"tls_client_auth_subject_dn", "CN=billing,O=Acme", "CN=billing,OU=Finance,O=Acme"},
+	{"tls_client_auth_san_dns", null{}, "billing.example.com"},
+	{"tls_client_auth_san_uri", null{}, "spiffe://example.org/billing"},
+	{"tls_client_auth_san_ip", null{}, "192.0.2.7"},
+	{"tls_client_auth_san_email", null{}, "billing@example.com"},
+	{"tls_client_certificate_bound_access_tokens", true, false},
+	{"dpop_bound_access_tokens", false, true},
+	{"token_endpoint_auth_method", "tls_client_auth", "client_secret_post"},
 	{"accept_secrets", true, false},
 	{"jwks", map[string]any{"keys": []any{map[string]any{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}}, null{}},
 	{"jwks_uri", "", "https://keys.example.com/billing/jwks.json"},
@@ -94,6 +103,16 @@ var trustSamples = []sample{
 var trustSameStep = map[string][]sample{
 	"discovery": {{"jwks_uri", nil, ""}},
 	"jwks":      {{"discovery", nil, false}},
+}
+
+// clientSameStep are, likewise, the fields changed with a client's field:
+// a client registers one certificate subject, and only for tls_client_auth.
+var clientSameStep = map[string][]sample{
+	"tls_client_auth_san_dns":    {{"tls_client_auth_subject_dn", nil, null{}}},
+	"tls_client_auth_san_uri":    {{"tls_client_auth_san_dns", nil, null{}}},
+	"tls_client_auth_san_ip":     {{"tls_client_auth_san_uri", nil, null{}}},
+	"tls_client_auth_san_email":  {{"tls_client_auth_san_ip", nil, null{}}},
+	"token_endpoint_auth_method": {{"tls_client_auth_san_email", nil, null{}}},
 }
 
 var trustServerOwned = map[string]string{
@@ -345,7 +364,7 @@ func TestExportApplyKeepsEveryField(t *testing.T) {
 		samples []sample
 	}{{clientA, clientSamples}, {apiA, apiSamples}} {
 		for _, s := range c.samples {
-			if got, want := canonicalJSON(t, c.got[s.field]), canonicalJSON(t, s.first); got != want {
+			if got, want := canonicalJSON(t, c.got[s.field]), canonicalJSON(t, valueOf(s.first, urlA)); got != want {
 				t.Fatalf("server A keeps %s as %s, want %s", s.field, got, want)
 			}
 		}
@@ -397,8 +416,11 @@ func TestExportApplyKeepsEveryField(t *testing.T) {
 			key, value := fileField(s.field, valueOf(s.second, urlB))
 			editFile(t, file, c.list, c.keyField, c.key, key, value)
 			var sameStep []sample
-			if c.list == "trust_policies" {
+			switch c.list {
+			case "trust_policies":
 				sameStep = trustSameStep[s.field]
+			case "clients":
+				sameStep = clientSameStep[s.field]
 			}
 			for _, w := range sameStep {
 				k, v := fileField(w.field, valueOf(w.second, urlB))

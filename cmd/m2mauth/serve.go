@@ -44,6 +44,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.Int64Var(&cfg.QuotaPerHour, "quota-per-hour", cfg.QuotaPerHour, "tokens a client may get per hour unless it sets its own quota (0: unlimited)")
 	f.Int64Var(&cfg.QuotaPerDay, "quota-per-day", cfg.QuotaPerDay, "tokens a client may get per day unless it sets its own quota (0: unlimited)")
 	f.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", cfg.AuthFailureBurst, "burst of failed authentications allowed per client address")
+	f.BoolVar(&cfg.CertBoundTokens, "cert-bound-tokens", cfg.CertBoundTokens, "bind the access token of every client that authenticates with a TLS certificate to it (cnf.x5t#S256, RFC 8705 §3), not only of clients that ask for it")
+	f.BoolVar(&cfg.DPoPNonces, "dpop-nonces", cfg.DPoPNonces, "require a server nonce in DPoP proofs at the token endpoint (use_dpop_nonce, RFC 9449 §8)")
+	f.DurationVar(&cfg.DPoPMaxAge, "dpop-max-age", cfg.DPoPMaxAge, "how old a DPoP proof's iat may be at the token endpoint (5s to 10m)")
 	f.Float64Var(&cfg.ReportTokensPerLifetime, "report-tokens-per-lifetime", cfg.ReportTokensPerLifetime, "report a client issued more than this many times the tokens its token lifetime needs (client report)")
 	f.Int64Var(&cfg.ReportMinTokens, "report-min-tokens", cfg.ReportMinTokens, "never report a client issued fewer tokens than this in the report's hour (a restart burst)")
 	f.BoolVar(&cfg.Console, "console", cfg.Console, "serve the admin console under /console/ (--console=false: off, and /console/ answers 404)")
@@ -60,6 +63,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics at /metrics on this address, a listener of its own (e.g. 127.0.0.1:9464; empty: no metrics)")
 	f.Var((*listFlag)(&cfg.MetricsClients), "metrics-clients", "comma-separated client ids of the default environment whose tokens are counted one by one in the metrics")
 	f.IntVar(&cfg.MetricsTopClients, "metrics-top-clients", cfg.MetricsTopClients, "how many clients of the default environment the per-client metrics report besides --metrics-clients (oldest secrets, most tokens)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate (chain) file: with --tls-key, serve HTTPS (TLS 1.2+, HTTP/2); re-read when it changes")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key file of --tls-cert")
+	f.StringVar(&cfg.TLSClientCA, "tls-client-ca", "", "PEM bundle of the CAs tls_client_auth certificates chain to; with TLS, clients are asked for a certificate (optional); re-read when it changes")
+	f.Var((*listFlag)(&cfg.TrustedProxies), "trusted-proxies", "comma-separated CIDRs or IPs of proxies whose X-Forwarded-For (and --client-cert-header) are believed")
+	f.StringVar(&cfg.ClientCertHeader, "client-cert-header", "", "header in which a trusted proxy passes the client certificate (e.g. X-Forwarded-Client-Cert from Envoy, or X-SSL-Client-Cert with nginx's $ssl_client_escaped_cert)")
+	f.StringVar(&cfg.MTLSEndpointBase, "mtls-endpoint-base", "", "base URL of the endpoints taking client certificates, advertised as mtls_endpoint_aliases (default: the issuer, when client certificates are on)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish after a stop signal")
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err

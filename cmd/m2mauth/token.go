@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,13 +28,19 @@ var assertionTypes = map[string]string{
 func runToken(ctx context.Context, e *env, args []string) error {
 	var server, id, sec, audience, scopes string
 	var keyFile, keyID, alg, assertionAudience, assertionFile, assertionType string
+	var certFile, certKeyFile, caFile, dpopKeyFile string
 	var out output
 	f := newFlags(e, "token", "", `Gets an access token with the client-credentials grant and prints it; --json prints
 the whole token response. The client authenticates with exactly one of:
   --client-secret   the client secret, sent with HTTP Basic;
   --private-key     private_key_jwt: a 60 s assertion signed with the key (aud: --assertion-audience);
   --assertion-file  a workload token (a Kubernetes projected service-account token, a SPIFFE
-                    JWT-SVID, a CI OIDC token) sent as the client assertion.`)
+                    JWT-SVID, a CI OIDC token) sent as the client assertion;
+  --cert            alone (with --client-id): the TLS client certificate (tls_client_auth or
+                    self_signed_tls_client_auth, RFC 8705).
+--cert with another credential presents the certificate too, for a token bound to it.
+--dpop-key gets a DPoP-bound token (RFC 9449): the token request carries a proof signed with
+the key, and every API request needs one too (m2mauth dpop proof).`)
 	f.StringVar(&server, "server", "", "server base URL (e.g. http://127.0.0.1:8080)")
 	f.StringVar(&id, "client-id", "", "client id (optional with --assertion-file)")
 	f.StringVar(&sec, "client-secret", "", "client secret; prefer the environment variable")
@@ -40,6 +50,10 @@ the whole token response. The client authenticates with exactly one of:
 	f.StringVar(&assertionAudience, "assertion-audience", "", "the assertion's aud (default: the issuer, taken as --server)")
 	f.StringVar(&assertionFile, "assertion-file", "", "file holding the workload token to send as the client assertion")
 	f.StringVar(&assertionType, "assertion-type", "", "client assertion type of --assertion-file: jwt-bearer or jwt-spiffe (default jwt-bearer)")
+	f.StringVar(&certFile, "cert", "", "TLS client certificate file (PEM, with any intermediates) presented to the token endpoint (discovery's mtls_endpoint_aliases one)")
+	f.StringVar(&certKeyFile, "key", "", "the private key of --cert (PEM; default: --cert, if it holds the key too)")
+	f.StringVar(&caFile, "cacert", "", "CA certificates (PEM) to trust for the server's TLS certificate instead of the system's")
+	f.StringVar(&dpopKeyFile, "dpop-key", "", "DPoP private key file (PEM or a private JWK); when there is none, a new P-256 key is written there")
 	f.StringVar(&audience, "audience", "", "API identifier (default: the client's default audience)")
 	f.StringVar(&scopes, "scopes", "", "space-separated scopes (default: all granted)")
 	var envName string
@@ -50,6 +64,9 @@ the whole token response. The client authenticates with exactly one of:
 	f.setEnv("client-secret", "M2MAUTH_CLIENT_SECRET")
 	f.setEnv("private-key", "M2MAUTH_PRIVATE_KEY_FILE")
 	f.setEnv("alg", "M2MAUTH_ASSERTION_ALG")
+	f.setEnv("cert", "M2MAUTH_CLIENT_CERT")
+	f.setEnv("key", "M2MAUTH_CLIENT_KEY")
+	f.setEnv("dpop-key", dpopKeyEnv)
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
@@ -72,8 +89,8 @@ the whole token response. The client authenticates with exactly one of:
 	switch {
 	case server == "":
 		return errors.New("--server is required")
-	case len(kinds) == 0:
-		return errors.New("a client credential is required: --client-secret, --private-key or --assertion-file")
+	case len(kinds) == 0 && certFile == "":
+		return errors.New("a client credential is required: --client-secret, --private-key, --assertion-file or --cert (tls_client_auth)")
 	case len(kinds) > 1:
 		slices.Sort(kinds)
 		return fmt.Errorf("give exactly one client credential, not %s", strings.Join(kinds, " and "))
@@ -86,6 +103,38 @@ the whole token response. The client authenticates with exactly one of:
 	if assertionType != "" && assertionFile == "" {
 		return fmt.Errorf("%s applies only with --assertion-file", origin("assertion-type"))
 	}
+	if certKeyFile != "" && certFile == "" {
+		return fmt.Errorf("%s applies only with --cert", origin("key"))
+	}
+	if len(kinds) == 0 && id == "" {
+		return fmt.Errorf("--client-id is required with %s as the only credential (tls_client_auth)", origin("cert"))
+	}
+	client := httpClient
+	var cert *tls.Certificate
+	if certFile != "" || caFile != "" {
+		tc := &tls.Config{}
+		if certFile != "" {
+			if certKeyFile == "" {
+				certKeyFile = certFile
+			}
+			c, err := tls.LoadX509KeyPair(certFile, certKeyFile)
+			if err != nil {
+				return fmt.Errorf("%s: %w", origin("cert"), err)
+			}
+			cert = &c
+			tc.Certificates = []tls.Certificate{c}
+		}
+		if caFile != "" {
+			pool, err := readCAs(caFile)
+			if err != nil {
+				return fmt.Errorf("%s: %w", origin("cacert"), err)
+			}
+			tc.RootCAs = pool
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = tc
+		client = &http.Client{Timeout: httpClient.Timeout, Transport: t}
+	}
 	base := strings.TrimRight(server, "/")
 	if envName != "" && envName != defaultEnv && pathEnv(base) != envName && hostEnv(base) != envName {
 		if err := checkEnvName(envName); err != nil {
@@ -93,10 +142,10 @@ the whole token response. The client authenticates with exactly one of:
 		}
 		base += "/e/" + envName
 	}
-	if sec != "" {
-		if id == "" {
-			return errors.New("--client-id is required with --client-secret")
-		}
+	if sec != "" && id == "" {
+		return errors.New("--client-id is required with --client-secret")
+	}
+	if sec != "" && client == httpClient && dpopKeyFile == "" {
 		form := url.Values{"grant_type": {"client_credentials"}}
 		if audience != "" {
 			form.Set("audience", audience)
@@ -106,6 +155,10 @@ the whole token response. The client authenticates with exactly one of:
 		}
 		tok, err := requestToken(ctx, base+"/oauth/token", id, sec, form)
 		if err != nil {
+			if strings.Contains(err.Error(), "invalid_dpop_proof") {
+				// The client's tokens must be DPoP-bound: say how.
+				return fmt.Errorf("%w (this client needs a DPoP key: add --dpop-key FILE)", err)
+			}
 			return err
 		}
 		return printToken(e, out, tok)
@@ -113,14 +166,32 @@ the whole token response. The client authenticates with exactly one of:
 	cfg := tokensource.Config{
 		TokenURL: base + "/oauth/token", Issuer: base, ClientID: id,
 		Scopes: strings.Fields(scopes), Audience: audience,
-		HTTPClient: httpClient, MaxRetries: -1, // one attempt, as with a secret
+		HTTPClient: client, MaxRetries: -1, // one attempt, as with a secret
+		// The certificate is in client; here it says that it may be the
+		// credential (tls_client_auth).
+		Certificate: cert,
 	}
-	if keyFile != "" {
+	if cert != nil {
+		// RFC 8705 §5: the token endpoint that takes client certificates
+		// may be another (serve --mtls-endpoint-base); discovery names it.
+		cfg.TokenURL = ""
+	}
+	if dpopKeyFile != "" {
+		key, err := loadOrCreateDPoPKey(e, dpopKeyFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", origin("dpop-key"), err)
+		}
+		cfg.DPoPKey = key
+	}
+	switch {
+	case sec != "":
+		cfg.ClientSecret = sec
+	case keyFile != "":
 		if id == "" {
 			return errors.New("--client-id is required with --private-key (it is the assertion's iss and sub)")
 		}
 		cfg.PrivateKeyFile, cfg.KeyID, cfg.SigningAlg, cfg.AssertionAudience = keyFile, keyID, alg, assertionAudience
-	} else {
+	case assertionFile != "":
 		cfg.AssertionFile = assertionFile
 		if assertionType != "" {
 			typ, ok := assertionTypes[assertionType]
@@ -138,10 +209,26 @@ the whole token response. The client authenticates with exactly one of:
 	if err != nil {
 		return err
 	}
+	if dpopKeyFile != "" && tok.TokenType != "DPoP" {
+		fmt.Fprintf(e.stderr, "note: the server answered token type %s: the token is not bound to the DPoP key\n", tok.TokenType)
+	}
 	return printToken(e, out, &tokenResponse{
 		AccessToken: tok.AccessToken, TokenType: tok.TokenType, Scope: tok.Scope,
 		ExpiresIn: int64(time.Until(tok.Expiry).Round(time.Second) / time.Second),
 	})
+}
+
+// readCAs reads PEM certificates to trust, as curl's --cacert.
+func readCAs(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("no PEM certificate in the file")
+	}
+	return pool, nil
 }
 
 func printToken(e *env, out output, tok *tokenResponse) error {

@@ -39,7 +39,9 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	claims, err := v.Verify(ctx, token)
+	// A diagnosis, not an API: a sender-constrained token is shown with its
+	// cnf (whose binding only the API it is presented to can check).
+	claims, err := v.VerifyBound(ctx, token)
 	if err != nil {
 		return fmt.Errorf("token refused: %w", err)
 	}

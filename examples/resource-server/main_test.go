@@ -56,7 +56,7 @@ func TestExampleAPI(t *testing.T) {
 	reader := call("/admin/v1/clients", admin.ClientInput{Name: "reader", DefaultAudience: api, Grants: []admin.GrantInput{{Audience: api, Scopes: []string{"orders:read"}}}})
 	writer := call("/admin/v1/clients", admin.ClientInput{Name: "writer", DefaultAudience: api, Grants: []admin.GrantInput{{Audience: api, Scopes: []string{"orders:write"}}}})
 
-	h, err := newHandler(issuer, api, []string{"orders:read"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h, err := newHandler(issuer, api, []string{"orders:read"}, senderOptions{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +121,33 @@ func TestExampleAPI(t *testing.T) {
 	}
 	if st, ch := get(""); st != 401 || strings.Contains(ch, "error=") {
 		t.Errorf("no token: %d %s", st, ch)
+	}
+
+	// --require-dpop and --require-mtls refuse the reader's bearer token.
+	for _, tc := range []struct {
+		name      string
+		o         senderOptions
+		challenge string
+	}{
+		{"require-dpop", senderOptions{requireDPoP: true}, `DPoP realm="` + api + `", error="invalid_token", error_description="this API takes DPoP-bound access tokens only, with the DPoP scheme and a proof", algs="ES256 RS256 PS256 EdDSA"`},
+		{"require-mtls", senderOptions{requireMTLS: true}, `Bearer realm="` + api + `", error="invalid_token", error_description="this API requires certificate-bound access tokens"`},
+	} {
+		h, err := newHandler(issuer, api, nil, tc.o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/api/data", nil)
+		r.Header.Set("Authorization", "Bearer "+good)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 401 || w.Header().Get("WWW-Authenticate") != tc.challenge {
+			t.Errorf("%s: %d %q", tc.name, w.Code, w.Header().Values("WWW-Authenticate"))
+		}
+	}
+	for _, o := range []senderOptions{{trustedProxies: "10.0.0.0/8,nonsense"}, {publicOrigin: "api.example.com"}, {publicOrigin: "https://"}} {
+		if _, err := newHandler(issuer, api, nil, o, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
 	}
 }
 

@@ -121,7 +121,12 @@ func clientFields(c store.Client) audit.Fields {
 		"federation": federation, "grants": grants, "secrets": secrets,
 		"custom_claim_names": sortedKeys(c.CustomClaims), "metadata_keys": sortedKeys(c.Metadata),
 		"quota_per_minute": c.Quota.PerMinute, "quota_per_hour": c.Quota.PerHour, "quota_per_day": c.Quota.PerDay,
-		"token_reuse_min_remaining": c.TokenReuse,
+		"token_reuse_min_remaining":                  c.TokenReuse,
+		"tls_client_certificate_bound_access_tokens": c.CertBoundTokens, "dpop_bound_access_tokens": c.DPoPBoundTokens,
+	}
+	// The subject a certificate must carry is a name, not a secret.
+	if name := TLSSubjectParam(c.TLSSubject.Kind); name != "" {
+		f[name] = c.TLSSubject.Value
 	}
 	if !c.TokensRevokedBefore.IsZero() {
 		f["tokens_revoked_before"] = c.TokensRevokedBefore.UTC()

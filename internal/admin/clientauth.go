@@ -22,10 +22,17 @@ const (
 	// AuthFederated: the client presents a token of a trusted external
 	// issuer (workload identity) bound to it by its federation.
 	AuthFederated = "federated"
+	// AuthTLSClient (RFC 8705 §2.1): the client's TLS certificate chains
+	// to a trusted CA and carries the subject the client registered.
+	AuthTLSClient = "tls_client_auth"
+	// AuthSelfSignedTLSClient (RFC 8705 §2.2): the client's TLS
+	// certificate holds one of the public keys it registered (jwks or
+	// jwks_uri, as a private_key_jwt client's).
+	AuthSelfSignedTLSClient = "self_signed_tls_client_auth"
 )
 
 // AuthMethods are the methods a client may be registered with.
-var AuthMethods = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthFederated}
+var AuthMethods = []string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthFederated, AuthTLSClient, AuthSelfSignedTLSClient}
 
 // Limits on client keys and federation.
 const (
@@ -102,9 +109,9 @@ func validateClientAuth(v *ValidationError, c *store.Client, now time.Time) {
 		v.add("jwks_uri", "give the client's keys one way: jwks or jwks_uri, not both")
 	}
 	switch c.AuthMethod {
-	case AuthPrivateKeyJWT:
+	case AuthPrivateKeyJWT, AuthSelfSignedTLSClient:
 		if len(c.JWKS) == 0 && c.JWKSURI == "" {
-			v.add("jwks", "a private_key_jwt client needs its public keys: jwks or jwks_uri")
+			v.add("jwks", "a %s client needs its public keys: jwks or jwks_uri", c.AuthMethod)
 		}
 	case AuthFederated:
 		if len(c.Federation) == 0 {
@@ -117,6 +124,7 @@ func validateClientAuth(v *ValidationError, c *store.Client, now time.Time) {
 	if !IsSecretMethod(c.AuthMethod) && !c.AcceptSecrets && slices.ContainsFunc(c.Secrets, func(s store.Secret) bool { return s.Live(now) }) {
 		v.add("accept_secrets", "the client still has live secrets: revoke them, or set accept_secrets while its deployments move to %s", c.AuthMethod)
 	}
+	checkTLSSubject(v, c)
 	if len(c.Federation) > maxFederation {
 		v.add("federation", "at most %d bindings", maxFederation)
 	}

@@ -46,16 +46,30 @@ type ClientInput struct {
 	// defaults; see QuotaInput).
 	Quota QuotaInput `json:"quota"`
 	// TokenEndpointAuthMethod is how the client authenticates (see
-	// AuthMethods; default client_secret_basic). private_key_jwt clients
-	// register public keys (JWKS or JWKSURI), federated ones bind to
-	// trust policies (Federation). Such clients get no secret unless
-	// AcceptSecrets, for a migration from secrets.
+	// AuthMethods; default client_secret_basic). private_key_jwt and
+	// self_signed_tls_client_auth clients register public keys (JWKS or
+	// JWKSURI), tls_client_auth ones their certificate's subject (one of
+	// the TLSClientAuth… fields), federated ones bind to trust policies
+	// (Federation). Such clients get no secret unless AcceptSecrets, for a
+	// migration from secrets.
 	TokenEndpointAuthMethod     string                   `json:"token_endpoint_auth_method,omitempty"`
 	JWKS                        json.RawMessage          `json:"jwks,omitempty"`
 	JWKSURI                     string                   `json:"jwks_uri,omitempty"`
 	AcceptSecrets               bool                     `json:"accept_secrets"`
 	AcceptTokenEndpointAudience bool                     `json:"accept_token_endpoint_audience"`
 	Federation                  []FederatedIdentityInput `json:"federation,omitempty"`
+	// The subject a tls_client_auth client's certificate must carry
+	// (RFC 8705 §2.1.2): exactly one of these, for that method only.
+	TLSClientAuthSubjectDN string `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSClientAuthSANDNS    string `json:"tls_client_auth_san_dns,omitempty"`
+	TLSClientAuthSANURI    string `json:"tls_client_auth_san_uri,omitempty"`
+	TLSClientAuthSANIP     string `json:"tls_client_auth_san_ip,omitempty"`
+	TLSClientAuthSANEmail  string `json:"tls_client_auth_san_email,omitempty"`
+	// TLSClientCertificateBoundAccessTokens binds the client's access
+	// tokens to its TLS certificate (RFC 8705 §3), DPoPBoundAccessTokens
+	// makes a DPoP proof mandatory on its token requests (RFC 9449 §5.2).
+	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
+	DPoPBoundAccessTokens                 bool `json:"dpop_bound_access_tokens"`
 	// SecretLifetimeSeconds makes the secret created with the client
 	// expire after that long (0: never); rotations set their own.
 	SecretLifetimeSeconds int64 `json:"secret_lifetime_seconds,omitempty"`
@@ -98,6 +112,14 @@ type ClientPatch struct {
 	AcceptSecrets               *bool                     `json:"accept_secrets,omitempty"`
 	AcceptTokenEndpointAudience *bool                     `json:"accept_token_endpoint_audience,omitempty"`
 	Federation                  *[]FederatedIdentityInput `json:"federation,omitempty"`
+
+	TLSClientAuthSubjectDN                *string `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSClientAuthSANDNS                   *string `json:"tls_client_auth_san_dns,omitempty"`
+	TLSClientAuthSANURI                   *string `json:"tls_client_auth_san_uri,omitempty"`
+	TLSClientAuthSANIP                    *string `json:"tls_client_auth_san_ip,omitempty"`
+	TLSClientAuthSANEmail                 *string `json:"tls_client_auth_san_email,omitempty"`
+	TLSClientCertificateBoundAccessTokens *bool   `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+	DPoPBoundAccessTokens                 *bool   `json:"dpop_bound_access_tokens,omitempty"`
 }
 
 // Patch returns the patch that makes a client match in (PUT semantics).
@@ -112,6 +134,9 @@ func (in ClientInput) Patch() ClientPatch {
 		RefreshTokens: &in.RefreshTokens, Introspect: &in.Introspect, Quota: in.Quota.patch(), TokenReuseMinRemaining: &in.TokenReuseMinRemaining,
 		TokenEndpointAuthMethod: &in.TokenEndpointAuthMethod, JWKS: &in.JWKS, JWKSURI: &in.JWKSURI, AcceptSecrets: &in.AcceptSecrets,
 		AcceptTokenEndpointAudience: &in.AcceptTokenEndpointAudience, Federation: &in.Federation,
+		TLSClientAuthSubjectDN: &in.TLSClientAuthSubjectDN, TLSClientAuthSANDNS: &in.TLSClientAuthSANDNS, TLSClientAuthSANURI: &in.TLSClientAuthSANURI,
+		TLSClientAuthSANIP: &in.TLSClientAuthSANIP, TLSClientAuthSANEmail: &in.TLSClientAuthSANEmail,
+		TLSClientCertificateBoundAccessTokens: &in.TLSClientCertificateBoundAccessTokens, DPoPBoundAccessTokens: &in.DPoPBoundAccessTokens,
 	}
 }
 
@@ -326,6 +351,7 @@ func (s *Service) CreateClient(ctx context.Context, in ClientInput) (store.Clien
 		Secrets:    []store.Secret{},
 		AuthMethod: in.TokenEndpointAuthMethod, JWKS: rawJWKS(in.JWKS), JWKSURI: in.JWKSURI, AcceptSecrets: in.AcceptSecrets,
 		AcceptTokenEndpointAudience: in.AcceptTokenEndpointAudience, Federation: federation(in.Federation),
+		TLSSubject: tlsSubject(&v, in.tlsSubjectValues()), CertBoundTokens: in.TLSClientCertificateBoundAccessTokens, DPoPBoundTokens: in.DPoPBoundAccessTokens,
 		Version: 1, CreatedAt: now, UpdatedAt: now,
 	}
 	if plain != "" {
@@ -462,7 +488,16 @@ func (s *Service) UpdateClient(ctx context.Context, id, ifMatch string, p Client
 		if p.Federation != nil {
 			c.Federation = federation(*p.Federation)
 		}
+		if p.TLSClientCertificateBoundAccessTokens != nil {
+			c.CertBoundTokens = *p.TLSClientCertificateBoundAccessTokens
+		}
+		if p.DPoPBoundAccessTokens != nil {
+			c.DPoPBoundTokens = *p.DPoPBoundAccessTokens
+		}
 		var v ValidationError
+		subject := subjectValues(c.TLSSubject)
+		p.applyTLSSubject(&subject)
+		c.TLSSubject = tlsSubject(&v, subject)
 		validateClient(&v, c)
 		validateClientAuth(&v, c, s.now())
 		if err := v.err(); err != nil {

@@ -61,6 +61,8 @@ func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
 var clientEmpties = map[string]string{"name": `""`, "description": `""`, "grants": `[]`, "default_audience": `""`,
 	"token_lifetime_seconds": `0`, "custom_claims": `{}`, "metadata": `{}`, "disabled": `false`, "refresh_tokens": `false`, "introspect": `[]`, "token_reuse_min_remaining": `0`,
 	"token_endpoint_auth_method": `""`, "jwks": `""`, "jwks_uri": `""`, "accept_secrets": `false`, "accept_token_endpoint_audience": `false`, "federation": `[]`,
+	"tls_client_auth_subject_dn": `""`, "tls_client_auth_san_dns": `""`, "tls_client_auth_san_uri": `""`, "tls_client_auth_san_ip": `""`, "tls_client_auth_san_email": `""`,
+	"tls_client_certificate_bound_access_tokens": `false`, "dpop_bound_access_tokens": `false`,
 	"quota": `{"per_minute":0,"per_hour":0,"per_day":0}`}
 
 func (h *Handler) patchClient(w http.ResponseWriter, r *http.Request) error {

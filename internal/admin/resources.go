@@ -76,10 +76,19 @@ type ClientResource struct {
 	AcceptSecrets               bool                     `json:"accept_secrets"`
 	AcceptTokenEndpointAudience bool                     `json:"accept_token_endpoint_audience"`
 	Federation                  []FederatedIdentityInput `json:"federation"`
-	Secrets                     []SecretResource         `json:"secrets"`
-	Version                     int64                    `json:"version"`
-	CreatedAt                   time.Time                `json:"created_at"`
-	UpdatedAt                   time.Time                `json:"updated_at"`
+	// The certificate subject of a tls_client_auth client: only the one
+	// parameter it registered appears.
+	TLSClientAuthSubjectDN                string           `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSClientAuthSANDNS                   string           `json:"tls_client_auth_san_dns,omitempty"`
+	TLSClientAuthSANURI                   string           `json:"tls_client_auth_san_uri,omitempty"`
+	TLSClientAuthSANIP                    string           `json:"tls_client_auth_san_ip,omitempty"`
+	TLSClientAuthSANEmail                 string           `json:"tls_client_auth_san_email,omitempty"`
+	TLSClientCertificateBoundAccessTokens bool             `json:"tls_client_certificate_bound_access_tokens"`
+	DPoPBoundAccessTokens                 bool             `json:"dpop_bound_access_tokens"`
+	Secrets                               []SecretResource `json:"secrets"`
+	Version                               int64            `json:"version"`
+	CreatedAt                             time.Time        `json:"created_at"`
+	UpdatedAt                             time.Time        `json:"updated_at"`
 }
 
 func optTime(t time.Time) *time.Time {
@@ -99,7 +108,9 @@ func clientResource(c store.Client, now time.Time) ClientResource {
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, Grants: []GrantInput{}, Secrets: []SecretResource{},
 		TokenEndpointAuthMethod: c.Method(), JWKSURI: c.JWKSURI, AcceptSecrets: c.AcceptSecrets,
 		AcceptTokenEndpointAudience: c.AcceptTokenEndpointAudience, Federation: federationInput(c.Federation),
+		TLSClientCertificateBoundAccessTokens: c.CertBoundTokens, DPoPBoundAccessTokens: c.DPoPBoundTokens,
 	}
+	out.setTLSSubject(c.TLSSubject)
 	if len(c.JWKS) > 0 {
 		out.JWKS = json.RawMessage(c.JWKS)
 	}

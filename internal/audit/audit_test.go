@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/oauth"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -180,6 +182,28 @@ func TestQuotaRefusalAndIssuance(t *testing.T) {
 		if e := got[1]; e.TargetType != "token" || e.TargetID != "jti-1" ||
 			string(e.Diff) != `{"audience":{"after":["https://api"]},"reused":{"after":true},"scopes":{"after":["read"]}}` {
 			t.Errorf("issuance = %+v %s", e, e.Diff)
+		}
+	}
+}
+
+func TestRecordTokenBinding(t *testing.T) {
+	st := &memStore{}
+	r := New(Config{Store: st, IssuanceSample: 1})
+	for i, cnf := range []*issuer.Confirmation{{JKT: "secret-jkt"}, {X5tS256: "secret-x5t"}} {
+		ok := outcome(oauth.CodeOK, "c1")
+		ok.Token = &oauth.TokenResponse{ClientID: "c1", JTI: fmt.Sprint("jti-", i), Audience: []string{"https://api"}, Cnf: cnf}
+		r.Observe(context.Background(), ok)
+	}
+	if err := r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := st.all()
+	if len(got) != 2 {
+		t.Fatalf("events = %+v", got)
+	}
+	for i, want := range []string{`"binding":{"after":"dpop"}`, `"binding":{"after":"x5t"}`} {
+		if d := string(got[i].Diff); !strings.Contains(d, want) || strings.Contains(d, "secret-") {
+			t.Errorf("event %d diff %s, want %s and no thumbprint", i, d, want)
 		}
 	}
 }

@@ -76,6 +76,9 @@ type tokenItem struct {
 	jti              string
 	audience, scopes []string
 	reused           bool
+	// binding is what the token is bound to: "dpop", "x5t", both joined
+	// by "+", or "" for a bearer token (never the thumbprints).
+	binding string
 }
 
 // Recorder records audit events. Its methods are safe for concurrent use.
@@ -156,6 +159,16 @@ func (r *Recorder) Observe(_ context.Context, o oauth.Outcome) {
 		code: o.Code, remote: o.Remote, failed: failed, refused: refused}
 	if t := o.Token; t != nil {
 		it.jti, it.audience, it.scopes, it.reused = t.JTI, t.Audience, t.Scopes, t.Reused
+		if c := t.Cnf; c != nil {
+			switch {
+			case c.JKT != "" && c.X5tS256 != "":
+				it.binding = "dpop+x5t"
+			case c.JKT != "":
+				it.binding = "dpop"
+			default:
+				it.binding = "x5t"
+			}
+		}
 	}
 	select {
 	case r.tokens <- it:
@@ -396,9 +409,15 @@ func (r *Recorder) tokenEvent(it tokenItem) store.AuditEvent {
 			// What the token grants, as the diff's "after" (there is
 			// no before): its audience and scopes, and whether it was
 			// handed out again rather than signed.
-			e.Diff, _ = json.Marshal(map[string]map[string]any{
+			diff := map[string]map[string]any{
 				"audience": {"after": it.audience}, "scopes": {"after": it.scopes}, "reused": {"after": it.reused},
-			})
+			}
+			if it.binding != "" {
+				// How the token is sender-constrained (RFC 9449, RFC
+				// 8705), not to what: the kind only.
+				diff["binding"] = map[string]any{"after": it.binding}
+			}
+			e.Diff, _ = json.Marshal(diff)
 		}
 	}
 	return e

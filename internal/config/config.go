@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/internal/peer"
 	"github.com/m2mauth/m2mauth/internal/surface"
 )
 
@@ -54,6 +57,14 @@ type Config struct {
 	// authentications per client address (0 rate: no limit).
 	AuthFailureRate  float64
 	AuthFailureBurst int
+	// CertBoundTokens binds the access token of every request whose client
+	// authenticated with a TLS certificate to that certificate (RFC 8705
+	// §3), not only those of clients that ask for it.
+	CertBoundTokens bool
+	// DPoPNonces makes the token endpoint require a server nonce in DPoP
+	// proofs (RFC 9449 §8); DPoPMaxAge is how old a proof's iat may be.
+	DPoPNonces bool
+	DPoPMaxAge time.Duration
 	// QuotaPerMinute, QuotaPerHour and QuotaPerDay are the token quota of
 	// every client that sets none of its own for the window (0: unlimited).
 	QuotaPerMinute, QuotaPerHour, QuotaPerDay int64
@@ -79,8 +90,9 @@ type Config struct {
 	AuditIssuanceSample float64
 
 	// EnvAddressing is how a request names its environment: "path"
-	// (<issuer>/e/{name}/…) or "host" ({name}.<issuer host>). The default
-	// environment is served at the issuer itself either way.
+	// (<issuer>/e/{name}/…) or "host" ({name}.<issuer host>, and
+	// {name}.<host of MTLSEndpointBase> when that is another host). The
+	// default environment is served at the issuer itself either way.
 	EnvAddressing string
 	// An environment's keys and caches are held in memory while it serves
 	// requests: at most EnvMaxLoaded environments, each unloaded after
@@ -101,6 +113,26 @@ type Config struct {
 	MetricsTopClients int
 
 	ShutdownTimeout time.Duration
+
+	// TLSCert and TLSKey are PEM files: with both the listener serves
+	// HTTPS (TLS 1.2 or later, HTTP/2), re-reading them when they change.
+	// TLSClientCA is a PEM bundle of the CAs tls_client_auth certificates
+	// must chain to (RFC 8705 §2.1); with TLS on, the listener then asks
+	// every client for a certificate (optional, unverified by the
+	// handshake: each client's method checks it).
+	TLSCert, TLSKey string
+	TLSClientCA     string
+	// TrustedProxies are the addresses (CIDRs or single IPs) whose
+	// X-Forwarded-For, and ClientCertHeader when set, are believed: a
+	// TLS-terminating proxy in front of the server (package peer). Validate
+	// parses them into TrustedProxyPrefixes.
+	TrustedProxies       []string
+	TrustedProxyPrefixes []netip.Prefix
+	ClientCertHeader     string
+	// MTLSEndpointBase is the base URL of the endpoints that accept client
+	// certificates, advertised as mtls_endpoint_aliases (RFC 8705 §5);
+	// Validate sets it to the issuer when mTLS is on and it is empty.
+	MTLSEndpointBase string
 }
 
 // How requests name their environment (Config.EnvAddressing).
@@ -112,17 +144,38 @@ const (
 // EnvIssuer returns the issuer identifier of the environment named: the
 // issuer itself for the default one, <issuer>/e/{name} by path, and the
 // issuer with {name}. before its host by host.
-func (c *Config) EnvIssuer(name string) string {
+func (c *Config) EnvIssuer(name string) string { return c.envURL(c.Issuer, name) }
+
+// EnvMTLSEndpointBase is MTLSEndpointBase for the environment named,
+// addressed the way EnvIssuer addresses its issuer ("" when mTLS is off).
+func (c *Config) EnvMTLSEndpointBase(name string) string {
+	if c.MTLSEndpointBase == "" {
+		return ""
+	}
+	return c.envURL(c.MTLSEndpointBase, name)
+}
+
+func (c *Config) envURL(base, name string) string {
 	if name == "" || name == "default" {
-		return c.Issuer
+		return base
 	}
 	if c.EnvAddressing == EnvByHost {
-		if u, err := url.Parse(c.Issuer); err == nil {
+		if u, err := url.Parse(base); err == nil {
 			u.Host = name + "." + u.Host
 			return u.String()
 		}
 	}
-	return c.Issuer + EnvPathPrefix + name
+	return base + EnvPathPrefix + name
+}
+
+// TLS reports whether the listener serves HTTPS.
+func (c *Config) TLS() bool { return c.TLSCert != "" }
+
+// MTLS reports whether client certificates can reach the server: asked for
+// by its own TLS listener, or passed on by a trusted proxy in
+// ClientCertHeader.
+func (c *Config) MTLS() bool {
+	return (c.TLS() && c.TLSClientCA != "") || (c.ClientCertHeader != "" && len(c.TrustedProxies) > 0)
 }
 
 // EnvPathPrefix starts the path of an environment addressed by path.
@@ -149,6 +202,7 @@ func Default() Config {
 		MaxAssertionLifetime:    5 * time.Minute,
 		AuthFailureRate:         5,
 		AuthFailureBurst:        20,
+		DPoPMaxAge:              60 * time.Second,
 		Console:                 true,
 		ConsoleIdle:             30 * time.Minute,
 		ConsoleMaxAge:           12 * time.Hour,
@@ -172,8 +226,12 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("addr %q: want host:port", c.Addr))
 	}
+	errs = append(errs, c.validateTLS()...)
 	if c.Issuer == "" {
 		c.Issuer = "http://" + c.Addr
+		if c.TLS() {
+			c.Issuer = "https://" + c.Addr
+		}
 	}
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
 	if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -204,6 +262,11 @@ func (c *Config) Validate() error {
 	}
 	if c.RefreshTokenLifetime < time.Minute || c.RefreshTokenLifetime > 365*24*time.Hour {
 		errs = append(errs, fmt.Errorf("refresh-token-lifetime %s: want 1m to 8760h", c.RefreshTokenLifetime))
+	}
+	if c.DPoPMaxAge < 5*time.Second || c.DPoPMaxAge > 10*time.Minute {
+		// Under a few seconds, clock skew and latency refuse honest
+		// proofs; past minutes, the replay cache must remember jtis long.
+		errs = append(errs, fmt.Errorf("dpop-max-age %s: want 5s to 10m", c.DPoPMaxAge))
 	}
 	if c.MaxAssertionLifetime < 10*time.Second || c.MaxAssertionLifetime > time.Hour {
 		errs = append(errs, fmt.Errorf("max-assertion-lifetime %s: want 10s to 1h", c.MaxAssertionLifetime))
@@ -262,7 +325,82 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("log-format %q: want json or text", c.LogFormat))
 	}
+	if c.MTLSEndpointBase != "" {
+		c.MTLSEndpointBase = strings.TrimRight(c.MTLSEndpointBase, "/")
+		if u, err := url.Parse(c.MTLSEndpointBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("mtls-endpoint-base %q: want an absolute http(s) URL without query or fragment", c.MTLSEndpointBase))
+		}
+		if !c.MTLS() {
+			errs = append(errs, errors.New("mtls-endpoint-base: client certificates are off (set --tls-client-ca with TLS, or --trusted-proxies with --client-cert-header)"))
+		}
+	} else if c.MTLS() {
+		c.MTLSEndpointBase = c.Issuer
+	}
 	return errors.Join(errs...)
+}
+
+// validateTLS checks the TLS files (present in pairs, readable) and the
+// trusted proxies, which it parses into TrustedProxyPrefixes. Whether the
+// certificate and key form a pair is checked when the server loads them.
+func (c *Config) validateTLS() []error {
+	var errs []error
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key: give both or neither"))
+	}
+	for _, f := range []struct{ flag, path string }{{"tls-cert", c.TLSCert}, {"tls-key", c.TLSKey}, {"tls-client-ca", c.TLSClientCA}} {
+		if f.path == "" {
+			continue
+		}
+		if err := readable(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.flag, err))
+		}
+	}
+	if c.TLSClientCA != "" && !c.TLS() && c.ClientCertHeader == "" {
+		// Without TLS the CAs can only serve certificates a proxy passes
+		// on: with neither, no certificate could ever arrive.
+		errs = append(errs, errors.New("tls-client-ca: needs --tls-cert and --tls-key, or --client-cert-header behind --trusted-proxies"))
+	}
+	prefixes, err := peer.ParsePrefixes(c.TrustedProxies)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("trusted-proxies: %w", err))
+	}
+	c.TrustedProxyPrefixes = prefixes
+	if c.ClientCertHeader != "" {
+		if !validHeaderName(c.ClientCertHeader) {
+			errs = append(errs, fmt.Errorf("client-cert-header %q: not a header name", c.ClientCertHeader))
+		}
+		if len(c.TrustedProxies) == 0 {
+			// The header is honoured only from a trusted proxy: without
+			// one it would be silently ignored.
+			errs = append(errs, errors.New("client-cert-header: needs --trusted-proxies (the header is believed only from them)"))
+		}
+	}
+	return errs
+}
+
+// readable reports why the file at path cannot be read (nil if it can).
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var b [1]byte
+	if _, err := f.Read(b[:]); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 §5.1:
+// a token).
+func validHeaderName(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // MaxMetricsClients bounds --metrics-clients and --metrics-top-clients:

@@ -49,6 +49,32 @@ var authLabels = map[string]string{
 	admin.AuthSecretPost:    "Client Credentials (secret in the request body)",
 	admin.AuthPrivateKeyJWT: "Key (private_key_jwt)",
 	admin.AuthFederated:     "Workload identity",
+	// RFC 8705 §2.1 and §2.2.
+	admin.AuthTLSClient:           "Certificate (tls_client_auth)",
+	admin.AuthSelfSignedTLSClient: "Self-signed certificate (self_signed_tls_client_auth)",
+}
+
+// tlsSubjectKind is one kind of certificate subject a tls_client_auth
+// application registers, as the form offers it.
+type tlsSubjectKind struct{ Kind, Label, Example string }
+
+// tlsSubjectKinds follow admin.TLSSubjectParams.
+var tlsSubjectKinds = []tlsSubjectKind{
+	{store.TLSSubjectDN, "Subject distinguished name", "CN=payments,O=Acme,C=DE"},
+	{store.TLSSubjectDNS, "DNS name (subjectAltName)", "payments.example.com"},
+	{store.TLSSubjectURI, "URI (subjectAltName), e.g. a SPIFFE ID", "spiffe://example.org/payments"},
+	{store.TLSSubjectIP, "IP address (subjectAltName)", "192.0.2.7"},
+	{store.TLSSubjectEmail, "Email address (subjectAltName)", "payments@example.com"},
+}
+
+// tlsSubjectLabel names a subject's kind for people.
+func tlsSubjectLabel(kind string) string {
+	for _, k := range tlsSubjectKinds {
+		if k.Kind == kind {
+			return k.Label
+		}
+	}
+	return kind
 }
 
 func authLabel(method string) string {
@@ -254,6 +280,8 @@ type appFormData struct {
 	SecretLifetimes []lifetimeChoice
 	// QuotaWindows are the fields of the token quota.
 	QuotaWindows []quotaWindow
+	// TLSSubjectKinds are the kinds of certificate subject.
+	TLSSubjectKinds []tlsSubjectKind
 	// Truncated tells that the server has more APIs than the form lists
 	// (MaxAPIs); an edited application's own APIs are listed still.
 	Truncated bool
@@ -269,7 +297,8 @@ func (d *appFormData) HasPolicy(name string) bool {
 func (d *appFormData) known(key string) bool {
 	switch key {
 	case "name", "description", "auth_method", "jwks", "jwks_uri", "accept_secrets", "accept_endpoint_aud",
-		"federation", "grants", "default_audience", "token_lifetime", "introspect", "claims", "secret_lifetime":
+		"federation", "grants", "default_audience", "token_lifetime", "introspect", "claims", "secret_lifetime",
+		"tls_subject", "cert_bound", "dpop_bound":
 		return true
 	}
 	if aud, ok := strings.CutPrefix(key, "grant:"); ok {
@@ -312,7 +341,8 @@ func (d *appFormData) addAPI(ch apiChoice) {
 func (c *Console) formData(r *http.Request) (*appFormData, error) {
 	ctx := r.Context()
 	adminAud := env.FromContext(ctx).AdminAudience()
-	d := &appFormData{AdminScope: admin.AdminScope, SecretLifetimes: secretLifetimes, QuotaWindows: quotaWindows, MaxAPIs: formAPIPages * admin.DefaultPageSize}
+	d := &appFormData{AdminScope: admin.AdminScope, SecretLifetimes: secretLifetimes, QuotaWindows: quotaWindows, TLSSubjectKinds: tlsSubjectKinds,
+		MaxAPIs: formAPIPages * admin.DefaultPageSize}
 	var builtin []apiChoice
 	after := ""
 	for range formAPIPages {
@@ -425,6 +455,20 @@ func readAppForm(f url.Values, d *appFormData, create bool) *appForm {
 	in.JWKSURI = strings.TrimSpace(f.Get("jwks_uri"))
 	in.AcceptSecrets = f.Get("accept_secrets") != ""
 	in.AcceptTokenEndpointAudience = f.Get("accept_endpoint_aud") != ""
+	// The subject belongs to tls_client_auth alone: with another method
+	// its fields are hidden, and what they still hold is dropped (the
+	// service refuses a subject on another method).
+	if in.TokenEndpointAuthMethod == admin.AuthTLSClient {
+		subject := store.TLSSubject{Kind: f.Get("tls_subject_kind"), Value: strings.TrimSpace(f.Get("tls_subject"))}
+		if subject.Value == "" {
+			subject.Kind = ""
+		}
+		if !in.SetTLSSubject(subject) {
+			af.errs["tls_subject"] = "Choose what the certificate must name."
+		}
+	}
+	in.TLSClientCertificateBoundAccessTokens = f.Get("cert_bound") != ""
+	in.DPoPBoundAccessTokens = f.Get("dpop_bound") != ""
 
 	rows, _ := strconv.Atoi(f.Get("fed_rows"))
 	rows = min(max(rows, 0), maxFedRows)
@@ -629,6 +673,13 @@ func (af *appForm) fieldKey(field string) string {
 		return "auth_method"
 	case "accept_token_endpoint_audience":
 		return "accept_endpoint_aud"
+	case "tls_client_certificate_bound_access_tokens":
+		return "cert_bound"
+	case "dpop_bound_access_tokens":
+		return "dpop_bound"
+	}
+	if slices.ContainsFunc(admin.TLSSubjectParams, func(p struct{ Kind, Name string }) bool { return p.Name == field }) {
+		return "tls_subject"
 	}
 	if m := grantField.FindStringSubmatch(field); m != nil {
 		if i, err := strconv.Atoi(m[1]); err == nil && i < len(af.grantAud) {
@@ -648,7 +699,7 @@ var fieldLabels = map[string]string{
 	"name": "The name", "description": "The description", "default_audience": "The default audience",
 	"token_lifetime": "The token lifetime", "claims": "The custom claims", "jwks": "The key set",
 	"jwks_uri": "The key set URL", "introspect": "The introspection permission", "grants": "The grants",
-	"auth_method": "The authentication method", "federation": "The bindings",
+	"auth_method": "The authentication method", "federation": "The bindings", "tls_subject": "The certificate subject",
 }
 
 // sentence makes a service message read as a sentence next to its field.
@@ -796,6 +847,16 @@ func appFormValues(cl store.Client) url.Values {
 	if cl.AcceptTokenEndpointAudience {
 		f.Set("accept_endpoint_aud", "1")
 	}
+	if cl.TLSSubject.Kind != "" {
+		f.Set("tls_subject_kind", cl.TLSSubject.Kind)
+		f.Set("tls_subject", cl.TLSSubject.Value)
+	}
+	if cl.CertBoundTokens {
+		f.Set("cert_bound", "1")
+	}
+	if cl.DPoPBoundTokens {
+		f.Set("dpop_bound", "1")
+	}
 	f["introspect"] = slices.Clone(cl.Introspect)
 	for _, g := range cl.Grants {
 		f.Add("grant", g.Audience)
@@ -906,6 +967,9 @@ func (c *Console) appUpdate(w http.ResponseWriter, r *http.Request, s *session) 
 		Quota:                  &admin.QuotaPatch{PerMinute: &in.Quota.PerMinute, PerHour: &in.Quota.PerHour, PerDay: &in.Quota.PerDay},
 		TokenReuseMinRemaining: &in.TokenReuseMinRemaining, Introspect: &in.Introspect, TokenEndpointAuthMethod: &in.TokenEndpointAuthMethod, JWKS: &in.JWKS, JWKSURI: &in.JWKSURI,
 		AcceptSecrets: &in.AcceptSecrets, AcceptTokenEndpointAudience: &in.AcceptTokenEndpointAudience, Federation: &in.Federation,
+		TLSClientAuthSubjectDN: &in.TLSClientAuthSubjectDN, TLSClientAuthSANDNS: &in.TLSClientAuthSANDNS, TLSClientAuthSANURI: &in.TLSClientAuthSANURI,
+		TLSClientAuthSANIP: &in.TLSClientAuthSANIP, TLSClientAuthSANEmail: &in.TLSClientAuthSANEmail,
+		TLSClientCertificateBoundAccessTokens: &in.TLSClientCertificateBoundAccessTokens, DPoPBoundAccessTokens: &in.DPoPBoundAccessTokens,
 	}
 	cl, err := c.svc.UpdateClient(ctx, cur.ID, admin.ETag(version), p)
 	if errors.Is(err, admin.ErrPreconditionFailed) {
@@ -1031,8 +1095,10 @@ type keyRow struct {
 }
 
 type appShowData struct {
-	Client      store.Client
-	Method      string
+	Client store.Client
+	Method string
+	// SubjectKind names the kind of the client's certificate subject.
+	SubjectKind string
 	Admin, Self bool
 	UsesSecrets bool
 	Secrets     []secretRow
@@ -1071,7 +1137,7 @@ func (c *Console) showApp(w http.ResponseWriter, r *http.Request, s *session, st
 	e := env.FromContext(ctx)
 	now := c.now()
 	d := &appShowData{
-		Client: cl, Method: authLabel(cl.Method()), Admin: admin.IsAdmin(cl, e.AdminAudience()), Self: cl.ID == s.clientID,
+		Client: cl, Method: authLabel(cl.Method()), SubjectKind: tlsSubjectLabel(cl.TLSSubject.Kind), Admin: admin.IsAdmin(cl, e.AdminAudience()), Self: cl.ID == s.clientID,
 		UsesSecrets: admin.IsSecretMethod(cl.AuthMethod) || cl.AcceptSecrets, APIs: map[string]string{},
 		Graces: graceChoices, SecretLifetimes: secretLifetimes, TokenURL: e.Issuer + "/oauth/token",
 	}

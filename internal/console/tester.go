@@ -119,7 +119,7 @@ func (c *Console) testToken(ctx context.Context, token string) (*testerResult, e
 	res := &testerResult{}
 	res.decode(token)
 
-	claims, verr := e.Verifier.Verify(ctx, token)
+	claims, verr := e.Verifier.VerifyBound(ctx, token)
 	if verr != nil && !errors.Is(verr, verify.ErrInvalidToken) {
 		return nil, verr
 	}

@@ -54,6 +54,17 @@ type Request struct {
 	// birth (iat counts whole seconds, the cutoff is the next one). nbf
 	// stays now.
 	NotIssuedBefore time.Time
+	// Cnf binds the token to a key its holder proves (nil: a bearer
+	// token): the claim cnf.
+	Cnf *Confirmation
+}
+
+// Confirmation is the cnf claim of a sender-constrained token (RFC 7800):
+// the RFC 7638 thumbprint of a DPoP key (RFC 9449 §6.1) or the SHA-256
+// thumbprint of a client certificate (RFC 8705 §3.1), one of the two.
+type Confirmation struct {
+	JKT     string `json:"jkt,omitempty"`
+	X5tS256 string `json:"x5t#S256,omitempty"`
 }
 
 // Token is a signed access token.
@@ -70,15 +81,16 @@ type Token struct {
 // claims is the RFC 9068 §2.2 claim set. aud is a string for one audience
 // and an array for several (RFC 7519 §4.1.3).
 type claims struct {
-	Iss      string `json:"iss"`
-	Sub      string `json:"sub"`
-	ClientID string `json:"client_id"`
-	Aud      any    `json:"aud"`
-	Iat      int64  `json:"iat"`
-	Nbf      int64  `json:"nbf"`
-	Exp      int64  `json:"exp"`
-	JTI      string `json:"jti"`
-	Scope    string `json:"scope,omitempty"`
+	Iss      string        `json:"iss"`
+	Sub      string        `json:"sub"`
+	ClientID string        `json:"client_id"`
+	Aud      any           `json:"aud"`
+	Iat      int64         `json:"iat"`
+	Nbf      int64         `json:"nbf"`
+	Exp      int64         `json:"exp"`
+	JTI      string        `json:"jti"`
+	Scope    string        `json:"scope,omitempty"`
+	Cnf      *Confirmation `json:"cnf,omitempty"`
 }
 
 // NewJTI returns a token id with 144 random bits.
@@ -102,7 +114,7 @@ func (i *Issuer) Issue(r Request) (Token, error) {
 	c := claims{
 		Iss: i.issuer, Sub: r.ClientID, ClientID: r.ClientID,
 		Iat: iatFor(now, r.NotIssuedBefore), Nbf: now.Unix(), Exp: exp.Unix(),
-		JTI: NewJTI(), Scope: strings.Join(r.Scopes, " "),
+		JTI: NewJTI(), Scope: strings.Join(r.Scopes, " "), Cnf: r.Cnf,
 	}
 	if len(r.Audience) == 1 {
 		c.Aud = r.Audience[0]
@@ -151,7 +163,7 @@ func (i *Issuer) headerFor(s *keys.Signer) string {
 
 // registered are the claims custom claims can never set.
 var registered = map[string]bool{"iss": true, "sub": true, "client_id": true, "aud": true, "iat": true,
-	"nbf": true, "exp": true, "jti": true, "scope": true}
+	"nbf": true, "exp": true, "jti": true, "scope": true, "cnf": true}
 
 // appendExtra adds the custom claims to the encoded claim set, in key order,
 // skipping registered names.

@@ -59,6 +59,26 @@ func TestIssue(t *testing.T) {
 					t.Errorf("claims %v", c)
 				}
 			}},
+		{"a certificate binding is cnf.x5t#S256; a custom cnf never overrides it", Request{ClientID: "c", Audience: []string{"a"}, Lifetime: time.Minute,
+			Cnf: &Confirmation{X5tS256: "abc"}, Extra: map[string]any{"cnf": map[string]any{"jkt": "evil"}}},
+			func(t *testing.T, _, c map[string]any) {
+				if cnf, _ := c["cnf"].(map[string]any); len(cnf) != 1 || cnf["x5t#S256"] != "abc" {
+					t.Errorf("cnf %v", c["cnf"])
+				}
+			}},
+		{"a DPoP binding is cnf.jkt", Request{ClientID: "c", Audience: []string{"a"}, Lifetime: time.Minute, Cnf: &Confirmation{JKT: "k"}},
+			func(t *testing.T, _, c map[string]any) {
+				if cnf, _ := c["cnf"].(map[string]any); len(cnf) != 1 || cnf["jkt"] != "k" {
+					t.Errorf("cnf %v", c["cnf"])
+				}
+			}},
+		{"a custom cnf claim is never written to a bearer token", Request{ClientID: "c", Audience: []string{"a"}, Lifetime: time.Minute,
+			Extra: map[string]any{"cnf": map[string]any{"jkt": "evil"}}},
+			func(t *testing.T, _, c map[string]any) {
+				if _, ok := c["cnf"]; ok {
+					t.Errorf("cnf %v", c["cnf"])
+				}
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -239,3 +239,17 @@ func TestMasterKeyFileCreatedOnce(t *testing.T) {
 		t.Errorf("master.key: %v %v", fi.Mode(), err)
 	}
 }
+
+func TestDerive(t *testing.T) {
+	text := GenerateMasterKeyText()
+	a, _ := ParseMasterKey(text)
+	b, _ := ParseMasterKey(text) // another replica, same key
+	other, _ := ParseMasterKey(GenerateMasterKeyText())
+	x := a.Derive("m2mauth dpop nonce\x00https://a", 32)
+	if len(x) != 32 || !bytes.Equal(x, b.Derive("m2mauth dpop nonce\x00https://a", 32)) {
+		t.Fatal("the same master key and label give different secrets")
+	}
+	if bytes.Equal(x, a.Derive("m2mauth dpop nonce\x00https://b", 32)) || bytes.Equal(x, other.Derive("m2mauth dpop nonce\x00https://a", 32)) {
+		t.Fatal("another label or master key gives the same secret")
+	}
+}

@@ -31,6 +31,8 @@ const sealVersion = 1
 type MasterKey struct {
 	id   string
 	aead cipher.AEAD
+	// derive is the HKDF key of Derive.
+	derive []byte
 }
 
 // ErrWrongMasterKey is returned when a value was sealed under another master
@@ -58,7 +60,24 @@ func NewMasterKey(raw []byte) (*MasterKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
-	return &MasterKey{id: hex.EncodeToString(idKey), aead: aead}, nil
+	derive, err := hkdf.Key(sha256.New, raw, nil, "m2mauth derived secrets v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	return &MasterKey{id: hex.EncodeToString(idKey), aead: aead, derive: derive}, nil
+}
+
+// Derive returns a secret of size bytes for the use label names (HKDF-SHA256
+// expansion: distinct labels give independent secrets), the same on every
+// replica given the same master key: for a secret the replicas must share
+// without a setting of its own (DPoP nonces).
+func (m *MasterKey) Derive(label string, size int) []byte {
+	out, err := hkdf.Expand(sha256.New, m.derive, label, size)
+	if err != nil {
+		// Only a size beyond 255 hash lengths fails: a programming error.
+		panic("keys: derive: " + err.Error())
+	}
+	return out
 }
 
 // ParseMasterKey decodes a master key given as 64 hex digits or as standard

@@ -44,7 +44,8 @@ func grantIndex(g string) int {
 	return 3
 }
 
-var methodNames = [...]string{"client_secret_basic", "client_secret_post", "private_key_jwt", "federated", none, other}
+var methodNames = [...]string{"client_secret_basic", "client_secret_post", "private_key_jwt", "federated",
+	"tls_client_auth", "self_signed_tls_client_auth", none, other}
 
 const nMethods = len(methodNames)
 
@@ -58,15 +59,19 @@ func methodIndex(m string) int {
 		return 2
 	case "federated":
 		return 3
-	case "":
+	case "tls_client_auth":
 		return 4
+	case "self_signed_tls_client_auth":
+		return 5
+	case "":
+		return 6
 	}
-	return 5
+	return 7
 }
 
 var codeNames = [...]string{"ok", "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
 	"unsupported_grant_type", "invalid_scope", "invalid_target", "server_error", "temporarily_unavailable",
-	"too_many_requests", other}
+	"too_many_requests", "invalid_dpop_proof", "use_dpop_nonce", other}
 
 const nCodes = len(codeNames)
 

@@ -73,6 +73,28 @@ func TestObserveCounts(t *testing.T) {
 	}
 }
 
+// The certificate methods and the DPoP error codes have label values of
+// their own.
+func TestObserveSenderConstrained(t *testing.T) {
+	m, _ := newTest(Config{})
+	ctx := context.Background()
+	for _, method := range []string{"tls_client_auth", "self_signed_tls_client_auth"} {
+		o := ok("standard", "c")
+		o.AuthMethod = method
+		m.Observe(ctx, o)
+	}
+	for _, code := range []string{"invalid_dpop_proof", "use_dpop_nonce"} {
+		m.Observe(ctx, oauth.Outcome{Endpoint: "token", Surface: "standard", GrantType: "client_credentials", Code: code, Status: 400})
+	}
+	for _, c := range []struct{ method, code string }{
+		{"tls_client_auth", "ok"}, {"self_signed_tls_client_auth", "ok"}, {"none", "invalid_dpop_proof"}, {"none", "use_dpop_nonce"},
+	} {
+		if n := testutil.ToFloat64(m.tokenRequests.WithLabelValues("standard", "client_credentials", c.method, c.code)); n != 1 {
+			t.Errorf("%s %s: %v", c.method, c.code, n)
+		}
+	}
+}
+
 // Whatever an outcome carries, the label values are the bounded ones.
 func TestObserveBoundsLabels(t *testing.T) {
 	m, _ := newTest(Config{})

@@ -543,3 +543,46 @@ func (t keySourceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return t.next.RoundTrip(r)
 }
+
+// clientKeys returns every key client c registered (its jwks, or the set
+// at its jwks_uri), for checks that find a key by its value rather than
+// by a kid: self_signed_tls_client_auth (RFC 8705 §2.2).
+func (a *AssertionAuth) clientKeys(ctx context.Context, c store.Client) ([]crypto.PublicKey, *Error) {
+	if len(c.JWKS) > 0 {
+		keys, err := a.static.get(c.JWKS)
+		if err != nil {
+			return nil, nil
+		}
+		out := make([]crypto.PublicKey, len(keys))
+		for i, k := range keys {
+			out[i] = k.Key
+		}
+		return out, nil
+	}
+	if c.JWKSURI == "" {
+		return nil, nil
+	}
+	return a.remote.keys(ctx, c.JWKSURI)
+}
+
+// keys returns every key of the set at url.
+func (r *remoteKeySets) keys(ctx context.Context, url string) ([]crypto.PublicKey, *Error) {
+	r.mu.Lock()
+	set, ok := r.sets[url]
+	if !ok {
+		if len(r.sets) >= r.cfg.MaxRemoteKeySets {
+			clear(r.sets)
+		}
+		set = verify.NewJWKS(url, "", verify.JWKSOptions{HTTPClient: r.cfg.HTTPClient, Now: r.cfg.Now})
+		r.sets[url] = set
+	}
+	r.mu.Unlock()
+	keys, err := set.Keys(ctx)
+	if errors.Is(err, verify.ErrInvalidToken) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, ErrUnavailable(err)
+	}
+	return keys, nil
+}

@@ -8,7 +8,9 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/m2mauth/m2mauth/internal/dpop"
 	"github.com/m2mauth/m2mauth/internal/env"
+	"github.com/m2mauth/m2mauth/internal/peer"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/telemetry"
 )
@@ -58,6 +60,11 @@ type Endpoint struct {
 	observe Observer
 	gate    Gate
 	log     *slog.Logger
+	// constrain: the endpoint issues sender-constrained tokens (the
+	// standard token endpoint); see bind. dpop checks its DPoP proofs
+	// (nil: a DPoP header is ignored).
+	constrain bool
+	dpop      *dpopChecker
 }
 
 // Endpoints builds the endpoints of one server.
@@ -70,6 +77,8 @@ type Endpoints struct {
 	Observer Observer
 	// Gate admits authenticated token requests (quotas; may be nil).
 	Gate Gate
+	// DPoP configures DPoP proofs at the standard token endpoint.
+	DPoP DPoPConfig
 	Log  *slog.Logger
 }
 
@@ -78,9 +87,20 @@ func (b Endpoints) endpoint(surface string, c Codec, act action) *Endpoint {
 		observe: b.Observer, gate: b.Gate, log: b.Log}
 }
 
-// Token returns the token endpoint of a surface.
+// Token returns the token endpoint of a compatibility surface: it issues
+// Bearer tokens only.
 func (b Endpoints) Token(surface string, c Codec) *Endpoint {
 	return b.endpoint(surface, c, action{name: "token", check: func(_ context.Context, req *Request) *Error { return checkGrant(req) }, run: b.Service.issueFor})
+}
+
+// StandardToken returns the RFC 6749 token endpoint of a surface: it binds
+// tokens to the DPoP key the request proves (RFC 9449) and to the client's
+// certificate (RFC 8705 §3).
+func (b Endpoints) StandardToken(surface string) *Endpoint {
+	ep := b.Token(surface, StandardCodec{})
+	ep.constrain = true
+	ep.dpop = newDPoPChecker(b.DPoP)
+	return ep
 }
 
 // TokenFor returns the standard token endpoint restricted to one audience,
@@ -173,17 +193,48 @@ func (ep *Endpoint) serve(w http.ResponseWriter, r *http.Request) (*Request, Cal
 	if e != nil {
 		return nil, Caller{}, nil, ep.refuse(w, r, nil, e)
 	}
+	// The client certificate, read once: from the connection, or from a
+	// trusted proxy's header (package peer). A header that holds no
+	// certificate fails the request like any failed authentication, at the
+	// cost of the address only (the proxy vouched for it; nobody guessed).
+	cert, chain, err := peer.Certificate(r)
+	if err != nil {
+		req.Credentials.Method = AuthTLSClient
+		return req, Caller{}, nil, ep.refuse(w, r, req, refusedCert("", "certificate: the certificate header does not parse"))
+	}
+	if cert != nil {
+		req.Credentials.useCertificate(cert, chain)
+	}
 	if ep.act.check != nil {
 		if e := ep.act.check(r.Context(), req); e != nil {
 			return req, Caller{}, nil, ep.refuse(w, r, req, e)
 		}
 	}
+	if ep.dpop == nil && ep.act.name == "token" && len(r.Header["Dpop"]) > 0 {
+		// A surface that issues bearer tokens only: a client asking for a
+		// DPoP-bound token is told so, rather than handed a bearer token
+		// it would take for bound (found by the attack).
+		return req, Caller{}, nil, ep.refuse(w, r, req, ErrInvalidRequest("this endpoint issues bearer tokens only: ask the standard token endpoint (/oauth/token) for DPoP-bound tokens"))
+	}
+	if ep.dpop != nil {
+		// The proof's stateless checks, before the client is known: a
+		// forged proof costs its address, never the client it names.
+		p, e := ep.dpop.check(w, r)
+		if e != nil {
+			if e.Code != dpop.CodeUseNonce {
+				// A nonce challenge is a step of the protocol, not a failure.
+				e = ep.chargeAddress(r, e)
+			}
+			return req, Caller{}, nil, ep.fail(w, r, req, e, Caller{})
+		}
+		req.DPoP = p
+	}
 	// A client's failure bucket stops its secret being guessed from many
-	// addresses. A signature cannot be guessed, and anyone may send
-	// assertions naming a client: letting their failures refuse the
-	// client's own assertions from a new address would hand its lockout to
-	// whoever knows its id.
-	if req.Credentials.Assertion == "" && !ep.limiter.Admit(r, req.Credentials.ClientID) {
+	// addresses. A signature (an assertion, a certificate) cannot be
+	// guessed, and anyone may send assertions naming a client: letting
+	// their failures refuse the client's own assertions from a new address
+	// would hand its lockout to whoever knows its id.
+	if !req.Credentials.unguessable() && !ep.limiter.Admit(r, req.Credentials.ClientID) {
 		return req, Caller{}, nil, ep.fail(w, r, req, ErrTooManyRequests(), Caller{})
 	}
 	actx, span := telemetry.Start(r.Context(), spanAuthenticate)
@@ -200,6 +251,19 @@ func (ep *Endpoint) serve(w http.ResponseWriter, r *http.Request) (*Request, Cal
 	// proven only by its refresh token, once the grant has succeeded.
 	if caller.Method != "" {
 		ep.limiter.Succeeded(r, caller.Client.ID)
+	}
+	if req.DPoP != nil {
+		// The jti is remembered only for a proven client, so that junk
+		// from nobody cannot fill the replay table. A replay costs the
+		// address like a forged proof.
+		if e := ep.dpop.use(r.Context(), req.DPoP); e != nil {
+			return req, caller, nil, ep.fail(w, r, req, ep.chargeAddress(r, e), caller)
+		}
+	}
+	if ep.act.name == "token" {
+		if e := ep.bind(caller, req); e != nil {
+			return req, caller, nil, ep.fail(w, r, req, e, caller)
+		}
 	}
 	var adm Admission
 	if ep.gate != nil {
@@ -268,13 +332,27 @@ func (ep *Endpoint) charge(r *http.Request, req *Request, e *Error) *Error {
 	if claimed == "" && req != nil {
 		claimed = req.Credentials.ClientID
 	}
-	if req != nil && req.Credentials.Assertion != "" {
-		// A forged assertion naming a client costs the address only: the
-		// client's bucket guards its secrets, and anyone who knows its id
-		// could otherwise drain it (assertion requests skip it in Admit).
+	if req != nil && req.Credentials.unguessable() {
+		// A forged assertion or a refused certificate naming a client
+		// costs the address only: the client's bucket guards its secrets,
+		// and anyone who knows its id could otherwise drain it (such
+		// requests skip it in Admit).
 		claimed, known = "", false
 	}
 	if e.Status < 500 && ep.limiter.Failed(r, claimed, known) {
+		limited := ErrTooManyRequests()
+		limited.client = e.client
+		return limited
+	}
+	return e
+}
+
+// chargeAddress counts a failure against the sending address alone (a
+// bad DPoP proof: like a forged assertion, it proves nothing about the
+// client it names); it returns e, or 429 once the address is over its
+// limit.
+func (ep *Endpoint) chargeAddress(r *http.Request, e *Error) *Error {
+	if e.Status < 500 && ep.limiter.Failed(r, "", false) {
 		limited := ErrTooManyRequests()
 		limited.client = e.client
 		return limited

@@ -30,7 +30,7 @@ func (StandardCodec) WriteToken(w http.ResponseWriter, t *TokenResponse) {
 		scope = strings.TrimSpace(strings.Join(t.Echo, " ") + " " + scope)
 	}
 	WriteJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: t.AccessToken, TokenType: "Bearer",
+		AccessToken: t.AccessToken, TokenType: t.TokenType,
 		ExpiresIn: t.ExpiresIn, Scope: scope, RefreshToken: t.RefreshToken,
 	})
 }

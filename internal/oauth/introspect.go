@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/env"
+	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/verify"
@@ -62,7 +64,7 @@ func (in *Introspection) Inspect(ctx context.Context, token string) (inspection,
 		}
 		issued = rt.CreatedAt
 	} else {
-		claims, err := en.Verifier.Verify(ctx, token)
+		claims, err := en.Verifier.VerifyBound(ctx, token)
 		if err != nil {
 			return out, nil // forged, foreign, expired, or by a removed key
 		}
@@ -145,6 +147,9 @@ type introspectionResponse struct {
 	Nbf       int64  `json:"nbf,omitempty"`
 	JTI       string `json:"jti,omitempty"`
 	TokenType string `json:"token_type,omitempty"`
+	// Cnf is the token's binding (RFC 8705 §3.2, RFC 9449 §6.2): a
+	// resource server that introspects checks the proof against it.
+	Cnf *issuer.Confirmation `json:"cnf,omitempty"`
 }
 
 // introspect answers an introspection request (RFC 7662 §2.2). The caller
@@ -177,8 +182,15 @@ func (in *Introspection) introspect(ctx context.Context, caller Caller, req *Req
 		out.Scope, out.Exp, out.Iat, out.TokenType = strings.Join(got.rt.Scopes, " "), got.rt.ExpiresAt.Unix(), got.rt.CreatedAt.Unix(), "refresh_token"
 	} else {
 		c := got.claims
-		out.Scope, out.Exp, out.Iat, out.Nbf, out.JTI, out.TokenType = strings.Join(c.Scopes, " "), c.ExpiresAt.Unix(), c.IssuedAt.Unix(), c.NotBefore.Unix(), c.JTI, "Bearer"
+		out.Scope, out.Exp, out.Iat, out.Nbf, out.JTI, out.TokenType = strings.Join(c.Scopes, " "), c.ExpiresAt.Unix(), c.IssuedAt.Unix(), c.NotBefore.Unix(), c.JTI, TokenTypeBearer
 		out.Iss, out.Sub = c.Issuer, c.Subject
+		if raw, ok := c.Raw["cnf"]; ok {
+			// Our own signed claim (custom claims never set cnf).
+			var cnf issuer.Confirmation
+			if json.Unmarshal(raw, &cnf) == nil && cnf != (issuer.Confirmation{}) {
+				out.Cnf, out.TokenType = &cnf, tokenType(&cnf)
+			}
+		}
 	}
 	return Result{Body: out}, nil
 }

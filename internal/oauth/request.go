@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/m2mauth/m2mauth/internal/dpop"
+	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/scope"
 )
 
@@ -26,6 +29,11 @@ const (
 const (
 	AuthSecretBasic = "client_secret_basic"
 	AuthSecretPost  = "client_secret_post"
+	// RFC 8705 §2: mutual-TLS client authentication, by a certificate of
+	// a trusted CA naming the client's registered subject, or by a
+	// self-signed certificate whose key the client registered.
+	AuthTLSClient           = "tls_client_auth"
+	AuthSelfSignedTLSClient = "self_signed_tls_client_auth"
 )
 
 // MaxBodyBytes caps a token request body.
@@ -53,6 +61,33 @@ type Credentials struct {
 	// client_assertion (RFC 7521 §4.2); Method is then AuthPrivateKeyJWT,
 	// the one authenticator for assertions.
 	AssertionType, Assertion string
+	// Cert is the client's TLS certificate (from the connection or a
+	// trusted proxy's header, see package peer) and Chain the
+	// intermediates sent with it. A request naming its client by
+	// client_id alone that presents one has Method AuthTLSClient, the one
+	// authenticator for both certificate methods; any request that
+	// presents one may have its tokens bound to it (RFC 8705 §3).
+	Cert  *x509.Certificate
+	Chain []*x509.Certificate
+}
+
+// unguessable reports whether the credentials are a signature (an
+// assertion, a certificate's handshake or a trusted proxy's word) rather
+// than a secret: a failure then costs the sending address only, never the
+// named client's bucket, which guards secrets against guessing (anyone
+// who knows a client's id could otherwise lock it out).
+func (c *Credentials) unguessable() bool {
+	return c.Assertion != "" || c.Method == AuthTLSClient
+}
+
+// useCertificate records the request's client certificate; a request
+// naming its client by client_id alone (no secret, no assertion) then
+// authenticates with it.
+func (c *Credentials) useCertificate(cert *x509.Certificate, chain []*x509.Certificate) {
+	c.Cert, c.Chain = cert, chain
+	if c.Method == AuthSecretPost && c.ClientID != "" && c.Secret == "" && c.RawSecret == "" {
+		c.Method = AuthTLSClient
+	}
 }
 
 // Request is one request to a token-endpoint-like route, parsed from any
@@ -70,6 +105,13 @@ type Request struct {
 	PublicRefresh bool
 	// Token is the token an introspection or revocation request is about.
 	Token string
+	// Cnf is what the access token is bound to (nil: a bearer token),
+	// decided by the endpoint from the request's certificate and DPoP
+	// proof once the client is known.
+	Cnf *issuer.Confirmation
+	// DPoP is the request's DPoP proof, once its stateless checks passed
+	// (nil: none; only the standard token endpoint reads it).
+	DPoP *dpop.Proof
 }
 
 // params is a flat view of the body: each name with its values.

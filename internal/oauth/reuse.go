@@ -25,6 +25,11 @@ import (
 // revoked: the environment signs with another), or its jti was revoked
 // (the in-memory deny-list says so; while that list is not trusted, no
 // token is reused).
+//
+// A sender-constrained token (bound to a DPoP key or a certificate, cnf)
+// is never reused nor kept for reuse: each request may prove another key
+// or certificate, and a token bound to an earlier one would be useless to
+// it. Reuse is simply off for a request whose token is bound.
 
 // reuseMax bounds the tokens kept for reuse.
 const reuseMax = 10_000

@@ -30,6 +30,10 @@ type Policy struct {
 	// name keeps it: granted API scopes come first). "openid" is echoed in
 	// the response's scope, as OpenID providers answer.
 	IdentityScopes []string
+	// CertBoundTokens binds the access token of every request whose
+	// client authenticated with a certificate to that certificate (RFC
+	// 8705 §3), whatever the client's own setting.
+	CertBoundTokens bool
 }
 
 // Service is the surface-independent core of the token endpoint: it
@@ -76,7 +80,17 @@ type TokenResponse struct {
 	// Reused: the token was issued before and handed out again (token
 	// reuse), not signed for this request.
 	Reused bool
+	// TokenType is "Bearer", or "DPoP" for a token bound to a DPoP key
+	// (RFC 9449 §5); Cnf is the token's binding (nil: none).
+	TokenType string
+	Cnf       *issuer.Confirmation
 }
+
+// Token types (RFC 6749 §7.1, RFC 9449 §5).
+const (
+	TokenTypeBearer = "Bearer"
+	TokenTypeDPoP   = "DPoP"
+)
 
 // authenticate proves the caller of req: through the registry, or, for
 // the ATM surface's refresh request that names its client without a
@@ -121,10 +135,13 @@ func (s *Service) clientCredentials(ctx context.Context, c store.Client, req *Re
 	}
 	aud, scopes := d.aud, d.scopes
 	var resp *TokenResponse
-	if c.TokenReuse > 0 {
+	if c.TokenReuse > 0 && req.Cnf == nil {
+		// A bound token is never reused: the next request may prove
+		// another key or certificate, and a token bound to the last one
+		// would be useless to it (or, worse, handed to its holder).
 		resp, e = s.issueOrReuse(ctx, c, &d)
 	} else {
-		resp, e = s.issue(ctx, c, aud, scopes, d.lifetime)
+		resp, e = s.issue(ctx, c, aud, scopes, d.lifetime, req.Cnf)
 	}
 	if e != nil {
 		return nil, e
@@ -141,7 +158,7 @@ func (s *Service) clientCredentials(ctx context.Context, c store.Client, req *Re
 	en := env.FromContext(ctx)
 	err := en.Store.CreateRefreshToken(ctx, store.RefreshToken{
 		Hash: en.Hasher.Hash(plain), FamilyID: secret.NewID("rtf_"), ClientID: c.ID, Audience: aud, Scopes: scopes,
-		CreatedAt: now, ExpiresAt: now.Add(s.policy.RefreshLifetime),
+		CreatedAt: now, ExpiresAt: now.Add(s.policy.RefreshLifetime), DPoP: req.Cnf != nil && req.Cnf.JKT != "",
 	})
 	if err != nil {
 		return nil, ErrUnavailable(err)
@@ -170,6 +187,12 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 		// marked revoked (that is a second write, after the cutoff's).
 		if rt.ClientID != c.ID || rt.CreatedAt.Before(c.TokensRevokedBefore) {
 			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidGrant, "the refresh token is invalid, expired or revoked")
+		}
+		if rt.DPoP && (req.Cnf == nil || req.Cnf.JKT == "") {
+			// Begun with DPoP, the family stays DPoP (found by the attack:
+			// the ATM surface's refresh, which needs no client secret and
+			// cannot carry a proof, turned it into bearer tokens).
+			return store.RefreshToken{}, errDPoP("this refresh token was issued with a DPoP-bound access token: refresh it at the standard token endpoint with a DPoP proof")
 		}
 		if len(req.Resources) > 0 && !sameSet(scope.Dedupe(req.Resources), rt.Audience) {
 			return store.RefreshToken{}, newError(http.StatusBadRequest, CodeInvalidTarget, "a refresh token is for the audience it was issued for")
@@ -207,7 +230,9 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	case err != nil:
 		return nil, ErrUnavailable(err)
 	}
-	resp, e := s.issue(ctx, c, d.aud, d.scopes, d.lifetime)
+	// The new access token is bound to what this request proves (RFC 9449
+	// §5, RFC 8705 §3), not to what the first grant's request proved.
+	resp, e := s.issue(ctx, c, d.aud, d.scopes, d.lifetime, req.Cnf)
 	if e != nil {
 		return nil, e
 	}
@@ -215,8 +240,8 @@ func (s *Service) refreshGrant(ctx context.Context, c store.Client, req *Request
 	return resp, nil
 }
 
-func (s *Service) issue(ctx context.Context, c store.Client, aud, scopes []string, lifetime time.Duration) (*TokenResponse, *Error) {
-	resp, _, e := s.sign(ctx, c, aud, scopes, lifetime)
+func (s *Service) issue(ctx context.Context, c store.Client, aud, scopes []string, lifetime time.Duration, cnf *issuer.Confirmation) (*TokenResponse, *Error) {
+	resp, _, e := s.sign(ctx, c, aud, scopes, lifetime, cnf)
 	return resp, e
 }
 
@@ -227,7 +252,7 @@ func (s *Service) issueOrReuse(ctx context.Context, c store.Client, d *decision)
 	if resp, ok := s.reuse.get(en, &c, d, s.now()); ok {
 		return resp, nil
 	}
-	resp, tok, e := s.sign(ctx, c, d.aud, d.scopes, d.lifetime)
+	resp, tok, e := s.sign(ctx, c, d.aud, d.scopes, d.lifetime, nil)
 	if e == nil {
 		s.reuse.put(en, &c, d, tok.JTI, tok.Signer, tok.IssuedAt, resp)
 	}
@@ -235,14 +260,14 @@ func (s *Service) issueOrReuse(ctx context.Context, c store.Client, d *decision)
 }
 
 // sign signs the access token (the pipeline's sign step).
-func (s *Service) sign(ctx context.Context, c store.Client, aud, scopes []string, lifetime time.Duration) (resp *TokenResponse, tok issuer.Token, e *Error) {
+func (s *Service) sign(ctx context.Context, c store.Client, aud, scopes []string, lifetime time.Duration, cnf *issuer.Confirmation) (resp *TokenResponse, tok issuer.Token, e *Error) {
 	_, span := telemetry.Start(ctx, spanSign)
 	defer func() { endSpan(span, e) }()
 	// NotIssuedBefore: a client whose tokens were revoked within this
 	// second has its cutoff at the next whole second, and a token signed
 	// now (iat in whole seconds) would be revoked at birth.
 	tok, err := env.FromContext(ctx).Tokens.Issue(issuer.Request{ClientID: c.ID, Audience: aud, Scopes: scopes, Lifetime: lifetime, Extra: c.CustomClaims,
-		NotIssuedBefore: c.TokensRevokedBefore})
+		NotIssuedBefore: c.TokensRevokedBefore, Cnf: cnf})
 	if err != nil {
 		return nil, tok, ErrServer(err)
 	}
@@ -261,6 +286,8 @@ func (s *Service) sign(ctx context.Context, c store.Client, aud, scopes []string
 		Alg:         tok.Alg,
 		JTI:         tok.JTI,
 		Audience:    aud,
+		TokenType:   tokenType(cnf),
+		Cnf:         cnf,
 	}, tok, nil
 }
 
@@ -394,4 +421,14 @@ func grantFor(c store.Client, audience string) (store.Grant, bool) {
 		}
 	}
 	return store.Grant{}, false
+}
+
+// tokenType is the token_type of a token with binding cnf: DPoP for a
+// DPoP-bound token (RFC 9449 §5), else Bearer (a certificate-bound token is
+// still sent as a Bearer token, RFC 8705 §3).
+func tokenType(cnf *issuer.Confirmation) string {
+	if cnf != nil && cnf.JKT != "" {
+		return TokenTypeDPoP
+	}
+	return TokenTypeBearer
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/config"
+	"github.com/m2mauth/m2mauth/internal/dpop"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store/postgres/pgtest"
@@ -122,6 +124,63 @@ func benchTokenOptions(b *testing.B, cfg config.Config, opts Options, client ...
 	})
 }
 
+// benchTokenDPoP is benchToken with a fresh DPoP proof on every request.
+func benchTokenDPoP(b *testing.B, cfg config.Config) {
+	srv, h, newReq := benchServerWith(b, cfg, nil, Options{})
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := srv.env.Issuer + "/oauth/token"
+	proof := func() string {
+		p, err := dpop.NewProof(key, http.MethodPost, url, dpop.ProofOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	serve := func(p string) int {
+		r := newReq()
+		r.Header.Set("DPoP", p)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code == 200 && !strings.Contains(w.Body.String(), `"token_type":"DPoP"`) {
+			return 0
+		}
+		return w.Code
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			p := proof()
+			b.StartTimer()
+			if code := serve(p); code != 200 {
+				b.Fatalf("status %d", code)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		proofs := make(chan string, b.N)
+		for range b.N {
+			proofs <- proof()
+		}
+		close(proofs)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if code := serve(<-proofs); code != 200 {
+					b.Errorf("status %d", code)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	})
+}
+
 // BenchmarkTokenEndpoint measures a whole client-credentials request
 // in-process: parse, authenticate (client cache + HMAC), policy, sign,
 // render, through the middleware.
@@ -153,6 +212,15 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 			benchToken(b, cfg)
 		})
 	}
+	// The EdDSA case with a DPoP proof (an Ed25519 key) per request:
+	// proof checking, the replay cache and its database write, and the
+	// cnf claim. The proofs are made outside the timer (serial) and
+	// before the loop (parallel).
+	b.Run("sqlite-EdDSA-DPoP", func(b *testing.B) {
+		cfg := config.Default()
+		cfg.SigningAlg = "EdDSA"
+		benchTokenDPoP(b, cfg)
+	})
 	b.Run("postgres", func(b *testing.B) {
 		cfg := config.Default()
 		cfg.Database = pgtest.DSN(b)

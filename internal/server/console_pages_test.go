@@ -702,3 +702,110 @@ func TestConsoleAppFormPastTheAPIListing(t *testing.T) {
 		t.Fatalf("new form: %q", pageText(page, "apis-truncated"))
 	}
 }
+
+// The application form and page carry the RFC 8705 and RFC 9449
+// metadata: the two certificate methods, the certificate subject (its kind
+// and value, with the service's refusal shown next to the field), and the
+// token binding switches.
+func TestConsoleAppTLSClient(t *testing.T) {
+	ts := startServer(t, testConfig(t))
+	pc := pagesSignIn(t, ts)
+	ts.createAPI(ordersAPI, 0, "orders:read")
+
+	_, page := pc.get("/console/apps/new")
+	for _, want := range []string{`id="auth-tls" name="auth_method" value="tls_client_auth"`, `id="auth-selfsigned" name="auth_method" value="self_signed_tls_client_auth"`,
+		`<select id="tls_subject_kind" name="tls_subject_kind">`, `<option value="uri">`, `id="tls_subject" name="tls_subject" value=""`,
+		`id="cert_bound" name="cert_bound" value="1">`, `id="dpop_bound" name="dpop_bound" value="1">`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("new form lacks %s", want)
+		}
+	}
+	create := func(subject string) url.Values {
+		return url.Values{"nonce": {pageField(t, page, "nonce")}, "name": {"Payments"}, "auth_method": {admin.AuthTLSClient},
+			"tls_subject_kind": {store.TLSSubjectDN}, "tls_subject": {subject}, "cert_bound": {"1"}, "dpop_bound": {"1"},
+			"grant": {ordersAPI}, "scope:" + ordersAPI: {"orders:read"}, "fed_rows": {"2"}}
+	}
+	st, page, _ := pc.post("/console/apps", create("CN=payments, O=Acme"))
+	if st != http.StatusBadRequest || !strings.Contains(fieldError(page, "tls_subject"), "The certificate subject is not an RFC 4514 distinguished name") {
+		t.Fatalf("a DN with a space: %d %q", st, fieldError(page, "tls_subject"))
+	}
+	// The form shown again keeps what was typed, the kind and the switches.
+	if pageField(t, page, "tls_subject") != "CN=payments, O=Acme" || !strings.Contains(page, `<option value="dn" selected>`) ||
+		!strings.Contains(page, `name="cert_bound" value="1" checked`) || !strings.Contains(page, `name="dpop_bound" value="1" checked`) {
+		t.Fatal("the refused form lost what was typed")
+	}
+	st, page, _ = pc.post("/console/apps", create("CN=payments,O=Acme"))
+	if st != http.StatusCreated || !strings.Contains(page, "Payments") {
+		t.Fatalf("create: %d", st)
+	}
+	resp, body := ts.adminDo(http.MethodGet, "/admin/v1/clients?name=Payments", nil)
+	var list admin.ListResponse[admin.ClientResource]
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &list) != nil || len(list.Items) != 1 {
+		t.Fatalf("list: %d %s", resp.StatusCode, body)
+	}
+	c := list.Items[0]
+	if c.TokenEndpointAuthMethod != admin.AuthTLSClient || c.TLSClientAuthSubjectDN != "CN=payments,O=Acme" || !c.TLSClientCertificateBoundAccessTokens ||
+		!c.DPoPBoundAccessTokens || len(c.Secrets) != 0 {
+		t.Fatalf("created %+v", c)
+	}
+
+	// The application page shows the method, the subject and the binding.
+	_, page = pc.get("/console/app/" + url.PathEscape(c.ClientID))
+	if got := pageText(page, "tls-subject"); got != "Subject distinguished name: CN=payments,O=Acme" {
+		t.Errorf("subject shown as %q", got)
+	}
+	if got := pageText(page, "token-binding"); got != "bound to its TLS client certificate (RFC 8705); DPoP required (RFC 9449)" {
+		t.Errorf("binding shown as %q", got)
+	}
+	if !strings.Contains(page, "Certificate (tls_client_auth)") {
+		t.Error("the method is not named")
+	}
+
+	// The edit form starts from the client; a subject of another kind
+	// replaces the DN, and unticking a switch turns it off.
+	path := "/console/app/" + url.PathEscape(c.ClientID) + "/edit"
+	_, page = pc.get(path)
+	if pageField(t, page, "tls_subject") != "CN=payments,O=Acme" || !strings.Contains(page, `<option value="dn" selected>`) ||
+		!strings.Contains(page, `id="auth-tls" name="auth_method" value="tls_client_auth" checked`) || !strings.Contains(page, `name="dpop_bound" value="1" checked`) {
+		t.Fatal("the edit form does not show the client's settings")
+	}
+	edit := func(method, kind, subject string) url.Values {
+		return url.Values{"version": {pageField(t, page, "version")}, "name": {"Payments"}, "auth_method": {method},
+			"tls_subject_kind": {kind}, "tls_subject": {subject}, "cert_bound": {"1"},
+			"grant": {ordersAPI}, "scope:" + ordersAPI: {"orders:read"}, "fed_rows": {"2"}}
+	}
+	if st, page, _ := pc.post(path, edit(admin.AuthTLSClient, store.TLSSubjectIP, "192.0.2.300")); st != http.StatusBadRequest ||
+		!strings.Contains(fieldError(page, "tls_subject"), "IPv4 or IPv6") {
+		t.Fatalf("bad IP: %d %q", st, fieldError(page, "tls_subject"))
+	}
+	if st, page, _ := pc.post(path, edit(admin.AuthTLSClient, store.TLSSubjectIP, "")); st != http.StatusBadRequest ||
+		!strings.Contains(fieldError(page, "tls_subject"), "needs the subject") {
+		t.Fatalf("no subject: %d %q", st, fieldError(page, "tls_subject"))
+	}
+	if st, _, final := pc.post(path, edit(admin.AuthTLSClient, store.TLSSubjectURI, "spiffe://example.org/payments")); st != http.StatusOK || final.Query().Get("done") != "app-updated" {
+		t.Fatalf("save: %d at %s", st, final)
+	}
+	if c, _ := ts.client(c.ClientID); c.TLSClientAuthSANURI != "spiffe://example.org/payments" || c.TLSClientAuthSubjectDN != "" ||
+		!c.TLSClientCertificateBoundAccessTokens || c.DPoPBoundAccessTokens {
+		t.Fatalf("saved %+v", c)
+	}
+	// Another method drops the subject its hidden fields still hold; a
+	// self-signed certificate needs the keys, as a key does.
+	_, page = pc.get(path)
+	if st, page, _ := pc.post(path, edit(admin.AuthSelfSignedTLSClient, store.TLSSubjectURI, "spiffe://example.org/payments")); st != http.StatusBadRequest ||
+		!strings.Contains(fieldError(page, "jwks"), "needs its public keys") || fieldError(page, "tls_subject") != "" {
+		t.Fatalf("self-signed without keys: %d %q %q", st, fieldError(page, "jwks"), fieldError(page, "tls_subject"))
+	}
+	form := edit(admin.AuthSelfSignedTLSClient, store.TLSSubjectURI, "spiffe://example.org/payments")
+	form.Set("jwks_uri", "https://payments.example/jwks")
+	if st, _, final := pc.post(path, form); st != http.StatusOK || final.Query().Get("done") != "app-updated" {
+		t.Fatalf("save: %d at %s", st, final)
+	}
+	if c, _ := ts.client(c.ClientID); c.TokenEndpointAuthMethod != admin.AuthSelfSignedTLSClient || c.TLSClientAuthSANURI != "" {
+		t.Fatalf("saved %+v", c)
+	}
+	_, page = pc.get("/console/app/" + url.PathEscape(c.ClientID))
+	if pageText(page, "tls-subject") != "" || pageText(page, "token-binding") != "bound to its TLS client certificate (RFC 8705)" {
+		t.Errorf("page after the switch: %q %q", pageText(page, "tls-subject"), pageText(page, "token-binding"))
+	}
+}

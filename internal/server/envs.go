@@ -456,7 +456,8 @@ var errNoSuchEnv = errors.New("no such environment")
 
 // resolveEnv finds the environment r is served in and rewrites r's path to
 // the environment's own (without /e/{name}): by path, /e/{name}/… names
-// one; by host, {name}.<issuer host>. Anything else is the default one.
+// one; by host, {name}.<issuer host> (or {name}.<mTLS endpoint base host>,
+// see hostEnv). Anything else is the default one.
 func (s *Server) resolveEnv(r *http.Request) (*env.Env, error) {
 	name := ""
 	if s.cfg.EnvAddressing == config.EnvByHost {
@@ -503,23 +504,42 @@ func (s *Server) resolveEnv(r *http.Request) (*env.Env, error) {
 }
 
 // hostEnv is the environment a Host header names by host: "" for the
-// issuer's host (and any other host, such as an address a health check
-// uses); ok is false for a name under the issuer's host that can be no
-// environment's (several labels, or "default", which is the issuer's host).
-// A fully qualified name's trailing dot is ignored.
+// issuer's host and the mTLS endpoint base's (and any other host, such as
+// an address a health check uses); {name}.<issuer host> and, as
+// config.EnvMTLSEndpointBase advertises, {name}.<mTLS base host> are
+// name's. ok is false for a name under either that can be no
+// environment's (several labels, or "default", which is the base host).
+// When one base host is under the other, the longer one decides, so that
+// mtls.auth.example.com is an alias base, not an environment "mtls" under
+// auth.example.com. A fully qualified name's trailing dot is ignored.
 func (s *Server) hostEnv(host string) (name string, ok bool) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	label, under := strings.CutSuffix(host, "."+s.issuerHost)
-	if !under {
-		return "", true
+	bases := []string{s.issuerHost}
+	if s.mtlsHost != "" {
+		bases = append(bases, s.mtlsHost)
+		if len(s.mtlsHost) > len(s.issuerHost) {
+			bases[0], bases[1] = bases[1], bases[0]
+		}
 	}
-	if !env.ValidName(label) || label == store.DefaultEnv {
-		return "", false
+	for _, base := range bases {
+		if host == base {
+			return "", true
+		}
 	}
-	return label, true
+	for _, base := range bases {
+		label, under := strings.CutSuffix(host, "."+base)
+		if !under {
+			continue
+		}
+		if !env.ValidName(label) || label == store.DefaultEnv {
+			return "", false
+		}
+		return label, true
+	}
+	return "", true
 }
 
 // issuerHostOf is the host name of an issuer URL, without its port.

@@ -192,6 +192,36 @@ func TestHostEnv(t *testing.T) {
 	}
 }
 
+// With an mTLS endpoint base on another host, names under it are
+// environments' too and it is the default one's; when one base is under
+// the other, the longer decides.
+func TestHostEnvMTLSBase(t *testing.T) {
+	for _, tc := range []struct {
+		issuer, mtls, host, name string
+		ok                       bool
+	}{
+		{"auth.example.com", "mtls.example.com", "mtls.example.com", "", true},
+		{"auth.example.com", "mtls.example.com", "acme.mtls.example.com:443", "acme", true},
+		{"auth.example.com", "mtls.example.com", "acme.auth.example.com", "acme", true},
+		{"auth.example.com", "mtls.example.com", "default.mtls.example.com", "", false},
+		{"auth.example.com", "mtls.example.com", "a.b.mtls.example.com", "", false},
+		{"auth.example.com", "mtls.example.com", "mtls.example.com.evil.test", "", true},
+		{"auth.example.com", "mtls.auth.example.com", "mtls.auth.example.com", "", true},
+		{"auth.example.com", "mtls.auth.example.com", "acme.mtls.auth.example.com", "acme", true},
+		{"auth.example.com", "mtls.auth.example.com", "acme.auth.example.com", "acme", true},
+		{"auth.example.com", "example.com", "auth.example.com", "", true},
+		{"auth.example.com", "example.com", "acme.example.com", "acme", true},
+		{"auth.example.com", "example.com", "acme.auth.example.com", "acme", true},
+		{"auth.example.com", "", "mtls.auth.example.com", "mtls", true}, // no alias base: an environment
+	} {
+		s := &Server{issuerHost: tc.issuer, mtlsHost: tc.mtls}
+		name, ok := s.hostEnv(tc.host)
+		if name != tc.name || ok != tc.ok {
+			t.Errorf("issuer %s, mTLS base %q: hostEnv(%q) = %q, %v; want %q, %v", tc.issuer, tc.mtls, tc.host, name, ok, tc.name, tc.ok)
+		}
+	}
+}
+
 // A new environment's first signing key is made when it is created (by the
 // admin who created it), not by whichever request comes first: a request
 // loading it finds its keys ready.

@@ -3,6 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -50,6 +52,9 @@ type testServer struct {
 	stop  func()
 	admin AdminCredentials
 	token string // admin access token
+	// http is the client of do (nil: http.DefaultClient); with TLS on, it
+	// trusts the certificate the server starts with and speaks HTTP/2.
+	http *http.Client
 }
 
 // testConfig returns a config with a fresh data dir.
@@ -103,13 +108,24 @@ func startServerWith(t *testing.T, cfg config.Config, now func() time.Time, time
 // startServerOptions is startServerWith with the server's options.
 func startServerOptions(t *testing.T, cfg config.Config, now func() time.Time, timeouts Timeouts, opts Options) *testServer {
 	t.Helper()
+	return startServerWrapped(t, cfg, now, timeouts, opts, nil)
+}
+
+// startServerWrapped is startServerOptions with wrap (nil: none) around the
+// server's handler, to look at requests as the handler gets them.
+func startServerWrapped(t *testing.T, cfg config.Config, now func() time.Time, timeouts Timeouts, opts Options, wrap func(http.Handler) http.Handler) *testServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Addr = ln.Addr().String()
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
 	if cfg.Issuer == "" {
-		cfg.Issuer = "http://" + cfg.Addr
+		cfg.Issuer = scheme + "://" + cfg.Addr
 	}
 	logs := &syncBuffer{}
 	srv, err := NewWithOptions(context.Background(), cfg, NewLogger(logs, "json", cfg.LogLevel), now, opts)
@@ -118,10 +134,16 @@ func startServerOptions(t *testing.T, cfg config.Config, now func() time.Time, t
 		t.Fatalf("New: %v", err)
 	}
 	srv.timeouts = timeouts
+	if wrap != nil {
+		srv.handler = wrap(srv.handler)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	ts := &testServer{t: t, URL: "http://" + cfg.Addr, cfg: cfg, srv: srv, logs: logs}
+	ts := &testServer{t: t, URL: scheme + "://" + cfg.Addr, cfg: cfg, srv: srv, logs: logs}
+	if cfg.TLSCert != "" {
+		ts.http = testHTTPSClient(t, cfg.TLSCert)
+	}
 	var once sync.Once
 	ts.stop = func() {
 		once.Do(func() {
@@ -141,6 +163,27 @@ func startServerOptions(t *testing.T, cfg config.Config, now func() time.Time, t
 	return ts
 }
 
+// testHTTPSClient returns an HTTP/2-capable client trusting the
+// certificates in certFile as roots, presenting clientCerts when asked.
+func testHTTPSClient(t *testing.T, certFile string, clientCerts ...tls.Certificate) *http.Client {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(b) {
+		t.Fatalf("%s: no certificate", certFile)
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: clientCerts},
+		// A custom TLS config turns HTTP/2 off unless asked for.
+		ForceAttemptHTTP2: true,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
 // login gets a fresh admin token (the clock may have moved past the last).
 func (ts *testServer) login() {
 	ts.t.Helper()
@@ -158,7 +201,11 @@ func (ts *testServer) login() {
 // post sends a request and returns the response with its body read.
 func (ts *testServer) do(req *http.Request) (*http.Response, []byte) {
 	ts.t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	c := ts.http
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		ts.t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/console"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/oauth"
+	"github.com/m2mauth/m2mauth/internal/peer"
 	"github.com/m2mauth/m2mauth/internal/store"
 	"github.com/m2mauth/m2mauth/internal/surface"
 )
@@ -110,7 +111,12 @@ func (s *Server) routes(sf surfaces, adm *admin.Handler) http.Handler {
 		}
 		mux.Handle(path, methodNotAllowed(allowed[path]))
 	}
-	return s.middleware(mux)
+	// Who the caller is comes first: behind a trusted proxy, the client's
+	// address replaces the proxy's before the logs, the traces, the
+	// failure limiter and the audit trail see it, and a certificate header
+	// from anyone else is dropped.
+	pc := &peer.Config{TrustedProxies: s.cfg.TrustedProxyPrefixes, CertHeader: s.cfg.ClientCertHeader}
+	return pc.Middleware(s.middleware(mux))
 }
 
 func methodNotAllowed(methods []string) http.Handler {
@@ -220,6 +226,14 @@ type metadata struct {
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
 	RevocationAuthMethods             []string `json:"revocation_endpoint_auth_methods_supported"`
 	RevocationAuthSigningAlgs         []string `json:"revocation_endpoint_auth_signing_alg_values_supported,omitempty"`
+	// RFC 9449 §5.1: the token endpoint takes DPoP proofs of these.
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported"`
+
+	// RFC 8705 §5 and §3.3, only when client certificates can reach the
+	// server (config.MTLS): where a client authenticating with one sends
+	// its requests, and that tokens can be bound to it.
+	MTLSEndpointAliases      *mtlsAliases `json:"mtls_endpoint_aliases,omitempty"`
+	TLSCertBoundAccessTokens bool         `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 
 	// OpenID Connect Discovery 1.0 §3 requires these of
 	// /.well-known/openid-configuration, and libraries that read that
@@ -229,6 +243,14 @@ type metadata struct {
 	// with, plus RS256, which the specification requires listed.
 	IDTokenSigningAlgs    []string `json:"id_token_signing_alg_values_supported,omitempty"`
 	SubjectTypesSupported []string `json:"subject_types_supported,omitempty"`
+}
+
+// mtlsAliases are the endpoints of RFC 8705 §5 that take a client
+// certificate.
+type mtlsAliases struct {
+	TokenEndpoint         string `json:"token_endpoint"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	RevocationEndpoint    string `json:"revocation_endpoint"`
 }
 
 // responseTypeNone is the one response type value (OAuth 2.0 Multiple
@@ -277,6 +299,9 @@ func (s *Server) discoveryScopes(ctx context.Context) ([]string, error) {
 	return scopes, nil
 }
 
+// dpopAlgs are the DPoP proof algorithms, for discovery.
+var dpopAlgs = oauth.DPoPAlgs()
+
 func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	scopes, err := s.discoveryScopes(r.Context())
 	if err != nil {
@@ -303,6 +328,16 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 		IntrospectionAuthMethods:          s.authMethods,
 		RevocationEndpoint:                iss + "/oauth/revoke",
 		RevocationAuthMethods:             s.authMethods,
+		DPoPSigningAlgs:                   dpopAlgs,
+	}
+	if base := s.cfg.EnvMTLSEndpointBase(en.Name); base != "" {
+		// The environment's aliases follow its issuer's addressing.
+		m.MTLSEndpointAliases = &mtlsAliases{
+			TokenEndpoint:         base + "/oauth/token",
+			IntrospectionEndpoint: base + "/oauth/introspect",
+			RevocationEndpoint:    base + "/oauth/revoke",
+		}
+		m.TLSCertBoundAccessTokens = true
 	}
 	if strings.HasSuffix(r.URL.Path, "/openid-configuration") {
 		m.ResponseTypesSupported = []string{responseTypeNone}

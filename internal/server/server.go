@@ -6,6 +6,8 @@ package server
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +59,9 @@ type Server struct {
 	// envs are the environments held in memory; env is the default one.
 	envs       *environments
 	issuerHost string // the issuer's host name, for host addressing
+	// mtlsHost is the host name of the mTLS endpoint base when it is not
+	// the issuer's: by host, environments are under it too.
+	mtlsHost string
 	// assertions authenticates clients by signed JWTs (private_key_jwt,
 	// federation); it caches trust policies and federations.
 	assertions *oauth.AssertionAuth
@@ -75,6 +80,18 @@ type Server struct {
 	// console serves the admin console (nil when switched off).
 	console *console.Console
 	handler http.Handler
+	// clientCAs returns the CA pool of --tls-client-ca as now loaded
+	// (re-read when the file changes; nil without one): the CAs a
+	// tls_client_auth client's certificate must chain to (RFC 8705 §2.1),
+	// whether it came over the listener's TLS or from a trusted proxy's
+	// header. Never nil itself.
+	clientCAs func() *x509.CertPool
+	// optCAs: clientCAs came from Options.ClientCAs, which turns mutual
+	// TLS on whatever the configuration says.
+	optCAs bool
+	// tlsConfig is the listener's TLS (nil: plain HTTP): the certificate
+	// is re-read when its files change.
+	tlsConfig *tls.Config
 	// authMethods are the client authentication methods the server
 	// supports (from the registry), for discovery.
 	authMethods []string
@@ -170,7 +187,7 @@ func NewWithOptions(ctx context.Context, cfg config.Config, log *slog.Logger, no
 		}
 		return nil, err
 	}
-	s, err := newServer(ctx, cfg, log, now, st, lock)
+	s, err := newServerOptions(ctx, cfg, log, now, st, lock, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +201,15 @@ func NewWithOptions(ctx context.Context, cfg config.Config, log *slog.Logger, no
 // newServer builds a Server on an open store, which it then owns, with the
 // lock it holds on the database (nil: none).
 func newServer(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time, st store.Store, lock *sqlite.FileLock) (*Server, error) {
+	return newServerOptions(ctx, cfg, log, now, st, lock, Options{})
+}
+
+// newServerOptions is newServer with the server's options.
+func newServerOptions(ctx context.Context, cfg config.Config, log *slog.Logger, now func() time.Time, st store.Store, lock *sqlite.FileLock, opts Options) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Server{cfg: cfg, log: log, now: now, store: st, lock: lock}
+	s := &Server{cfg: cfg, log: log, now: now, store: st, lock: lock, clientCAs: opts.ClientCAs}
 	if err := s.init(ctx); err != nil {
 		s.closeAudit()
 		st.Close()
@@ -280,6 +302,9 @@ func (s *Server) masterKey() (mk *keys.MasterKey, created string, err error) {
 }
 
 func (s *Server) init(ctx context.Context) error {
+	if err := s.initTLS(); err != nil {
+		return err
+	}
 	mk, createdKeyFile, err := s.masterKey()
 	if err != nil {
 		return err
@@ -314,6 +339,9 @@ func (s *Server) init(ctx context.Context) error {
 	}
 	s.master, s.hasher = mk, secret.NewHasher(hashKey)
 	s.issuerHost = issuerHostOf(s.cfg.Issuer)
+	if h := issuerHostOf(s.cfg.MTLSEndpointBase); h != s.issuerHost {
+		s.mtlsHost = h
+	}
 	if s.cfg.EnvAddressing == config.EnvByHost && net.ParseIP(s.issuerHost) != nil {
 		s.log.Warn("--env-addressing host with an issuer whose host is an IP address: no environment's host name (<name>.<issuer host>) can resolve; use an issuer with a DNS name (locally, http://localhost:<port> serves <name>.localhost)",
 			"issuer", s.cfg.Issuer)
@@ -344,10 +372,17 @@ func (s *Server) init(ctx context.Context) error {
 	if err := s.bootstrap(ctx, mgmt); err != nil {
 		return err
 	}
-	clientAuth := oauth.NewClientAuth(oauth.NewSecretAuth(s.now, s.usage), s.assertions)
+	auths := []oauth.Authenticator{oauth.NewSecretAuth(s.now, s.usage), s.assertions}
+	if s.mtls() {
+		// Registered only when a certificate can reach the server: the
+		// registry's methods are what discovery lists.
+		auths = append(auths, oauth.NewTLSAuth(s.clientCAs, s.assertions, s.now))
+	}
+	clientAuth := oauth.NewClientAuth(auths...)
 	s.tokens = oauth.NewService(clientAuth, oauth.Policy{
 		DefaultLifetime: s.cfg.DefaultTokenLifetime, MaxLifetime: s.cfg.MaxTokenLifetime,
 		RefreshLifetime: s.cfg.RefreshTokenLifetime, IdentityScopes: s.cfg.IdentityScopes,
+		CertBoundTokens: s.cfg.CertBoundTokens,
 	}, s.now)
 	tokens := s.tokens
 	var limiter *oauth.FailureLimiter
@@ -372,7 +407,8 @@ func (s *Server) init(ctx context.Context) error {
 	// Every endpoint's outcome goes to each observer: the metrics (when
 	// on) and the audit trail (token issuances and failed
 	// authentications, queued, never a write on the request's goroutine).
-	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Usage: s.usage, Observer: s.observers(), Gate: s.quota, Log: s.log}
+	eps := oauth.Endpoints{Service: tokens, Limiter: limiter, Usage: s.usage, Observer: s.observers(), Gate: s.quota, Log: s.log,
+		DPoP: s.dpopConfig()}
 	revoker := auditedRevoker{introspection, mgmt}
 	adminLogin := eps.TokenFor("admin", func(ctx context.Context) string { return env.FromContext(ctx).AdminAudience() })
 	adminCfg := admin.HandlerConfig{
@@ -401,7 +437,7 @@ func (s *Server) init(ctx context.Context) error {
 		adminCfg.Links = s.console
 	}
 	s.handler = s.routes(surfaces{
-		standard:   eps.Token(surface.Standard, oauth.StandardCodec{}),
+		standard:   eps.StandardToken(surface.Standard),
 		adminLogin: adminLogin,
 		introspect: eps.Introspect(introspection),
 		revoke:     eps.Revoke(introspection),
@@ -411,6 +447,25 @@ func (s *Server) init(ctx context.Context) error {
 	s.startBackground()
 	return nil
 }
+
+// dpopConfig configures DPoP at the token endpoint from the serve flags.
+// Nonces are keyed by a secret derived from the master key and the
+// environment's issuer: every replica hands out and accepts the same
+// nonces without a setting of its own, and no environment accepts
+// another's.
+func (s *Server) dpopConfig() oauth.DPoPConfig {
+	c := oauth.DPoPConfig{MaxAge: s.cfg.DPoPMaxAge, Now: s.now,
+		AliasBase: func(en *env.Env) string { return s.cfg.EnvMTLSEndpointBase(en.Name) }}
+	if s.cfg.DPoPNonces {
+		mk := s.master
+		c.NonceSecret = func(issuer string) []byte { return mk.Derive("m2mauth dpop nonce\x00"+issuer, 32) }
+	}
+	return c
+}
+
+// mtls reports whether client certificates can reach the server, so that
+// the certificate methods are served and listed.
+func (s *Server) mtls() bool { return s.cfg.MTLS() || s.optCAs }
 
 // changeFeed is a store that announces changes made through any replica.
 type changeFeed interface {
@@ -1103,9 +1158,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	hs := HTTPServer(s.handler, s.log, s.timeouts)
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("m2mauth serving", "addr", ln.Addr().String(), "issuer", s.cfg.Issuer,
+	scheme := "http"
+	if s.tlsConfig != nil {
+		scheme = "https"
+		hs.TLSConfig = s.tlsConfig
+		// ServeTLS (not Serve on a TLS listener) sets up HTTP/2; the
+		// certificate comes from GetCertificate, not from files given here.
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
+	s.log.Info("m2mauth serving", "addr", ln.Addr().String(), "scheme", scheme,
+		"client_certificates_requested", s.tlsConfig != nil && s.tlsConfig.ClientAuth == tls.RequestClientCert,
+		"issuer", s.cfg.Issuer,
 		"discovery", s.cfg.Issuer+"/.well-known/openid-configuration", "database", s.databaseName())
+	if len(s.cfg.TrustedProxies) > 0 {
+		s.log.Info("X-Forwarded-For is believed from the trusted proxies", "trusted_proxies", s.cfg.TrustedProxies,
+			"client_cert_header", s.cfg.ClientCertHeader)
+	}
 	if s.console != nil {
 		s.log.Info("admin console at "+s.cfg.Issuer+console.Prefix+": sign in with the link `m2mauth console` prints, or with the client_id and client_secret of an admin client (the bootstrap admin's are in admin.json)",
 			"console", s.cfg.Issuer+console.Prefix)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"database/sql/driver"
 	"log/slog"
 	"net"
@@ -30,6 +31,11 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	// QueryObserver is told of every database call (metrics); nil: none.
 	QueryObserver telemetry.QueryObserver
+	// ClientCAs, when set, turns mutual TLS on with these CAs for
+	// tls_client_auth (RFC 8705 §2.1), whether the certificate comes from
+	// the listener's TLS or a trusted proxy's header; it returns the pool
+	// as now loaded (nil: none, and tls_client_auth fails).
+	ClientCAs func() *x509.CertPool
 }
 
 // traceContext reads W3C trace context (traceparent, tracestate) from

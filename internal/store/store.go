@@ -110,12 +110,38 @@ type Client struct {
 	// Federation binds a federated client to the workload identities it
 	// stands for.
 	Federation []FederatedIdentity
-	Grants     []Grant
-	Secrets    []Secret
+	// TLSSubject is what a tls_client_auth client's certificate must name
+	// (RFC 8705 §2.1.2); zero for other methods.
+	TLSSubject TLSSubject
+	// CertBoundTokens (tls_client_certificate_bound_access_tokens, RFC
+	// 8705 §3.4): the client's access tokens are bound to the certificate
+	// it presents, and a request without one is refused.
+	CertBoundTokens bool
+	// DPoPBoundTokens (dpop_bound_access_tokens, RFC 9449 §5.2): every token
+	// request of the client must carry a DPoP proof.
+	DPoPBoundTokens bool
+	Grants          []Grant
+	Secrets         []Secret
 	// Version increases with every change (optimistic concurrency).
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// TLS subject kinds: which RFC 8705 §2.1.2 metadata parameter a
+// tls_client_auth client registered.
+const (
+	TLSSubjectDN    = "dn"    // tls_client_auth_subject_dn (RFC 4514 string)
+	TLSSubjectDNS   = "dns"   // tls_client_auth_san_dns
+	TLSSubjectURI   = "uri"   // tls_client_auth_san_uri (a SPIFFE ID fits here)
+	TLSSubjectIP    = "ip"    // tls_client_auth_san_ip
+	TLSSubjectEmail = "email" // tls_client_auth_san_email
+)
+
+// TLSSubject is the one name a tls_client_auth client's certificate must
+// carry: Kind is one of the TLSSubject* constants, "" for none.
+type TLSSubject struct {
+	Kind, Value string
 }
 
 // Quota limits a client's token issuance per fixed UTC window. Each limit
@@ -231,6 +257,11 @@ type RefreshToken struct {
 	ExpiresAt time.Time // absolute: the family's, unchanged by rotation
 	UsedAt    time.Time
 	RevokedAt time.Time
+	// DPoP: the family began with a DPoP-bound access token, so every
+	// refresh must prove a DPoP key too (RFC 9449 §5): otherwise a stolen
+	// refresh token would turn into bearer tokens where a refresh needs no
+	// client authentication (the ATM surface's).
+	DPoP bool
 }
 
 // Revocation is a revoked access token, kept until it expires.

@@ -7,7 +7,10 @@
 #     Python Authlib's PrivateKeyJWT (Debian's python3-authlib and
 #     python3-requests, for /usr/bin/python3), against a server with the
 #     default --max-assertion-lifetime (5 min) and one allowing Authlib's
-#     default 3600 s assertions.
+#     default 3600 s assertions;
+#   - sender-constrained tokens with openid-client 6: DPoP against a server
+#     demanding nonces, and tls_client_auth over mutual TLS (certificates
+#     from openssl), each used at examples/resource-server.
 # Needs node (20 or later), npm, python3 and /usr/bin/python3 with authlib
 # and requests; installs the npm packages from package-lock.json. Prints
 # one line per client result, then "compat: N passed, M failed"; exits 1
@@ -141,6 +144,65 @@ check "openid-client 6" node "$here/openid-client-6.mjs" "$base" https://api.exa
 check "Authlib, 5 min assertion limit" /usr/bin/python3 "$here/authlib-client.py" "$base" https://api.example.com orders:read 300
 M2MAUTH_ADMIN_TOKEN="$(admin_token long)"
 check "Authlib, 1 h assertion limit" /usr/bin/python3 "$here/authlib-client.py" "$long_base" https://api.example.com orders:read 3600
+
+# Sender-constrained tokens with openid-client 6 (its DPoP and mTLS
+# support), used at examples/resource-server in its --require-dpop and
+# --require-mtls modes.
+go -C "$root" build -o "$work/resource-server" ./examples/resource-server
+# wait_port PORT: until something listens on it (the APIs answer 401).
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; die "port $1 did not open"; }
+
+start_server dpop --dpop-nonces
+dpop_base="$(server_url dpop)"
+rs_dpop="$(free_port)"
+"$work/resource-server" --addr "127.0.0.1:$rs_dpop" --issuer "$dpop_base" --audience https://api.example.com --require-dpop > "$work/rs-dpop.log" 2>&1 &
+pids+=($!)
+wait_port "$rs_dpop"
+M2MAUTH_ADMIN_TOKEN="$(admin_token dpop)"
+check "openid-client 6, DPoP" node "$here/openid-client-6-sender.mjs" dpop "$dpop_base" "http://127.0.0.1:$rs_dpop/api/data" https://api.example.com orders:read
+
+# A private CA, the server's certificate (127.0.0.1) and a client's, whose
+# URI SAN is a SPIFFE ID.
+pki="$work/pki"
+mkdir -p "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/ca.key" -out "$pki/ca.pem" \
+  -subj "/CN=m2mauth compat CA" -days 2 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+issue_cert() {
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$pki/$1.key" -out "$pki/$1.csr" -subj "$2" 2>/dev/null
+  printf '%s\n' "$3" "extendedKeyUsage=$4" > "$pki/$1.ext"
+  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
+    -extfile "$pki/$1.ext" -out "$pki/$1.pem" 2>/dev/null
+}
+issue_cert server /CN=127.0.0.1 subjectAltName=IP:127.0.0.1 serverAuth
+spiffe=spiffe://example.org/ns/compat/sa/billing
+issue_cert client /CN=billing "subjectAltName=URI:$spiffe" clientAuth
+
+mtls_port="$(free_port)"
+mtls_base="https://127.0.0.1:$mtls_port"
+"$work/m2mauth" serve --addr "127.0.0.1:$mtls_port" --issuer "$mtls_base" --data-dir "$work/mtls" --log-level warn \
+  --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" --tls-client-ca "$pki/ca.pem" > "$work/mtls.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do curl -fs --cacert "$pki/ca.pem" -o /dev/null "$mtls_base/readyz" && break; sleep 0.1; done
+SSL_CERT_FILE="$pki/ca.pem" "$work/m2mauth" api create --identifier https://api.example.com --name Orders --scopes "orders:read" --data-dir "$work/mtls" > /dev/null
+rs_mtls="$(free_port)"
+# The resource server reads the issuer's discovery and JWKS over HTTPS:
+# Go's SSL_CERT_FILE makes it trust the private CA.
+SSL_CERT_FILE="$pki/ca.pem" "$work/resource-server" --addr "127.0.0.1:$rs_mtls" --issuer "$mtls_base" --audience https://api.example.com \
+  --require-mtls --tls-cert "$pki/server.pem" --tls-key "$pki/server.key" > "$work/rs-mtls.log" 2>&1 &
+pids+=($!)
+wait_port "$rs_mtls"
+M2MAUTH_ADMIN_TOKEN="$(python3 - "$work/mtls/admin.json" "$pki/ca.pem" <<'PY'
+import base64, json, ssl, sys, urllib.request
+d = json.load(open(sys.argv[1]))
+basic = base64.b64encode(f"{d['client_id']}:{d['client_secret']}".encode()).decode()
+req = urllib.request.Request(d["server"] + "/admin/v1/token", data=b"grant_type=client_credentials",
+                             headers={"Authorization": "Basic " + basic})
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+print(json.load(urllib.request.urlopen(req, timeout=10, context=ctx))["access_token"])
+PY
+)"
+check "openid-client 6, mTLS" node "$here/openid-client-6-sender.mjs" mtls "$mtls_base" "https://127.0.0.1:$rs_mtls/api/data" \
+  https://api.example.com orders:read "$pki/client.pem" "$pki/client.key" "$pki/ca.pem" "$spiffe"
 
 echo "compat: ${passed} passed, ${#failed[@]} failed"
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -34,12 +34,13 @@ func insertClient(ctx context.Context, q querier, env string, c store.Client) er
 	}
 	_, err := q.ExecContext(ctx, `INSERT INTO clients (env, id, name, description, default_audience, token_lifetime_ms, disabled, refresh_tokens, custom_claims, metadata, introspect, tokens_revoked_before,
 			auth_method, jwks, jwks_uri, accept_secrets, accept_token_endpoint_audience, federation, version, created_at, updated_at,
-			quota_per_minute, quota_per_hour, quota_per_day, token_reuse)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 1, $19, $20, $21, $22, $23, $24)`,
+			quota_per_minute, quota_per_hour, quota_per_day, token_reuse, tls_subject_kind, tls_subject, cert_bound_tokens, dpop_bound_tokens)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 1, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)`,
 		env, c.ID, c.Name, c.Description, c.DefaultAudience, c.TokenLifetime.Milliseconds(), c.Disabled, c.RefreshTokens,
 		marshalMap(c.CustomClaims), marshalMap(c.Metadata), joinScopes(c.Introspect), micros(c.TokensRevokedBefore),
 		c.Method(), string(c.JWKS), c.JWKSURI, c.AcceptSecrets, c.AcceptTokenEndpointAudience, marshalFederation(c.Federation),
-		micros(c.CreatedAt), micros(c.UpdatedAt), c.Quota.PerMinute, c.Quota.PerHour, c.Quota.PerDay, c.TokenReuse)
+		micros(c.CreatedAt), micros(c.UpdatedAt), c.Quota.PerMinute, c.Quota.PerHour, c.Quota.PerDay, c.TokenReuse,
+		c.TLSSubject.Kind, c.TLSSubject.Value, c.CertBoundTokens, c.DPoPBoundTokens)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 
 const clientColumns = `c.id, c.name, c.description, c.default_audience, c.token_lifetime_ms, c.disabled, c.refresh_tokens, c.custom_claims, c.metadata, c.introspect, c.tokens_revoked_before,
 	c.auth_method, c.jwks, c.jwks_uri, c.accept_secrets, c.accept_token_endpoint_audience, c.federation, c.version, c.created_at, c.updated_at,
-	c.quota_per_minute, c.quota_per_hour, c.quota_per_day, c.token_reuse`
+	c.quota_per_minute, c.quota_per_hour, c.quota_per_day, c.token_reuse, c.tls_subject_kind, c.tls_subject, c.cert_bound_tokens, c.dpop_bound_tokens`
 
 // authMethod stores the default method by name.
 
@@ -115,7 +116,7 @@ func scanClientRow(row interface{ Scan(...any) error }, extra ...any) (store.Cli
 	var introspect, jwks string
 	dest := append([]any{&c.ID, &c.Name, &c.Description, &c.DefaultAudience, &lifetimeMS, &c.Disabled, &c.RefreshTokens, &j.claims, &j.meta, &introspect, &revokedBefore,
 		&c.AuthMethod, &jwks, &c.JWKSURI, &c.AcceptSecrets, &c.AcceptTokenEndpointAudience, &j.federation, &c.Version, &created, &updated,
-		&c.Quota.PerMinute, &c.Quota.PerHour, &c.Quota.PerDay, &c.TokenReuse}, extra...)
+		&c.Quota.PerMinute, &c.Quota.PerHour, &c.Quota.PerDay, &c.TokenReuse, &c.TLSSubject.Kind, &c.TLSSubject.Value, &c.CertBoundTokens, &c.DPoPBoundTokens}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return c, j, err
 	}
@@ -363,11 +364,13 @@ func (s *Store) UpdateClient(ctx context.Context, id string, fn func(*store.Clie
 		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = $1, description = $2, default_audience = $3, token_lifetime_ms = $4,
 				disabled = $5, refresh_tokens = $6, custom_claims = $7, metadata = $8, introspect = $9, tokens_revoked_before = $10,
 				auth_method = $11, jwks = $12, jwks_uri = $13, accept_secrets = $14, accept_token_endpoint_audience = $15, federation = $16,
-				version = $17, updated_at = $18, quota_per_minute = $21, quota_per_hour = $22, quota_per_day = $23, token_reuse = $24 WHERE env = $19 AND id = $20`,
+				version = $17, updated_at = $18, quota_per_minute = $21, quota_per_hour = $22, quota_per_day = $23, token_reuse = $24,
+				tls_subject_kind = $25, tls_subject = $26, cert_bound_tokens = $27, dpop_bound_tokens = $28 WHERE env = $19 AND id = $20`,
 			next.Name, next.Description, next.DefaultAudience, next.TokenLifetime.Milliseconds(), next.Disabled, next.RefreshTokens,
 			marshalMap(next.CustomClaims), marshalMap(next.Metadata), joinScopes(next.Introspect), micros(next.TokensRevokedBefore),
 			next.Method(), string(next.JWKS), next.JWKSURI, next.AcceptSecrets, next.AcceptTokenEndpointAudience, marshalFederation(next.Federation),
-			next.Version, micros(next.UpdatedAt), s.env, id, next.Quota.PerMinute, next.Quota.PerHour, next.Quota.PerDay, next.TokenReuse); err != nil {
+			next.Version, micros(next.UpdatedAt), s.env, id, next.Quota.PerMinute, next.Quota.PerHour, next.Quota.PerDay, next.TokenReuse,
+			next.TLSSubject.Kind, next.TLSSubject.Value, next.CertBoundTokens, next.DPoPBoundTokens); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM client_grants WHERE env = $1 AND client_id = $2`, s.env, id); err != nil {

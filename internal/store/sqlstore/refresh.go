@@ -8,12 +8,12 @@ import (
 	"github.com/m2mauth/m2mauth/internal/store"
 )
 
-const refreshColumns = `hash, family_id, client_id, audience, scopes, created_at, expires_at, used_at, revoked_at`
+const refreshColumns = `hash, family_id, client_id, audience, scopes, created_at, expires_at, used_at, revoked_at, dpop`
 
 // insertRefresh inserts t into environment env.
 func insertRefresh(ctx context.Context, q querier, env string, t store.RefreshToken) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO refresh_tokens (env, `+refreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0)`,
-		env, t.Hash, t.FamilyID, t.ClientID, joinScopes(t.Audience), joinScopes(t.Scopes), micros(t.CreatedAt), micros(t.ExpiresAt))
+	_, err := q.ExecContext(ctx, `INSERT INTO refresh_tokens (env, `+refreshColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9)`,
+		env, t.Hash, t.FamilyID, t.ClientID, joinScopes(t.Audience), joinScopes(t.Scopes), micros(t.CreatedAt), micros(t.ExpiresAt), t.DPoP)
 	return err
 }
 
@@ -71,7 +71,7 @@ func scanRefresh(row interface{ Scan(...any) error }) (store.RefreshToken, error
 	var t store.RefreshToken
 	var aud, scopes string
 	var created, expires, used, revoked int64
-	err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &aud, &scopes, &created, &expires, &used, &revoked)
+	err := row.Scan(&t.Hash, &t.FamilyID, &t.ClientID, &aud, &scopes, &created, &expires, &used, &revoked, &t.DPoP)
 	t.Audience, t.Scopes = splitScopes(aud), splitScopes(scopes)
 	t.CreatedAt, t.ExpiresAt, t.UsedAt, t.RevokedAt = fromMicros(created), fromMicros(expires), fromMicros(used), fromMicros(revoked)
 	return t, err

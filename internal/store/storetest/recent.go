@@ -82,3 +82,40 @@ func testRecentTokenUsage(t *testing.T, open func() store.Store) {
 		t.Fatalf("after delete: %v %v", got, err)
 	}
 }
+
+// testSenderConstrainedFields: a client's TLS subject and its binding
+// switches are stored on create and update, and default to none.
+func testSenderConstrainedFields(t *testing.T, open func() store.Store) {
+	ctx := context.Background()
+	s := open()
+	c := client("m2mc_mtls")
+	c.AuthMethod = "tls_client_auth"
+	c.TLSSubject = store.TLSSubject{Kind: store.TLSSubjectURI, Value: "spiffe://example.org/ns/prod/sa/billing"}
+	c.CertBoundTokens = true
+	if err := s.CreateClient(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetClient(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.TLSSubject != c.TLSSubject || !got.CertBoundTokens || got.DPoPBoundTokens {
+		t.Fatalf("created: %+v cert-bound %v dpop %v", got.TLSSubject, got.CertBoundTokens, got.DPoPBoundTokens)
+	}
+	want := store.TLSSubject{Kind: store.TLSSubjectDN, Value: "CN=billing,O=Example"}
+	if _, err := s.UpdateClient(ctx, c.ID, func(c *store.Client) error {
+		c.TLSSubject, c.CertBoundTokens, c.DPoPBoundTokens = want, false, true
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.GetClient(ctx, c.ID); err != nil || got.TLSSubject != want || got.CertBoundTokens || !got.DPoPBoundTokens {
+		t.Fatalf("updated: %+v cert-bound %v dpop %v (%v)", got.TLSSubject, got.CertBoundTokens, got.DPoPBoundTokens, err)
+	}
+	if err := s.CreateClient(ctx, client("m2mc_unbound")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.GetClient(ctx, "m2mc_unbound"); err != nil || got.TLSSubject != (store.TLSSubject{}) || got.CertBoundTokens || got.DPoPBoundTokens {
+		t.Fatalf("default: %+v %v %v (%v)", got.TLSSubject, got.CertBoundTokens, got.DPoPBoundTokens, err)
+	}
+}

@@ -57,6 +57,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"TokenUsage", testTokenUsage},
 		{"RecentTokenUsage", testRecentTokenUsage},
 		{"TokenReuseField", testTokenReuseField},
+		{"SenderConstrainedFields", testSenderConstrainedFields},
 		{"ConsoleSessions", testConsoleSessions},
 		{"ConsoleLinks", testConsoleLinks},
 		{"CountsAndExpiringSecrets", testCountsAndExpiringSecrets},
@@ -1018,6 +1019,18 @@ func testRefreshTokens(t *testing.T, open func() store.Store) {
 	}
 	if got, err := s.GetRefreshToken(ctx, h1.Hash); err != nil || !cmp.Equal(got, h1) {
 		t.Fatalf("GetRefreshToken: %v\n%s", err, cmp.Diff(h1, got))
+	}
+	// A family begun with DPoP says so, and its successors too.
+	hd := refreshToken(u("hd"), "fd", c.ID, exp)
+	hd.DPoP = true
+	if err := s.CreateRefreshToken(ctx, hd); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.RedeemRefreshToken(ctx, u("hd"), t0.Add(time.Minute), successor(u("hd2"), t0.Add(time.Minute))); err != nil || !got.DPoP {
+		t.Fatalf("redeem a DPoP family: %+v %v", got, err)
+	}
+	if got, err := s.GetRefreshToken(ctx, u("hd2")); err != nil || !got.DPoP {
+		t.Fatalf("the successor of a DPoP family: %+v %v", got, err)
 	}
 	got, err := s.RedeemRefreshToken(ctx, u("h1"), t0.Add(time.Minute), successor(u("h2"), t0.Add(time.Minute)))
 	if err != nil || got.FamilyID != "f1" || !cmp.Equal(got.Scopes, []string{"r", "w"}) || !got.ExpiresAt.Equal(exp) {
