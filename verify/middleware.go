@@ -26,9 +26,10 @@ var (
 	// without its certificate, a bearer token where bound ones are
 	// required.
 	ErrSenderConstraint = fmt.Errorf("%w: sender constraint not met", ErrInvalidToken)
-	// ErrDPoPProof is a DPoP proof refused (RFC 9449 §4.3), or one
+	// ErrDPoPProof (an ErrInvalidToken, like every refusal of the
+	// caller's credentials) is a DPoP proof refused (RFC 9449 §4.3), or one
 	// whose key is not the token's, or one used before.
-	ErrDPoPProof = errors.New("invalid DPoP proof")
+	ErrDPoPProof = fmt.Errorf("%w: invalid DPoP proof", ErrInvalidToken)
 )
 
 type claimsKey struct{}
@@ -514,8 +515,8 @@ func (m *middleware) challenge(w http.ResponseWriter, status int, f *refusal) {
 // RequireScopes returns middleware, to be placed inside Middleware, that
 // answers 403 with error="insufficient_scope" (RFC 6750 §3.1) unless the
 // token has every one of scopes. The challenge is in the scheme the token
-// came with: a token presented with DPoP gets a DPoP challenge with the
-// realm and algs of Middleware (RFC 9449 §7.1).
+// came with, with Middleware's realm: a token presented with DPoP gets a
+// DPoP challenge with Middleware's algs too (RFC 9449 §7.1).
 func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -531,7 +532,11 @@ func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 						dpopScopeChallenge(w, p, strings.Join(scopes, " "))
 						return
 					}
-					challenge(w, "api", http.StatusForbidden, "insufficient_scope", "the access token lacks a required scope", strings.Join(scopes, " "))
+					realm := p.realm
+					if realm == "" {
+						realm = "api"
+					}
+					challenge(w, realm, http.StatusForbidden, "insufficient_scope", "the access token lacks a required scope", strings.Join(scopes, " "))
 					return
 				}
 			}

@@ -34,7 +34,7 @@ func TestMiddleware(t *testing.T) {
 		{"empty bearer", "Bearer ", 401, `Bearer realm="orders"`},
 		{"garbage", "Bearer abc", 401, `Bearer realm="orders", error="invalid_token", error_description="the access token is invalid"`},
 		{"expired", "Bearer " + expired, 401, `Bearer realm="orders", error="invalid_token", error_description="the access token expired"`},
-		{"missing scope", "Bearer " + noScope, 403, `Bearer realm="api", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders:read"`},
+		{"missing scope", "Bearer " + noScope, 403, `Bearer realm="orders", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders:read"`},
 		{"valid", "Bearer " + good, 200, ""},
 		{"scheme in another case", "bEaReR " + good, 200, ""},
 	}
@@ -90,7 +90,7 @@ func TestRequireScopesDPoP(t *testing.T) {
 		{"DPoP, missing scope", "DPoP", one, 403, `DPoP realm="orders", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders:read orders:audit", algs="ES256 EdDSA"`},
 		{"DPoP scheme in another case, missing scope", "dpop", one, 403, `DPoP realm="orders", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders:read orders:audit", algs="ES256 EdDSA"`},
 		{"DPoP, every scope", "DPoP", both, 200, ""},
-		{"Bearer, missing scope", "Bearer", plain, 403, `Bearer realm="api", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders:read orders:audit"`},
+		{"Bearer, missing scope", "Bearer", plain, 403, `Bearer realm="orders", error="insufficient_scope", error_description="the access token lacks a required scope", scope="orders:read orders:audit"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
