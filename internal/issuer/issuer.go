@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/keys"
+	"github.com/m2mauth/m2mauth/verify"
 )
 
 // signerSource yields the key that signs new tokens.
@@ -61,11 +62,10 @@ type Request struct {
 
 // Confirmation is the cnf claim of a sender-constrained token (RFC 7800):
 // the RFC 7638 thumbprint of a DPoP key (RFC 9449 §6.1) or the SHA-256
-// thumbprint of a client certificate (RFC 8705 §3.1), one of the two.
-type Confirmation struct {
-	JKT     string `json:"jkt,omitempty"`
-	X5tS256 string `json:"x5t#S256,omitempty"`
-}
+// thumbprint of a client certificate (RFC 8705 §3.1). It is the type
+// verify reads back, so that what is signed and what is checked cannot
+// drift apart.
+type Confirmation = verify.Confirmation
 
 // Token is a signed access token.
 type Token struct {

@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
@@ -184,12 +183,11 @@ func (in *Introspection) introspect(ctx context.Context, caller Caller, req *Req
 		c := got.claims
 		out.Scope, out.Exp, out.Iat, out.Nbf, out.JTI, out.TokenType = strings.Join(c.Scopes, " "), c.ExpiresAt.Unix(), c.IssuedAt.Unix(), c.NotBefore.Unix(), c.JTI, TokenTypeBearer
 		out.Iss, out.Sub = c.Issuer, c.Subject
-		if raw, ok := c.Raw["cnf"]; ok {
-			// Our own signed claim (custom claims never set cnf).
-			var cnf issuer.Confirmation
-			if json.Unmarshal(raw, &cnf) == nil && cnf != (issuer.Confirmation{}) {
-				out.Cnf, out.TokenType = &cnf, tokenType(&cnf)
-			}
+		if c.Cnf.Bound() {
+			// Read and checked by VerifyBound (our own signed claim:
+			// custom claims never set cnf).
+			cnf := c.Cnf
+			out.Cnf, out.TokenType = &cnf, tokenType(&cnf)
 		}
 	}
 	return Result{Body: out}, nil
