@@ -174,6 +174,7 @@ type middleware struct {
 	dpop       dpop.Options
 	algs       string // the algs challenge parameter
 	replay     *dpop.ReplayCache
+	proxies    peer.Config // TrustedProxies
 	origin     string
 	bearerOK   bool // the Bearer scheme is accepted
 	dpopListed bool // the DPoP scheme is offered in challenges
@@ -200,6 +201,7 @@ func newMiddleware(v *Verifier, opts MiddlewareOptions) *middleware {
 		m.dpop.Nonces = dpop.NewNonces(d.NonceSecret, d.NoncePeriod, v.cfg.Now)
 	}
 	m.replay = dpop.NewReplayCache(d.ReplayCacheSize)
+	m.proxies = peer.Config{TrustedProxies: opts.TrustedProxies}
 	if opts.PublicOrigin != "" {
 		if _, err := dpop.NormalizeURL(opts.PublicOrigin); err != nil {
 			panic(fmt.Sprintf("verify: PublicOrigin %q is not an http or https URL", opts.PublicOrigin))
@@ -429,24 +431,9 @@ func (m *middleware) clientCert(r *http.Request) (*x509.Certificate, error) {
 }
 
 // fromTrustedProxy reports whether the connection comes from one of
-// TrustedProxies.
+// TrustedProxies (the rule of package peer, which the server uses too).
 func (m *middleware) fromTrustedProxy(r *http.Request) bool {
-	if len(m.opts.TrustedProxies) == 0 {
-		return false
-	}
-	var a netip.Addr
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		a = ap.Addr()
-	} else if a, err = netip.ParseAddr(r.RemoteAddr); err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range m.opts.TrustedProxies {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return m.proxies.Trusted(r.RemoteAddr)
 }
 
 // requestURL is the URL the client reached, for htu: PublicOrigin, or the

@@ -57,6 +57,13 @@ func ParsePrefixes(values []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// Trusted reports whether a request's RemoteAddr ("host:port" or an
+// address) is a trusted proxy's.
+func (c *Config) Trusted(remote string) bool {
+	a, ok := remoteAddr(remote)
+	return ok && c.trusts(a)
+}
+
 // trusts reports whether a is a trusted proxy.
 func (c *Config) trusts(a netip.Addr) bool {
 	a = a.Unmap()
@@ -88,8 +95,7 @@ func (c *Config) Middleware(next http.Handler) http.Handler {
 		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		direct, ok := remoteAddr(r.RemoteAddr)
-		if !ok || !c.trusts(direct) {
+		if !c.Trusted(r.RemoteAddr) {
 			if c.CertHeader != "" {
 				r.Header.Del(c.CertHeader)
 			}
