@@ -409,13 +409,7 @@ func TestMiddlewareDPoPNonceLoop(t *testing.T) {
 	h := Middleware(v, MiddlewareOptions{DPoP: DPoPOptions{NonceSecret: []byte("0123456789abcdef"), NoncePeriod: time.Minute}})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	call := func(nonce string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("GET", "/api/data", nil)
-		r.Host = "api.example"
-		r.Header.Set("Authorization", "DPoP "+tok)
-		r.Header.Set("DPoP", proof(t, c.dpop, "GET", apiURL, dpop.ProofOptions{AccessToken: tok, Nonce: nonce, Now: clk.now()}))
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
+		return dpopGet(h, tok, proof(t, c.dpop, "GET", apiURL, dpop.ProofOptions{AccessToken: tok, Nonce: nonce, Now: clk.now()}))
 	}
 	w := call("")
 	nonce := w.Header().Get("DPoP-Nonce")
@@ -449,15 +443,7 @@ func TestMiddlewareDPoPReplayWindow(t *testing.T) {
 	h := Middleware(v, MiddlewareOptions{OnError: func(_ *http.Request, err error) { logged = append(logged, err) }})(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	p := proof(t, c.dpop, "GET", apiURL, dpop.ProofOptions{AccessToken: tok})
-	call := func() int {
-		r := httptest.NewRequest("GET", "/api/data", nil)
-		r.Host = "api.example"
-		r.Header.Set("Authorization", "DPoP "+tok)
-		r.Header.Set("DPoP", p)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w.Code
-	}
+	call := func() int { return dpopGet(h, tok, p).Code }
 	if got := call(); got != 200 {
 		t.Fatalf("first use: %d", got)
 	}
@@ -507,15 +493,7 @@ func TestMiddlewareDPoPSharedReplayStore(t *testing.T) {
 	}
 	a, b := replica(), replica()
 	tok := boundToken(t, map[string]string{"jkt": jktOf(t, c.dpop)}, "exp", testNow.Add(time.Hour).Unix())
-	call := func(h http.Handler, p string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("GET", "/api/data", nil)
-		r.Host = "api.example"
-		r.Header.Set("Authorization", "DPoP "+tok)
-		r.Header.Set("DPoP", p)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
-	}
+	call := func(h http.Handler, p string) *httptest.ResponseRecorder { return dpopGet(h, tok, p) }
 	p := proof(t, c.dpop, "GET", apiURL, dpop.ProofOptions{AccessToken: tok})
 	if w := call(a, p); w.Code != 200 {
 		t.Fatalf("first use at replica A: %d", w.Code)
@@ -575,15 +553,7 @@ func TestMiddlewareDPoPReplayCacheFull(t *testing.T) {
 	c := getClientKeys(t)
 	clk := &clock{t: testNow}
 	tok := boundToken(t, map[string]string{"jkt": jktOf(t, c.dpop)}, "exp", testNow.Add(time.Hour).Unix())
-	serve := func(h http.Handler, p string) int {
-		r := httptest.NewRequest("GET", "/api/data", nil)
-		r.Host = "api.example"
-		r.Header.Set("Authorization", "DPoP "+tok)
-		r.Header.Set("DPoP", p)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w.Code
-	}
+	serve := func(h http.Handler, p string) int { return dpopGet(h, tok, p).Code }
 	for _, tc := range []struct {
 		name  string
 		store ReplayStore
@@ -612,4 +582,16 @@ func TestMiddlewareDPoPReplayCacheFull(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dpopGet sends GET http://api.example/api/data to h with the token in
+// the DPoP scheme and the proof.
+func dpopGet(h http.Handler, tok, proof string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", "/api/data", nil)
+	r.Host = "api.example"
+	r.Header.Set("Authorization", "DPoP "+tok)
+	r.Header.Set("DPoP", proof)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
 }
