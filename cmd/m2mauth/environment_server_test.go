@@ -33,14 +33,7 @@ func TestCLIEnvironmentsOnServer(t *testing.T) {
 	url := startServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
 	requireEnvironmentRoutes(t, vars)
-	must := func(args ...string) result {
-		t.Helper()
-		r := cli(t, vars, args...)
-		if r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
-		return r
-	}
+	must := mustCLI(t, vars)
 	must("environment", "create", "--name", "staging", "--display-name", "Staging")
 	r := must("environment", "show", "staging", "--json")
 	var st environmentResource

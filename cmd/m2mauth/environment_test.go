@@ -306,14 +306,7 @@ func TestEnvironmentCommands(t *testing.T) {
 	// M2MAUTH_ENV is for the commands inside an environment: the
 	// environment commands do not read it.
 	vars["M2MAUTH_ENV"] = "staging"
-	must := func(args ...string) result {
-		t.Helper()
-		r := cli(t, vars, args...)
-		if r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
-		return r
-	}
+	must := mustCLI(t, vars)
 	r := must("environment", "create", "--name", "dev", "--display-name", "Development", "--signing-alg", "ES256", "--key-rotation-period", "720h")
 	if !strings.Contains(r.stdout, "dev") || !strings.Contains(r.stdout, "Development") || !strings.Contains(r.stdout, fakeIssuer+"/e/dev") {
 		t.Errorf("create: %+v", r)

@@ -12,14 +12,7 @@ func TestCLIClientLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	url := startServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
-	must := func(args ...string) result {
-		t.Helper()
-		r := cli(t, vars, args...)
-		if r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
-		return r
-	}
+	must := mustCLI(t, vars)
 	tokenCode := func(id, secret string) int {
 		return cli(t, nil, "token", "--server", url, "--client-id", id, "--client-secret", secret).code
 	}

@@ -57,6 +57,19 @@ type result struct {
 }
 
 // cli runs the binary's command line in-process with the given environment.
+// mustCLI returns cli bound to t and vars that fails the test unless the
+// command exits 0.
+func mustCLI(t *testing.T, vars map[string]string) func(args ...string) result {
+	return func(args ...string) result {
+		t.Helper()
+		r := cli(t, vars, args...)
+		if r.code != 0 {
+			t.Fatalf("%v: %+v", args, r)
+		}
+		return r
+	}
+}
+
 func cli(t *testing.T, vars map[string]string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer

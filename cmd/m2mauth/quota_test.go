@@ -12,14 +12,7 @@ func TestCLIClientQuota(t *testing.T) {
 	dir := t.TempDir()
 	startServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
-	must := func(args ...string) result {
-		t.Helper()
-		r := cli(t, vars, args...)
-		if r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
-		return r
-	}
+	must := mustCLI(t, vars)
 	type quota struct {
 		PerMinute int64 `json:"per_minute"`
 		PerHour   int64 `json:"per_hour"`

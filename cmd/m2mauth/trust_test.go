@@ -100,14 +100,7 @@ func TestCLITrustAndClientsWithoutSecret(t *testing.T) {
 	dir := t.TempDir()
 	url := startServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
-	must := func(args ...string) result {
-		t.Helper()
-		r := cli(t, vars, args...)
-		if r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
-		return r
-	}
+	must := mustCLI(t, vars)
 	must("api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read orders:write")
 	ci := newTestIssuer(t)
 
@@ -253,14 +246,7 @@ func TestCLIMigrateSecretToKey(t *testing.T) {
 	dir := t.TempDir()
 	url := startServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
-	must := func(args ...string) result {
-		t.Helper()
-		r := cli(t, vars, args...)
-		if r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
-		return r
-	}
+	must := mustCLI(t, vars)
 	must("api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read")
 	var c admin.ClientResource
 	if err := json.Unmarshal([]byte(must("client", "create", "--name", "billing", "--audience", "https://api.example.com", "--json").stdout), &c); err != nil {
@@ -410,14 +396,7 @@ func TestCLITrustSPIFFEBundle(t *testing.T) {
 	dir := t.TempDir()
 	url := startServer(t, dir)
 	vars := map[string]string{"M2MAUTH_DATA_DIR": dir}
-	must := func(args ...string) result {
-		t.Helper()
-		r := cli(t, vars, args...)
-		if r.code != 0 {
-			t.Fatalf("%v: %+v", args, r)
-		}
-		return r
-	}
+	must := mustCLI(t, vars)
 	must("api", "create", "--identifier", "https://api.example.com", "--name", "Orders", "--scopes", "orders:read")
 	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
