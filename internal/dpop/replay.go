@@ -91,6 +91,16 @@ func (c *ReplayCache) use(key string, until, now time.Time, evict bool) (fresh, 
 	return true, false
 }
 
+// Seen reports whether key is remembered and has not expired at now,
+// recording nothing: for a caller that asks a shared store before it
+// remembers a key (Use then records it).
+func (c *ReplayCache) Seen(key string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.seen[key]
+	return ok && now.UnixNano() < until
+}
+
 // Len is the number of keys remembered (expired ones included until they
 // are swept).
 func (c *ReplayCache) Len() int {

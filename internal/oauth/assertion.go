@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/m2mauth/m2mauth/internal/dpop"
 	"github.com/m2mauth/m2mauth/internal/env"
 	"github.com/m2mauth/m2mauth/internal/jws"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -89,7 +90,7 @@ type AssertionAuth struct {
 	cfg    AssertionConfig
 	remote *remoteKeySets
 	static staticKeySets
-	replay replayFront
+	replay *dpop.ReplayCache
 	fed    federationIndex
 }
 
@@ -114,7 +115,7 @@ func NewAssertionAuth(cfg AssertionConfig) *AssertionAuth {
 	a := &AssertionAuth{cfg: cfg}
 	a.remote = newRemoteKeySets(cfg)
 	a.static.sets = map[string][]jws.Key{}
-	a.replay.seen = map[string]time.Time{}
+	a.replay = dpop.NewReplayCache(0)
 	return a
 }
 
@@ -386,51 +387,25 @@ func keyFits(k jws.Key, alg string) bool {
 // replica; the database decides among replicas.
 func (a *AssertionAuth) once(ctx context.Context, en *env.Env, scope, jti string, exp time.Time) (bool, error) {
 	sum := sha256.Sum256([]byte(en.Issuer + "\x00" + scope + "\x00" + jti))
-	key := hex.EncodeToString(sum[:])
-	until := exp.Add(a.cfg.Leeway)
-	now := a.cfg.Now()
-	if a.replay.seenBefore(key, now) {
+	return useOnce(ctx, a.replay, en, hex.EncodeToString(sum[:]), exp.Add(a.cfg.Leeway), a.cfg.Now())
+}
+
+// useOnce records a single-use key (an assertion's or a DPoP proof's jti)
+// until until and reports whether it was its first use: this replica's
+// memory answers a repeat without a round trip; the database decides
+// among replicas. A key is remembered only once the database has
+// answered, so that a request refused because the database was down may
+// be sent again.
+func useOnce(ctx context.Context, front *dpop.ReplayCache, en *env.Env, key string, until, now time.Time) (bool, error) {
+	if front.Seen(key, now) {
 		return false, nil
 	}
 	fresh, err := en.Store.UseAssertionID(ctx, key, until)
 	if err != nil {
 		return false, err
 	}
-	a.replay.remember(key, until, now)
+	front.Use(key, until, now)
 	return fresh, nil
-}
-
-// replayFront remembers the assertion ids this replica saw, until they
-// expire, so that a replay costs no database round trip.
-type replayFront struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-const replayFrontMax = 100_000
-
-func (r *replayFront) seenBefore(key string, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	until, ok := r.seen[key]
-	return ok && now.Before(until)
-}
-
-func (r *replayFront) remember(key string, until, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.seen) >= replayFrontMax {
-		for k, u := range r.seen {
-			if !now.Before(u) {
-				delete(r.seen, k)
-			}
-		}
-		if len(r.seen) >= replayFrontMax {
-			// Forgetting is safe: the database still refuses replays.
-			clear(r.seen)
-		}
-	}
-	r.seen[key] = until
 }
 
 // staticKeySets caches parsed inline key sets by their content's hash.

@@ -136,11 +136,8 @@ func (d *dpopChecker) use(ctx context.Context, p *dpop.Proof) *Error {
 	// the stored key short and printable.
 	sum := sha256.Sum256([]byte(en.Issuer + "\x00dpop\x00" + dpop.ReplayKey(*p)))
 	key := hex.EncodeToString(sum[:])
-	until := d.options(en).ReplayUntil(*p)
-	if !d.replay.Use(key, until, d.cfg.Now()) {
-		return errDPoP("the proof's jti was used before")
-	}
-	fresh, err := en.Store.UseAssertionID(ctx, key, until)
+	until := dpop.Options{MaxAge: d.cfg.MaxAge}.ReplayUntil(*p)
+	fresh, err := useOnce(ctx, d.replay, en, key, until, d.cfg.Now())
 	if err != nil {
 		return ErrUnavailable(err)
 	}
