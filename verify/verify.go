@@ -106,6 +106,9 @@ type Verifier struct {
 	cfg    Config
 	algs   []string
 	online *introspector
+	// issuerJSON is the issuer as a JSON string without escapes, or ""
+	// when it needs some (then iss is always decoded).
+	issuerJSON string
 }
 
 // New returns a Verifier for cfg. It does no I/O: keys are fetched on
@@ -139,6 +142,9 @@ func New(cfg Config) (*Verifier, error) {
 		cfg.Keys = NewJWKS(cfg.JWKSURL, cfg.Issuer, cfg.JWKS)
 	}
 	v := &Verifier{cfg: cfg, algs: cfg.Algorithms}
+	if q := `"` + cfg.Issuer + `"`; jws.PlainString(q) {
+		v.issuerJSON = q
+	}
 	if ic := cfg.Introspection; ic != nil {
 		if ic.URL == "" || ic.ClientID == "" || ic.ClientSecret == "" {
 			return nil, errors.New("verify: Introspection needs URL, ClientID and ClientSecret")
@@ -208,7 +214,70 @@ func (v *Verifier) VerifyBound(ctx context.Context, token string) (*Claims, erro
 	return v.verify(ctx, token, true)
 }
 
+// Key identifies the public key a token was verified with: its kid, the
+// token's alg, and the key the KeySource gave for the kid.
+type Key struct {
+	ID     string
+	Alg    string
+	Public crypto.PublicKey
+}
+
+// VerifyBoundKey is VerifyBound, also returning the key the signature was
+// checked with, for a caller that keeps verified tokens (see Recheck).
+func (v *Verifier) VerifyBoundKey(ctx context.Context, token string) (*Claims, Key, error) {
+	var k Key
+	c, err := v.verifyKey(ctx, token, true, &k)
+	if err != nil {
+		return nil, Key{}, err
+	}
+	return c, k, nil
+}
+
+// Recheck decides again about claims that VerifyBoundKey returned with key,
+// without the signature: the KeySource must still give key (the same
+// public key, for the same algorithm) for its kid, so that a key removed or
+// replaced since refuses the token, and exp, nbf and iat must hold now (with
+// the leeway). In online mode the token is asked about again too: token is
+// the one the claims came from. A nil error means that VerifyBound would
+// accept the token now.
+func (v *Verifier) Recheck(ctx context.Context, token string, c *Claims, key Key) error {
+	pub, alg, err := v.cfg.Keys.Key(ctx, key.ID)
+	if err != nil {
+		if errors.Is(err, ErrInvalidToken) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrUnknownKey, err)
+	}
+	if (alg != "" && alg != key.Alg) || !slices.Contains(v.algs, key.Alg) {
+		return fmt.Errorf("%w: the key is for %s", ErrAlgorithm, alg)
+	}
+	eq, ok := pub.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !eq.Equal(key.Public) {
+		return fmt.Errorf("%w: the key changed", ErrUnknownKey)
+	}
+	if err := v.checkTimes(c, v.cfg.Now()); err != nil {
+		return err
+	}
+	if v.online == nil {
+		return nil
+	}
+	active, err := v.online.active(ctx, token, c.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	if !active {
+		return ErrRevoked
+	}
+	return nil
+}
+
 func (v *Verifier) verify(ctx context.Context, token string, allowBound bool) (*Claims, error) {
+	return v.verifyKey(ctx, token, allowBound, nil)
+}
+
+// verifyKey verifies token, recording the key it was checked with in used
+// when that is not nil.
+func (v *Verifier) verifyKey(ctx context.Context, token string, allowBound bool, used *Key) (*Claims, error) {
 	tok, err := jws.Parse(token, MaxTokenSize)
 	if err != nil {
 		return nil, err
@@ -237,6 +306,9 @@ func (v *Verifier) verify(ctx context.Context, token string, allowBound bool) (*
 	if err != nil {
 		return nil, err
 	}
+	if used != nil {
+		*used = Key{ID: h.Kid, Alg: h.Alg, Public: key}
+	}
 	if !allowBound && c.Cnf.Bound() {
 		return nil, ErrBound
 	}
@@ -260,7 +332,7 @@ func (v *Verifier) checkClaims(members []jws.Member) (*Claims, error) {
 		return nil, fmt.Errorf("%w: claim %s has the wrong type", ErrMalformed, name)
 	}
 	for _, m := range members {
-		name := string(m.Name)
+		name := claimName(m.Name)
 		c.Raw[name] = json.RawMessage(m.Value)
 		var dst *string
 		switch name {
@@ -297,6 +369,11 @@ func (v *Verifier) checkClaims(members []jws.Member) (*Claims, error) {
 			}
 			c.Cnf = cnf
 		}
+		if name == "iss" && string(m.Value) == v.issuerJSON {
+			// The expected issuer, spelled plainly: no copy needed.
+			c.Issuer = v.cfg.Issuer
+			continue
+		}
 		if dst != nil {
 			s, ok := jws.String(m.Value)
 			if !ok {
@@ -329,16 +406,52 @@ func (v *Verifier) checkClaims(members []jws.Member) (*Claims, error) {
 		}
 		*t.dst = time.Unix(secs, 0)
 	}
-	if !now.Before(c.ExpiresAt.Add(v.cfg.Leeway)) {
-		return nil, ErrExpired
-	}
-	if !c.NotBefore.IsZero() && now.Add(v.cfg.Leeway).Before(c.NotBefore) {
-		return nil, ErrNotYetValid
-	}
-	if !c.IssuedAt.IsZero() && now.Add(v.cfg.Leeway).Before(c.IssuedAt) {
-		return nil, ErrNotYetValid
+	if err := v.checkTimes(c, now); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// checkTimes checks exp, nbf and iat at now, with the leeway.
+func (v *Verifier) checkTimes(c *Claims, now time.Time) error {
+	if !now.Before(c.ExpiresAt.Add(v.cfg.Leeway)) {
+		return ErrExpired
+	}
+	if !c.NotBefore.IsZero() && now.Add(v.cfg.Leeway).Before(c.NotBefore) {
+		return ErrNotYetValid
+	}
+	if !c.IssuedAt.IsZero() && now.Add(v.cfg.Leeway).Before(c.IssuedAt) {
+		return ErrNotYetValid
+	}
+	return nil
+}
+
+// claimName returns name as a string, without allocating for the claims
+// m2mauth issues (the string(b) of a switch allocates nothing).
+func claimName(b []byte) string {
+	switch string(b) {
+	case "iss":
+		return "iss"
+	case "sub":
+		return "sub"
+	case "aud":
+		return "aud"
+	case "exp":
+		return "exp"
+	case "nbf":
+		return "nbf"
+	case "iat":
+		return "iat"
+	case "jti":
+		return "jti"
+	case "client_id":
+		return "client_id"
+	case "scope":
+		return "scope"
+	case "cnf":
+		return "cnf"
+	}
+	return string(b)
 }
 
 // parseCnf reads a cnf claim (RFC 7800 §3.1): an object whose jkt and

@@ -37,28 +37,13 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	mk, fromFile, err := currentMasterKey(masterKey, cfg)
-	if err != nil && fromFile {
-		return fmt.Errorf("no master key: set M2MAUTH_MASTER_KEY or run where the data dir is: %w", err)
-	}
+	// Replicas on PostgreSQL learn of the new client through the change
+	// feed.
+	st, mk, done, err := openOffline(ctx, cfg, masterKey, "admin recover")
 	if err != nil {
 		return err
 	}
-	// A server on SQLite caches its clients and knows of no writer but
-	// itself: it must be stopped. Replicas on PostgreSQL learn of the new
-	// client through the change feed.
-	if !cfg.IsPostgres() {
-		lock, err := sqlite.Lock(cfg.SQLitePath(), "admin recover")
-		if err != nil {
-			return err
-		}
-		defer lock.Unlock()
-	}
-	st, err := server.OpenStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer done()
 	apis, err := st.ListAPIs(ctx, store.ListOptions{})
 	if err != nil {
 		return err
@@ -71,9 +56,6 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	}
 	if adminAPI == "" {
 		return errors.New("this database has no admin API: start the server once to create it")
-	}
-	if err := keys.CheckMasterKey(ctx, st, mk); err != nil {
-		return err
 	}
 	hashKey, err := keys.SecretHashKey(ctx, st, mk)
 	if err != nil {
@@ -98,6 +80,41 @@ func adminRecover(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "created admin client %s; its credentials are in %s\n", c.ID, path)
 	return nil
+}
+
+// openOffline opens the database for a command that works on it directly
+// rather than through a server (admin recover, bench seed), with the master
+// key given by flag or environment (text) or the data dir's, checked
+// against the database. A server on SQLite caches its clients and knows of
+// no writer but itself, so it must be stopped: the database's lock is held
+// until done is called. done also closes the store.
+func openOffline(ctx context.Context, cfg config.Config, masterKey, op string) (st store.Store, mk *keys.MasterKey, done func(), err error) {
+	mk, fromFile, err := currentMasterKey(masterKey, cfg)
+	if err != nil && fromFile {
+		return nil, nil, nil, fmt.Errorf("no master key: set M2MAUTH_MASTER_KEY or run where the data dir is (start the server once first): %w", err)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	unlock := func() {}
+	if !cfg.IsPostgres() {
+		lock, err := sqlite.Lock(cfg.SQLitePath(), op)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		unlock = func() { lock.Unlock() }
+	}
+	st, err = server.OpenStore(ctx, cfg)
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	done = func() { st.Close(); unlock() }
+	if err := keys.CheckMasterKey(ctx, st, mk); err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return st, mk, done, nil
 }
 
 // currentMasterKey is the master key given by flag or environment (text),

@@ -54,7 +54,8 @@ func commands() []command {
 		{"token", "get an access token with the client-credentials grant", runToken},
 		{"dpop", "DPoP proofs for curl (proof) and a DPoP key's thumbprint (thumbprint)", group("dpop", dpopCommands())},
 		{"verify", "validate an access token as a resource server would", runVerify},
-		{"version", "print the version", runVersion},
+		{"bench", "performance: seed many clients, load a running server", group("bench", benchCommands())},
+		{"version", "print the version, commit, Go version and crypto backend (also --version)", runVersion},
 	}
 }
 
@@ -95,8 +96,14 @@ func dispatch(ctx context.Context, e *env, prefix string, cmds []command, args [
 		return nil
 	}
 	name := args[0]
-	if a, ok := aliases[name]; ok && prefix == "m2mauth" {
-		name = a
+	if prefix == "m2mauth" {
+		if a, ok := aliases[name]; ok {
+			name = a
+		}
+		// m2mauth --version [--json] is m2mauth version [--json].
+		if name == "--version" || name == "-version" {
+			name = "version"
+		}
 	}
 	for _, c := range cmds {
 		if c.name == name {

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"strings"
 
 	"go.opentelemetry.io/otel"
 
+	"github.com/m2mauth/m2mauth/internal/buildinfo"
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/server"
 	"github.com/m2mauth/m2mauth/internal/store/postgres"
@@ -40,6 +40,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.DurationVar(&cfg.MaxAssertionLifetime, "max-assertion-lifetime", cfg.MaxAssertionLifetime, "longest exp - iat of a private_key_jwt client assertion")
 	f.DurationVar(&cfg.RefreshTokenLifetime, "refresh-token-lifetime", cfg.RefreshTokenLifetime, "absolute lifetime of a refresh token family (clients with refresh tokens enabled)")
 	f.Float64Var(&cfg.AuthFailureRate, "auth-failure-rate", cfg.AuthFailureRate, "failed client authentications allowed per second per client address before 429 (0: no limit)")
+	f.IntVar(&cfg.IntrospectionCache, "introspection-cache", cfg.IntrospectionCache, "verified access tokens kept per environment so that introspecting one again skips its signature check (every other check still runs; about 0.5 KB each); 0: off")
 	f.Int64Var(&cfg.QuotaPerMinute, "quota-per-minute", cfg.QuotaPerMinute, "tokens a client may get per minute unless it sets its own quota (0: unlimited)")
 	f.Int64Var(&cfg.QuotaPerHour, "quota-per-hour", cfg.QuotaPerHour, "tokens a client may get per hour unless it sets its own quota (0: unlimited)")
 	f.Int64Var(&cfg.QuotaPerDay, "quota-per-day", cfg.QuotaPerDay, "tokens a client may get per day unless it sets its own quota (0: unlimited)")
@@ -58,8 +59,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	f.StringVar(&cfg.EnvAddressing, "env-addressing", cfg.EnvAddressing, "how requests name an environment: path (<issuer>/e/<name>/…) or host (<name>.<issuer host>); the default environment is the issuer itself")
 	f.DurationVar(&cfg.EnvIdle, "env-idle", cfg.EnvIdle, "an environment's keys and caches leave memory after this long without a request")
 	f.IntVar(&cfg.EnvMaxLoaded, "env-max-loaded", cfg.EnvMaxLoaded, "at most this many environments are held in memory at once (the least recently used leaves first)")
+	f.IntVar(&cfg.ClientCacheMB, "client-cache-mb", cfg.ClientCacheMB, "memory (MiB) each loaded environment may spend caching clients, about 0.9 KiB for a client with one secret and one grant, more with long descriptions or many grants; past it the least recently used leave")
+	f.DurationVar(&cfg.ClientCacheTTL, "client-cache-ttl", cfg.ClientCacheTTL, "longest a client stays cached: changes reach every replica's cache at once through the change feed, so this only bounds staleness if a notification were lost")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "json or text")
+	f.StringVar(&cfg.AccessLog, "access-log", cfg.AccessLog, "which requests get an access log record (\"request\", at info): errors (answered 4xx or 5xx, or slower than --access-log-slow), all, or off; the audit trail, the metrics and the records of refused token requests are kept either way")
+	f.DurationVar(&cfg.AccessLogSlow, "access-log-slow", cfg.AccessLogSlow, "with --access-log=errors, a request that succeeded is logged too once it takes this long (0: never)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "serve Prometheus metrics at /metrics on this address, a listener of its own (e.g. 127.0.0.1:9464; empty: no metrics)")
 	f.Var((*listFlag)(&cfg.MetricsClients), "metrics-clients", "comma-separated client ids of the default environment whose tokens are counted one by one in the metrics")
 	f.IntVar(&cfg.MetricsTopClients, "metrics-top-clients", cfg.MetricsTopClients, "how many clients of the default environment the per-client metrics report besides --metrics-clients (oldest secrets, most tokens)")
@@ -120,22 +125,23 @@ func runMigrate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = ""
-
 func runVersion(ctx context.Context, e *env, args []string) error {
-	f := newFlags(e, "version", "", "Prints the version.")
+	f := newFlags(e, "version", "", "Prints the version, the commit, the Go version, the platform and the crypto backend\n(boringcrypto in the production build, pure Go otherwise). The version and commit are\nstamped by make build (-ldflags -X github.com/m2mauth/m2mauth/internal/buildinfo.version=…).")
+	var jsonOut bool
+	f.BoolVar(&jsonOut, "json", false, "print a JSON object")
 	if _, err := f.parse(args, 0, 0); err != nil {
 		return err
 	}
-	v := version
-	if v == "" {
-		v = "devel"
-		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
+	i := buildinfo.Get()
+	if jsonOut {
+		return printJSON(e.stdout, i)
 	}
-	fmt.Fprintln(e.stdout, "m2mauth", v)
+	commit := i.Commit
+	if commit == "" {
+		commit = "unknown"
+	}
+	fmt.Fprintf(e.stdout, "m2mauth %s\ncommit:         %s\ngo:             %s\nplatform:       %s/%s\ncrypto backend: %s\n",
+		i.Version, commit, i.GoVersion, i.OS, i.Arch, i.CryptoBackend)
 	return nil
 }
 

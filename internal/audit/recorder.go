@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2mauth/internal/env"
+	"github.com/m2mauth/m2mauth/internal/jsonappend"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/oauth"
 	"github.com/m2mauth/m2mauth/internal/store"
@@ -409,18 +410,30 @@ func (r *Recorder) tokenEvent(it tokenItem) store.AuditEvent {
 			// What the token grants, as the diff's "after" (there is
 			// no before): its audience and scopes, and whether it was
 			// handed out again rather than signed.
-			diff := map[string]map[string]any{
-				"audience": {"after": it.audience}, "scopes": {"after": it.scopes}, "reused": {"after": it.reused},
-			}
-			if it.binding != "" {
-				// How the token is sender-constrained (RFC 9449, RFC
-				// 8705), not to what: the kind only.
-				diff["binding"] = map[string]any{"after": it.binding}
-			}
-			e.Diff, _ = json.Marshal(diff)
+			e.Diff = it.appendDiff(make([]byte, 0, 128))
 		}
 	}
 	return e
+}
+
+// appendDiff appends an issuance's diff: what the token grants, as the
+// "after" of each member (there is no before), in the order and form
+// json.Marshal writes a map of them (one is built for every token):
+// {"audience":{"after":[…]},"binding":{"after":"dpop"},"reused":{"after":false},"scopes":{"after":[…]}}.
+func (it *tokenItem) appendDiff(b []byte) []byte {
+	b = append(b, `{"audience":{"after":`...)
+	b = jsonappend.Strings(b, it.audience)
+	if it.binding != "" {
+		// How the token is sender-constrained (RFC 9449, RFC 8705), not
+		// to what: the kind only.
+		b = append(b, `},"binding":{"after":`...)
+		b = jsonappend.String(b, it.binding)
+	}
+	b = append(b, `},"reused":{"after":`...)
+	b = jsonappend.Bool(b, it.reused)
+	b = append(b, `},"scopes":{"after":`...)
+	b = jsonappend.Strings(b, it.scopes)
+	return append(b, "}}"...)
 }
 
 // add gives the event its id, streams it to the sinks and adds it to the

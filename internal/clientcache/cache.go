@@ -17,7 +17,14 @@
 // refused, so an id the filter does not hold is still confirmed by the
 // database, within a budget (MissRate per second): a flood of random ids
 // costs the database at most that, and past it ids the filter does not
-// hold are answered "no such client" from memory. The filter is trusted
+// hold are answered "no such client" from memory.
+//
+// The cache is bounded: past its size, each new entry evicts the least
+// recently used of a few sampled at random (as Redis approximates LRU),
+// so a working set larger than the cache keeps its hottest clients
+// instead of losing all of them at once. An entry costs about
+// EntryBytes of memory (a client with one secret and one grant; see
+// BenchmarkEntryBytes). The filter is trusted
 // only while invalidations cannot be missed: it is dropped when the cache
 // is disabled and must be loaded again.
 package clientcache
@@ -25,9 +32,11 @@ package clientcache
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"golang.org/x/time/rate"
 
@@ -49,11 +58,11 @@ type Cache struct {
 	now        func() time.Time
 
 	mu      sync.RWMutex
-	entries map[string]entry
-	// absent holds ids the source does not have, until their expiry: kept
-	// apart and bounded on their own, so that a spray of random ids can
-	// flush only them, never the clients.
-	absent  map[string]time.Time
+	entries map[string]*entry
+	// absent holds ids the source does not have, until their expiry (unix
+	// nanoseconds): kept apart and bounded on their own, so that a spray
+	// of random ids can evict only them, never the clients.
+	absent  map[string]int64
 	gen     uint64 // bumped by every invalidation
 	enabled bool
 	epoch   uint64 // bumped by every SetEnabled
@@ -78,12 +87,28 @@ const (
 
 type entry struct {
 	client  store.Client
-	expires time.Time
+	expires int64 // unix nanoseconds
+	// used is when the entry was last read (unix nanoseconds, updated at
+	// most every usedResolution): eviction picks the oldest of a sample.
+	used atomic.Int64
 }
 
-// New returns an enabled cache in front of src.
+// EntryBytes is about what a cached client with one secret and one grant
+// costs (measured by BenchmarkEntryBytes): size a cache by memory with it.
+const EntryBytes = 900
+
+// evictionSamples is how many entries an eviction compares; usedResolution
+// bounds how often a hit writes its entry's last-use time.
+const (
+	evictionSamples = 5
+	usedResolution  = int64(100 * time.Millisecond)
+)
+
+// New returns an enabled cache in front of src, holding at most
+// maxEntries clients (and apart from them at most maxEntries unknown ids)
+// for at most ttl each.
 func New(src source, ttl time.Duration, maxEntries int, now func() time.Time) *Cache {
-	return &Cache{src: src, ttl: ttl, maxEntries: maxEntries, now: now, entries: map[string]entry{}, absent: map[string]time.Time{}, enabled: true,
+	return &Cache{src: src, ttl: ttl, maxEntries: max(maxEntries, 1), now: now, entries: map[string]*entry{}, absent: map[string]int64{}, enabled: true,
 		misses: rate.NewLimiter(MissRate, MissBurst)}
 }
 
@@ -91,19 +116,23 @@ func New(src source, ttl time.Duration, maxEntries int, now func() time.Time) *C
 // source. Callers must not modify the returned client's slices or maps.
 func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) {
 	now := c.now()
+	t := now.UnixNano()
 	c.mu.RLock()
 	e, ok := c.entries[id]
-	var gone time.Time
+	var gone int64
 	var isAbsent bool
 	if !ok {
 		gone, isAbsent = c.absent[id]
 	}
 	gen, enabled := c.gen, c.enabled
 	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
+	if ok && t < e.expires {
+		if t-e.used.Load() >= usedResolution {
+			e.used.Store(t)
+		}
 		return e.client, nil
 	}
-	if isAbsent && now.Before(gone) {
+	if isAbsent && t < gone {
 		return store.Client{}, store.ErrNotFound
 	}
 	if f := c.ids.Load(); f != nil && !f.mayContain(id) && !c.misses.AllowN(now, 1) {
@@ -116,21 +145,80 @@ func (c *Cache) GetClient(ctx context.Context, id string) (store.Client, error) 
 		// An invalidation since the read started means the value may be
 		// stale: do not keep it.
 		if c.gen == gen && c.enabled {
+			expires := t + int64(c.ttl)
 			if notFound {
-				if len(c.absent) >= c.maxEntries {
-					c.absent = map[string]time.Time{}
+				if _, in := c.absent[id]; !in && len(c.absent) >= c.maxEntries {
+					c.evictAbsent(t)
 				}
-				c.absent[id] = now.Add(c.ttl)
+				c.absent[id] = expires
 			} else {
-				if len(c.entries) >= c.maxEntries {
-					c.entries = map[string]entry{}
+				if _, in := c.entries[id]; !in && len(c.entries) >= c.maxEntries {
+					c.evict(t)
 				}
-				c.entries[id] = entry{client: cl, expires: now.Add(c.ttl)}
+				ne := &entry{client: intern(cl), expires: expires}
+				ne.used.Store(t)
+				c.entries[id] = ne
 			}
 		}
 		c.mu.Unlock()
 	}
 	return cl, err
+}
+
+// evict drops one client: an expired one, or the least recently used of a
+// random sample (map iteration starts at a random place). c.mu is held.
+func (c *Cache) evict(now int64) {
+	var victim string
+	oldest, n := int64(0), 0
+	for id, e := range c.entries {
+		if e.expires <= now {
+			victim = id
+			break
+		}
+		if u := e.used.Load(); n == 0 || u < oldest {
+			victim, oldest = id, u
+		}
+		if n++; n == evictionSamples {
+			break
+		}
+	}
+	delete(c.entries, victim)
+}
+
+// evictAbsent drops one unknown id: an expired one, or the one expiring
+// first of a random sample. c.mu is held.
+func (c *Cache) evictAbsent(now int64) {
+	var victim string
+	first, n := int64(0), 0
+	for id, exp := range c.absent {
+		if exp <= now {
+			victim = id
+			break
+		}
+		if n == 0 || exp < first {
+			victim, first = id, exp
+		}
+		if n++; n == evictionSamples {
+			break
+		}
+	}
+	delete(c.absent, victim)
+}
+
+// intern makes the texts many clients share (audiences, scopes, the auth
+// method) one copy each, so that a cached client costs only what is its
+// own. The client was just read: the cache owns its slices.
+func intern(c store.Client) store.Client {
+	c.DefaultAudience = unique.Make(c.DefaultAudience).Value()
+	c.AuthMethod = unique.Make(c.AuthMethod).Value()
+	for i := range c.Grants {
+		g := &c.Grants[i]
+		g.Audience = unique.Make(g.Audience).Value()
+		for j, sc := range g.Scopes {
+			g.Scopes[j] = unique.Make(sc).Value()
+		}
+	}
+	return c
 }
 
 // Invalidate drops one client; the id may be new, so the id filter learns
@@ -165,8 +253,11 @@ func (c *Cache) LoadIDs(ctx context.Context) error {
 		size = 2 * int(f.n.Load())
 	}
 	c.mu.Unlock()
-	var ids []string
-	err := c.src.ClientIDs(ctx, func(id string) { ids = append(ids, id) })
+	// Only the ids' hashes are kept while the table is read: 8 bytes an
+	// id, not the id itself (a million ids would briefly cost tens of MB).
+	seed := maphash.MakeSeed()
+	var hashes []uint64
+	err := c.src.ClientIDs(ctx, func(id string) { hashes = append(hashes, maphash.String(seed, id)) })
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.loading = false
@@ -179,9 +270,9 @@ func (c *Cache) LoadIDs(ctx context.Context) error {
 	if !c.enabled || c.epoch != epoch {
 		return nil
 	}
-	f := newIDFilter(max(size, 2*len(ids)))
-	for _, id := range ids {
-		f.add(id)
+	f := newIDFilter(max(size, 2*len(hashes)), seed)
+	for _, h := range hashes {
+		f.addHash(h)
 	}
 	for _, id := range c.loadedNew {
 		f.add(id)
@@ -203,7 +294,7 @@ func (c *Cache) IDsFull() bool {
 func (c *Cache) InvalidateAll() {
 	c.mu.Lock()
 	c.gen++
-	c.entries, c.absent = map[string]entry{}, map[string]time.Time{}
+	c.entries, c.absent = map[string]*entry{}, map[string]int64{}
 	c.mu.Unlock()
 }
 
@@ -215,7 +306,7 @@ func (c *Cache) SetEnabled(on bool) {
 	c.gen++
 	c.epoch++
 	c.enabled = on
-	c.entries, c.absent = map[string]entry{}, map[string]time.Time{}
+	c.entries, c.absent = map[string]*entry{}, map[string]int64{}
 	c.ids.Store(nil)
 	c.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"testing"
 	"time"
@@ -233,7 +234,7 @@ func TestIDFilterFollowsCreationsAndDisabling(t *testing.T) {
 }
 
 func TestIDFilterFalsePositives(t *testing.T) {
-	f := newIDFilter(50_000)
+	f := newIDFilter(50_000, maphash.MakeSeed())
 	for i := range f.capacity {
 		f.add(fmt.Sprintf("m2mc_%d", i))
 	}
@@ -295,5 +296,39 @@ func TestAbsentIDsDoNotEvictClients(t *testing.T) {
 	before := src.reads
 	if _, err := c.GetClient(ctx, "a"); err != nil || src.reads != before {
 		t.Fatalf("the client was evicted by unknown ids: %d reads, err %v", src.reads-before, err)
+	}
+}
+
+// A full cache evicts one entry per new one, never everything, and not a
+// client read since the others were: a hot client stays cached while many
+// cold ones pass through.
+func TestEvictsLeastRecentlyUsed(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{clients: map[string]store.Client{"hot": {ID: "hot"}}}
+	for i := range 200 {
+		src.clients[fmt.Sprint("cold-", i)] = store.Client{ID: fmt.Sprint("cold-", i)}
+	}
+	clk := &clock{time.Unix(1_800_000_000, 0)}
+	c := New(src, time.Hour, 10, clk.now)
+	for i := range 200 {
+		clk.t = clk.t.Add(time.Second)
+		if _, err := c.GetClient(ctx, "hot"); err != nil {
+			t.Fatal(err)
+		}
+		clk.t = clk.t.Add(time.Second)
+		if _, err := c.GetClient(ctx, fmt.Sprint("cold-", i)); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.Len(); n > 10 || (i >= 9 && n != 10) {
+			t.Fatalf("after %d clients: %d entries, want min(n, 10)", i+2, n)
+		}
+	}
+	if src.reads != 201 {
+		t.Errorf("%d reads, want 201: the hot client was evicted", src.reads)
+	}
+	// The newest cold client is cached too.
+	before := src.reads
+	if _, err := c.GetClient(ctx, "cold-199"); err != nil || src.reads != before {
+		t.Errorf("the newest entry was evicted (err %v)", err)
 	}
 }

@@ -22,16 +22,21 @@ const (
 	minCapacity = 1 << 9 // small: an environment with few clients costs little; the filter is rebuilt larger as it fills
 )
 
-// newIDFilter returns an empty filter for at least capacity ids.
-func newIDFilter(capacity int) *idFilter {
+// newIDFilter returns an empty filter for at least capacity ids, hashing
+// them with seed.
+func newIDFilter(capacity int, seed maphash.Seed) *idFilter {
 	capacity = max(capacity, minCapacity)
 	words := (capacity*bitsPerID + 63) / 64
-	return &idFilter{seed: maphash.MakeSeed(), bits: make([]atomic.Uint64, words), capacity: capacity}
+	return &idFilter{seed: seed, bits: make([]atomic.Uint64, words), capacity: capacity}
 }
 
 // positions yields the filter's bit positions for id (double hashing).
 func (f *idFilter) positions(id string, fn func(word int, mask uint64) bool) {
-	h := maphash.String(f.seed, id)
+	f.hashPositions(maphash.String(f.seed, id), fn)
+}
+
+// hashPositions yields the bit positions of an id hashed with f.seed.
+func (f *idFilter) hashPositions(h uint64, fn func(word int, mask uint64) bool) {
 	h1, h2 := h, h>>32|1
 	m := uint64(len(f.bits) * 64)
 	for i := range uint64(probes) {
@@ -42,8 +47,11 @@ func (f *idFilter) positions(id string, fn func(word int, mask uint64) bool) {
 	}
 }
 
-func (f *idFilter) add(id string) {
-	f.positions(id, func(w int, mask uint64) bool {
+func (f *idFilter) add(id string) { f.addHash(maphash.String(f.seed, id)) }
+
+// addHash adds the id whose hash with f.seed is h.
+func (f *idFilter) addHash(h uint64) {
+	f.hashPositions(h, func(w int, mask uint64) bool {
 		f.bits[w].Or(mask)
 		return true
 	})

@@ -53,6 +53,10 @@ type Config struct {
 	// IdentityScopes are OpenID Connect scopes (of OpenIDScopes) accepted in a
 	// client-credentials request without granting anything.
 	IdentityScopes []string
+	// IntrospectionCache is how many verified access tokens each
+	// environment keeps so that introspecting one again skips its
+	// signature check (every other check still runs); 0: off.
+	IntrospectionCache int
 	// AuthFailureRate and AuthFailureBurst limit failed client
 	// authentications per client address (0 rate: no limit).
 	AuthFailureRate  float64
@@ -99,9 +103,25 @@ type Config struct {
 	// EnvIdle without a request.
 	EnvIdle      time.Duration
 	EnvMaxLoaded int
+	// Each loaded environment caches up to ClientCacheMB MiB of clients
+	// (the least recently used leave first), each for at most
+	// ClientCacheTTL: changes invalidate entries at once (the change
+	// feed), so the TTL only bounds staleness if a notification were lost.
+	ClientCacheMB  int
+	ClientCacheTTL time.Duration
 
 	LogLevel  string // debug, info, warn, error
 	LogFormat string // json, text
+	// AccessLog decides which requests get an access log record (the
+	// "request" record at info): AccessLogErrors (the default) those
+	// answered with a 4xx or 5xx status and those that took
+	// AccessLogSlow or longer, AccessLogAll every request, AccessLogOff
+	// none. The audit trail, the metrics and the token endpoint's own
+	// refusal records are the same whatever it says.
+	AccessLog string
+	// AccessLogSlow is how long a request takes before AccessLogErrors
+	// logs it though it succeeded (0: never for its duration).
+	AccessLogSlow time.Duration
 
 	// MetricsAddr is where /metrics is served, on a listener of its own
 	// ("": no metrics). MetricsClients are client ids of the default
@@ -181,6 +201,13 @@ func (c *Config) MTLS() bool {
 // EnvPathPrefix starts the path of an environment addressed by path.
 const EnvPathPrefix = "/e/"
 
+// Access log modes (Config.AccessLog).
+const (
+	AccessLogErrors = "errors"
+	AccessLogAll    = "all"
+	AccessLogOff    = "off"
+)
+
 // OpenIDScopes are the scopes OpenID Connect Core 1.0 §5.4 and §11 define:
 // the only ones IdentityScopes may name.
 var OpenIDScopes = []string{"openid", "profile", "email", "address", "phone", "offline_access"}
@@ -201,6 +228,7 @@ func Default() Config {
 		IdentityScopes:          []string{"openid", "profile", "email"},
 		MaxAssertionLifetime:    5 * time.Minute,
 		AuthFailureRate:         5,
+		IntrospectionCache:      10_000,
 		AuthFailureBurst:        20,
 		DPoPMaxAge:              60 * time.Second,
 		Console:                 true,
@@ -211,8 +239,12 @@ func Default() Config {
 		EnvAddressing:           EnvByPath,
 		EnvIdle:                 10 * time.Minute,
 		EnvMaxLoaded:            1000,
+		ClientCacheMB:           8,
+		ClientCacheTTL:          5 * time.Minute,
 		LogLevel:                "info",
 		LogFormat:               "json",
+		AccessLog:               AccessLogErrors,
+		AccessLogSlow:           time.Second,
 		MetricsTopClients:       10,
 		ReportTokensPerLifetime: 10,
 		ReportMinTokens:         30,
@@ -289,8 +321,14 @@ func (c *Config) Validate() error {
 	if c.EnvIdle < time.Minute || c.EnvMaxLoaded < 1 {
 		errs = append(errs, fmt.Errorf("env-idle must be at least 1m and env-max-loaded at least 1 (got %s and %d)", c.EnvIdle, c.EnvMaxLoaded))
 	}
+	if c.ClientCacheMB < 1 || c.ClientCacheTTL < time.Second || c.ClientCacheTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("client-cache-mb must be at least 1 and client-cache-ttl from 1s to 24h (got %d and %s)", c.ClientCacheMB, c.ClientCacheTTL))
+	}
 	if c.QuotaPerMinute < 0 || c.QuotaPerHour < 0 || c.QuotaPerDay < 0 {
 		return errors.New("quota-per-minute, quota-per-hour and quota-per-day must be 0 (unlimited) or positive")
+	}
+	if c.IntrospectionCache < 0 {
+		errs = append(errs, fmt.Errorf("introspection-cache must be 0 (off) or positive (got %d)", c.IntrospectionCache))
 	}
 	if c.AuthFailureRate < 0 || (c.AuthFailureRate > 0 && c.AuthFailureBurst < 1) {
 		errs = append(errs, errors.New("auth-failure-rate must be 0 (off) or positive, with auth-failure-burst at least 1"))
@@ -308,6 +346,16 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.AccessLog {
+	case "":
+		c.AccessLog = AccessLogErrors
+	case AccessLogErrors, AccessLogAll, AccessLogOff:
+	default:
+		errs = append(errs, fmt.Errorf("access-log %q: want errors, all or off", c.AccessLog))
+	}
+	if c.AccessLogSlow < 0 {
+		errs = append(errs, fmt.Errorf("access-log-slow %s: want 0 (off) or a positive duration", c.AccessLogSlow))
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {

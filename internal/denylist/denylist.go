@@ -8,7 +8,11 @@
 // feed. While the feed is down the list is not trusted and every check
 // asks the database. It holds only live revocations (entries are pruned
 // when their token expires) and at most a configured number of them; past
-// that it stops trusting memory rather than grow without bound.
+// that it stops trusting memory rather than grow without bound. A list
+// that is enabled but untrusted for another reason (its load failed, or
+// was overtaken by a switch of the feed) says so (NeedsLoad), so that its
+// owner loads it again instead of asking the database on every check
+// until the feed next reconnects.
 package denylist
 
 import (
@@ -40,6 +44,9 @@ type List struct {
 	epoch   uint64               // bumped by every SetEnabled
 	loading bool
 	added   []store.Revocation // added while a load runs
+	// full: the last load or addition found more live revocations than
+	// max (memory is not trusted until the list is switched again).
+	full bool
 }
 
 // New returns an empty list in front of src holding at most max entries.
@@ -86,7 +93,7 @@ func (l *List) Add(jti string, expires time.Time) {
 		l.pruneLocked(l.now())
 		if len(l.jtis) >= l.max {
 			// Too many live revocations to hold: ask the database.
-			l.trusted, l.jtis = false, map[string]time.Time{}
+			l.trusted, l.full, l.jtis = false, true, map[string]time.Time{}
 			return
 		}
 	}
@@ -99,9 +106,18 @@ func (l *List) Add(jti string, expires time.Time) {
 func (l *List) SetEnabled(on bool) {
 	l.mu.Lock()
 	l.epoch++
-	l.enabled, l.trusted = on, false
+	l.enabled, l.trusted, l.full = on, false, false
 	l.jtis = map[string]time.Time{}
 	l.mu.Unlock()
+}
+
+// NeedsLoad reports whether the list is enabled but not trusted, and not
+// because it is full: a Load failed, or none ran since it was enabled.
+// Until one succeeds every check asks the source.
+func (l *List) NeedsLoad() bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.enabled && !l.trusted && !l.full && !l.loading
 }
 
 // Load reads every live revocation from the source and trusts the list
@@ -126,7 +142,7 @@ func (l *List) Load(ctx context.Context) error {
 		return nil // switched meanwhile: a later Load decides
 	}
 	if len(revs)+len(added) > l.max {
-		l.trusted, l.jtis = false, map[string]time.Time{}
+		l.trusted, l.full, l.jtis = false, true, map[string]time.Time{}
 		return nil
 	}
 	jtis := make(map[string]time.Time, len(revs)+len(added))

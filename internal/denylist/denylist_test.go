@@ -2,6 +2,7 @@ package denylist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -123,5 +124,48 @@ func TestListBounded(t *testing.T) {
 	}
 	if err := l.Load(ctx); err != nil || l.trusted {
 		t.Errorf("a load of more than the bound is trusted (%v)", err)
+	}
+	// Full is not a reason to load again (each load would read max+1
+	// rows for nothing); a switch of the feed is.
+	if l.NeedsLoad() {
+		t.Error("a full list asks to be loaded again")
+	}
+	l.SetEnabled(true)
+	if !l.NeedsLoad() {
+		t.Error("a list enabled anew does not ask to be loaded")
+	}
+}
+
+// A list whose load failed, or was overtaken by a switch of the feed,
+// asks to be loaded again (else every check would ask the source until
+// the feed next reconnects); a disabled or trusted one does not.
+func TestListNeedsLoad(t *testing.T) {
+	ctx := context.Background()
+	src := &fakeSource{revs: map[string]store.Revocation{}, listErr: errors.New("database down")}
+	l := New(src, 10, func() time.Time { return t0 })
+	if !l.NeedsLoad() {
+		t.Fatal("a new list does not ask to be loaded")
+	}
+	if err := l.Load(ctx); err == nil {
+		t.Fatal("the failed load reported no error")
+	}
+	if l.trusted || !l.NeedsLoad() {
+		t.Fatalf("after a failed load: trusted=%v, needs load=%v", l.trusted, l.NeedsLoad())
+	}
+	src.listErr = nil
+	src.during = func() { l.SetEnabled(true) } // the feed reconnected meanwhile
+	if err := l.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src.during = nil
+	if l.trusted || !l.NeedsLoad() {
+		t.Fatalf("after an overtaken load: trusted=%v, needs load=%v", l.trusted, l.NeedsLoad())
+	}
+	if err := l.Load(ctx); err != nil || !l.trusted || l.NeedsLoad() {
+		t.Fatalf("after a load: trusted=%v, needs load=%v (%v)", l.trusted, l.NeedsLoad(), err)
+	}
+	l.SetEnabled(false)
+	if l.NeedsLoad() {
+		t.Error("a disabled list (feed down) asks to be loaded")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/tokencache"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -43,6 +44,9 @@ type Env struct {
 	// AdminVerifier only those for its admin API.
 	Verifier      *verify.Verifier
 	AdminVerifier *verify.Verifier
+	// Verified keeps the access tokens Verifier accepted, for
+	// introspection to skip their signature next time (nil: off).
+	Verified *tokencache.Cache
 	// Changed tells this replica's caches of the environment about a
 	// change made through it (the change feed tells other replicas).
 	Changed Invalidator

@@ -111,3 +111,35 @@ func TestIssue(t *testing.T) {
 		t.Error("a token without audience was issued")
 	}
 }
+
+// The claim set is written by hand: it must be what encoding/json writes.
+func TestClaimsJSON(t *testing.T) {
+	base := claims{Iss: "https://auth.example.com", Sub: "m2mc_x", ClientID: "m2mc_x", Aud: "https://api.example.com/?a=<b>&c",
+		Iat: 1, Nbf: 2, Exp: 903, JTI: "jti-\u2028", Scope: "orders:read orders:write"}
+	tests := []struct {
+		name   string
+		mutate func(*claims)
+	}{
+		{"one audience", func(*claims) {}},
+		{"several audiences", func(c *claims) { c.Aud = []string{"a", "b\"c"} }},
+		{"no scope", func(c *claims) { c.Scope = "" }},
+		{"dpop", func(c *claims) { c.Cnf = &Confirmation{JKT: "thumb"} }},
+		{"certificate", func(c *claims) { c.Cnf = &Confirmation{X5tS256: "x5t"} }},
+		{"both", func(c *claims) { c.Cnf = &Confirmation{JKT: "thumb", X5tS256: "x5t"} }},
+		{"empty cnf", func(c *claims) { c.Cnf = &Confirmation{} }},
+		{"odd text", func(c *claims) { c.Sub, c.ClientID = "\x00\xff\t", "é" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base
+			tc.mutate(&c)
+			want, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.appendJSON(nil); string(got) != string(want) {
+				t.Errorf("appendJSON:\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}

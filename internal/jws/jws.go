@@ -91,16 +91,28 @@ func Parse(token string, maxSize int) (*Token, error) {
 	if strings.IndexByte(token, '\n') >= 0 || strings.IndexByte(token, '\r') >= 0 {
 		return nil, fmt.Errorf("%w: a line break in the token", ErrMalformed)
 	}
-	hdrB, err := strictB64.DecodeString(token[:first])
-	if err != nil {
+	// One allocation holds the signing input and the three decoded parts.
+	hdrN, payN, sigN := strictB64.DecodedLen(first), strictB64.DecodedLen(last-first-1), strictB64.DecodedLen(len(token)-last-1)
+	buf := make([]byte, last+hdrN+payN+sigN)
+	input := buf[:last:last]
+	copy(input, token)
+	rest := buf[last:]
+	decode := func(part string, n int) ([]byte, bool) {
+		got, err := strictB64.Decode(rest[:n:n], []byte(part))
+		out := rest[:got:got]
+		rest = rest[n:]
+		return out, err == nil
+	}
+	hdrB, ok := decode(token[:first], hdrN)
+	if !ok {
 		return nil, fmt.Errorf("%w: header is not base64url", ErrMalformed)
 	}
-	payload, err := strictB64.DecodeString(token[first+1 : last])
-	if err != nil {
+	payload, ok := decode(token[first+1:last], payN)
+	if !ok {
 		return nil, fmt.Errorf("%w: payload is not base64url", ErrMalformed)
 	}
-	sig, err := strictB64.DecodeString(token[last+1:])
-	if err != nil {
+	sig, ok := decode(token[last+1:], sigN)
+	if !ok {
 		return nil, fmt.Errorf("%w: signature is not base64url", ErrMalformed)
 	}
 	members, err := objectMembers(hdrB)
@@ -135,7 +147,10 @@ func Parse(token string, maxSize int) (*Token, error) {
 		if dst == nil {
 			continue
 		}
-		v, ok := String(m.Value)
+		v, ok := knownHeaderValue(m.Value)
+		if !ok {
+			v, ok = String(m.Value)
+		}
 		if !ok {
 			return nil, fmt.Errorf("%w: header member %s is not a string", ErrMalformed, m.Name)
 		}
@@ -146,7 +161,29 @@ func Parse(token string, maxSize int) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
-	return &Token{Header: h, Claims: claims, SigningInput: []byte(token[:last]), Signature: sig}, nil
+	return &Token{Header: h, Claims: claims, SigningInput: input, Signature: sig}, nil
+}
+
+// knownHeaderValue returns the common alg and typ values without
+// allocating (the string(b) of a switch allocates nothing).
+func knownHeaderValue(raw []byte) (string, bool) {
+	switch string(raw) {
+	case `"RS256"`:
+		return "RS256", true
+	case `"PS256"`:
+		return "PS256", true
+	case `"ES256"`:
+		return "ES256", true
+	case `"EdDSA"`:
+		return "EdDSA", true
+	case `"at+jwt"`:
+		return "at+jwt", true
+	case `"JWT"`:
+		return "JWT", true
+	case `"dpop+jwt"`:
+		return "dpop+jwt", true
+	}
+	return "", false
 }
 
 // CanonicalAlg returns the name this package uses for alg: the

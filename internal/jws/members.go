@@ -114,6 +114,22 @@ func endOfValue(b []byte, i int) int {
 	return j
 }
 
+// PlainString reports whether raw is a JSON string without escapes or
+// control characters, in valid UTF-8: its value is the bytes between the
+// quotes.
+func PlainString(raw string) bool {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return false
+	}
+	inner := raw[1 : len(raw)-1]
+	for i := 0; i < len(inner); i++ {
+		if c := inner[i]; c == '\\' || c == '"' || c < 0x20 {
+			return false
+		}
+	}
+	return utf8.ValidString(inner)
+}
+
 // String decodes a raw JSON string value, as a Member's Value holds it
 // (no surrounding whitespace); ok is false for any other JSON value, and
 // for anything that is not valid JSON.

@@ -43,7 +43,8 @@ func (ep *Endpoint) bind(caller Caller, req *Request) *Error {
 		return ErrInvalidRequest("this client's access tokens are bound to its TLS client certificate: send the request with one")
 	}
 	if cnf != (issuer.Confirmation{}) {
-		req.Cnf = &cnf
+		bound := cnf // only a bound token's escapes
+		req.Cnf = &bound
 	}
 	return nil
 }

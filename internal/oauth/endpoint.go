@@ -430,9 +430,15 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b = []byte(`{"error":"server_error"}`)
 	}
+	writeJSONBody(w, status, append(b, '\n'))
+}
+
+// writeJSONBody writes b, a JSON document, as the response: its headers
+// and status, then the body in one Write.
+func writeJSONBody(w http.ResponseWriter, status int, b []byte) {
 	w.Header()["Content-Type"] = jsonTypeValue
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }
 
 // SignIn proves a client by its id and secret the way the token endpoint

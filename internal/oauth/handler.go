@@ -3,6 +3,9 @@ package oauth
 import (
 	"net/http"
 	"strings"
+	"sync"
+
+	"github.com/m2mauth/m2mauth/internal/jsonappend"
 )
 
 // StandardCodec is the RFC 6749 envelope of POST /oauth/token: a form or
@@ -29,11 +32,44 @@ func (StandardCodec) WriteToken(w http.ResponseWriter, t *TokenResponse) {
 	if len(t.Echo) > 0 {
 		scope = strings.TrimSpace(strings.Join(t.Echo, " ") + " " + scope)
 	}
-	WriteJSON(w, http.StatusOK, tokenResponse{
+	bp := bodyPool.Get().(*[]byte)
+	b := tokenResponse{
 		AccessToken: t.AccessToken, TokenType: t.TokenType,
 		ExpiresIn: t.ExpiresIn, Scope: scope, RefreshToken: t.RefreshToken,
-	})
+	}.appendJSON((*bp)[:0])
+	writeJSONBody(w, http.StatusOK, append(b, '\n'))
+	if cap(b) <= maxPooledBody {
+		*bp = b
+		bodyPool.Put(bp)
+	}
 }
+
+// appendJSON appends the response as json.Marshal(r) writes it, without
+// reflection: it is written for every token.
+func (r tokenResponse) appendJSON(b []byte) []byte {
+	b = append(b, `{"access_token":`...)
+	b = jsonappend.String(b, r.AccessToken)
+	b = append(b, `,"token_type":`...)
+	b = jsonappend.String(b, r.TokenType)
+	b = append(b, `,"expires_in":`...)
+	b = jsonappend.Int(b, r.ExpiresIn)
+	b = append(b, `,"scope":`...)
+	b = jsonappend.String(b, r.Scope)
+	if r.RefreshToken != "" {
+		b = append(b, `,"refresh_token":`...)
+		b = jsonappend.String(b, r.RefreshToken)
+	}
+	return append(b, '}')
+}
+
+// bodyPool holds the buffers token responses are built in: a response is
+// about a kilobyte (an RSA-signed token), and its buffer is free again as
+// soon as the body is written.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// maxPooledBody bounds the buffers kept in bodyPool (a token with many
+// custom claims may make a larger one once).
+const maxPooledBody = 16 << 10
 
 // WriteError implements Codec: an RFC 6749 §5.2 error object.
 func (StandardCodec) WriteError(w http.ResponseWriter, e *Error) { WriteError(w, e) }

@@ -13,6 +13,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/secret"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/tokencache"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -63,7 +64,7 @@ func (in *Introspection) Inspect(ctx context.Context, token string) (inspection,
 		}
 		issued = rt.CreatedAt
 	} else {
-		claims, err := en.Verifier.VerifyBound(ctx, token)
+		claims, err := verifyCached(ctx, en, token, now)
 		if err != nil {
 			return out, nil // forged, foreign, expired, or by a removed key
 		}
@@ -74,6 +75,36 @@ func (in *Introspection) Inspect(ctx context.Context, token string) (inspection,
 	_, active, err := in.clientActive(ctx, out.owner, issued)
 	out.active = active
 	return out, err
+}
+
+// verifyCached is en.Verifier.VerifyBound, answered from en.Verified when
+// the exact token was verified before: then only the signature is skipped.
+// The key it was verified with must still be the key of its kid (a key
+// removed or replaced since refuses it), and exp, nbf and iat are checked
+// again at now; a token failing that is dropped and verified in full (and
+// refused). Only tokens that verify are stored. Everything Inspect checks
+// after the verification (deny-list, client) still runs on every call.
+func verifyCached(ctx context.Context, en *env.Env, token string, now time.Time) (*verify.Claims, error) {
+	c := en.Verified
+	if c == nil {
+		return en.Verifier.VerifyBound(ctx, token)
+	}
+	sum := tokencache.SumOf(token)
+	if e, ok := c.Get(sum, now); ok {
+		if e.Issuer == en.Issuer && en.Verifier.Recheck(ctx, token, e.Claims, e.Key) == nil {
+			return e.Claims, nil
+		}
+		c.Delete(sum)
+	}
+	claims, key, err := en.Verifier.VerifyBoundKey(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	// Raw (every claim as sent) is not used here and is most of the
+	// memory of an entry.
+	claims.Raw = nil
+	c.Put(sum, tokencache.Entry{Issuer: en.Issuer, Claims: claims, Key: key}, now)
+	return claims, nil
 }
 
 // Active reports whether an access token of this server, already verified

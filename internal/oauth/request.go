@@ -307,18 +307,23 @@ func parseBasic(authz string) (b basicCreds, ok bool, e *Error) {
 	return b, true, nil
 }
 
+const formType = "application/x-www-form-urlencoded"
+
 // readBody reads and decodes the body by its content type.
 func readBody(r *http.Request) (params, *Error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return nil, ErrInvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+	mt := r.Header.Get("Content-Type")
+	if mt != formType { // what nearly every client sends, as it is
+		var err error
+		if mt, _, err = mime.ParseMediaType(mt); err != nil {
+			return nil, ErrInvalidRequest("Content-Type must be application/x-www-form-urlencoded or application/json")
+		}
 	}
 	body, e := ReadBody(r)
 	if e != nil {
 		return nil, e
 	}
 	switch mt {
-	case "application/x-www-form-urlencoded":
+	case formType:
 		return formParams(body)
 	case "application/json":
 		return parseJSONParams(body)
@@ -333,22 +338,50 @@ const maxParams = 64
 
 var errTooManyParams = ErrInvalidRequest("a request may carry at most %d parameters", maxParams)
 
-// formParams decodes an application/x-www-form-urlencoded body.
+func errInvalidForm() *Error {
+	return ErrInvalidRequest("the form body is not valid application/x-www-form-urlencoded")
+}
+
+// formParams decodes an application/x-www-form-urlencoded body as
+// url.ParseQuery does (a ';' or a bad escape makes it invalid), straight
+// into params: one string for the body, one map and one array for the
+// values, and a string only for each escaped name or value.
 func formParams(body []byte) (params, *Error) {
-	if bytes.Count(body, []byte("&")) >= maxParams {
+	n := bytes.Count(body, []byte("&"))
+	if n >= maxParams {
 		return nil, errTooManyParams
 	}
-	v, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, ErrInvalidRequest("the form body is not valid application/x-www-form-urlencoded")
+	if bytes.IndexByte(body, ';') >= 0 {
+		return nil, errInvalidForm()
 	}
-	p := params{}
-	for k, vs := range v {
-		for _, s := range vs {
-			if s != "" { // RFC 6749 §3.1: empty parameters are omitted
-				p[k] = append(p[k], s)
-			}
+	s := string(body)
+	p := make(params, n+1)
+	// The first value of each name, in one array; a repeated name's
+	// append copies its slice (capacity one) out of it.
+	vals := make([]string, 0, n+1)
+	for s != "" {
+		var kv string
+		kv, s, _ = strings.Cut(s, "&")
+		if kv == "" {
+			continue
 		}
+		k, v, _ := strings.Cut(kv, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, errInvalidForm()
+		}
+		if v, err = url.QueryUnescape(v); err != nil {
+			return nil, errInvalidForm()
+		}
+		if v == "" { // RFC 6749 §3.1: empty parameters are omitted
+			continue
+		}
+		if vs, ok := p[k]; ok {
+			p[k] = append(vs, v)
+			continue
+		}
+		vals = append(vals, v)
+		p[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	return p, nil
 }

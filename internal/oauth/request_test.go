@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -166,4 +167,21 @@ func FuzzParseTokenRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The token response is written by hand: it must be what encoding/json
+// writes for it.
+func TestTokenResponseJSON(t *testing.T) {
+	for _, r := range []tokenResponse{
+		{AccessToken: "eyJ.a.b", TokenType: "Bearer", ExpiresIn: 900, Scope: "orders:read"},
+		{AccessToken: "eyJ.a.b", TokenType: "DPoP", ExpiresIn: 1, Scope: "", RefreshToken: "rt_<&>"},
+	} {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.appendJSON(nil); string(got) != string(want) {
+			t.Errorf("appendJSON:\n got %s\nwant %s", got, want)
+		}
+	}
 }

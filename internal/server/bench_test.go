@@ -11,7 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,5 +293,43 @@ func BenchmarkObservability(b *testing.B) {
 				benchToken(b, cfg)
 			})
 		}
+	}
+}
+
+// BenchmarkTokenLatency is the token endpoint under 16 concurrent callers
+// (wrk -c16's load, in-process): it reports the p50 and p99 of a
+// request's time, where a tail shows.
+func BenchmarkTokenLatency(b *testing.B) {
+	for _, alg := range []string{"RS256", "EdDSA"} {
+		b.Run(alg, func(b *testing.B) {
+			cfg := config.Default()
+			cfg.SigningAlg = alg
+			_, h, newReq := benchServerWith(b, cfg, nil, Options{})
+			b.ReportAllocs()
+			b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+			var mu sync.Mutex
+			var all []time.Duration
+			b.RunParallel(func(pb *testing.PB) {
+				var mine []time.Duration
+				for pb.Next() {
+					start := time.Now()
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, newReq())
+					mine = append(mine, time.Since(start))
+					if w.Code != 200 {
+						b.Errorf("status %d", w.Code)
+						return
+					}
+				}
+				mu.Lock()
+				all = append(all, mine...)
+				mu.Unlock()
+			})
+			slices.Sort(all)
+			if len(all) > 0 {
+				b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+			}
+		})
 	}
 }

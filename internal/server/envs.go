@@ -22,6 +22,7 @@ import (
 	"github.com/m2mauth/m2mauth/internal/issuer"
 	"github.com/m2mauth/m2mauth/internal/keys"
 	"github.com/m2mauth/m2mauth/internal/store"
+	"github.com/m2mauth/m2mauth/internal/tokencache"
 	"github.com/m2mauth/m2mauth/verify"
 )
 
@@ -324,10 +325,11 @@ func (s *Server) buildEnv(ctx context.Context, rec store.Environment) (*env.Env,
 	}
 	en := &env.Env{
 		Name: name, Issuer: iss, Store: st, Keys: km, Tokens: issuer.New(iss, km, s.now),
-		Clients: clientcache.New(st, clientCacheTTL, clientCacheMax, s.now),
+		Clients: clientcache.New(st, s.cfg.ClientCacheTTL, s.cfg.ClientCacheMB<<20/clientcache.EntryBytes, s.now),
 		Denied:  denylist.New(st, denyListMax, s.now),
 		Hasher:  s.hasher, Verifier: anyAudience, AdminVerifier: adminVerifier,
-		Flush: s.flushUsage,
+		Verified: tokencache.New(s.cfg.IntrospectionCache),
+		Flush:    s.flushUsage,
 	}
 	en.Changed = invalidator{s, en}
 	on := s.envs.cachesOn.Load()

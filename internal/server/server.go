@@ -27,6 +27,7 @@ import (
 
 	"github.com/m2mauth/m2mauth/internal/admin"
 	"github.com/m2mauth/m2mauth/internal/audit"
+	"github.com/m2mauth/m2mauth/internal/buildinfo"
 	"github.com/m2mauth/m2mauth/internal/config"
 	"github.com/m2mauth/m2mauth/internal/console"
 	"github.com/m2mauth/m2mauth/internal/env"
@@ -126,15 +127,17 @@ const (
 	keyMaintainInterval = 10 * time.Second
 	// Expired refresh tokens are deleted this often.
 	refreshCleanupInterval = 5 * time.Minute
-	clientCacheTTL         = 30 * time.Second
 	// Hourly token counts are kept this long (the console shows a day).
 	usageRetention = 8 * 24 * time.Hour
 	// The client id filter is rebuilt larger when it grows past its size.
 	clientIDsCheckInterval = time.Minute
-	clientCacheMax         = 100_000
 	// At most this many live revocations are held in memory; past it the
 	// deny-list is read from the database.
 	denyListMax = 1_000_000
+	// A deny-list whose load failed (or was overtaken by a switch of the
+	// change feed) is loaded again this often: until then every check of
+	// a token against it (introspection, the admin API) is a query.
+	denyListRetryInterval = 10 * time.Second
 )
 
 // AdminFile is the name of the bootstrap credentials file in the data dir.
@@ -541,6 +544,15 @@ func (s *Server) startBackground() {
 			}
 		}
 		s.envs.unloadIdle()
+	})
+	s.every(ctx, denyListRetryInterval, func(ctx context.Context) {
+		for _, l := range s.envs.all() {
+			if l.env.Denied.NeedsLoad() {
+				ctx, cancel := context.WithTimeout(ctx, changeWorkTimeout)
+				s.loadDenyList(ctx, l.env)
+				cancel()
+			}
+		}
 	})
 	s.every(ctx, max(min(keyMaintainInterval, s.cfg.KeyPrepublish/4), 100*time.Millisecond), s.maintainKeys)
 	s.every(ctx, refreshCleanupInterval, s.collectGarbage)
@@ -1171,7 +1183,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("m2mauth serving", "addr", ln.Addr().String(), "scheme", scheme,
 		"client_certificates_requested", s.tlsConfig != nil && s.tlsConfig.ClientAuth == tls.RequestClientCert,
 		"issuer", s.cfg.Issuer,
-		"discovery", s.cfg.Issuer+"/.well-known/openid-configuration", "database", s.databaseName())
+		"discovery", s.cfg.Issuer+"/.well-known/openid-configuration", "database", s.databaseName(),
+		"version", buildinfo.Version(), "crypto_backend", buildinfo.CryptoBackend())
 	if len(s.cfg.TrustedProxies) > 0 {
 		s.log.Info("X-Forwarded-For is believed from the trusted proxies", "trusted_proxies", s.cfg.TrustedProxies,
 			"client_cert_header", s.cfg.ClientCertHeader)

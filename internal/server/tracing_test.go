@@ -134,7 +134,9 @@ func tracedServer(t *testing.T, rcv *otlpReceiver, vars map[string]string) (*tes
 	if err != nil || tp == nil {
 		t.Fatalf("tracer provider: %v, %v", tp, err)
 	}
-	ts := startServerOptions(t, testConfig(t), nil, Timeouts{}, Options{TracerProvider: tp})
+	cfg := testConfig(t)
+	cfg.AccessLog = config.AccessLogAll // the request records name the trace
+	ts := startServerOptions(t, cfg, nil, Timeouts{}, Options{TracerProvider: tp})
 	flush := func() {
 		t.Helper()
 		if err := tp.ForceFlush(context.Background()); err != nil {

@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"iter"
 	"strconv"
 	"time"
 )
@@ -583,9 +584,13 @@ type Store interface {
 	// longer exist are ignored, and a time never moves backwards).
 	TouchSecrets(ctx context.Context, lastUsed map[string]time.Time) error
 	// RecordUsage is TouchSecrets and AddTokenUsage for any number of
-	// environments at once (each value names its own), in one
-	// transaction: a flush costs the same however many environments
-	// issued tokens.
+	// environments at once (each value names its own): a flush costs the
+	// same however many environments issued tokens. The counts are added
+	// in one transaction; the last-used times may be written before them,
+	// in transactions of their own (on PostgreSQL, one statement per
+	// 1,000 secrets), so a failed call may have recorded some times and
+	// none of the counts. Calling it again with the same values is safe:
+	// a time never moves backwards.
 	RecordUsage(ctx context.Context, uses []SecretUse, counts []UsageCount) error
 
 	// AddTokenUsage adds issued-token counts to the per-client hourly
@@ -729,4 +734,16 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the backend's resources.
 	Close() error
+}
+
+// BulkClients is implemented by stores that insert many clients at once,
+// far faster than CreateClient one by one: for seeding benchmarks
+// ("m2mauth bench seed"), never on a server's path. The clients go into the
+// store's environment, with their grants (whose APIs must exist) and
+// secrets, in large batches, each its own transaction: a failure leaves the
+// batches before it. No change is announced to running replicas, whose id
+// filters do not learn the new ids: restart them afterwards. Ids that exist,
+// or belonged to a deleted client, fail with ErrConflict.
+type BulkClients interface {
+	InsertClients(ctx context.Context, clients iter.Seq[Client]) (int, error)
 }

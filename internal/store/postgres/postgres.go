@@ -36,11 +36,20 @@ const keysLockClass = 0x6d326d61 // "m2ma" in ASCII
 
 // Flavor describes PostgreSQL to sqlstore.
 var Flavor = sqlstore.Flavor{
-	Name:                  "postgres",
-	MigrationLock:         fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockID),
-	ForUpdate:             " FOR UPDATE",
-	KeysLock:              fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, hashtext($1))", keysLockClass),
-	Notify:                "SELECT pg_notify('" + Channel + "', $1)",
+	Name:          "postgres",
+	MigrationLock: fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", migrationLockID),
+	ForUpdate:     " FOR UPDATE",
+	KeysLock:      fmt.Sprintf("SELECT pg_advisory_xact_lock(%d, hashtext($1))", keysLockClass),
+	Notify:        "SELECT pg_notify('" + Channel + "', $1)",
+	GrantsJSON: `(SELECT COALESCE(json_agg(json_build_object('a', g.api_identifier, 's', g.scopes, 'l', a.token_lifetime_ms) ORDER BY g.api_identifier), '[]')::text
+		FROM client_grants g JOIN apis a ON a.env = g.env AND a.identifier = g.api_identifier WHERE g.env = c.env AND g.client_id = c.id)`,
+	TouchSecrets: func(envs, ids []string, at []int64) (string, []any) {
+		return `UPDATE client_secrets AS s SET last_used_at = v.t
+			FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v (env, id, t)
+			WHERE s.id = v.id AND s.env = v.env AND s.last_used_at < v.t`, []any{envs, ids, at}
+	},
+	// 40P01 deadlock_detected.
+	IsDeadlock:            func(err error) bool { return hasCode(err, "40P01") },
 	Contains:              func(col, param string) string { return "strpos(lower(" + col + "), lower(" + param + ")) > 0" },
 	IsUniqueViolation:     func(err error) bool { return hasCode(err, "23505") },
 	IsForeignKeyViolation: func(err error) bool { return hasCode(err, "23503") },

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -30,23 +31,27 @@ func (s *Store) AppendAuditEvents(ctx context.Context, events []store.AuditEvent
 		return nil
 	}
 	return s.mapErr("append audit events", s.inTx(ctx, func(tx *sql.Tx) error {
-		if s.f.Name == "sqlite" {
+		if s.f.Positional {
 			return s.appendAuditEach(ctx, tx, events)
 		}
+		a := make([]any, 0, min(len(events), auditChunk)*auditParams)
+		var boxes auditBoxes
 		for part := range slices.Chunk(events, auditChunk) {
 			var q strings.Builder
-			a := make(args, 0, len(part)*auditParams)
+			a = s.auditArgs(a[:0], part, &boxes)
 			q.WriteString(`INSERT INTO audit_events (` + auditColumns + `) VALUES `)
-			for i, e := range part {
+			n := 0
+			for i := range part {
 				if i > 0 {
 					q.WriteString(", ")
 				}
 				q.WriteString("(")
-				for j, v := range s.auditValues(e) {
+				for j := range auditParams {
 					if j > 0 {
 						q.WriteString(", ")
 					}
-					q.WriteString(a.add(v))
+					n++
+					q.WriteString("$" + strconv.Itoa(n))
 				}
 				q.WriteString(")")
 			}
@@ -60,14 +65,48 @@ func (s *Store) AppendAuditEvents(ctx context.Context, events []store.AuditEvent
 
 const auditParams = 14
 
-// auditValues are an event's column values, in auditColumns' order.
-func (s *Store) auditValues(e store.AuditEvent) [auditParams]any {
-	env := e.Env
-	if env == "" {
-		env = s.env
+// auditBoxes are the column values of the last event auditArgs added,
+// as strings and as the interface values passed to the driver.
+type auditBoxes struct {
+	text [auditParams]string
+	box  [auditParams]any
+}
+
+// auditArgs appends the events' column values, in auditColumns' order, to
+// a. A text value equal to the previous event's in its column reuses that
+// event's interface value: the token events of a batch share most of
+// theirs (environment, kind, action, surface, grant, outcome, often the
+// source address), so an event allocates for what is its own (id, time,
+// client), not for every column.
+func (s *Store) auditArgs(a []any, events []store.AuditEvent, b *auditBoxes) []any {
+	for _, e := range events {
+		env := e.Env
+		if env == "" {
+			env = s.env
+		}
+		text := [auditParams]string{e.ID, "", env, e.Kind, e.Actor, e.SourceIP, e.Action, e.TargetType, e.TargetID, "",
+			e.ClientID, e.Surface, e.Grant, e.Outcome}
+		for j := range auditParams {
+			switch j {
+			case 1: // time
+				b.box[j] = micros(e.Time)
+			case 9: // diff: per event
+				b.box[j] = string(e.Diff)
+			case 10: // client: usually the actor too
+				if text[j] == text[4] {
+					b.box[j], b.text[j] = b.box[4], text[j]
+					break
+				}
+				fallthrough
+			default:
+				if b.box[j] == nil || text[j] != b.text[j] {
+					b.box[j], b.text[j] = text[j], text[j]
+				}
+			}
+		}
+		a = append(a, b.box[:]...)
 	}
-	return [auditParams]any{e.ID, micros(e.Time), env, e.Kind, e.Actor, e.SourceIP, e.Action, e.TargetType, e.TargetID, string(e.Diff),
-		e.ClientID, e.Surface, e.Grant, e.Outcome}
+	return a
 }
 
 // appendAuditEach inserts the events in multi-row INSERTs with
@@ -80,12 +119,9 @@ func (s *Store) appendAuditEach(ctx context.Context, tx *sql.Tx, events []store.
 	a := make([]any, 0, rows*auditParams)
 	exec := context.WithoutCancel(ctx)
 	var full *sql.Stmt
+	var boxes auditBoxes
 	for part := range slices.Chunk(events, rows) {
-		a = a[:0]
-		for _, e := range part {
-			vals := s.auditValues(e)
-			a = append(a, vals[:]...)
-		}
+		a = s.auditArgs(a[:0], part, &boxes)
 		if len(part) == rows {
 			if full == nil {
 				var err error

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -151,29 +152,38 @@ func (j clientJSON) decodeInto(c *store.Client) error {
 }
 
 // GetClient implements store.Store. It is on the token hot path (on a cache
-// miss): one query for the client with its secrets, one for its grants with
-// their APIs' lifetimes.
+// miss): one query for the client with its secrets and, through the
+// flavor's GrantsJSON, its grants with their APIs' lifetimes. An unknown
+// client id costs the same query.
 func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {
 	c, err := s.getClient(ctx, s.db, id, "")
 	return c, s.mapErr("get client", err)
 }
 
+// grantJSON is one grant as Flavor.GrantsJSON encodes it.
+type grantJSON struct {
+	Audience   string `json:"a"`
+	Scopes     string `json:"s"`
+	LifetimeMS int64  `json:"l"`
+}
+
 func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (store.Client, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+clientColumns+`,
 			COALESCE(s.id, ''), COALESCE(s.hash, ''), COALESCE(s.hint, ''),
-			COALESCE(s.created_at, 0), COALESCE(s.expires_at, 0), COALESCE(s.last_used_at, 0)
+			COALESCE(s.created_at, 0), COALESCE(s.expires_at, 0), COALESCE(s.last_used_at, 0), `+s.f.GrantsJSON+`
 		FROM clients c LEFT JOIN client_secrets s ON s.env = c.env AND s.client_id = c.id
 		WHERE c.env = $1 AND c.id = $2 ORDER BY s.created_at, s.id`+lock, s.env, id)
 	if err != nil {
 		return store.Client{}, err
 	}
 	var c store.Client
+	var grantsText string
 	found := false
 	for rows.Next() {
 		var sec store.Secret
 		var sCreated, sExpires, sUsed int64
 		// One row per secret: the client's columns repeat; decode its JSON once.
-		row, j, err := scanClientRow(rows, &sec.ID, &sec.Hash, &sec.Hint, &sCreated, &sExpires, &sUsed)
+		row, j, err := scanClientRow(rows, &sec.ID, &sec.Hash, &sec.Hint, &sCreated, &sExpires, &sUsed, &grantsText)
 		if err == nil && !found {
 			err = j.decodeInto(&row)
 			c, found = row, true
@@ -191,17 +201,16 @@ func (s *Store) getClient(ctx context.Context, q querier, id, lock string) (stor
 	if err := rows.Err(); err != nil {
 		return store.Client{}, err
 	}
-	// The grants query runs even for an unknown client, so that an unknown
-	// client id costs the token endpoint the same as a wrong secret.
-	grants, err := loadGrants(ctx, q, s.env, []string{id})
-	if err != nil {
-		return store.Client{}, err
-	}
 	if !found {
 		return store.Client{}, store.ErrNotFound
 	}
-	if g := grants[id]; g != nil {
-		c.Grants = g
+	var gs []grantJSON
+	if err := json.Unmarshal([]byte(grantsText), &gs); err != nil {
+		return store.Client{}, fmt.Errorf("client %s grants: %w", id, err)
+	}
+	for _, g := range gs {
+		c.Grants = append(c.Grants, store.Grant{Audience: g.Audience, Scopes: splitScopes(g.Scopes),
+			APITokenLifetime: time.Duration(g.LifetimeMS) * time.Millisecond})
 	}
 	return c, nil
 }
@@ -523,22 +532,83 @@ func (s *Store) TouchSecrets(ctx context.Context, lastUsed map[string]time.Time)
 	for id, t := range lastUsed {
 		uses = append(uses, store.SecretUse{Env: s.env, SecretID: id, At: t})
 	}
-	return s.mapErr("touch secrets", s.inTx(ctx, func(tx *sql.Tx) error { return touchSecrets(ctx, tx, uses) }))
+	return s.mapErr("touch secrets", s.touchSecrets(ctx, uses))
 }
 
-// touchSecrets records secret last-use times, one environment's or many.
-func touchSecrets(ctx context.Context, tx *sql.Tx, uses []store.SecretUse) error {
-	// One order for every writer (other replicas flush too): rows locked
-	// in the same order cannot deadlock.
+// TouchChunk is how many last-use times one statement writes.
+var TouchChunk = 1000
+
+// touchAttempts bounds the tries of a chunk the database aborted to break a
+// deadlock.
+const touchAttempts = 5
+
+// touchSecrets records secret last-use times, one environment's or many:
+// where the flavor has a TouchSecrets statement, a chunk of TouchChunk rows per statement, each statement its own
+// transaction. Other replicas flush overlapping sets at the same time: the
+// chunks go in one order (sorted), but a statement's row locks follow its
+// plan, not its input, so two flushers can still deadlock on PostgreSQL,
+// which then aborts one of them. The update only ever moves a time
+// forward, so the aborted chunk is simply run again; and a chunk that
+// committed before a later one failed is harmless, the recorder retrying
+// the whole batch at the next flush.
+func (s *Store) touchSecrets(ctx context.Context, uses []store.SecretUse) error {
 	slices.SortFunc(uses, func(a, b store.SecretUse) int {
 		return cmp.Or(strings.Compare(a.Env, b.Env), strings.Compare(a.SecretID, b.SecretID))
 	})
-	for _, u := range uses {
-		if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND env = $3 AND last_used_at < $1`, micros(u.At), u.SecretID, u.Env); err != nil {
+	if s.f.TouchSecrets == nil {
+		return s.inTx(ctx, func(tx *sql.Tx) error {
+			for _, u := range uses {
+				if _, err := tx.ExecContext(ctx, `UPDATE client_secrets SET last_used_at = $1 WHERE id = $2 AND env = $3 AND last_used_at < $1`, micros(u.At), u.SecretID, u.Env); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for chunk := range slices.Chunk(uses, TouchChunk) {
+		envs, ids, at := make([]string, len(chunk)), make([]string, len(chunk)), make([]int64, len(chunk))
+		for i, u := range chunk {
+			envs[i], ids[i], at[i] = u.Env, u.SecretID, micros(u.At)
+		}
+		query, params := s.f.TouchSecrets(envs, ids, at)
+		err := retryDeadlocks(ctx, s.f.IsDeadlock, sleepCtx, func() error {
+			_, err := s.db.ExecContext(ctx, query, params...)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// retryDeadlocks runs exec up to touchAttempts times while it fails with a
+// deadlock (isDeadlock; nil: never retried), waiting a random 5–20 ms per
+// attempt so far between tries (sleep), so that the two flushers that
+// deadlocked do not meet again at once.
+func retryDeadlocks(ctx context.Context, isDeadlock func(error) bool, sleep func(context.Context, time.Duration) error, exec func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := exec()
+		if err == nil || attempt == touchAttempts || isDeadlock == nil || !isDeadlock(err) {
+			return err
+		}
+		pause := time.Duration(attempt) * (5*time.Millisecond + rand.N(15*time.Millisecond))
+		if err := sleep(ctx, pause); err != nil {
+			return err
+		}
+	}
+}
+
+// sleepCtx waits d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // liveEnvs returns which of the environments counts name exist.
@@ -583,10 +653,13 @@ func (s *Store) RecordUsage(ctx context.Context, uses []store.SecretUse, counts 
 			counts[i].Env = s.env
 		}
 	}
+	if err := s.touchSecrets(ctx, uses); err != nil {
+		return s.mapErr("record usage", err)
+	}
+	if len(counts) == 0 {
+		return nil
+	}
 	return s.mapErr("record usage", s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := touchSecrets(ctx, tx, uses); err != nil {
-			return err
-		}
 		// Counts of an environment deleted meanwhile are dropped: kept,
 		// they would fail every later flush.
 		live, err := liveEnvs(ctx, tx, counts)
@@ -594,6 +667,6 @@ func (s *Store) RecordUsage(ctx context.Context, uses []store.SecretUse, counts 
 			return err
 		}
 		counts = slices.DeleteFunc(counts, func(c store.UsageCount) bool { return !live[c.Env] })
-		return addTokenUsage(ctx, tx, counts)
+		return addTokenUsage(ctx, tx, &s.f, counts)
 	}))
 }

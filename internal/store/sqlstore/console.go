@@ -24,12 +24,12 @@ func (s *Store) AddTokenUsage(ctx context.Context, counts []store.UsageCount) er
 	for i := range counts {
 		counts[i].Env = s.env
 	}
-	return s.mapErr("add token usage", s.inTx(ctx, func(tx *sql.Tx) error { return addTokenUsage(ctx, tx, counts) }))
+	return s.mapErr("add token usage", s.inTx(ctx, func(tx *sql.Tx) error { return addTokenUsage(ctx, tx, &s.f, counts) }))
 }
 
 // addTokenUsage adds token counts, each to its environment's row: to the
 // hourly totals, and, for counts with a Minute, to the per-minute ones.
-func addTokenUsage(ctx context.Context, tx *sql.Tx, counts []store.UsageCount) error {
+func addTokenUsage(ctx context.Context, tx *sql.Tx, f *Flavor, counts []store.UsageCount) error {
 	type key struct {
 		env, client string
 		t           int64
@@ -48,15 +48,16 @@ func addTokenUsage(ctx context.Context, tx *sql.Tx, counts []store.UsageCount) e
 		keys := slices.SortedFunc(maps.Keys(t.rows), func(a, b key) int {
 			return cmp.Or(strings.Compare(a.env, b.env), strings.Compare(a.client, b.client), cmp.Compare(a.t, b.t))
 		})
+		a := make(args, 0, min(len(keys), usageChunk)*4)
 		for chunk := range slices.Chunk(keys, usageChunk) {
 			var q strings.Builder
-			a := args{}
+			a = a[:0]
 			q.WriteString(`INSERT INTO ` + t.table + ` (env, client_id, ` + t.column + `, tokens) VALUES `)
 			for i, k := range chunk {
 				if i > 0 {
 					q.WriteString(", ")
 				}
-				q.WriteString("(" + a.add(k.env) + ", " + a.add(k.client) + ", " + a.add(k.t) + ", " + a.add(t.rows[k]) + ")")
+				q.WriteString("(" + a.param(f, k.env) + ", " + a.param(f, k.client) + ", " + a.param(f, k.t) + ", " + a.param(f, t.rows[k]) + ")")
 			}
 			q.WriteString(` ON CONFLICT (env, client_id, ` + t.column + `) DO UPDATE SET tokens = ` + t.table + `.tokens + excluded.tokens`)
 			if _, err := tx.ExecContext(ctx, q.String(), a...); err != nil {
@@ -68,7 +69,8 @@ func addTokenUsage(ctx context.Context, tx *sql.Tx, counts []store.UsageCount) e
 }
 
 // usageChunk is how many rows one upsert writes (4 parameters each; SQLite
-// allows 32,766 parameters).
+// allows 32,766 parameters, and binds them positionally: see
+// Flavor.Positional).
 const usageChunk = 500
 
 // TokenUsageByHour implements store.Store.

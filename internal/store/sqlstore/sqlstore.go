@@ -39,12 +39,32 @@ type Flavor struct {
 	// transaction that changes a client or an API, so that other replicas
 	// learn of the change when it commits.
 	Notify string
+	// GrantsJSON is a scalar subquery of the grants of the client row "c"
+	// (env, id) with their APIs' token lifetimes, as a JSON array of
+	// {"a": API identifier, "s": scopes, "l": lifetime in ms} ordered by
+	// API identifier ("[]" for none): it lets GetClient read a client, its
+	// secrets and its grants in one round trip. Required.
+	GrantsJSON string
+	// TouchSecrets returns the statement that moves the last-use times of
+	// secrets forward (never back) and its arguments, for parallel lists of
+	// environments, secret ids and times (unix microseconds): one statement
+	// of fixed text for any number of rows. Nil: one UPDATE a row, in one
+	// transaction (cheap where the database is in the process).
+	TouchSecrets func(envs, ids []string, at []int64) (query string, args []any)
+	// IsDeadlock (may be nil) tells a statement the database aborted to
+	// break a deadlock: safe to retry when the statement is idempotent.
+	IsDeadlock func(error) bool
 	// Contains returns a condition: the text column contains the text
 	// parameter, case-insensitively.
 	Contains func(column, param string) string
 	// IsUniqueViolation and IsForeignKeyViolation classify driver errors.
 	IsUniqueViolation     func(error) bool
 	IsForeignKeyViolation func(error) bool
+	// Positional says the driver binds ? placeholders in order, and $N
+	// ones by looking each name up among all of a statement's parameters
+	// (SQLite: parsing and binding a statement with $N cost the square of
+	// its parameter count). Large generated statements then use ?.
+	Positional bool
 	// IsInvalidText (may be nil) tells a parameter the database cannot
 	// hold as text (PostgreSQL refuses invalid UTF-8 and NUL): nothing
 	// stored can equal it, so a lookup by it finds nothing.
@@ -214,6 +234,17 @@ type args []any
 func (a *args) add(v any) string {
 	*a = append(*a, v)
 	return "$" + strconv.Itoa(len(*a))
+}
+
+// param is add for large generated statements: it returns ? where the
+// flavor binds positionally (see Flavor.Positional). A statement uses one
+// form throughout.
+func (a *args) param(f *Flavor, v any) string {
+	if !f.Positional {
+		return a.add(v)
+	}
+	*a = append(*a, v)
+	return "?"
 }
 
 // page appends the filter, order and limit common to listings.

@@ -75,6 +75,7 @@ func Run(t *testing.T, newDB Opener) {
 		{"ClientIDsAreNeverReused", testTombstones},
 		{"Paging", testPaging},
 		{"TouchSecrets", testTouchSecrets},
+		{"BulkClients", testBulkClients},
 		{"UpdateSigningKeys", testUpdateSigningKeys},
 		{"UpdateSigningKeysConcurrent", testUpdateSigningKeysConcurrent},
 		{"RefreshTokens", testRefreshTokens},
@@ -111,6 +112,9 @@ func Run(t *testing.T, newDB Opener) {
 		{"EnvSigningKeys", testEnvSigningKeys},
 		{"EnvClientIsolation", testEnvClientIsolation},
 		{"RecordUsage", testRecordUsage},
+		{"ManyRows", testManyRows},
+		// Alone on its database: two replicas' flushes fight only each other.
+		{"TouchSecretsConcurrent", testTouchSecretsConcurrent},
 		{"Audit", testAudit},
 	}
 	for _, tc := range slices.Concat(deployment, environments) {
